@@ -1,0 +1,290 @@
+//! Tron addresses: 21 bytes `0x41 || keccak256(pubkey)[12..]`, shown as Base58Check (`T…`)
+//! or hex (`41…`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use sha3::Keccak256;
+
+/// The mainnet/testnet address prefix byte.
+pub const ADDRESS_PREFIX: u8 = 0x41;
+/// Length of a binary address, prefix included.
+pub const ADDRESS_LEN: usize = 21;
+
+/// A Tron account or contract address; the prefix byte is always 0x41.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address([u8; ADDRESS_LEN]);
+
+/// Why an address string or byte string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("invalid character {character:?} at position {index}")]
+    BadCharacter { character: char, index: usize },
+    #[error("checksum mismatch")]
+    BadChecksum,
+    #[error("wrong length: {len} bytes, expected 21")]
+    BadLength { len: usize },
+    #[error("wrong prefix byte 0x{prefix:02x}, expected 0x41")]
+    BadPrefix { prefix: u8 },
+    #[error("empty address")]
+    Empty,
+}
+
+impl AddressError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AddressError::BadCharacter { .. } => "address_bad_character",
+            AddressError::BadChecksum => "address_bad_checksum",
+            AddressError::BadLength { .. } => "address_bad_length",
+            AddressError::BadPrefix { .. } => "address_bad_prefix",
+            AddressError::Empty => "address_empty",
+        }
+    }
+}
+
+impl Address {
+    /// Accepts exactly 21 bytes starting with 0x41.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, AddressError> {
+        let arr: [u8; ADDRESS_LEN] = bytes
+            .try_into()
+            .map_err(|_| AddressError::BadLength { len: bytes.len() })?;
+        if arr[0] != ADDRESS_PREFIX {
+            return Err(AddressError::BadPrefix { prefix: arr[0] });
+        }
+        Ok(Address(arr))
+    }
+
+    /// Builds the address from the 20-byte account id (as in EVM ABI words).
+    pub fn from_evm(body: [u8; 20]) -> Self {
+        let mut a = [0u8; ADDRESS_LEN];
+        a[0] = ADDRESS_PREFIX;
+        a[1..].copy_from_slice(&body);
+        Address(a)
+    }
+
+    /// Derives the address of an uncompressed SEC1 public key (65 bytes, `0x04 || x || y`).
+    pub fn from_uncompressed_pubkey(point: &[u8; 65]) -> Self {
+        let hash = Keccak256::digest(&point[1..]);
+        let mut body = [0u8; 20];
+        body.copy_from_slice(&hash[12..]);
+        Address::from_evm(body)
+    }
+
+    /// Derives the address of a secp256k1 verifying key.
+    pub fn from_verifying_key(key: &k256::ecdsa::VerifyingKey) -> Self {
+        let point = key.to_encoded_point(false);
+        let mut bytes = [0u8; 65];
+        bytes.copy_from_slice(point.as_bytes());
+        Address::from_uncompressed_pubkey(&bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; ADDRESS_LEN] {
+        &self.0
+    }
+
+    /// The 20 bytes after the prefix, as they appear in TRC-20 ABI words.
+    pub fn evm_bytes(&self) -> &[u8] {
+        &self.0[1..]
+    }
+
+    /// Parses Base58Check (`T…`, 34 characters).
+    pub fn from_base58(s: &str) -> Result<Self, AddressError> {
+        if s.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        let decoded = bs58::decode(s).into_vec().map_err(|e| match e {
+            bs58::decode::Error::InvalidCharacter { character, index } => {
+                AddressError::BadCharacter { character, index }
+            }
+            bs58::decode::Error::NonAsciiCharacter { index } => AddressError::BadCharacter {
+                character: s[index..].chars().next().unwrap_or('\u{fffd}'),
+                index,
+            },
+            // Not produced by into_vec; map to the closest meaning.
+            _ => AddressError::BadLength { len: 0 },
+        })?;
+        if decoded.len() != ADDRESS_LEN + 4 {
+            return Err(AddressError::BadLength {
+                len: decoded.len().saturating_sub(4),
+            });
+        }
+        let (payload, check) = decoded.split_at(ADDRESS_LEN);
+        if checksum(payload) != check {
+            return Err(AddressError::BadChecksum);
+        }
+        Address::from_bytes(payload)
+    }
+
+    /// Parses 42 hex digits starting with `41` (an optional `0x` is accepted).
+    pub fn from_hex(s: &str) -> Result<Self, AddressError> {
+        let digits = s.strip_prefix("0x").unwrap_or(s);
+        if digits.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        let offset = s.len() - digits.len();
+        if let Some((index, character)) = digits
+            .char_indices()
+            .find(|(_, c)| !c.is_ascii_hexdigit())
+        {
+            return Err(AddressError::BadCharacter {
+                character,
+                index: index + offset,
+            });
+        }
+        if digits.len() % 2 != 0 {
+            return Err(AddressError::BadLength {
+                len: digits.len() / 2,
+            });
+        }
+        let bytes = hex::decode(digits).map_err(|_| AddressError::BadLength {
+            len: digits.len() / 2,
+        })?;
+        Address::from_bytes(&bytes)
+    }
+
+    pub fn to_base58(&self) -> String {
+        let mut buf = [0u8; ADDRESS_LEN + 4];
+        buf[..ADDRESS_LEN].copy_from_slice(&self.0);
+        buf[ADDRESS_LEN..].copy_from_slice(&checksum(&self.0));
+        bs58::encode(buf).into_string()
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+fn checksum(payload: &[u8]) -> [u8; 4] {
+    let h = Sha256::digest(Sha256::digest(payload));
+    [h[0], h[1], h[2], h[3]]
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+
+    /// Base58Check when it starts with `T`, hex otherwise.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with('T') {
+            Address::from_base58(s)
+        } else {
+            Address::from_hex(s)
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base58())
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", self.to_base58())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDR: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+    const HEX: &str = "4194a15629b2b2bbd3a5453e6d6696b2875278633b";
+
+    #[test]
+    fn base58_and_hex_round_trip() {
+        let a = Address::from_base58(ADDR).unwrap();
+        assert_eq!(a.to_hex(), HEX);
+        assert_eq!(Address::from_hex(HEX).unwrap(), a);
+        assert_eq!(Address::from_hex(&format!("0x{HEX}")).unwrap(), a);
+        assert_eq!(a.to_base58(), ADDR);
+        assert_eq!(ADDR.parse::<Address>().unwrap(), a);
+        assert_eq!(HEX.parse::<Address>().unwrap(), a);
+    }
+
+    #[test]
+    fn bad_character() {
+        // '0', 'O', 'I' and 'l' are not in the Base58 alphabet.
+        let s = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w0";
+        assert_eq!(
+            Address::from_base58(s),
+            Err(AddressError::BadCharacter {
+                character: '0',
+                index: 33
+            })
+        );
+        assert!(matches!(
+            Address::from_hex("41zz"),
+            Err(AddressError::BadCharacter { character: 'z', index: 2 })
+        ));
+        assert!(matches!(
+            Address::from_base58("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5wé"),
+            Err(AddressError::BadCharacter { character: 'é', .. })
+        ));
+    }
+
+    #[test]
+    fn bad_checksum() {
+        // Change one character: the payload decodes but the checksum no longer matches.
+        let s = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w2";
+        assert_eq!(Address::from_base58(s), Err(AddressError::BadChecksum));
+    }
+
+    #[test]
+    fn bad_length() {
+        assert!(matches!(
+            Address::from_base58("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5"),
+            Err(AddressError::BadLength { .. })
+        ));
+        assert_eq!(
+            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b28752786333b"),
+            Err(AddressError::BadLength { len: 21 })
+        );
+        assert_eq!(
+            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b2875278633b00"),
+            Err(AddressError::BadLength { len: 22 })
+        );
+        assert_eq!(
+            Address::from_bytes(&[0x41; 20]),
+            Err(AddressError::BadLength { len: 20 })
+        );
+        assert_eq!(Address::from_base58(""), Err(AddressError::Empty));
+        assert_eq!(Address::from_hex(""), Err(AddressError::Empty));
+    }
+
+    #[test]
+    fn bad_prefix() {
+        // A valid Base58Check string of 21 bytes with prefix 0x00 (a Bitcoin-style payload).
+        let mut payload = [0u8; 21];
+        payload[1..].copy_from_slice(&[7u8; 20]);
+        let mut buf = payload.to_vec();
+        buf.extend_from_slice(&checksum(&payload));
+        let s = bs58::encode(buf).into_string();
+        assert_eq!(
+            Address::from_base58(&s),
+            Err(AddressError::BadPrefix { prefix: 0 })
+        );
+        assert_eq!(
+            Address::from_hex("a094a15629b2b2bbd3a5453e6d6696b2875278633b"),
+            Err(AddressError::BadPrefix { prefix: 0xa0 })
+        );
+    }
+
+    #[test]
+    fn error_codes_are_distinct() {
+        let errs = [
+            AddressError::BadCharacter {
+                character: 'x',
+                index: 0,
+            },
+            AddressError::BadChecksum,
+            AddressError::BadLength { len: 0 },
+            AddressError::BadPrefix { prefix: 0 },
+            AddressError::Empty,
+        ];
+        let codes: std::collections::HashSet<_> = errs.iter().map(|e| e.code()).collect();
+        assert_eq!(codes.len(), errs.len());
+    }
+}
