@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tron-signer", version, about = "Hardened offline signer for Tron payouts")]
+#[command(
+    name = "tron-signer",
+    version,
+    about = "Hardened offline signer for Tron payouts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -45,8 +45,14 @@ mod tests {
         for (sig, sel) in [
             ("transfer(address,uint256)", SELECTOR_TRANSFER),
             ("approve(address,uint256)", SELECTOR_APPROVE),
-            ("transferFrom(address,address,uint256)", SELECTOR_TRANSFER_FROM),
-            ("increaseAllowance(address,uint256)", SELECTOR_INCREASE_ALLOWANCE),
+            (
+                "transferFrom(address,address,uint256)",
+                SELECTOR_TRANSFER_FROM,
+            ),
+            (
+                "increaseAllowance(address,uint256)",
+                SELECTOR_INCREASE_ALLOWANCE,
+            ),
         ] {
             assert_eq!(Keccak256::digest(sig.as_bytes())[..4], sel, "{sig}");
         }

@@ -124,9 +124,8 @@ impl Address {
             return Err(AddressError::Empty);
         }
         let offset = s.len() - digits.len();
-        if let Some((index, character)) = digits
-            .char_indices()
-            .find(|(_, c)| !c.is_ascii_hexdigit())
+        if let Some((index, character)) =
+            digits.char_indices().find(|(_, c)| !c.is_ascii_hexdigit())
         {
             return Err(AddressError::BadCharacter {
                 character,
@@ -217,11 +216,16 @@ mod tests {
         );
         assert!(matches!(
             Address::from_hex("41zz"),
-            Err(AddressError::BadCharacter { character: 'z', index: 2 })
+            Err(AddressError::BadCharacter {
+                character: 'z',
+                index: 2
+            })
         ));
         assert!(matches!(
             Address::from_base58("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5wé"),
-            Err(AddressError::BadCharacter { character: 'é', .. })
+            Err(AddressError::BadCharacter {
+                character: 'é', ..
+            })
         ));
     }
 

@@ -25,7 +25,10 @@ pub enum DecodeError {
         field: &'static str,
     },
     #[error("{message}: invalid field tag at byte {offset}")]
-    InvalidTag { message: &'static str, offset: usize },
+    InvalidTag {
+        message: &'static str,
+        offset: usize,
+    },
     #[error("{message}: {count} trailing zero byte(s) after the last field")]
     TrailingBytes { message: &'static str, count: usize },
     #[error("{message}: unknown field number {number}")]
@@ -110,7 +113,10 @@ pub enum DecodeError {
     #[error("call data is {len} bytes; transfer(address,uint256) is exactly 68")]
     Trc20DataLength { len: usize },
     #[error("call selector {selector} ({name}) is not transfer(address,uint256)")]
-    Trc20Selector { selector: String, name: &'static str },
+    Trc20Selector {
+        selector: String,
+        name: &'static str,
+    },
     #[error("non-zero bytes in the 12-byte padding of the recipient word")]
     Trc20AddressPadding,
     #[error("TRC-20 transfer amount is zero")]

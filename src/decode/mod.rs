@@ -69,7 +69,39 @@ pub struct Trc20Transfer {
     pub amount: U256,
 }
 
+/// What is being moved: TRX, or a TRC-20 token identified by its contract address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Asset {
+    Trx,
+    Token(Address),
+}
+
+impl std::fmt::Display for Asset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Asset::Trx => f.write_str("TRX"),
+            Asset::Token(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 impl Intent {
+    /// The asset moved.
+    pub fn asset(&self) -> Asset {
+        match self {
+            Intent::Trx(_) => Asset::Trx,
+            Intent::Trc20(t) => Asset::Token(t.token),
+        }
+    }
+
+    /// The amount moved, in base units (sun or token units).
+    pub fn amount(&self) -> U256 {
+        match self {
+            Intent::Trx(t) => U256::from(t.amount),
+            Intent::Trc20(t) => t.amount,
+        }
+    }
+
     /// The account whose key must sign.
     pub fn owner(&self) -> &Address {
         match self {
@@ -223,11 +255,10 @@ pub fn decode(raw: &[u8]) -> Result<Decoded, DecodeError> {
     }
 
     let any = wire::parse(c.bytes(2), &ANY)?;
-    let type_url =
-        std::str::from_utf8(any.bytes(1)).map_err(|_| DecodeError::InvalidUtf8 {
-            message: "Any",
-            field: "type_url",
-        })?;
+    let type_url = std::str::from_utf8(any.bytes(1)).map_err(|_| DecodeError::InvalidUtf8 {
+        message: "Any",
+        field: "type_url",
+    })?;
     if type_url.strip_prefix(TYPE_URL_PREFIX) != Some(name) {
         return Err(DecodeError::TypeUrlMismatch {
             expected: format!("{TYPE_URL_PREFIX}{name}"),

@@ -216,7 +216,8 @@ fn refuses_truncation_at_every_length() {
             }
         }
         // Cutting inside the contract always fails.
-        let contract_end = raw.len() - vfield(14, 1_789_999_940_000).len() - vfield(18, 30_000_000).len();
+        let contract_end =
+            raw.len() - vfield(14, 1_789_999_940_000).len() - vfield(18, 30_000_000).len();
         for cut in 1..contract_end {
             assert_ne!(code(&raw[..cut]), "ok", "prefix of {cut} bytes accepted");
         }
@@ -276,7 +277,12 @@ fn refuses_trailing_bytes() {
 #[test]
 fn refuses_unknown_fields_at_every_level() {
     // raw: field 2 (ref_block_num is 3; 2 does not exist).
-    let raw = [bfield(1, &[0x12, 0x34]), vfield(2, 1), bfield(11, &trx_contract())].concat();
+    let raw = [
+        bfield(1, &[0x12, 0x34]),
+        vfield(2, 1),
+        bfield(11, &trx_contract()),
+    ]
+    .concat();
     assert_eq!(code(&raw), "unknown_field");
     // raw: field 19 past fee_limit.
     let raw = [trx(), vfield(19, 1)].concat();
@@ -300,7 +306,10 @@ fn refuses_unknown_fields_at_every_level() {
     assert_eq!(code(&raw_with(&c)), "unknown_field");
     // TriggerSmartContract: field 7.
     let v = [trigger_value(&call_data(1)), vfield(7, 1)].concat();
-    let c = contract(31, &any("type.googleapis.com/protocol.TriggerSmartContract", &v));
+    let c = contract(
+        31,
+        &any("type.googleapis.com/protocol.TriggerSmartContract", &v),
+    );
     assert_eq!(code(&raw_with(&c)), "unknown_field");
     // Huge field numbers are unknown too, not a panic.
     let raw = [tag(0x1fff_ffff, 0), varint(1)].concat();
@@ -338,7 +347,12 @@ fn refuses_out_of_order_fields() {
 #[test]
 fn refuses_wrong_wire_types() {
     // expiration as bytes.
-    let raw = [bfield(1, &[0x12, 0x34]), bfield(4, &[1; 8]), bfield(8, &[5])].concat();
+    let raw = [
+        bfield(1, &[0x12, 0x34]),
+        bfield(4, &[1; 8]),
+        bfield(8, &[5]),
+    ]
+    .concat();
     assert_eq!(code(&raw), "wrong_wire_type");
     // amount as fixed64 (wire type 1).
     let v = [
@@ -373,7 +387,10 @@ fn refuses_explicit_defaults() {
         bfield(4, &call_data(1)),
     ]
     .concat();
-    let c = contract(31, &any("type.googleapis.com/protocol.TriggerSmartContract", &v));
+    let c = contract(
+        31,
+        &any("type.googleapis.com/protocol.TriggerSmartContract", &v),
+    );
     assert_eq!(code(&raw_with(&c)), "default_value_encoded");
 }
 
@@ -437,7 +454,10 @@ fn refuses_other_contract_types_by_name() {
         (30, "CreateSmartContract"),
         (1000, "unknown"),
     ] {
-        let param = any(&format!("type.googleapis.com/protocol.{name}"), &[0x0a, 0x01, 0x41]);
+        let param = any(
+            &format!("type.googleapis.com/protocol.{name}"),
+            &[0x0a, 0x01, 0x41],
+        );
         // Type 0 is the proto3 default, so a canonical encoder leaves the field out.
         let c = if t == 0 {
             bfield(2, &param)
@@ -449,7 +469,10 @@ fn refuses_other_contract_types_by_name() {
         assert!(err.to_string().contains(name), "{err}");
     }
     // A missing type field means type 0, which is refused.
-    let c = bfield(2, &any("type.googleapis.com/protocol.TransferContract", &[]));
+    let c = bfield(
+        2,
+        &any("type.googleapis.com/protocol.TransferContract", &[]),
+    );
     assert_eq!(code(&raw_with(&c)), "unsupported_contract_type");
 }
 
@@ -545,7 +568,12 @@ fn refuses_bad_ref_block_fields() {
     assert_eq!(code(&raw(&[1], &[1; 8])), "ref_block_bytes_length");
     assert_eq!(code(&raw(&[1, 2], &[1; 7])), "ref_block_hash_length");
     assert_eq!(code(&raw(&[1, 2], &[1; 32])), "ref_block_hash_length");
-    let missing = [bfield(4, &[1; 8]), vfield(8, 5), bfield(11, &trx_contract())].concat();
+    let missing = [
+        bfield(4, &[1; 8]),
+        vfield(8, 5),
+        bfield(11, &trx_contract()),
+    ]
+    .concat();
     assert_eq!(code(&missing), "ref_block_bytes_length");
 }
 
@@ -591,14 +619,26 @@ fn refuses_bad_addresses_in_every_field() {
         let c = contract(1, &any("type.googleapis.com/protocol.TransferContract", &v));
         let e = decode(&raw_with(&c)).unwrap_err();
         assert!(
-            matches!(e, DecodeError::BadAddress { field: "owner_address", .. }),
+            matches!(
+                e,
+                DecodeError::BadAddress {
+                    field: "owner_address",
+                    ..
+                }
+            ),
             "{e:?}"
         );
         let v = [bfield(1, &addr(OWNER)), bfield(2, &bad), vfield(3, 1)].concat();
         let c = contract(1, &any("type.googleapis.com/protocol.TransferContract", &v));
         let e = decode(&raw_with(&c)).unwrap_err();
         assert!(
-            matches!(e, DecodeError::BadAddress { field: "to_address", .. }),
+            matches!(
+                e,
+                DecodeError::BadAddress {
+                    field: "to_address",
+                    ..
+                }
+            ),
             "{e:?}"
         );
         let v = [
@@ -607,10 +647,19 @@ fn refuses_bad_addresses_in_every_field() {
             bfield(4, &call_data(1)),
         ]
         .concat();
-        let c = contract(31, &any("type.googleapis.com/protocol.TriggerSmartContract", &v));
+        let c = contract(
+            31,
+            &any("type.googleapis.com/protocol.TriggerSmartContract", &v),
+        );
         let e = decode(&raw_with(&c)).unwrap_err();
         assert!(
-            matches!(e, DecodeError::BadAddress { field: "contract_address", .. }),
+            matches!(
+                e,
+                DecodeError::BadAddress {
+                    field: "contract_address",
+                    ..
+                }
+            ),
             "{e:?}"
         );
     }
@@ -650,7 +699,10 @@ fn refuses_trc20_data_length() {
     }
     // No data at all (the field is absent).
     let v = [bfield(1, &addr(OWNER)), bfield(2, &addr(USDT))].concat();
-    let c = contract(31, &any("type.googleapis.com/protocol.TriggerSmartContract", &v));
+    let c = contract(
+        31,
+        &any("type.googleapis.com/protocol.TriggerSmartContract", &v),
+    );
     assert_eq!(
         decode(&raw_with(&c)).unwrap_err(),
         DecodeError::Trc20DataLength { len: 0 }
@@ -717,7 +769,10 @@ fn refuses_call_value_token_value_and_token_id() {
         }
         let c = contract(
             31,
-            &any("type.googleapis.com/protocol.TriggerSmartContract", &v.concat()),
+            &any(
+                "type.googleapis.com/protocol.TriggerSmartContract",
+                &v.concat(),
+            ),
         );
         assert_eq!(code(&raw_with(&c)), want);
     }
@@ -728,27 +783,63 @@ fn every_code_is_distinct() {
     use std::collections::HashSet;
     let samples = [
         DecodeError::TooLarge { len: 0, max: 0 },
-        DecodeError::Truncated { message: "", field: "" },
-        DecodeError::VarintOverflow { message: "", field: "" },
-        DecodeError::NonMinimalVarint { message: "", field: "" },
-        DecodeError::InvalidTag { message: "", offset: 0 },
-        DecodeError::TrailingBytes { message: "", count: 0 },
-        DecodeError::UnknownField { message: "", number: 0 },
+        DecodeError::Truncated {
+            message: "",
+            field: "",
+        },
+        DecodeError::VarintOverflow {
+            message: "",
+            field: "",
+        },
+        DecodeError::NonMinimalVarint {
+            message: "",
+            field: "",
+        },
+        DecodeError::InvalidTag {
+            message: "",
+            offset: 0,
+        },
+        DecodeError::TrailingBytes {
+            message: "",
+            count: 0,
+        },
+        DecodeError::UnknownField {
+            message: "",
+            number: 0,
+        },
         DecodeError::WrongWireType {
             message: "",
             field: "",
             expected: 0,
             found: 0,
         },
-        DecodeError::DuplicateField { message: "", field: "" },
-        DecodeError::FieldOrder { message: "", field: "" },
-        DecodeError::DefaultValueEncoded { message: "", field: "" },
-        DecodeError::Int32OutOfRange { message: "", field: "" },
-        DecodeError::InvalidUtf8 { message: "", field: "" },
+        DecodeError::DuplicateField {
+            message: "",
+            field: "",
+        },
+        DecodeError::FieldOrder {
+            message: "",
+            field: "",
+        },
+        DecodeError::DefaultValueEncoded {
+            message: "",
+            field: "",
+        },
+        DecodeError::Int32OutOfRange {
+            message: "",
+            field: "",
+        },
+        DecodeError::InvalidUtf8 {
+            message: "",
+            field: "",
+        },
         DecodeError::NonCanonical,
         DecodeError::NoContract,
         DecodeError::MultipleContracts { count: 0 },
-        DecodeError::UnsupportedContractType { type_code: 0, name: "" },
+        DecodeError::UnsupportedContractType {
+            type_code: 0,
+            name: "",
+        },
         DecodeError::TypeUrlMismatch {
             expected: String::new(),
             found: String::new(),

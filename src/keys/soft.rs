@@ -84,13 +84,19 @@ mod tests {
     #[test]
     fn known_vectors() {
         let k = key("279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e");
-        assert_eq!(k.address().to_base58(), "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1");
+        assert_eq!(
+            k.address().to_base58(),
+            "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"
+        );
         assert_eq!(
             k.address().to_hex(),
             "4194a15629b2b2bbd3a5453e6d6696b2875278633b"
         );
         let one = key("0000000000000000000000000000000000000000000000000000000000000001");
-        assert_eq!(one.address().to_base58(), "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC");
+        assert_eq!(
+            one.address().to_base58(),
+            "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
+        );
     }
 
     #[test]

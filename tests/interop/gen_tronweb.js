@@ -7,8 +7,10 @@
 const path = require('path');
 const { createHash } = require('crypto');
 
+// TronWeb lives where setup.sh put it (INTEROP_NODE_MODULES, or under INTEROP_CACHE).
 const cache = process.env.INTEROP_CACHE || path.resolve(__dirname, '../../target/interop-cache');
-const { TronWeb, utils } = require(require.resolve('tronweb', { paths: [path.join(cache, 'node')] }));
+const nodeModules = process.env.INTEROP_NODE_MODULES || path.join(cache, 'node', 'node_modules');
+const { TronWeb, utils } = require(require.resolve('tronweb', { paths: [nodeModules] }));
 const { Transaction } = globalThis.TronWebProto; // TronWeb's own protobuf classes
 
 const USDT = 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t';

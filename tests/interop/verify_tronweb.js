@@ -8,8 +8,10 @@
 const path = require('path');
 const readline = require('readline');
 
+// TronWeb lives where setup.sh put it (INTEROP_NODE_MODULES, or under INTEROP_CACHE).
 const cache = process.env.INTEROP_CACHE || path.resolve(__dirname, '../../target/interop-cache');
-const { TronWeb, utils } = require(require.resolve('tronweb', { paths: [path.join(cache, 'node')] }));
+const nodeModules = process.env.INTEROP_NODE_MODULES || path.join(cache, 'node', 'node_modules');
+const { TronWeb, utils } = require(require.resolve('tronweb', { paths: [nodeModules] }));
 
 function verify(line) {
   const rec = JSON.parse(line);
