@@ -1,11 +1,19 @@
-//! Compiles the Tron protocol subset with protox (pure Rust), so no system `protoc` is needed.
+//! Compiles the protocol subset and the signer API with protox (pure Rust), so no system
+//! `protoc` is needed, and keeps the encoded descriptor set for gRPC server reflection.
+
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["protos/tron.proto"];
+    let files = ["protos/tron.proto", "protos/signer.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["protos"])?;
-    prost_build::Config::new().compile_fds(fds)?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("signer_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod address;
+pub mod client;
 pub mod contract_type;
 pub mod sig;
 
@@ -16,6 +17,16 @@ pub use ethnum::U256;
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
+}
+
+/// The tron-signer gRPC API (`protos/signer.proto`): client and server.
+#[allow(clippy::all, missing_docs)]
+pub mod signer {
+    tonic::include_proto!("tronsigner.v1");
+
+    /// Encoded descriptor set of every proto in this crate, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/signer_descriptor.bin"));
 }
 
 /// The Any `type_url` prefix Tron uses for contract parameters.

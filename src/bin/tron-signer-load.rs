@@ -1,0 +1,253 @@
+//! Load generator for the signer's gRPC `Sign`: closed-loop with N concurrent clients, or
+//! open-loop at a fixed rate, reporting signs/s, p50/p99 latency and the server's peak RSS
+//! beside the raw single-core k256 sign rate measured in the same run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use k256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
+use tokio::sync::Mutex;
+use tron_proto::signer::signer_client::SignerClient;
+use tron_proto::signer::SignRequest;
+use tron_proto::{Address, U256};
+use tron_signer::decode::{encode, Decoded, Envelope, Intent, Trc20Transfer, TrxTransfer};
+
+#[derive(Parser)]
+#[command(name = "tron-signer-load", about = "Drive tron-signer Sign over gRPC")]
+struct Args {
+    /// `host:port` or `unix:/path/to.sock`.
+    #[arg(long)]
+    endpoint: String,
+    /// The signing key (owner) to use.
+    #[arg(long)]
+    key: String,
+    /// Allowlisted destinations to spread payouts over (repeat).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// TRC-20 token contract; TRX when absent.
+    #[arg(long)]
+    token: Option<String>,
+    /// Amount per payout in base units.
+    #[arg(long, default_value_t = 1)]
+    amount: u64,
+    /// Concurrent in-flight requests (closed loop).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// HTTP/2 connections the clients share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Open loop: requests per second (latency measured from each request's scheduled time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds to measure raw k256 signing first.
+    #[arg(long, default_value_t = 2.0)]
+    raw_seconds: f64,
+    /// Server process id, to report its peak RSS (VmHWM).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Prefix for payout ids, so runs do not collide.
+    #[arg(long, default_value = "load")]
+    run_id: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn raw_data(owner: Address, to: Address, token: Option<Address>, amount: u64, n: u64) -> Vec<u8> {
+    let now = now_ms();
+    let intent = match token {
+        Some(token) => Intent::Trc20(Trc20Transfer {
+            owner,
+            token,
+            to,
+            amount: U256::from(amount),
+        }),
+        None => Intent::Trx(TrxTransfer { owner, to, amount }),
+    };
+    encode(&Decoded {
+        envelope: Envelope {
+            txid: [0; 32],
+            ref_block_bytes: [(n >> 8) as u8, n as u8],
+            ref_block_hash: (n).to_be_bytes(),
+            expiration: now + 60_000,
+            // Unique per request, so every txid differs.
+            timestamp: now * 1000 + (n % 1000) as i64,
+            fee_limit: if token.is_some() { 30_000_000 } else { 0 },
+            memo: Vec::new(),
+            permission_id: 0,
+        },
+        intent,
+    })
+}
+
+fn raw_sign_rate(seconds: f64) -> f64 {
+    let key = SigningKey::from_slice(&[0x42; 32]).expect("constant key is valid");
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut digest = [7u8; 32];
+    while start.elapsed().as_secs_f64() < seconds {
+        let s: Signature = key.sign_prehash(&digest).expect("sign");
+        digest[0] = s.to_bytes()[0];
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let owner: Address = args.key.parse()?;
+    let to: Vec<Address> = args
+        .to
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    let token = args.token.as_deref().map(str::parse).transpose()?;
+
+    let raw_rate = raw_sign_rate(args.raw_seconds);
+
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        clients.push(SignerClient::new(
+            tron_proto::client::connect(&args.endpoint).await?,
+        ));
+    }
+    let seq = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let deadline = Duration::from_secs_f64(args.seconds);
+    let start = Instant::now();
+
+    let one = {
+        let (seq, errors, first_error, to, run_id) = (
+            seq.clone(),
+            errors.clone(),
+            first_error.clone(),
+            to.clone(),
+            args.run_id.clone(),
+        );
+        let amount = args.amount;
+        move |mut client: SignerClient<tonic::transport::Channel>| {
+            let (seq, errors, first_error, to, run_id) = (
+                seq.clone(),
+                errors.clone(),
+                first_error.clone(),
+                to.clone(),
+                run_id.clone(),
+            );
+            async move {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let dest = to[(n as usize) % to.len()];
+                let req = SignRequest {
+                    key: owner.to_base58(),
+                    raw_data: raw_data(owner, dest, token, amount, n),
+                    payout_id: format!("{run_id}-{n}"),
+                };
+                if let Err(status) = client.sign(req).await {
+                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        *first_error.lock().await = Some(status.to_string());
+                    }
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    };
+
+    let mut tasks = Vec::new();
+    match args.rate {
+        None => {
+            for c in 0..args.clients.max(1) {
+                let client = clients[c % clients.len()].clone();
+                let (one, latencies) = (one.clone(), latencies.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    while start.elapsed() < deadline {
+                        let t = Instant::now();
+                        if one(client.clone()).await {
+                            mine.push(t.elapsed().as_micros() as u64);
+                        }
+                    }
+                    latencies.lock().await.extend(mine);
+                }));
+            }
+        }
+        Some(rate) => {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let total = (rate * args.seconds) as u64;
+            for i in 0..total {
+                let scheduled = start + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(scheduled.into()).await;
+                let client = clients[(i as usize) % clients.len()].clone();
+                let (one, latencies) = (one.clone(), latencies.clone());
+                tasks.push(tokio::spawn(async move {
+                    if one(client).await {
+                        let l = scheduled.elapsed().as_micros() as u64;
+                        latencies.lock().await.push(l);
+                    }
+                }));
+            }
+        }
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat = std::mem::take(&mut *latencies.lock().await);
+    lat.sort_unstable();
+    let ok = lat.len() as f64;
+    let rate = ok / elapsed;
+    let errors = errors.load(Ordering::Relaxed);
+    let rss = args.server_pid.and_then(peak_rss_kib);
+    let mode = match args.rate {
+        Some(r) => format!("open loop at {r:.0}/s"),
+        None => format!("closed loop, {} clients", args.clients),
+    };
+    println!(
+        "mode              {mode} over {} connection(s), {elapsed:.1} s",
+        args.connections
+    );
+    println!("signed            {ok:.0} ok, {errors} errors");
+    println!("throughput        {rate:.0} signs/s");
+    println!("latency p50       {:.2} ms", percentile(&lat, 0.50));
+    println!("latency p99       {:.2} ms", percentile(&lat, 0.99));
+    println!("raw k256 sign     {raw_rate:.0}/s on one core (same run)");
+    println!(
+        "ratio             {:.2} x raw single-core rate",
+        rate / raw_rate
+    );
+    if let Some(kib) = rss {
+        println!("server peak RSS   {:.1} MiB", kib as f64 / 1024.0);
+    }
+    if let Some(e) = first_error.lock().await.take() {
+        println!("first error       {e}");
+    }
+    Ok(())
+}

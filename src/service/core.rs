@@ -1,0 +1,590 @@
+//! The decision path shared by every front end (gRPC now, batch files later):
+//! bytes → intent → decision → durable record → signature.
+
+use std::sync::{Arc, RwLock};
+
+use tron_proto::Address;
+
+use crate::decode::{decode, Decoded};
+use crate::inspect;
+use crate::keys::{KeyError, KeyRing};
+use crate::ledger::{AuditRecord, Ledger, Lookup, PendingEntry};
+use crate::policy::{Decision, LoadedPolicy, Request};
+
+/// Longest payout id accepted; ids are the caller's idempotency keys, not free text.
+pub const MAX_PAYOUT_ID_LEN: usize = 128;
+
+/// How a refusal maps onto transport status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The request itself is malformed (undecodable bytes, bad address or payout id).
+    InvalidArgument,
+    /// Policy or ledger said no.
+    Denied,
+    /// A dependency (key backend, ledger) is down; retrying later may work.
+    Unavailable,
+}
+
+/// A refused request: a stable reason code and a message a person understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub code: String,
+    pub message: String,
+    /// The audit record of the refusal, when it could be written.
+    pub audit_sequence: Option<u64>,
+}
+
+/// A released signature and what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub txid: [u8; 32],
+    pub signature: [u8; 65],
+    /// `Transaction { raw_data, signature }` bytes, with `raw_data` exactly as received.
+    pub signed_transaction: Vec<u8>,
+    pub policy_hash: String,
+    pub rule: String,
+    pub audit_sequence: u64,
+    /// The txid had been signed before; the stored signature was returned.
+    pub replayed: bool,
+}
+
+/// The outcome of an Evaluate call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluated {
+    pub txid: [u8; 32],
+    pub allowed: bool,
+    pub rule: String,
+    pub reason_code: String,
+    pub message: String,
+    pub policy_hash: String,
+    pub audit_sequence: u64,
+}
+
+/// Milliseconds since the Unix epoch; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    })
+}
+
+/// Everything one signing decision needs.
+pub struct Core {
+    keys: KeyRing,
+    policy: RwLock<Arc<LoadedPolicy>>,
+    ledger: Ledger,
+    clock: Clock,
+}
+
+/// A validated request, ready for the ledger and policy.
+struct Checked {
+    key: Address,
+    decoded: Decoded,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Sign,
+    Evaluate,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Sign => "Sign",
+            Method::Evaluate => "Evaluate",
+        }
+    }
+}
+
+impl Core {
+    pub fn new(keys: KeyRing, policy: LoadedPolicy, ledger: Ledger, clock: Clock) -> Self {
+        Core {
+            keys,
+            policy: RwLock::new(Arc::new(policy)),
+            ledger,
+            clock,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<LoadedPolicy> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a new, already validated policy in force atomically; audited.
+    pub async fn replace_policy(&self, new: LoadedPolicy, caller: &str) -> Result<u64, Refusal> {
+        let old_hash = self.policy().hash_hex();
+        let new_hash = new.hash_hex();
+        {
+            let mut slot = match self.policy.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *slot = Arc::new(new);
+        }
+        let rec = self.record(caller, "Reload", &new_hash);
+        self.write_audit(AuditRecord {
+            decision: "allow".into(),
+            reason_code: "policy_reloaded".into(),
+            message: format!("policy {old_hash} replaced by {new_hash}"),
+            ..rec
+        })
+        .await
+    }
+
+    /// Records a reload that was refused (the old policy stays in force).
+    pub async fn reload_refused(&self, caller: &str, problems: &str) -> Result<u64, Refusal> {
+        let rec = self.record(caller, "Reload", &self.policy().hash_hex());
+        self.write_audit(AuditRecord {
+            decision: "deny".into(),
+            reason_code: "policy_invalid".into(),
+            message: format!("new policy refused, old one stays in force: {problems}"),
+            ..rec
+        })
+        .await
+    }
+
+    /// Decide, record durably, then sign (DESIGN invariants 1-7).
+    pub async fn sign(
+        &self,
+        caller: &str,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+    ) -> Result<Signed, Refusal> {
+        let policy = self.policy();
+        let now = (self.clock)();
+        let base = AuditRecord {
+            payout_id: Some(payout_id.to_owned()),
+            ..self.record(caller, Method::Sign.as_str(), &policy.hash_hex())
+        };
+        let checked = match self.check_request(key, raw, payout_id) {
+            Ok(c) => c,
+            Err(r) => return Err(self.refuse(base, r).await),
+        };
+        let txid = checked.decoded.envelope.txid;
+        let base = AuditRecord {
+            key: Some(checked.key.to_base58()),
+            txid: Some(hex::encode(txid)),
+            intent: Some(inspect::view(&checked.decoded)),
+            ..base
+        };
+        let Some(backend) = self.keys.get(&checked.key).cloned() else {
+            let r = refusal(
+                RefusalKind::Denied,
+                "key_not_loaded",
+                format!("no key {} is loaded in this signer", checked.key),
+            );
+            return Err(self.refuse(base, r).await);
+        };
+
+        let reservation = {
+            let mut state = self.ledger.state();
+            match state.find_txid(&txid) {
+                Some(Lookup::Committed(entry)) => {
+                    drop(state);
+                    return self.replay(base, &checked, raw, payout_id, entry, &policy).await;
+                }
+                Some(Lookup::InFlight) => {
+                    drop(state);
+                    let r = refusal(
+                        RefusalKind::Unavailable,
+                        "txid_in_flight",
+                        format!(
+                            "transaction {} is being signed by another request; retry",
+                            hex::encode(txid)
+                        ),
+                    );
+                    return Err(self.refuse(base, r).await);
+                }
+                None => {}
+            }
+            if let Some(r) = payout_conflict(&state, &checked, payout_id, now) {
+                drop(state);
+                return Err(self.refuse(base, r).await);
+            }
+            let req = Request {
+                key: &checked.key,
+                decoded: &checked.decoded,
+                now_ms: now,
+            };
+            match policy.policy.evaluate(&req, &state) {
+                Decision::Deny(d) => {
+                    drop(state);
+                    let r = refusal(RefusalKind::Denied, d.code.as_str(), d.message);
+                    return Err(self.refuse(base, r).await);
+                }
+                Decision::Allow(a) => {
+                    let intent = &checked.decoded.intent;
+                    let reservation = state.reserve(PendingEntry {
+                        txid,
+                        key: checked.key,
+                        asset: intent.asset(),
+                        destination: *intent.to(),
+                        amount: intent.amount(),
+                        payout_id: payout_id.to_owned(),
+                        expiration_ms: checked.decoded.envelope.expiration,
+                        signed_at_ms: now,
+                        policy_hash: policy.hash_hex(),
+                    });
+                    (reservation, a.rule)
+                }
+            }
+        };
+        let (reservation, rule) = reservation;
+
+        let signature = match backend.sign(&txid).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(reservation);
+                return Err(self.refuse(base, key_refusal(&e)).await);
+            }
+        };
+        let audit = AuditRecord {
+            decision: "allow".into(),
+            reason_code: "signed".into(),
+            message: rule.clone(),
+            ..base
+        };
+        // Invariant 4: the signature leaves only after this commit returned.
+        let audit_sequence = reservation.commit(signature, audit).await.map_err(|e| {
+            refusal(
+                RefusalKind::Unavailable,
+                "ledger_unavailable",
+                format!("the ledger could not record the signature, so it was not released: {e}"),
+            )
+        })?;
+        Ok(Signed {
+            txid,
+            signature,
+            signed_transaction: signed_transaction(raw, &signature),
+            policy_hash: policy.hash_hex(),
+            rule,
+            audit_sequence,
+            replayed: false,
+        })
+    }
+
+    /// The same checks as [`Core::sign`], without signing or consuming limits; audited.
+    pub async fn evaluate(
+        &self,
+        caller: &str,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+    ) -> Result<Evaluated, Refusal> {
+        let policy = self.policy();
+        let now = (self.clock)();
+        let base = AuditRecord {
+            payout_id: Some(payout_id.to_owned()),
+            ..self.record(caller, Method::Evaluate.as_str(), &policy.hash_hex())
+        };
+        let checked = match self.check_request(key, raw, payout_id) {
+            Ok(c) => c,
+            Err(r) => return Err(self.refuse(base, r).await),
+        };
+        let txid = checked.decoded.envelope.txid;
+        let base = AuditRecord {
+            key: Some(checked.key.to_base58()),
+            txid: Some(hex::encode(txid)),
+            intent: Some(inspect::view(&checked.decoded)),
+            ..base
+        };
+        let outcome: Result<String, Refusal> = if self.keys.get(&checked.key).is_none() {
+            Err(refusal(
+                RefusalKind::Denied,
+                "key_not_loaded",
+                format!("no key {} is loaded in this signer", checked.key),
+            ))
+        } else {
+            let state = self.ledger.state();
+            match state.find_txid(&txid) {
+                Some(Lookup::Committed(_)) => Ok("already signed; Sign returns the stored signature".into()),
+                Some(Lookup::InFlight) => Err(refusal(
+                    RefusalKind::Unavailable,
+                    "txid_in_flight",
+                    format!("transaction {} is being signed by another request", hex::encode(txid)),
+                )),
+                None => match payout_conflict(&state, &checked, payout_id, now) {
+                    Some(r) => Err(r),
+                    None => {
+                        let req = Request {
+                            key: &checked.key,
+                            decoded: &checked.decoded,
+                            now_ms: now,
+                        };
+                        match policy.policy.evaluate(&req, &state) {
+                            Decision::Allow(a) => Ok(a.rule),
+                            Decision::Deny(d) => {
+                                Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
+                            }
+                        }
+                    }
+                },
+            }
+        };
+        let (allowed, rule, reason_code, message) = match outcome {
+            Ok(rule) => (true, rule, String::new(), String::new()),
+            Err(r) if r.kind == RefusalKind::Denied => (false, String::new(), r.code, r.message),
+            Err(r) => return Err(self.refuse(base, r).await),
+        };
+        let audit_sequence = self
+            .write_audit(AuditRecord {
+                decision: if allowed { "allow" } else { "deny" }.into(),
+                reason_code: if allowed { "would_sign".into() } else { reason_code.clone() },
+                message: if allowed { rule.clone() } else { message.clone() },
+                ..base
+            })
+            .await?;
+        Ok(Evaluated {
+            txid,
+            allowed,
+            rule,
+            reason_code,
+            message,
+            policy_hash: policy.hash_hex(),
+            audit_sequence,
+        })
+    }
+
+    fn check_request(&self, key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
+        let key: Address = key.trim().parse().map_err(|e: tron_proto::AddressError| {
+            refusal(
+                RefusalKind::InvalidArgument,
+                "bad_key_address",
+                format!("key {key:?} is not a Tron address: {e}"),
+            )
+        })?;
+        check_payout_id(payout_id)?;
+        let decoded = decode(raw).map_err(|e| {
+            refusal(
+                RefusalKind::InvalidArgument,
+                e.code(),
+                format!("raw_data refused: {e}"),
+            )
+        })?;
+        Ok(Checked { key, decoded })
+    }
+
+    async fn replay(
+        &self,
+        base: AuditRecord,
+        checked: &Checked,
+        raw: &[u8],
+        payout_id: &str,
+        entry: crate::ledger::Entry,
+        policy: &LoadedPolicy,
+    ) -> Result<Signed, Refusal> {
+        if entry.key != checked.key || entry.payout_id != payout_id {
+            let r = refusal(
+                RefusalKind::Denied,
+                "txid_reused",
+                format!(
+                    "transaction {} was already signed for payout {:?} with key {}",
+                    hex::encode(entry.txid),
+                    entry.payout_id,
+                    entry.key
+                ),
+            );
+            return Err(self.refuse(base, r).await);
+        }
+        let audit_sequence = self
+            .write_audit(AuditRecord {
+                decision: "allow".into(),
+                reason_code: "replayed".into(),
+                message: "same txid asked again; stored signature returned, not counted again"
+                    .into(),
+                ..base
+            })
+            .await?;
+        Ok(Signed {
+            txid: entry.txid,
+            signature: entry.signature,
+            signed_transaction: signed_transaction(raw, &entry.signature),
+            policy_hash: policy.hash_hex(),
+            rule: "replay of an already signed transaction".into(),
+            audit_sequence,
+            replayed: true,
+        })
+    }
+
+    fn record(&self, caller: &str, method: &str, policy_hash: &str) -> AuditRecord {
+        AuditRecord {
+            time_ms: (self.clock)(),
+            caller: caller.to_owned(),
+            method: method.to_owned(),
+            key: None,
+            txid: None,
+            payout_id: None,
+            intent: None,
+            decision: String::new(),
+            reason_code: String::new(),
+            message: String::new(),
+            policy_hash: policy_hash.to_owned(),
+        }
+    }
+
+    /// Audits a refusal and returns it with its audit sequence filled in.
+    async fn refuse(&self, base: AuditRecord, mut r: Refusal) -> Refusal {
+        let decision = match r.kind {
+            RefusalKind::Denied => "deny",
+            RefusalKind::InvalidArgument => "invalid",
+            RefusalKind::Unavailable => "error",
+        };
+        let rec = AuditRecord {
+            decision: decision.into(),
+            reason_code: r.code.clone(),
+            message: r.message.clone(),
+            ..base
+        };
+        match self.ledger.audit(rec).await {
+            Ok(seq) => r.audit_sequence = Some(seq),
+            Err(e) => {
+                tracing::error!(error = %e, code = %r.code, "could not audit a refusal");
+            }
+        }
+        r
+    }
+
+    async fn write_audit(&self, rec: AuditRecord) -> Result<u64, Refusal> {
+        self.ledger.audit(rec).await.map_err(|e| {
+            refusal(
+                RefusalKind::Unavailable,
+                "ledger_unavailable",
+                format!("the audit log could not be written: {e}"),
+            )
+        })
+    }
+}
+
+fn refusal(kind: RefusalKind, code: &str, message: String) -> Refusal {
+    Refusal {
+        kind,
+        code: code.to_owned(),
+        message,
+        audit_sequence: None,
+    }
+}
+
+fn key_refusal(e: &KeyError) -> Refusal {
+    let kind = match e {
+        KeyError::Unavailable { .. } => RefusalKind::Unavailable,
+        KeyError::Failed { .. } => RefusalKind::Unavailable,
+    };
+    refusal(kind, e.code(), e.to_string())
+}
+
+/// Payout ids are idempotency keys: short, printable ASCII, no spaces.
+fn check_payout_id(id: &str) -> Result<(), Refusal> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_PAYOUT_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(refusal(
+            RefusalKind::InvalidArgument,
+            "bad_payout_id",
+            format!(
+                "payout_id must be 1-{MAX_PAYOUT_ID_LEN} printable ASCII characters without spaces (got {} bytes)",
+                id.len()
+            ),
+        ))
+    }
+}
+
+/// Invariant 5: a second transaction for a payout is refused while the first can land.
+fn payout_conflict(
+    state: &crate::ledger::StateGuard<'_>,
+    checked: &Checked,
+    payout_id: &str,
+    now: i64,
+) -> Option<Refusal> {
+    let p = state.find_payout(&checked.key, payout_id)?;
+    if p.txid == checked.decoded.envelope.txid || p.expiration_ms < now {
+        return None;
+    }
+    Some(refusal(
+        RefusalKind::Denied,
+        "payout_in_flight",
+        format!(
+            "payout {payout_id:?} already has transaction {} that can land until {} (ms); a new one is allowed only after it expires",
+            hex::encode(p.txid),
+            p.expiration_ms
+        ),
+    ))
+}
+
+/// Encodes `Transaction { raw_data = 1; signature = 2 }` around the exact received bytes.
+pub fn signed_transaction(raw: &[u8], signature: &[u8; 65]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 80);
+    out.push(0x0a);
+    put_varint(&mut out, raw.len() as u64);
+    out.extend_from_slice(raw);
+    out.push(0x12);
+    put_varint(&mut out, 65);
+    out.extend_from_slice(signature);
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn signed_transaction_matches_prost() {
+        // A raw long enough that its length prefix takes two bytes.
+        let raw = tron_proto::pb::transaction::Raw {
+            ref_block_bytes: vec![1, 2],
+            ref_block_hash: vec![3; 8],
+            expiration: 5,
+            data: vec![b'm'; 200],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let sig = [9u8; 65];
+        let ours = signed_transaction(&raw, &sig);
+        let theirs = tron_proto::pb::Transaction {
+            raw_data: Some(tron_proto::pb::transaction::Raw::decode(&raw[..]).expect("raw")),
+            signature: vec![sig.to_vec()],
+        }
+        .encode_to_vec();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn payout_ids() {
+        assert!(check_payout_id("p-1").is_ok());
+        assert!(check_payout_id(&"a".repeat(MAX_PAYOUT_ID_LEN)).is_ok());
+        for bad in ["", "has space", "tab\t", "é", &"a".repeat(MAX_PAYOUT_ID_LEN + 1)] {
+            assert_eq!(check_payout_id(bad).unwrap_err().code, "bad_payout_id", "{bad:?}");
+        }
+    }
+}

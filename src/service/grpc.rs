@@ -1,0 +1,152 @@
+//! The gRPC front end: maps requests onto [`Core`] and refusals onto status codes that
+//! carry the stable reason code in the `reason-code` metadata entry.
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+use tron_proto::signer::signer_server::Signer;
+use tron_proto::signer::{
+    Decision, EvaluateResponse, GetPolicyRequest, GetPolicyResponse, KeyInfo, ListKeysRequest,
+    ListKeysResponse, SignRequest, SignResponse,
+};
+
+use super::core::{Core, Refusal, RefusalKind};
+
+/// Metadata key carrying a refusal's stable reason code.
+pub const REASON_CODE_KEY: &str = "reason-code";
+/// Metadata key carrying the audit sequence number of a refusal.
+pub const AUDIT_SEQUENCE_KEY: &str = "audit-sequence";
+
+/// The `Signer` service over a shared [`Core`].
+#[derive(Clone)]
+pub struct GrpcSigner {
+    core: Arc<Core>,
+}
+
+impl GrpcSigner {
+    pub fn new(core: Arc<Core>) -> Self {
+        GrpcSigner { core }
+    }
+}
+
+/// Who is calling, as the transport saw it: peer address on TCP, uid/pid on a Unix socket.
+pub fn caller<T>(req: &Request<T>) -> String {
+    if let Some(info) = req
+        .extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+    {
+        return match &info.peer_cred {
+            Some(c) => format!(
+                "unix:uid={},gid={},pid={}",
+                c.uid(),
+                c.gid(),
+                c.pid().map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            ),
+            None => "unix:unknown".into(),
+        };
+    }
+    match req.remote_addr() {
+        Some(a) => format!("tcp:{a}"),
+        None => "unknown".into(),
+    }
+}
+
+/// Turns a refusal into a status with its reason code attached.
+pub fn status(r: Refusal) -> Status {
+    let code = match r.kind {
+        RefusalKind::InvalidArgument => tonic::Code::InvalidArgument,
+        RefusalKind::Denied => tonic::Code::PermissionDenied,
+        RefusalKind::Unavailable => tonic::Code::Unavailable,
+    };
+    let mut s = Status::new(code, format!("[{}] {}", r.code, r.message));
+    if let Ok(v) = MetadataValue::try_from(r.code.as_str()) {
+        s.metadata_mut().insert(REASON_CODE_KEY, v);
+    }
+    if let Some(seq) = r.audit_sequence {
+        s.metadata_mut()
+            .insert(AUDIT_SEQUENCE_KEY, MetadataValue::from(seq));
+    }
+    s
+}
+
+#[tonic::async_trait]
+impl Signer for GrpcSigner {
+    async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
+        let who = caller(&request);
+        let req = request.into_inner();
+        let s = self
+            .core
+            .sign(&who, &req.key, &req.raw_data, &req.payout_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(SignResponse {
+            txid: s.txid.to_vec(),
+            signature: s.signature.to_vec(),
+            signed_transaction: s.signed_transaction,
+            decision: Some(Decision {
+                allowed: true,
+                policy_hash: s.policy_hash,
+                rule: s.rule,
+                audit_sequence: s.audit_sequence,
+                reason_code: String::new(),
+                message: String::new(),
+            }),
+            replayed: s.replayed,
+        }))
+    }
+
+    async fn evaluate(
+        &self,
+        request: Request<SignRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let who = caller(&request);
+        let req = request.into_inner();
+        let e = self
+            .core
+            .evaluate(&who, &req.key, &req.raw_data, &req.payout_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(EvaluateResponse {
+            txid: e.txid.to_vec(),
+            decision: Some(Decision {
+                allowed: e.allowed,
+                policy_hash: e.policy_hash,
+                rule: e.rule,
+                audit_sequence: e.audit_sequence,
+                reason_code: e.reason_code,
+                message: e.message,
+            }),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        _request: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysResponse>, Status> {
+        let keys = self
+            .core
+            .keys()
+            .iter()
+            .map(|k| KeyInfo {
+                address: k.address().to_base58(),
+                backend: k.backend().into(),
+                label: k.label().into(),
+            })
+            .collect();
+        Ok(Response::new(ListKeysResponse { keys }))
+    }
+
+    async fn get_policy(
+        &self,
+        _request: Request<GetPolicyRequest>,
+    ) -> Result<Response<GetPolicyResponse>, Status> {
+        let p = self.core.policy();
+        Ok(Response::new(GetPolicyResponse {
+            hash: p.hash_hex(),
+            version: p.version,
+            name: p.name.clone(),
+            text: p.text.clone(),
+        }))
+    }
+}

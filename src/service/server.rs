@@ -1,0 +1,114 @@
+//! Runs the gRPC server on TCP or a Unix socket, with health, reflection, SIGHUP policy
+//! reload and graceful shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tonic::transport::Server;
+use tron_proto::signer::signer_server::SignerServer;
+
+use super::grpc::GrpcSigner;
+use super::Core;
+use crate::config::Listen;
+use crate::policy;
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Re-reads the policy file on every SIGHUP. A file that does not load leaves the old
+/// policy in force; both outcomes are logged and audited.
+pub fn spawn_reload_on_sighup(core: Arc<Core>, policy_path: PathBuf) -> Result<(), ServeError> {
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reload(&core, &policy_path).await;
+        }
+    });
+    Ok(())
+}
+
+/// One reload attempt.
+pub async fn reload(core: &Core, policy_path: &std::path::Path) {
+    match policy::load_file(policy_path) {
+        Ok(p) => {
+            let hash = p.hash_hex();
+            match core.replace_policy(p, "signal:SIGHUP").await {
+                Ok(seq) => tracing::info!(%hash, audit_sequence = seq, "policy reloaded"),
+                Err(r) => tracing::error!(%hash, code = %r.code, "policy reloaded but not audited: {}", r.message),
+            }
+        }
+        Err(e) => {
+            let problems = e.to_string();
+            tracing::error!(path = %policy_path.display(), "policy reload refused; the old policy stays in force:\n{problems}");
+            if let Err(r) = core.reload_refused("signal:SIGHUP", &problems).await {
+                tracing::error!(code = %r.code, "reload refusal not audited: {}", r.message);
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    core: Arc<Core>,
+    listen: &Listen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<SignerServer<GrpcSigner>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let router = Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(SignerServer::new(GrpcSigner::new(core)));
+    match listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    listen: listen.to_string(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| ServeError::Bind {
+                listen: listen.to_string(),
+                source,
+            })?;
+            tracing::info!(listen = %local, "serving gRPC");
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, shutdown).await?;
+        }
+        Listen::Unix(path) => {
+            // A stale socket from a previous run would make bind fail.
+            if path.exists() {
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(|source| ServeError::Bind {
+                listen: listen.to_string(),
+                source,
+            })?;
+            tracing::info!(listen = %listen, "serving gRPC");
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, shutdown).await?;
+        }
+    }
+    Ok(())
+}
