@@ -1,0 +1,320 @@
+//! Starts the real `tron-signer` binary on a temporary data directory and talks gRPC to it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use tron_proto::signer::signer_client::SignerClient;
+use tron_proto::signer::SignRequest;
+use tron_proto::{Address, U256};
+use tron_signer::decode::{encode, Decoded, Envelope, Intent, Trc20Transfer, TrxTransfer};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tron-signer");
+
+/// The public test vector key; its address is in `policies/nile.toml` as the dev key.
+pub const KEY1_SECRET: &str = "279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e";
+pub const KEY1: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+/// Private key 0x…01.
+pub const KEY2_SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+pub const KEY2: &str = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC";
+/// Private key 0x…02 (not in most test policies).
+pub const KEY3_SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000002";
+
+pub const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
+pub const PASSPHRASE_VAR: &str = "TRON_SIGNER_TEST_PASSPHRASE";
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+pub fn addr(s: &str) -> Address {
+    s.parse().expect("valid test address")
+}
+
+/// A destination address made from one repeated byte.
+pub fn dest(b: u8) -> Address {
+    Address::from_evm([b; 20])
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Transaction fields a test may vary.
+#[derive(Clone)]
+pub struct Tx {
+    pub owner: Address,
+    pub to: Address,
+    pub token: Option<Address>,
+    pub amount: u128,
+    pub expiration: i64,
+    pub timestamp: i64,
+    pub fee_limit: i64,
+    pub memo: Vec<u8>,
+    pub nonce: u16,
+}
+
+impl Tx {
+    pub fn trx(owner: &str, to: Address, sun: u64) -> Tx {
+        let now = now_ms();
+        Tx {
+            owner: addr(owner),
+            to,
+            token: None,
+            amount: sun as u128,
+            expiration: now + 60_000,
+            timestamp: now,
+            fee_limit: 0,
+            memo: vec![],
+            nonce: 0,
+        }
+    }
+
+    pub fn usdt(owner: &str, to: Address, units: u128) -> Tx {
+        Tx {
+            token: Some(addr(NILE_USDT)),
+            fee_limit: 30_000_000,
+            ..Tx::trx(owner, to, 1).with_amount(units)
+        }
+    }
+
+    pub fn with_amount(mut self, amount: u128) -> Tx {
+        self.amount = amount;
+        self
+    }
+
+    pub fn nonce(mut self, n: u16) -> Tx {
+        self.nonce = n;
+        self
+    }
+
+    pub fn raw(&self) -> Vec<u8> {
+        let intent = match self.token {
+            Some(token) => Intent::Trc20(Trc20Transfer {
+                owner: self.owner,
+                token,
+                to: self.to,
+                amount: U256::from(self.amount),
+            }),
+            None => Intent::Trx(TrxTransfer {
+                owner: self.owner,
+                to: self.to,
+                amount: self.amount as u64,
+            }),
+        };
+        encode(&Decoded {
+            envelope: Envelope {
+                txid: [0; 32],
+                ref_block_bytes: self.nonce.to_be_bytes(),
+                ref_block_hash: [7; 8],
+                expiration: self.expiration,
+                timestamp: self.timestamp,
+                fee_limit: self.fee_limit,
+                memo: self.memo.clone(),
+                permission_id: 0,
+            },
+            intent,
+        })
+    }
+}
+
+pub fn request(key: &str, raw: Vec<u8>, payout_id: &str) -> SignRequest {
+    SignRequest {
+        key: key.into(),
+        raw_data: raw,
+        payout_id: payout_id.into(),
+    }
+}
+
+/// The reason code a refusal carries in its metadata.
+pub fn reason(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("reason-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A data directory with a keystore and a policy, ready to start a signer on.
+pub struct Setup {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub policy: PathBuf,
+    pub keystore: PathBuf,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Setup {
+    /// Imports `keys` (label, secret hex) and writes `policy`.
+    pub fn new(keys: &[(&str, &str)], policy: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        let setup = Setup {
+            config: root.join("signer.toml"),
+            policy: root.join("policy.toml"),
+            keystore: root.join("keys.tks"),
+            socket: root.join("signer.sock"),
+            data_dir: root.join("data"),
+            dir,
+        };
+        for (label, secret) in keys {
+            let out = setup.keys_import(label, secret);
+            assert!(
+                out.status.success(),
+                "keys import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(&setup.policy, policy).expect("write policy");
+        std::fs::write(
+            &setup.config,
+            format!(
+                "listen = \"unix:{}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n",
+                setup.socket.display(),
+                setup.data_dir.display(),
+                setup.policy.display(),
+                setup.keystore.display()
+            ),
+        )
+        .expect("write config");
+        setup
+    }
+
+    pub fn keys_import(&self, label: &str, secret: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .args(["keys", "import", "--keystore"])
+            .arg(&self.keystore)
+            .args(["--label", label, "--passphrase-env", PASSPHRASE_VAR])
+            .args(["--kdf-m-cost", "1024", "--kdf-t-cost", "1"])
+            .env(PASSPHRASE_VAR, PASSPHRASE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keys import");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{secret}\n").as_bytes())
+            .expect("write secret");
+        child.wait_with_output().expect("wait keys import")
+    }
+
+    /// Runs a `tron-signer` subcommand to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env(PASSPHRASE_VAR, PASSPHRASE)
+            .output()
+            .expect("run tron-signer")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Starts `tron-signer serve` and waits until it answers.
+    pub async fn start(&self) -> Server {
+        self.start_with_passphrase(PASSPHRASE)
+            .await
+            .unwrap_or_else(|out| panic!("signer did not start:\n{out}"))
+    }
+
+    /// Starts the server; on failure returns what it printed.
+    pub async fn start_with_passphrase(&self, passphrase: &str) -> Result<Server, String> {
+        let _ = std::fs::remove_file(&self.socket);
+        let log = self.dir.path().join(format!("serve-{}.log", now_ms()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env(PASSPHRASE_VAR, passphrase)
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            if self.socket.exists() {
+                if let Ok(mut c) = tron_proto::client::signer_client(&self.endpoint()).await {
+                    if c.get_policy(tron_proto::signer::GetPolicyRequest {})
+                        .await
+                        .is_ok()
+                    {
+                        return Ok(Server {
+                            child,
+                            client: c,
+                            log,
+                        });
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!(
+                    "timed out; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A running signer process; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Server {
+    pub child: Child,
+    pub client: SignerClient<Channel>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Graceful stop: SIGTERM and wait for exit.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

@@ -1,0 +1,441 @@
+//! The real `tron-signer serve` binary over gRPC on a Unix socket: allowed payouts, every
+//! refusal reason, velocity across restarts, idempotent retries, payout-id reuse, startup
+//! and reload failures, and the audit chain behind all of it.
+
+mod common;
+
+use common::*;
+use secrecy::SecretBox;
+use tonic::Code;
+use tron_proto::sig::{is_low_s, recover_address};
+use tron_proto::signer::{GetPolicyRequest, ListKeysRequest};
+use tron_proto::Address;
+use tron_signer::keys::SoftKey;
+
+const KEY3_MEMO_SECRET: &str = KEY3_SECRET;
+/// In the keystore but not in the policy.
+const UNPOLICIED_SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000003";
+
+fn address_of(secret: &str) -> String {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(secret, &mut b).expect("hex");
+    SoftKey::from_secret(&SecretBox::new(Box::new(b)))
+        .expect("key")
+        .address()
+        .to_base58()
+}
+
+fn dest_a() -> Address {
+    dest(0xa1)
+}
+fn dest_b() -> Address {
+    dest(0xb2)
+}
+/// In the policy only: never loaded.
+fn policy_only_key() -> Address {
+    dest(0x55)
+}
+
+/// USDT: 1h 100 / 24h 150 per key; A: per-tx 60, 24h 80; B: per-tx 60.
+fn policy() -> String {
+    format!(
+        r#"version = 1
+name = "service test policy"
+
+[global]
+frozen = false
+max_fee_limit = "50"
+max_expiration = "10m"
+clock_skew = "60s"
+memo_allowed = false
+
+[[token]]
+symbol = "USDT"
+contract = "{usdt}"
+decimals = 6
+
+[[key]]
+address = "{k1}"
+label = "hot 1"
+assets = ["TRX", "USDT"]
+windows = [
+  {{ asset = "TRX", window = "1h", max = "100" }},
+  {{ asset = "TRX", window = "24h", max = "200" }},
+  {{ asset = "USDT", window = "1h", max = "100" }},
+  {{ asset = "USDT", window = "24h", max = "150" }},
+]
+  [[key.destination]]
+  address = "{a}"
+  label = "exchange"
+  assets = ["USDT", "TRX"]
+  per_tx_max = {{ USDT = "60", TRX = "50" }}
+  windows = [ {{ asset = "USDT", window = "24h", max = "80" }} ]
+
+  [[key.destination]]
+  address = "{b}"
+  label = "treasury"
+  assets = ["USDT"]
+  per_tx_max = {{ USDT = "60" }}
+
+[[key]]
+address = "{k2}"
+label = "frozen key"
+frozen = true
+assets = ["TRX"]
+windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
+  [[key.destination]]
+  address = "{a}"
+  label = "exchange"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "1" }}
+
+[[key]]
+address = "{k3}"
+label = "memo key"
+assets = ["TRX"]
+windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
+memo_allowed = true
+max_memo_len = 64
+  [[key.destination]]
+  address = "{a}"
+  label = "exchange"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "1" }}
+
+[[key]]
+address = "{k4}"
+label = "not loaded"
+assets = ["TRX"]
+windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
+  [[key.destination]]
+  address = "{a}"
+  label = "exchange"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "1" }}
+"#,
+        usdt = NILE_USDT,
+        k1 = KEY1,
+        k2 = KEY2,
+        k3 = address_of(KEY3_MEMO_SECRET),
+        k4 = policy_only_key(),
+        a = dest_a(),
+        b = dest_b(),
+    )
+}
+
+fn setup() -> Setup {
+    Setup::new(
+        &[
+            ("hot 1", KEY1_SECRET),
+            ("frozen", KEY2_SECRET),
+            ("memo", KEY3_MEMO_SECRET),
+            ("unpolicied", UNPOLICIED_SECRET),
+        ],
+        &policy(),
+    )
+}
+
+const USDT: u128 = 1_000_000;
+const TRX: u128 = 1_000_000;
+
+#[tokio::test]
+async fn allowed_trx_and_usdt_payouts_recover_to_the_owner() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let keys = srv
+        .client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list keys")
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 4);
+    assert!(keys.iter().any(|k| k.address == KEY1 && k.backend == "soft" && k.label == "hot 1"));
+
+    for (i, tx) in [
+        Tx::usdt(KEY1, dest_a(), 10 * USDT),
+        Tx::trx(KEY1, dest_a(), (5 * TRX) as u64),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let raw = tx.raw();
+        let resp = srv
+            .client
+            .sign(request(KEY1, raw.clone(), &format!("payout-{i}")))
+            .await
+            .expect("allowed")
+            .into_inner();
+        let txid = tron_proto::txid(&raw);
+        assert_eq!(resp.txid, txid);
+        assert_eq!(resp.signature.len(), 65);
+        assert!(is_low_s(&resp.signature));
+        assert_eq!(recover_address(&txid, &resp.signature).unwrap(), addr(KEY1));
+        assert!(!resp.replayed);
+        let d = resp.decision.expect("decision");
+        assert!(d.allowed);
+        assert!(d.audit_sequence > 0);
+        assert!(!d.rule.is_empty());
+        // The signed transaction carries the exact raw bytes and the signature.
+        let signed: tron_proto::pb::Transaction =
+            prost::Message::decode(&resp.signed_transaction[..]).expect("signed tx decodes");
+        assert_eq!(signed.signature, vec![resp.signature.clone()]);
+        assert!(resp
+            .signed_transaction
+            .windows(raw.len())
+            .any(|w| w == &raw[..]));
+    }
+    let p = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.text, policy());
+    assert_eq!(p.version, 1);
+    assert_eq!(p.hash.len(), 64);
+    srv.stop();
+    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Every refusal reason over gRPC: status code, reason-code metadata, and a message.
+#[tokio::test]
+async fn every_refusal_reason() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let now = now_ms();
+    let k3 = address_of(KEY3_MEMO_SECRET);
+    let unpolicied = address_of(UNPOLICIED_SECRET);
+    let other_token = dest(0x77);
+    let mut approve = Tx::usdt(KEY1, dest_a(), USDT).raw();
+    let sel = approve
+        .windows(4)
+        .position(|w| w == [0xa9, 0x05, 0x9c, 0xbb])
+        .unwrap();
+    approve[sel..sel + 4].copy_from_slice(&[0x09, 0x5e, 0xa7, 0xb3]);
+
+    let cases: Vec<(&str, Code, String, Vec<u8>, &str)> = vec![
+        ("bad_key_address", Code::InvalidArgument, "Tnotanaddress".into(), Tx::usdt(KEY1, dest_a(), USDT).raw(), "p1"),
+        ("bad_payout_id", Code::InvalidArgument, KEY1.into(), Tx::usdt(KEY1, dest_a(), USDT).raw(), "has space"),
+        ("trc20_selector", Code::InvalidArgument, KEY1.into(), approve, "p2"),
+        ("no_contract", Code::InvalidArgument, KEY1.into(), vec![], "p3"),
+        ("key_not_loaded", Code::PermissionDenied, policy_only_key().to_base58(), Tx::trx(&policy_only_key().to_base58(), dest_a(), 1).raw(), "p4"),
+        ("unknown_key", Code::PermissionDenied, unpolicied.clone(), Tx::trx(&unpolicied, dest_a(), 1).raw(), "p5"),
+        ("owner_mismatch", Code::PermissionDenied, KEY1.into(), Tx::trx(&k3, dest_a(), 1).raw(), "p6"),
+        ("frozen", Code::PermissionDenied, KEY2.into(), Tx::trx(KEY2, dest_a(), 1).raw(), "p7"),
+        ("asset_not_allowed", Code::PermissionDenied, KEY1.into(), Tx { token: Some(other_token), ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p8"),
+        ("destination_not_allowed", Code::PermissionDenied, KEY1.into(), Tx::usdt(KEY1, dest(0x66), USDT).raw(), "p9"),
+        ("destination_asset_not_allowed", Code::PermissionDenied, KEY1.into(), Tx::trx(KEY1, dest_b(), 1).raw(), "p10"),
+        ("over_per_tx_max", Code::PermissionDenied, KEY1.into(), Tx::usdt(KEY1, dest_a(), 60 * USDT + 1).raw(), "p11"),
+        ("fee_limit_too_high", Code::PermissionDenied, KEY1.into(), Tx { fee_limit: 50_000_001, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p12"),
+        ("expiration_too_far", Code::PermissionDenied, KEY1.into(), Tx { expiration: now + 12 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p13"),
+        ("expired", Code::PermissionDenied, KEY1.into(), Tx { expiration: now - 5 * 60_000, timestamp: now - 6 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p14"),
+        ("timestamp_in_future", Code::PermissionDenied, KEY1.into(), Tx { timestamp: now + 5 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p15"),
+        ("memo_not_allowed", Code::PermissionDenied, KEY1.into(), Tx { memo: b"hi".to_vec(), ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p16"),
+        ("memo_too_long", Code::PermissionDenied, k3.clone(), Tx { memo: vec![b'x'; 65], ..Tx::trx(&k3, dest_a(), 1) }.raw(), "p17"),
+    ];
+    for (code, status_code, key, raw, payout) in &cases {
+        for evaluate in [true, false] {
+            let req = request(key, raw.clone(), payout);
+            let res = if evaluate {
+                srv.client.evaluate(req).await.map(|r| {
+                    let d = r.into_inner().decision.expect("decision");
+                    assert!(!d.allowed, "{code}: Evaluate allowed");
+                    assert_eq!(d.reason_code, *code, "Evaluate {code}: {}", d.message);
+                    assert!(!d.message.is_empty());
+                })
+            } else {
+                srv.client.sign(req).await.map(|_| panic!("{code}: Sign allowed"))
+            };
+            match res {
+                Ok(()) => assert!(evaluate && *status_code == Code::PermissionDenied),
+                Err(st) => {
+                    assert_eq!(st.code(), *status_code, "{code}: {st:?}");
+                    assert_eq!(reason(&st), *code, "{st:?}");
+                    assert!(st.message().len() > code.len() + 3, "{st:?}");
+                    assert!(st.metadata().get("audit-sequence").is_some(), "{code} not audited");
+                }
+            }
+        }
+    }
+
+    // Windows: destination A's 24h USDT limit is 80, the key's 1h limit 100.
+    let ok = |tx: Tx, id: &str| request(KEY1, tx.raw(), id);
+    srv.client.sign(ok(Tx::usdt(KEY1, dest_a(), 50 * USDT), "w1")).await.expect("50 to A");
+    let st = srv
+        .client
+        .sign(ok(Tx::usdt(KEY1, dest_a(), 40 * USDT).nonce(1), "w2"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "over_destination_window", "{st:?}");
+    srv.client.sign(ok(Tx::usdt(KEY1, dest_b(), 45 * USDT), "w3")).await.expect("45 to B");
+    let st = srv
+        .client
+        .sign(ok(Tx::usdt(KEY1, dest_b(), 6 * USDT), "w4"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "over_key_window", "{st:?}");
+    assert!(st.message().contains("USDT"), "{}", st.message());
+    srv.client.sign(ok(Tx::usdt(KEY1, dest_b(), 5 * USDT), "w5")).await.expect("exactly at the limit");
+
+    // Payout-id reuse and txid reuse.
+    let first = Tx::trx(KEY1, dest_a(), 1);
+    srv.client.sign(ok(first.clone(), "dup")).await.expect("first");
+    let st = srv
+        .client
+        .sign(ok(first.clone().nonce(9), "dup"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "payout_in_flight", "{st:?}");
+    assert_eq!(st.code(), Code::PermissionDenied);
+    let st = srv.client.sign(ok(first, "dup-2")).await.unwrap_err();
+    assert_eq!(reason(&st), "txid_reused", "{st:?}");
+
+    srv.stop();
+    // Every request above is in the audit log, allowed and refused alike.
+    let export = s.dir.path().join("audit.jsonl");
+    let out = s.run(&["audit", "export", "--data-dir", path_str(&s.data_dir), "--out", path_str(&export)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&export).unwrap();
+    for (code, ..) in &cases {
+        let n = text.lines().filter(|l| l.contains(&format!("\"reason_code\":\"{code}\""))).count();
+        assert_eq!(n, 2, "{code} should be audited once for Evaluate and once for Sign");
+    }
+    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
+async fn velocity_limits_hold_across_restart() {
+    let s = setup();
+    let mut srv = s.start().await;
+    for (i, (to, amount)) in [(dest_b(), 60), (dest_a(), 30)].into_iter().enumerate() {
+        srv.client
+            .sign(request(KEY1, Tx::usdt(KEY1, to, amount * USDT).raw(), &format!("v{i}")))
+            .await
+            .expect("within limits");
+    }
+    srv.stop();
+    let mut srv = s.start().await;
+    let st = srv
+        .client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 11 * USDT).raw(), "v3"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "over_key_window", "{st:?}");
+    // Kill -9 mid-life: what was signed still counts after the crash.
+    srv.client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 10 * USDT).raw(), "v4"))
+        .await
+        .expect("exactly at the limit");
+    srv.signal("KILL");
+    drop(srv);
+    let mut srv = s.start().await;
+    let st = srv
+        .client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 1).raw(), "v5"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "over_key_window", "{st:?}");
+    srv.stop();
+}
+
+#[tokio::test]
+async fn retries_are_idempotent_and_not_counted_twice() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let raw = Tx::usdt(KEY1, dest_b(), 60 * USDT).raw();
+    let first = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("first").into_inner();
+    for _ in 0..3 {
+        let again = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("retry").into_inner();
+        assert!(again.replayed);
+        assert_eq!(again.signature, first.signature);
+        assert_eq!(again.signed_transaction, first.signed_transaction);
+    }
+    srv.stop();
+    let mut srv = s.start().await;
+    let again = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("retry after restart").into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.signature, first.signature);
+    // 60 + 40 = the 1h limit of 100: allowed only if the retries were not counted.
+    srv.client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 40 * USDT).raw(), "r2"))
+        .await
+        .expect("retries must not consume the limit");
+    srv.stop();
+}
+
+#[tokio::test]
+async fn wrong_passphrase_refuses_to_start() {
+    let s = setup();
+    let err = match s.start_with_passphrase("not the passphrase").await {
+        Ok(_) => panic!("started with a wrong passphrase"),
+        Err(log) => log,
+    };
+    assert!(err.to_lowercase().contains("passphrase"), "{err}");
+    assert!(!err.contains("not the passphrase"), "the secret leaked into the log");
+}
+
+#[tokio::test]
+async fn malformed_policy_is_refused_at_start_and_at_reload() {
+    let s = setup();
+    let good = policy();
+    let bad = good.replace("max = \"150\"", "max = \"fifty\"");
+    assert_ne!(bad, good);
+    let bad_line = bad.lines().position(|l| l.contains("fifty")).unwrap() + 1;
+    std::fs::write(&s.policy, &bad).unwrap();
+    let log = match s.start_with_passphrase(PASSPHRASE).await {
+        Ok(_) => panic!("started with a malformed policy"),
+        Err(log) => log,
+    };
+    assert!(log.contains(&format!("policy.toml:{bad_line}")), "{log}");
+
+    // Start on the good policy, then break the file and send SIGHUP.
+    std::fs::write(&s.policy, &good).unwrap();
+    let mut srv = s.start().await;
+    let before = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner().hash;
+    std::fs::write(&s.policy, &bad).unwrap();
+    srv.signal("HUP");
+    wait_for_log(&srv, "policy reload refused").await;
+    let after = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner().hash;
+    assert_eq!(before, after, "a bad file must leave the old policy in force");
+    // The old policy still signs.
+    srv.client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_a(), USDT).raw(), "after-bad-reload"))
+        .await
+        .expect("old policy still in force");
+
+    // A good new file takes effect: freeze everything.
+    let frozen = good.replacen("frozen = false", "frozen = true", 1);
+    std::fs::write(&s.policy, &frozen).unwrap();
+    srv.signal("HUP");
+    wait_for_log(&srv, "policy reloaded").await;
+    let p = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner();
+    assert_ne!(p.hash, before);
+    assert_eq!(p.text, frozen);
+    let st = srv
+        .client
+        .sign(request(KEY1, Tx::usdt(KEY1, dest_a(), USDT).nonce(3).raw(), "after-freeze"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "frozen", "{st:?}");
+    srv.stop();
+
+    let export = s.dir.path().join("audit.jsonl");
+    let out = s.run(&["audit", "export", "--data-dir", path_str(&s.data_dir), "--out", path_str(&export)]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains("\"reason_code\":\"policy_invalid\""), "refused reload not audited");
+    assert!(text.contains("\"reason_code\":\"policy_reloaded\""), "reload not audited");
+}
+
+async fn wait_for_log(srv: &Server, needle: &str) {
+    for _ in 0..200 {
+        if srv.log_text().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("log never said {needle:?}:\n{}", srv.log_text());
+}
