@@ -402,8 +402,8 @@ fn keys(
             "destination",
         ];
         allowed.extend(ENVELOPE_FIELDS);
-        k.check_fields(p, &allowed);
         let address = k.req_address(p, "address");
+        k.check_fields(p, &allowed);
         if let Some(a) = &address {
             k.what = format!("key {}", a.value);
             if let Some(first) = seen.get(&a.value) {
@@ -704,12 +704,12 @@ fn destination(
     catalog: &Catalog,
     key_assets: &[KeyAsset],
 ) -> Option<(Destination, Range<usize>)> {
-    d.check_fields(p, &["address", "label", "assets", "per_tx_max", "windows"]);
     let address = d.req_address(p, "address");
     let label = d.req_str(p, "label");
     if let Some(l) = &label {
         d.what = format!("destination {:?} of {}", l.value, k.what);
     }
+    d.check_fields(p, &["address", "label", "assets", "per_tx_max", "windows"]);
 
     let mut assets: Vec<Asset> = Vec::new();
     if d.get("assets").is_none() {
@@ -801,15 +801,19 @@ fn destination(
             .iter()
             .find(|a| a.asset == *asset)
             .and_then(|a| a.windows.iter().min_by_key(|w| w.max));
-        for (w, whose) in [(smallest_dest, &d.what), (smallest_key, &k.what)] {
+        let key_scope = format!("set for {}", k.what);
+        for (w, whose) in [
+            (smallest_dest, "of this destination"),
+            (smallest_key, key_scope.as_str()),
+        ] {
             if let Some(w) = w.filter(|w| *max > w.max) {
                 p.at(
                     span.clone(),
                     C::InconsistentLimit,
                     format!(
-                        "per_tx_max {} {sym} of {} is above the {} {sym} window maximum of {} for {whose}",
-                        super::amount::format_amount(*max, dec),
+                        "{}: per_tx_max {} {sym} is above the {} window maximum of {} {sym} {whose}, so it could never be used in full",
                         d.what,
+                        super::amount::format_amount(*max, dec),
                         w.label,
                         super::amount::format_amount(w.max, dec)
                     ),
