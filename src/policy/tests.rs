@@ -255,6 +255,14 @@ fn missing_fields() {
 
     let t = with("version = 1\n", "");
     expect(&t, ProblemCode::MissingField, 1);
+
+    let t = with("name = \"test policy\"", "name = \" \"");
+    expect(&t, ProblemCode::MissingField, 2);
+
+    // Memos allowed globally but no length anywhere: one problem per key that allows them.
+    let t = with("max_memo_len = 8\n", "");
+    let ps = problems(&t);
+    assert!(!ps.is_empty() && ps.iter().all(|p| p.code == ProblemCode::MissingField), "{ps:?}");
 }
 
 #[test]
@@ -263,6 +271,17 @@ fn wrong_types() {
     expect(&t, ProblemCode::WrongType, line_of(&t, "max = 3000", 0));
     let t = with("frozen = true", "frozen = \"yes\"");
     expect(&t, ProblemCode::WrongType, line_of(&t, "\"yes\"", 0));
+    // Sections of the wrong kind.
+    let ps = problems("version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\n");
+    let got: Vec<(ProblemCode, usize)> = ps.iter().map(|p| (p.code, p.line)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ProblemCode::WrongType, 3),
+            (ProblemCode::WrongType, 4),
+            (ProblemCode::WrongType, 5)
+        ]
+    );
     let t = with("assets = [\"TRX\"]\n", "assets = \"TRX\"\n");
     expect(
         &t,
