@@ -262,7 +262,10 @@ fn missing_fields() {
     // Memos allowed globally but no length anywhere: one problem per key that allows them.
     let t = with("max_memo_len = 8\n", "");
     let ps = problems(&t);
-    assert!(!ps.is_empty() && ps.iter().all(|p| p.code == ProblemCode::MissingField), "{ps:?}");
+    assert!(
+        !ps.is_empty() && ps.iter().all(|p| p.code == ProblemCode::MissingField),
+        "{ps:?}"
+    );
 }
 
 #[test]
