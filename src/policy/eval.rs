@@ -1,0 +1,380 @@
+//! Intent + usage + clock to a decision. Pure: no I/O, no clock reads, no panics.
+//!
+//! Checks run in a fixed order (freeze, key, owner, asset, destination, amount, per-tx,
+//! envelope, then destination windows and key windows) so that the reason given for a
+//! refusal is predictable and the cheap checks come before the ledger lookups.
+
+use std::fmt;
+
+use tron_proto::{Address, U256};
+
+use super::amount::format_amount;
+use super::model::{AssetInfo, KeyPolicy, Policy, Window};
+use crate::decode::{Asset, Decoded};
+
+/// Rolling-window usage, supplied by the ledger.
+pub trait Usage {
+    /// Base units of `asset` signed by `key` (only to `dest` when Some) that count toward a
+    /// window of `window_ms` ending at `now_ms`.
+    ///
+    /// An implementation that cannot answer (storage error) must fail closed, for example by
+    /// returning `U256::MAX`, so the request is refused rather than allowed.
+    fn used(
+        &self,
+        key: &Address,
+        asset: &Asset,
+        dest: Option<&Address>,
+        window_ms: u64,
+        now_ms: i64,
+    ) -> U256;
+}
+
+/// What is being asked: sign `decoded` with `key`, at the signer's time `now_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub key: &'a Address,
+    pub decoded: &'a Decoded,
+    /// The signer's clock, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// The outcome of [`Policy::evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+/// Allowed, and by which rule (recorded in the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// e.g. `key TPX…/destination "exchange hot wallet"/USDT`.
+    pub rule: String,
+}
+
+/// Refused: a stable code for machines and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub code: DenyCode,
+    pub message: String,
+}
+
+/// Why a request was refused. The strings from [`DenyCode::as_str`] are a public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyCode {
+    Frozen,
+    UnknownKey,
+    OwnerMismatch,
+    AssetNotAllowed,
+    DestinationNotAllowed,
+    DestinationAssetNotAllowed,
+    ZeroAmount,
+    OverPerTxMax,
+    FeeLimitTooHigh,
+    ExpirationTooFar,
+    Expired,
+    TimestampInFuture,
+    MemoNotAllowed,
+    MemoTooLong,
+    OverDestinationWindow,
+    OverKeyWindow,
+}
+
+impl DenyCode {
+    /// Every code, for documentation and exhaustive tests.
+    pub const ALL: [DenyCode; 16] = [
+        DenyCode::Frozen,
+        DenyCode::UnknownKey,
+        DenyCode::OwnerMismatch,
+        DenyCode::AssetNotAllowed,
+        DenyCode::DestinationNotAllowed,
+        DenyCode::DestinationAssetNotAllowed,
+        DenyCode::ZeroAmount,
+        DenyCode::OverPerTxMax,
+        DenyCode::FeeLimitTooHigh,
+        DenyCode::ExpirationTooFar,
+        DenyCode::Expired,
+        DenyCode::TimestampInFuture,
+        DenyCode::MemoNotAllowed,
+        DenyCode::MemoTooLong,
+        DenyCode::OverDestinationWindow,
+        DenyCode::OverKeyWindow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::Frozen => "frozen",
+            DenyCode::UnknownKey => "unknown_key",
+            DenyCode::OwnerMismatch => "owner_mismatch",
+            DenyCode::AssetNotAllowed => "asset_not_allowed",
+            DenyCode::DestinationNotAllowed => "destination_not_allowed",
+            DenyCode::DestinationAssetNotAllowed => "destination_asset_not_allowed",
+            DenyCode::ZeroAmount => "zero_amount",
+            DenyCode::OverPerTxMax => "over_per_tx_max",
+            DenyCode::FeeLimitTooHigh => "fee_limit_too_high",
+            DenyCode::ExpirationTooFar => "expiration_too_far",
+            DenyCode::Expired => "expired",
+            DenyCode::TimestampInFuture => "timestamp_in_future",
+            DenyCode::MemoNotAllowed => "memo_not_allowed",
+            DenyCode::MemoTooLong => "memo_too_long",
+            DenyCode::OverDestinationWindow => "over_destination_window",
+            DenyCode::OverKeyWindow => "over_key_window",
+        }
+    }
+}
+
+impl fmt::Display for DenyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+
+    /// The deny code, if refused.
+    pub fn deny_code(&self) -> Option<DenyCode> {
+        match self {
+            Decision::Allow(_) => None,
+            Decision::Deny(d) => Some(d.code),
+        }
+    }
+}
+
+fn deny(code: DenyCode, message: String) -> Decision {
+    Decision::Deny(Deny { code, message })
+}
+
+/// Milliseconds as a duration a person reads ("90s", "2h"), rounding down below a second.
+fn human_ms(ms: i128) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(u64::MAX);
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1_000;
+    if secs % 3_600 == 0 {
+        format!("{}h", secs / 3_600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+impl Policy {
+    /// Decides on `req`; see the module docs for the order of checks.
+    pub fn evaluate(&self, req: &Request<'_>, usage: &dyn Usage) -> Decision {
+        if self.frozen {
+            return deny(
+                DenyCode::Frozen,
+                "all keys are frozen by the policy's global freeze switch".into(),
+            );
+        }
+        let Some(key) = self.key(req.key) else {
+            return deny(
+                DenyCode::UnknownKey,
+                format!("the policy has no section for key {}", req.key),
+            );
+        };
+        if key.frozen {
+            return deny(
+                DenyCode::Frozen,
+                format!(
+                    "key {} ({}) is frozen by the policy",
+                    key.address, key.label
+                ),
+            );
+        }
+        let intent = &req.decoded.intent;
+        if intent.owner() != req.key {
+            return deny(
+                DenyCode::OwnerMismatch,
+                format!(
+                    "the transaction's owner is {} but signing was requested with key {}",
+                    intent.owner(),
+                    req.key
+                ),
+            );
+        }
+        let asset = intent.asset();
+        let Some(info) = self
+            .asset_info(&asset)
+            .filter(|_| key.asset(&asset).is_some())
+        else {
+            let name = match self.asset_info(&asset) {
+                Some(i) if asset != Asset::Trx => format!("{} ({asset})", i.symbol),
+                _ => asset.to_string(),
+            };
+            return deny(
+                DenyCode::AssetNotAllowed,
+                format!("key {} may not send {name}", key.address),
+            );
+        };
+        let to = intent.to();
+        let Some(dest) = key.destination(to) else {
+            return deny(
+                DenyCode::DestinationNotAllowed,
+                format!(
+                    "{to} is not on the destination allowlist of key {}",
+                    key.address
+                ),
+            );
+        };
+        let Some(dest_asset) = dest.asset(&asset) else {
+            return deny(
+                DenyCode::DestinationAssetNotAllowed,
+                format!(
+                    "destination {:?} ({to}) may not receive {} from key {}",
+                    dest.label, info.symbol, key.address
+                ),
+            );
+        };
+        let amount = intent.amount();
+        let human = |v: U256| format!("{} {}", format_amount(v, info.decimals), info.symbol);
+        if amount == U256::ZERO {
+            return deny(DenyCode::ZeroAmount, "the transfer amount is zero".into());
+        }
+        if amount > dest_asset.per_tx_max {
+            return deny(
+                DenyCode::OverPerTxMax,
+                format!(
+                    "{} is above the per-transaction maximum of {} to {:?}",
+                    human(amount),
+                    human(dest_asset.per_tx_max),
+                    dest.label
+                ),
+            );
+        }
+        if let Some(d) = envelope(key, req) {
+            return d;
+        }
+        for w in &dest_asset.windows {
+            let used = usage.used(req.key, &asset, Some(to), w.window_ms, req.now_ms);
+            if over(used, amount, w) {
+                return deny(
+                    DenyCode::OverDestinationWindow,
+                    window_message(
+                        w,
+                        info,
+                        &format!("destination {:?} ({to}) of key {}", dest.label, key.address),
+                        used,
+                        amount,
+                    ),
+                );
+            }
+        }
+        let key_windows = key.asset(&asset).map_or(&[][..], |a| &a.windows[..]);
+        for w in key_windows {
+            let used = usage.used(req.key, &asset, None, w.window_ms, req.now_ms);
+            if over(used, amount, w) {
+                return deny(
+                    DenyCode::OverKeyWindow,
+                    window_message(w, info, &format!("key {}", key.address), used, amount),
+                );
+            }
+        }
+        Decision::Allow(Allow {
+            rule: format!(
+                "key {}/destination {:?}/{}",
+                key.address, dest.label, info.symbol
+            ),
+        })
+    }
+}
+
+/// used + amount > max, where an overflowing sum is over.
+fn over(used: U256, amount: U256, w: &Window) -> bool {
+    used.checked_add(amount).is_none_or(|total| total > w.max)
+}
+
+fn window_message(w: &Window, info: &AssetInfo, whom: &str, used: U256, amount: U256) -> String {
+    format!(
+        "would exceed the {} {} limit of {} for {whom}: used {}, asked {}",
+        w.label,
+        info.symbol,
+        format_amount(w.max, info.decimals),
+        format_amount(used, info.decimals),
+        format_amount(amount, info.decimals)
+    )
+}
+
+/// Fee, expiration, timestamp and memo checks. i128 arithmetic: no input can overflow it.
+fn envelope(key: &KeyPolicy, req: &Request<'_>) -> Option<Decision> {
+    let e = &req.decoded.envelope;
+    let rules = &key.envelope;
+    let trx = |sun: u64| format_amount(U256::from(sun), super::load::TRX_DECIMALS);
+    let fee = u64::try_from(e.fee_limit).unwrap_or(u64::MAX);
+    if e.fee_limit < 0 || fee > rules.max_fee_limit {
+        return Some(deny(
+            DenyCode::FeeLimitTooHigh,
+            format!(
+                "fee_limit {} TRX is above the maximum of {} TRX for key {}",
+                if e.fee_limit < 0 {
+                    e.fee_limit.to_string()
+                } else {
+                    trx(fee)
+                },
+                trx(rules.max_fee_limit),
+                key.address
+            ),
+        ));
+    }
+    let now = i128::from(req.now_ms);
+    let skew = i128::from(rules.clock_skew_ms);
+    let expiration = i128::from(e.expiration);
+    let latest = now + i128::from(rules.max_expiration_ms) + skew;
+    if expiration > latest {
+        return Some(deny(
+            DenyCode::ExpirationTooFar,
+            format!(
+                "expiration is {} ahead of the signer's clock; at most {} (+{} skew) is allowed",
+                human_ms(expiration - now),
+                super::duration::format_duration(rules.max_expiration_ms),
+                super::duration::format_duration(rules.clock_skew_ms)
+            ),
+        ));
+    }
+    if expiration < now - skew {
+        return Some(deny(
+            DenyCode::Expired,
+            format!(
+                "the transaction expired {} before the signer's clock (allowed skew {})",
+                human_ms(now - expiration),
+                super::duration::format_duration(rules.clock_skew_ms)
+            ),
+        ));
+    }
+    let timestamp = i128::from(e.timestamp);
+    if timestamp > now + skew {
+        return Some(deny(
+            DenyCode::TimestampInFuture,
+            format!(
+                "the transaction timestamp is {} ahead of the signer's clock (allowed skew {})",
+                human_ms(timestamp - now),
+                super::duration::format_duration(rules.clock_skew_ms)
+            ),
+        ));
+    }
+    if !e.memo.is_empty() {
+        if !rules.memo_allowed {
+            return Some(deny(
+                DenyCode::MemoNotAllowed,
+                format!("key {} may not send transactions with a memo", key.address),
+            ));
+        }
+        if e.memo.len() > rules.max_memo_len {
+            return Some(deny(
+                DenyCode::MemoTooLong,
+                format!(
+                    "the memo is {} bytes; key {} allows at most {}",
+                    e.memo.len(),
+                    key.address,
+                    rules.max_memo_len
+                ),
+            ));
+        }
+    }
+    None
+}

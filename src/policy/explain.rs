@@ -1,0 +1,130 @@
+//! A plain-language summary of a loaded policy, for auditors who do not read TOML.
+//!
+//! Written from the validated model, not the text: what it says is what the signer enforces.
+
+use std::fmt::Write as _;
+
+use super::amount::format_amount;
+use super::duration::format_duration;
+use super::model::{AssetInfo, Policy, Window};
+use super::LoadedPolicy;
+use crate::decode::Asset;
+
+impl LoadedPolicy {
+    /// The summary printed by `tron-signer policy explain`.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = write_explain(&mut out, self);
+        out
+    }
+}
+
+fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
+    let p = &lp.policy;
+    writeln!(o, "Policy {:?} (format version {})", lp.name, lp.version)?;
+    writeln!(o, "File: {}", lp.path.display())?;
+    writeln!(o, "sha256: {}", lp.hash_hex())?;
+    writeln!(o)?;
+    writeln!(
+        o,
+        "Rule: anything not explicitly allowed below is refused (default deny)."
+    )?;
+    if p.frozen {
+        writeln!(
+            o,
+            "GLOBAL FREEZE IS ON: every request for every key is refused."
+        )?;
+    } else {
+        writeln!(o, "Global freeze: off.")?;
+    }
+    writeln!(o)?;
+    writeln!(o, "Assets:")?;
+    for a in &p.assets {
+        match a.asset {
+            Asset::Trx => writeln!(
+                o,
+                "  TRX: the native coin, {} decimals (amounts in sun)",
+                a.decimals
+            )?,
+            Asset::Token(c) => writeln!(
+                o,
+                "  {}: TRC-20 token at contract {c}, {} decimals",
+                a.symbol, a.decimals
+            )?,
+        }
+    }
+    for k in &p.keys {
+        writeln!(o)?;
+        writeln!(o, "Key {} ({:?})", k.address, k.label)?;
+        if k.frozen {
+            writeln!(o, "  FROZEN: every request for this key is refused.")?;
+        }
+        let names: Vec<&str> = k.assets.iter().map(|a| symbol(p, &a.asset)).collect();
+        writeln!(
+            o,
+            "  May send only: {} (only to the destinations listed below)",
+            names.join(", ")
+        )?;
+        for a in &k.assets {
+            let info = p.asset_info(&a.asset);
+            writeln!(
+                o,
+                "  Total {} sent by this key, to all destinations: {}",
+                symbol(p, &a.asset),
+                windows(&a.windows, info)
+            )?;
+        }
+        let e = &k.envelope;
+        writeln!(
+            o,
+            "  Fee limit: at most {} TRX per transaction.",
+            format_amount(e.max_fee_limit.into(), super::load::TRX_DECIMALS)
+        )?;
+        writeln!(
+            o,
+            "  Expiration: at most {} after the signer's clock; timestamps and expirations may be off by up to {} (clock skew).",
+            format_duration(e.max_expiration_ms),
+            format_duration(e.clock_skew_ms)
+        )?;
+        if e.memo_allowed {
+            writeln!(o, "  Memos: allowed, up to {} bytes.", e.max_memo_len)?;
+        } else {
+            writeln!(o, "  Memos: not allowed.")?;
+        }
+        if k.destinations.is_empty() {
+            writeln!(o, "  Destinations: none, so this key can send nothing.")?;
+        } else {
+            writeln!(o, "  Destinations ({}):", k.destinations.len())?;
+        }
+        for d in &k.destinations {
+            writeln!(o, "    {:?} {}", d.label, d.address)?;
+            for a in &d.assets {
+                let info = p.asset_info(&a.asset);
+                let sym = symbol(p, &a.asset);
+                let dec = info.map_or(0, |i| i.decimals);
+                let mut line = format!(
+                    "      {sym}: at most {} per transaction",
+                    format_amount(a.per_tx_max, dec)
+                );
+                if !a.windows.is_empty() {
+                    let _ = write!(line, "; {}", windows(&a.windows, info));
+                }
+                writeln!(o, "{line}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn symbol<'p>(p: &'p Policy, asset: &Asset) -> &'p str {
+    p.asset_info(asset).map_or("?", |i| i.symbol.as_str())
+}
+
+fn windows(ws: &[Window], info: Option<&AssetInfo>) -> String {
+    let dec = info.map_or(0, |i| i.decimals);
+    ws.iter()
+        .map(|w| format!("at most {} in any {}", format_amount(w.max, dec), w.label))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

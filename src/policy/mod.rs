@@ -1,0 +1,94 @@
+//! Intent + state to decision: withdrawal policies read from TOML files.
+//!
+//! A policy is data an auditor reads (`policies/README.md` explains every setting). Loading
+//! refuses a file with any problem and lists all of them; evaluation refuses anything the
+//! policy does not explicitly allow (DESIGN invariant 3). The sha256 of the exact file bytes
+//! identifies the policy in every decision record.
+
+pub mod amount;
+mod cli;
+pub mod duration;
+mod eval;
+mod explain;
+mod load;
+mod model;
+mod problem;
+mod toml_walk;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use amount::{format_amount, parse_amount, AmountError};
+pub use cli::{run_policy, PolicyCommand};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use eval::{Allow, Decision, Deny, DenyCode, Request, Usage};
+pub use load::{
+    FORMAT_VERSION, MAX_CLOCK_SKEW_MS, MAX_DECIMALS, MAX_EXPIRATION_MS, MAX_FEE_LIMIT_SUN,
+    MAX_MEMO_LEN, MAX_WINDOW_MS, TRX_DECIMALS,
+};
+pub use model::{
+    AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Policy, Window,
+};
+pub use problem::{PolicyLoadError, Problem, ProblemCode};
+
+/// A policy together with the exact text it came from and that text's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedPolicy {
+    pub path: PathBuf,
+    pub text: String,
+    /// sha256 of the file bytes.
+    pub hash: [u8; 32],
+    pub version: u32,
+    pub name: String,
+    pub policy: Policy,
+}
+
+impl LoadedPolicy {
+    /// The hash as lowercase hex, the form recorded with every decision.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+}
+
+/// sha256 of the exact bytes; no normalisation, so a reformatted file is a different policy.
+pub fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Reads and validates a policy file.
+pub fn load_file(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        PolicyLoadError::whole_file(&name, ProblemCode::Unreadable, format!("cannot read: {e}"))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        PolicyLoadError::whole_file(
+            &name,
+            ProblemCode::NotUtf8,
+            format!(
+                "not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let mut loaded = parse(&text, &name)?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
+}
+
+/// Validates policy text; `source_name` is used in problem locations and as the path.
+pub fn parse(text: &str, source_name: &str) -> Result<LoadedPolicy, PolicyLoadError> {
+    let parsed = load::load(text, source_name)?;
+    Ok(LoadedPolicy {
+        path: PathBuf::from(source_name),
+        text: text.to_owned(),
+        hash: hash_bytes(text.as_bytes()),
+        version: parsed.version,
+        name: parsed.name,
+        policy: parsed.policy,
+    })
+}
+
+#[cfg(test)]
+mod tests;

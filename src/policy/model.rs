@@ -1,0 +1,139 @@
+//! The validated, in-memory policy. Only the loader builds these, so every value here has
+//! already passed the consistency checks listed in `policies/README.md`.
+
+use std::collections::HashMap;
+
+use tron_proto::{Address, U256};
+
+use crate::decode::Asset;
+
+/// Everything the signer may do; anything not described here is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Global freeze: when set, every request is refused.
+    pub frozen: bool,
+    /// Declared assets (TRX first, then tokens in file order).
+    pub assets: Vec<AssetInfo>,
+    /// Signing keys in file order.
+    pub keys: Vec<KeyPolicy>,
+    pub(crate) key_index: HashMap<Address, usize>,
+}
+
+/// How to name and scale an asset for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetInfo {
+    pub asset: Asset,
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// A rolling-window maximum: at most `max` base units within any `window_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub window_ms: u64,
+    /// The duration as written in the file ("24h"), used in messages.
+    pub label: String,
+    pub max: U256,
+}
+
+/// The rules for one signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPolicy {
+    pub address: Address,
+    pub label: String,
+    pub frozen: bool,
+    /// Assets this key may send, with the key-wide windows for each (at least one window).
+    pub assets: Vec<KeyAsset>,
+    pub destinations: Vec<Destination>,
+    pub(crate) destination_index: HashMap<Address, usize>,
+    pub envelope: EnvelopeRules,
+}
+
+/// One asset a key may send and its key-wide velocity limits (shortest window first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAsset {
+    pub asset: Asset,
+    pub windows: Vec<Window>,
+}
+
+/// An allowlisted recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub address: Address,
+    pub label: String,
+    pub assets: Vec<DestinationAsset>,
+}
+
+/// What one destination may receive of one asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationAsset {
+    pub asset: Asset,
+    pub per_tx_max: U256,
+    /// Shortest window first; may be empty (the key windows still apply).
+    pub windows: Vec<Window>,
+}
+
+/// Limits on the transaction fields around the transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeRules {
+    /// In sun.
+    pub max_fee_limit: u64,
+    /// How far past the signer's clock (plus skew) the expiration may be.
+    pub max_expiration_ms: u64,
+    pub clock_skew_ms: u64,
+    pub memo_allowed: bool,
+    /// Bytes; 0 when memos are not allowed.
+    pub max_memo_len: usize,
+}
+
+impl Policy {
+    /// Signing keys this policy knows, in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &Address> {
+        self.keys.iter().map(|k| &k.address)
+    }
+
+    /// The rules for `key`, if the policy has a section for it.
+    pub fn key(&self, key: &Address) -> Option<&KeyPolicy> {
+        self.key_index.get(key).and_then(|&i| self.keys.get(i))
+    }
+
+    /// The longest window any limit uses: how much history the ledger must be able to count.
+    pub fn max_window_ms(&self) -> u64 {
+        self.keys
+            .iter()
+            .flat_map(|k| {
+                let key_windows = k.assets.iter().flat_map(|a| a.windows.iter());
+                let dest_windows = k
+                    .destinations
+                    .iter()
+                    .flat_map(|d| d.assets.iter().flat_map(|a| a.windows.iter()));
+                key_windows.chain(dest_windows)
+            })
+            .map(|w| w.window_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Symbol and decimals for `asset`, if declared.
+    pub fn asset_info(&self, asset: &Asset) -> Option<&AssetInfo> {
+        self.assets.iter().find(|a| &a.asset == asset)
+    }
+}
+
+impl KeyPolicy {
+    pub fn destination(&self, to: &Address) -> Option<&Destination> {
+        self.destination_index
+            .get(to)
+            .and_then(|&i| self.destinations.get(i))
+    }
+
+    pub fn asset(&self, asset: &Asset) -> Option<&KeyAsset> {
+        self.assets.iter().find(|a| &a.asset == asset)
+    }
+}
+
+impl Destination {
+    pub fn asset(&self, asset: &Asset) -> Option<&DestinationAsset> {
+        self.assets.iter().find(|a| &a.asset == asset)
+    }
+}

@@ -1,0 +1,1107 @@
+//! Policy tests: the examples load, every load problem is reported with its line, every
+//! deny code is reachable and isolated, and evaluation never panics.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use tron_proto::{Address, U256};
+
+use super::*;
+use crate::decode::{Asset, Decoded, Envelope, Intent, Trc20Transfer, TrxTransfer};
+
+const KEY: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+const OTHER_KEY: &str = "TSgTVyxpR39Ya2EVhR1VYLaG15HaiRsUUM";
+const EXCHANGE: &str = "TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd";
+const TREASURY: &str = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU";
+const STRANGER: &str = "TCXnvdyuSYwMdXt2RY2UDWfaS9gGtzJrem";
+const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
+const MAINNET_USDT: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+
+/// A valid policy; load tests change one line at a time.
+const BASE: &str = r#"version = 1
+name = "test policy"
+
+[global]
+frozen = false
+max_fee_limit = "100"
+max_expiration = "10m"
+clock_skew = "1m"
+memo_allowed = true
+max_memo_len = 8
+
+[[token]]
+symbol = "USDT"
+contract = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
+decimals = 6
+
+[[token]]
+symbol = "USDM"
+contract = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+decimals = 6
+
+[[key]]
+address = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"
+label = "hot key"
+assets = ["TRX", "USDT"]
+windows = [
+  { asset = "USDT", window = "1h", max = "3000" },
+  { asset = "USDT", window = "24h", max = "5000" },
+  { asset = "TRX", window = "24h", max = "100" },
+]
+
+[[key.destination]]
+address = "TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd"
+label = "exchange hot wallet"
+assets = ["USDT"]
+per_tx_max = { USDT = "600" }
+windows = [
+  { asset = "USDT", window = "24h", max = "2000" },
+]
+
+[[key.destination]]
+address = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU"
+label = "treasury"
+assets = ["TRX", "USDT"]
+per_tx_max = { TRX = "50", USDT = "0.5" }
+
+[[key]]
+address = "TSgTVyxpR39Ya2EVhR1VYLaG15HaiRsUUM"
+label = "frozen key"
+frozen = true
+assets = ["TRX"]
+windows = [{ asset = "TRX", window = "1h", max = "1" }]
+"#;
+
+fn addr(s: &str) -> Address {
+    Address::from_base58(s).unwrap()
+}
+
+fn base() -> LoadedPolicy {
+    match parse(BASE, "base.toml") {
+        Ok(p) => p,
+        Err(e) => panic!("base policy must load:\n{e}"),
+    }
+}
+
+// ---------------------------------------------------------------- examples and identity
+
+#[test]
+fn example_policies_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for (file, usdt) in [("nile.toml", NILE_USDT), ("mainnet.toml", MAINNET_USDT)] {
+        let lp = match load_file(&root.join(file)) {
+            Ok(lp) => lp,
+            Err(e) => panic!("{file} must load:\n{e}"),
+        };
+        let p = &lp.policy;
+        let usdt = Asset::Token(addr(usdt));
+        assert_eq!(p.asset_info(&usdt).map(|i| i.decimals), Some(6), "{file}");
+        let k = &p.keys[0];
+        assert!(k.asset(&Asset::Trx).is_some() && k.asset(&usdt).is_some());
+        assert!(k.destinations.len() >= 2, "{file}: two destinations");
+        let windows: Vec<u64> = k.assets[0].windows.iter().map(|w| w.window_ms).collect();
+        assert_eq!(windows, vec![3_600_000, 86_400_000], "{file}: 1h and 24h");
+        assert_eq!(p.max_window_ms(), 86_400_000);
+        let bytes = std::fs::read(root.join(file)).unwrap();
+        assert_eq!(lp.hash, hash_bytes(&bytes));
+        let text = lp.explain();
+        assert!(text.contains("default deny") && text.contains(&lp.hash_hex()));
+    }
+    let nile = load_file(&root.join("nile.toml")).unwrap();
+    assert!(nile.policy.keys().any(|k| *k == addr(KEY)));
+}
+
+#[test]
+fn hash_is_sha256_of_exact_bytes() {
+    let a = base();
+    let b = parse(&format!("{BASE}\n"), "b.toml").unwrap();
+    assert_eq!(a.policy, b.policy);
+    assert_ne!(a.hash, b.hash, "a reformatted file is a different policy");
+    assert_eq!(a.hash_hex().len(), 64);
+}
+
+#[test]
+fn base_policy_contents() {
+    let lp = base();
+    assert_eq!((lp.version, lp.name.as_str()), (1, "test policy"));
+    let k = lp.policy.key(&addr(KEY)).unwrap();
+    assert_eq!(k.envelope.max_fee_limit, 100_000_000);
+    assert_eq!(k.envelope.max_memo_len, 8);
+    let t = k.destination(&addr(TREASURY)).unwrap();
+    let usdt = Asset::Token(addr(NILE_USDT));
+    assert_eq!(t.asset(&usdt).unwrap().per_tx_max, U256::from(500_000u32));
+    assert!(lp.policy.key(&addr(OTHER_KEY)).unwrap().frozen);
+}
+
+// ---------------------------------------------------------------- load problems
+
+/// Replaces the single occurrence of `from` in BASE.
+fn with(from: &str, to: &str) -> String {
+    assert_eq!(BASE.matches(from).count(), 1, "{from:?} must occur once");
+    BASE.replacen(from, to, 1)
+}
+
+/// 1-based line of the first occurrence of `needle` (or the nth, 0-based).
+fn line_of(text: &str, needle: &str, nth: usize) -> usize {
+    let (at, _) = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
+    text[..at].matches('\n').count() + 1
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, "t.toml") {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(e) => {
+            assert_eq!(e.code(), "policy_invalid");
+            e.problems
+        }
+    }
+}
+
+/// Asserts that `text` has a problem with `code` on `line`, and no problem of another code.
+fn expect(text: &str, code: ProblemCode, line: usize) {
+    let ps = problems(text);
+    assert!(
+        ps.iter().any(|p| p.code == code && p.line == line),
+        "expected {code:?} on line {line}, got:\n{}",
+        PolicyLoadError {
+            problems: ps.clone()
+        }
+    );
+    assert!(
+        ps.iter().all(|p| p.code == code),
+        "unexpected extra problems:\n{}",
+        PolicyLoadError { problems: ps }
+    );
+}
+
+#[test]
+fn syntax_errors() {
+    let t = with("name = \"test policy\"", "name = \"test policy");
+    expect(&t, ProblemCode::Syntax, 2);
+    // A key written twice in one table is a TOML error.
+    let t = with("frozen = false\n", "frozen = false\nfrozen = true\n");
+    expect(&t, ProblemCode::Syntax, line_of(&t, "frozen = true", 0));
+}
+
+#[test]
+fn unknown_fields_everywhere() {
+    for (from, to, marker) in [
+        ("version = 1\n", "version = 1\nowner = \"x\"\n", "owner"),
+        (
+            "frozen = false\n",
+            "frozen = false\nfreeze = true\n",
+            "freeze",
+        ),
+        (
+            "decimals = 6\n\n[[token]]",
+            "decimals = 6\nname = \"x\"\n\n[[token]]",
+            "name = \"x\"",
+        ),
+        (
+            "label = \"hot key\"\n",
+            "label = \"hot key\"\nmax_per_day = \"1\"\n",
+            "max_per_day",
+        ),
+        (
+            "label = \"treasury\"\n",
+            "label = \"treasury\"\nnote = \"x\"\n",
+            "note",
+        ),
+        (
+            "window = \"1h\", max = \"3000\"",
+            "window = \"1h\", max = \"3000\", min = \"1\"",
+            "min =",
+        ),
+    ] {
+        let t = with(from, to);
+        expect(&t, ProblemCode::UnknownField, line_of(&t, marker, 0));
+    }
+}
+
+#[test]
+fn missing_fields() {
+    // The key section starts at its [[key]] header.
+    let t = with("label = \"hot key\"\n", "");
+    let ps = problems(&t);
+    assert!(ps.iter().any(|p| p.code == ProblemCode::MissingField
+        && (p.line == line_of(&t, "[[key]]", 0) || p.line == line_of(&t, KEY, 0))));
+
+    let t = with("per_tx_max = { USDT = \"600\" }\n", "");
+    expect(
+        &t,
+        ProblemCode::MissingField,
+        line_of(&t, "[[key.destination]]", 0),
+    );
+
+    // An envelope limit set neither in [global] nor on the key.
+    let t = with("max_fee_limit = \"100\"\n", "");
+    let ps = problems(&t);
+    assert_eq!(ps.len(), 2, "one per key: {ps:?}");
+    assert!(ps.iter().all(|p| p.code == ProblemCode::MissingField));
+
+    // An asset without any key-wide window.
+    let t = with(
+        "  { asset = \"TRX\", window = \"24h\", max = \"100\" },\n",
+        "",
+    );
+    expect(
+        &t,
+        ProblemCode::MissingField,
+        line_of(&t, "assets = [\"TRX\", \"USDT\"]", 0),
+    );
+
+    let t = with("version = 1\n", "");
+    expect(&t, ProblemCode::MissingField, 1);
+
+    let t = with("name = \"test policy\"", "name = \" \"");
+    expect(&t, ProblemCode::MissingField, 2);
+
+    // Memos allowed globally but no length anywhere: one problem per key that allows them.
+    let t = with("max_memo_len = 8\n", "");
+    let ps = problems(&t);
+    assert!(
+        !ps.is_empty() && ps.iter().all(|p| p.code == ProblemCode::MissingField),
+        "{ps:?}"
+    );
+}
+
+#[test]
+fn wrong_types() {
+    let t = with("max = \"3000\"", "max = 3000");
+    expect(&t, ProblemCode::WrongType, line_of(&t, "max = 3000", 0));
+    let t = with("frozen = true", "frozen = \"yes\"");
+    expect(&t, ProblemCode::WrongType, line_of(&t, "\"yes\"", 0));
+    // Sections of the wrong kind.
+    let ps = problems("version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\n");
+    let got: Vec<(ProblemCode, usize)> = ps.iter().map(|p| (p.code, p.line)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ProblemCode::WrongType, 3),
+            (ProblemCode::WrongType, 4),
+            (ProblemCode::WrongType, 5)
+        ]
+    );
+    let t = with("assets = [\"TRX\"]\n", "assets = \"TRX\"\n");
+    expect(
+        &t,
+        ProblemCode::WrongType,
+        line_of(&t, "assets = \"TRX\"", 0),
+    );
+}
+
+#[test]
+fn unsupported_version() {
+    expect(
+        &with("version = 1", "version = 2"),
+        ProblemCode::UnsupportedVersion,
+        1,
+    );
+}
+
+#[test]
+fn bad_addresses() {
+    // Last character changed: checksum mismatch. Then a hex address (refused: one spelling).
+    let t = with(KEY, "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w2");
+    expect(&t, ProblemCode::BadAddress, line_of(&t, "w2", 0));
+    let t = with(TREASURY, "4194a15629b2b2bbd3a5453e6d6696b2875278633b");
+    expect(&t, ProblemCode::BadAddress, line_of(&t, "4194a1", 0));
+    let t = with(NILE_USDT, "TXYZ0");
+    expect(&t, ProblemCode::BadAddress, line_of(&t, "TXYZ0", 0));
+}
+
+#[test]
+fn bad_amounts() {
+    for bad in ["1.0000001", "-5", "1e3", "", " 5", "5.", ".5"] {
+        let t = with("USDT = \"600\"", &format!("USDT = \"{bad}\""));
+        expect(&t, ProblemCode::BadAmount, line_of(&t, "per_tx_max", 0));
+    }
+}
+
+#[test]
+fn zero_amounts() {
+    let t = with("max = \"5000\"", "max = \"0\"");
+    expect(&t, ProblemCode::ZeroAmount, line_of(&t, "max = \"0\"", 0));
+    let t = with("TRX = \"50\"", "TRX = \"0.000000\"");
+    expect(
+        &t,
+        ProblemCode::ZeroAmount,
+        line_of(&t, "TRX = \"0.000000\"", 0),
+    );
+}
+
+#[test]
+fn bad_durations() {
+    for bad in ["0h", "1w", "1.5h", "", "24"] {
+        let t = with(
+            "window = \"24h\", max = \"2000\"",
+            &format!("window = \"{bad}\", max = \"2000\""),
+        );
+        expect(
+            &t,
+            ProblemCode::BadDuration,
+            line_of(&t, "max = \"2000\"", 0),
+        );
+    }
+    let t = with("clock_skew = \"1m\"", "clock_skew = \"0s\"");
+    expect(&t, ProblemCode::BadDuration, line_of(&t, "clock_skew", 0));
+}
+
+#[test]
+fn out_of_range() {
+    for (from, to, marker) in [
+        (
+            "max_expiration = \"10m\"",
+            "max_expiration = \"25h\"",
+            "max_expiration",
+        ),
+        (
+            "max_expiration = \"10m\"",
+            "max_expiration = \"2d\"",
+            "max_expiration",
+        ),
+        ("clock_skew = \"1m\"", "clock_skew = \"2h\"", "clock_skew"),
+        (
+            "max_fee_limit = \"100\"",
+            "max_fee_limit = \"15000.000001\"",
+            "max_fee_limit",
+        ),
+        ("max_memo_len = 8", "max_memo_len = 0", "max_memo_len"),
+        ("max_memo_len = 8", "max_memo_len = 100000", "max_memo_len"),
+        ("max_memo_len = 8", "max_memo_len = -1", "max_memo_len"),
+        (
+            "decimals = 6\n\n[[key]]",
+            "decimals = 80\n\n[[key]]",
+            "decimals = 80",
+        ),
+        ("symbol = \"USDM\"", "symbol = \"US DM\"", "US DM"),
+        (
+            "window = \"1h\", max = \"1\"",
+            "window = \"60d\", max = \"1\"",
+            "60d",
+        ),
+    ] {
+        let t = with(from, to);
+        expect(&t, ProblemCode::OutOfRange, line_of(&t, marker, 0));
+    }
+    // The network cap itself is fine.
+    parse(
+        &with("max_fee_limit = \"100\"", "max_fee_limit = \"15000\""),
+        "t",
+    )
+    .unwrap();
+}
+
+#[test]
+fn duplicates() {
+    // Same key twice.
+    let t = with(OTHER_KEY, KEY);
+    expect(&t, ProblemCode::DuplicateKey, line_of(&t, KEY, 1));
+    // Same destination twice under one key.
+    let t = with(TREASURY, EXCHANGE);
+    expect(
+        &t,
+        ProblemCode::DuplicateDestination,
+        line_of(&t, EXCHANGE, 1),
+    );
+    // Token symbol, token contract, TRX as a token, an asset listed twice.
+    let t = with("symbol = \"USDM\"", "symbol = \"usdt\"");
+    expect(&t, ProblemCode::DuplicateAsset, line_of(&t, "usdt", 0));
+    let t = with(MAINNET_USDT, NILE_USDT);
+    expect(&t, ProblemCode::DuplicateAsset, line_of(&t, NILE_USDT, 1));
+    let t = with("symbol = \"USDM\"", "symbol = \"TRX\"");
+    expect(
+        &t,
+        ProblemCode::DuplicateAsset,
+        line_of(&t, "symbol = \"TRX\"", 0),
+    );
+    let t = with(
+        "assets = [\"TRX\", \"USDT\"]\nper",
+        "assets = [\"TRX\", \"USDT\", \"TRX\"]\nper",
+    );
+    expect(
+        &t,
+        ProblemCode::DuplicateAsset,
+        line_of(&t, "\"TRX\"]\nper", 0),
+    );
+}
+
+#[test]
+fn duplicate_window() {
+    let t = with(
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" },",
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" },\n  { asset = \"TRX\", window = \"1d\", max = \"100\" },",
+    );
+    expect(&t, ProblemCode::DuplicateWindow, line_of(&t, "1d", 0));
+}
+
+#[test]
+fn undeclared_assets() {
+    // Destination lists an asset the key does not allow.
+    let t = with(
+        "assets = [\"TRX\", \"USDT\"]\nper",
+        "assets = [\"TRX\", \"USDM\"]\nper",
+    );
+    let ps = problems(&t);
+    let line = line_of(&t, "\"USDM\"]\nper", 0);
+    assert!(
+        ps.iter()
+            .any(|p| p.code == ProblemCode::UndeclaredAsset && p.line == line),
+        "{ps:?}"
+    );
+    // A symbol declared nowhere.
+    let t = with("assets = [\"TRX\"]\n", "assets = [\"TRX\", \"DOGE\"]\n");
+    expect(&t, ProblemCode::UndeclaredAsset, line_of(&t, "DOGE", 0));
+    // A key window for an asset the key does not list.
+    let t = with(
+        "window = \"1h\", max = \"1\"",
+        "window = \"1h\", max = \"1\" }, { asset = \"USDT\", window = \"1h\", max = \"1\"",
+    );
+    expect(
+        &t,
+        ProblemCode::UndeclaredAsset,
+        line_of(&t, "asset = \"USDT\", window = \"1h\", max = \"1\"", 0),
+    );
+    // per_tx_max for an asset the destination does not list.
+    let t = with(
+        "per_tx_max = { USDT = \"600\" }",
+        "per_tx_max = { USDT = \"600\", TRX = \"1\" }",
+    );
+    expect(
+        &t,
+        ProblemCode::UndeclaredAsset,
+        line_of(&t, "TRX = \"1\"", 0),
+    );
+}
+
+#[test]
+fn inconsistent_limits() {
+    // Per-tx above the destination's smallest window.
+    let t = with("USDT = \"600\"", "USDT = \"2000.000001\"");
+    expect(
+        &t,
+        ProblemCode::InconsistentLimit,
+        line_of(&t, "2000.000001", 0),
+    );
+    // Per-tx above the key's smallest window for the asset.
+    let t = with("TRX = \"50\"", "TRX = \"101\"");
+    expect(
+        &t,
+        ProblemCode::InconsistentLimit,
+        line_of(&t, "TRX = \"101\"", 0),
+    );
+    // A shorter window allowing more than a longer one (reported at the longer one).
+    let t = with(
+        "window = \"1h\", max = \"3000\"",
+        "window = \"1h\", max = \"5000.5\"",
+    );
+    expect(
+        &t,
+        ProblemCode::InconsistentLimit,
+        line_of(&t, "max = \"5000\"", 0),
+    );
+    // memo_allowed = false with a memo length in the same table.
+    let t = with("memo_allowed = true", "memo_allowed = false");
+    expect(
+        &t,
+        ProblemCode::InconsistentLimit,
+        line_of(&t, "max_memo_len", 0),
+    );
+    // Equal limits are consistent.
+    parse(&with("USDT = \"600\"", "USDT = \"2000\""), "t").unwrap();
+}
+
+#[test]
+fn no_keys() {
+    let cut = BASE.find("[[key]]").unwrap();
+    expect(&BASE[..cut], ProblemCode::NoKeys, 1);
+}
+
+#[test]
+fn every_problem_is_reported_in_line_order() {
+    let t = with("version = 1", "version = 7");
+    let t = t.replacen("max = \"3000\"", "max = 3000", 1);
+    let t = t.replacen(TREASURY, "Tnope", 1);
+    let t = t.replacen("frozen = true", "frozen = true\ncolor = \"red\"", 1);
+    let ps = problems(&t);
+    let codes: Vec<ProblemCode> = ps.iter().map(|p| p.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            ProblemCode::UnsupportedVersion,
+            ProblemCode::WrongType,
+            ProblemCode::BadAddress,
+            ProblemCode::UnknownField
+        ],
+        "{ps:?}"
+    );
+    let lines: Vec<usize> = ps.iter().map(|p| p.line).collect();
+    assert!(lines.windows(2).all(|w| w[0] < w[1]));
+    let shown = PolicyLoadError { problems: ps }.to_string();
+    assert!(
+        shown.lines().count() == 4 && shown.starts_with("t.toml:1:11: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unreadable_and_non_utf8_files() {
+    let dir = std::env::temp_dir().join(format!("policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = load_file(&dir.join("missing.toml")).unwrap_err();
+    assert_eq!(missing.code(), "policy_unreadable");
+    let bin = dir.join("bin.toml");
+    std::fs::write(&bin, b"name = \"\xff\"").unwrap();
+    let e = load_file(&bin).unwrap_err();
+    assert_eq!(e.problems[0].code, ProblemCode::NotUtf8);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn problem_codes_are_distinct() {
+    use ProblemCode::*;
+    let all = [
+        Unreadable,
+        NotUtf8,
+        Syntax,
+        UnknownField,
+        MissingField,
+        WrongType,
+        UnsupportedVersion,
+        BadAddress,
+        BadAmount,
+        BadDuration,
+        OutOfRange,
+        DuplicateKey,
+        DuplicateDestination,
+        DuplicateAsset,
+        DuplicateWindow,
+        UndeclaredAsset,
+        InconsistentLimit,
+        ZeroAmount,
+        NoKeys,
+    ];
+    let codes: std::collections::HashSet<_> = all.iter().map(|c| c.as_str()).collect();
+    assert_eq!(codes.len(), all.len());
+}
+
+// ---------------------------------------------------------------- evaluation
+
+const NOW: i64 = 1_700_000_000_000;
+
+/// A signed transfer remembered by the in-memory ledger.
+struct Entry {
+    key: Address,
+    asset: Asset,
+    to: Address,
+    amount: U256,
+    expiration: i64,
+}
+
+/// Counts an entry toward window W at `now` while its expiration >= now - W.
+#[derive(Default)]
+struct MemUsage(Vec<Entry>);
+
+impl MemUsage {
+    fn add(&mut self, d: &Decoded) {
+        self.0.push(Entry {
+            key: *d.intent.owner(),
+            asset: d.intent.asset(),
+            to: *d.intent.to(),
+            amount: d.intent.amount(),
+            expiration: d.envelope.expiration,
+        });
+    }
+}
+
+impl Usage for MemUsage {
+    fn used(
+        &self,
+        key: &Address,
+        asset: &Asset,
+        dest: Option<&Address>,
+        window_ms: u64,
+        now_ms: i64,
+    ) -> U256 {
+        let from = i128::from(now_ms) - i128::from(window_ms);
+        self.0
+            .iter()
+            .filter(|e| e.key == *key && e.asset == *asset && dest.is_none_or(|d| *d == e.to))
+            .filter(|e| i128::from(e.expiration) >= from)
+            .fold(U256::ZERO, |acc, e| acc.saturating_add(e.amount))
+    }
+}
+
+/// A usage source that claims everything is used (as a failing ledger should).
+struct Exhausted;
+impl Usage for Exhausted {
+    fn used(&self, _: &Address, _: &Asset, _: Option<&Address>, _: u64, _: i64) -> U256 {
+        U256::MAX
+    }
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        txid: [0; 32],
+        ref_block_bytes: [1, 2],
+        ref_block_hash: [3; 8],
+        expiration: NOW + 60_000,
+        timestamp: NOW,
+        fee_limit: 30_000_000,
+        memo: Vec::new(),
+        permission_id: 0,
+    }
+}
+
+/// `amount` in micro-units (6 decimals).
+fn usdt(to: &str, micro: u64) -> Decoded {
+    Decoded {
+        envelope: envelope(),
+        intent: Intent::Trc20(Trc20Transfer {
+            owner: addr(KEY),
+            token: addr(NILE_USDT),
+            to: addr(to),
+            amount: U256::from(micro),
+        }),
+    }
+}
+
+fn trx(to: &str, sun: u64) -> Decoded {
+    Decoded {
+        envelope: Envelope {
+            fee_limit: 0,
+            ..envelope()
+        },
+        intent: Intent::Trx(TrxTransfer {
+            owner: addr(KEY),
+            to: addr(to),
+            amount: sun,
+        }),
+    }
+}
+
+fn decide(p: &Policy, key: &str, d: &Decoded, usage: &dyn Usage) -> Decision {
+    let key = addr(key);
+    p.evaluate(
+        &Request {
+            key: &key,
+            decoded: d,
+            now_ms: NOW,
+        },
+        usage,
+    )
+}
+
+fn code(p: &Policy, d: &Decoded) -> Option<DenyCode> {
+    decide(p, KEY, d, &MemUsage::default()).deny_code()
+}
+
+const U: u64 = 1_000_000;
+
+#[test]
+fn allows_within_limits_and_names_the_rule() {
+    let p = base().policy;
+    let d = decide(&p, KEY, &usdt(EXCHANGE, 600 * U), &MemUsage::default());
+    assert_eq!(
+        d,
+        Decision::Allow(Allow {
+            rule: format!("key {KEY}/destination \"exchange hot wallet\"/USDT")
+        })
+    );
+    assert!(code(&p, &trx(TREASURY, 50 * U)).is_none());
+    // The decoded transaction round-trips through the real encoder and decoder.
+    let d = usdt(EXCHANGE, U);
+    let again = crate::decode::decode(&crate::decode::encode(&d)).unwrap();
+    assert!(decide(&p, KEY, &again, &MemUsage::default()).is_allow());
+}
+
+#[test]
+fn deny_frozen_globally_and_per_key() {
+    let mut p = base().policy;
+    let other = Decoded {
+        intent: Intent::Trx(TrxTransfer {
+            owner: addr(OTHER_KEY),
+            to: addr(EXCHANGE),
+            amount: 1,
+        }),
+        ..trx(EXCHANGE, 1)
+    };
+    assert_eq!(
+        decide(&p, OTHER_KEY, &other, &MemUsage::default()).deny_code(),
+        Some(DenyCode::Frozen)
+    );
+    assert!(code(&p, &usdt(EXCHANGE, U)).is_none());
+    p.frozen = true;
+    let Decision::Deny(d) = decide(&p, KEY, &usdt(EXCHANGE, U), &MemUsage::default()) else {
+        panic!("global freeze must refuse");
+    };
+    assert_eq!(d.code, DenyCode::Frozen);
+    assert!(d.message.contains("global"));
+    // Freeze comes before the key check.
+    assert_eq!(
+        decide(&p, STRANGER, &usdt(EXCHANGE, U), &MemUsage::default()).deny_code(),
+        Some(DenyCode::Frozen)
+    );
+}
+
+#[test]
+fn deny_unknown_key_and_owner_mismatch() {
+    let p = base().policy;
+    assert_eq!(
+        decide(&p, STRANGER, &usdt(EXCHANGE, U), &MemUsage::default()).deny_code(),
+        Some(DenyCode::UnknownKey)
+    );
+    // Known key, but the transaction spends from another account.
+    let mut d = usdt(EXCHANGE, U);
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.owner = addr(STRANGER);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::OwnerMismatch));
+}
+
+#[test]
+fn deny_asset_and_destination() {
+    let p = base().policy;
+    // USDM is declared but this key does not list it; an undeclared token likewise.
+    for token in [MAINNET_USDT, STRANGER] {
+        let mut d = usdt(EXCHANGE, U);
+        if let Intent::Trc20(t) = &mut d.intent {
+            t.token = addr(token);
+        }
+        assert_eq!(code(&p, &d), Some(DenyCode::AssetNotAllowed));
+    }
+    assert_eq!(
+        code(&p, &usdt(STRANGER, U)),
+        Some(DenyCode::DestinationNotAllowed)
+    );
+    // The exchange takes USDT only.
+    assert_eq!(
+        code(&p, &trx(EXCHANGE, U)),
+        Some(DenyCode::DestinationAssetNotAllowed)
+    );
+}
+
+#[test]
+fn deny_zero_and_per_tx() {
+    let p = base().policy;
+    assert_eq!(code(&p, &usdt(EXCHANGE, 0)), Some(DenyCode::ZeroAmount));
+    assert_eq!(
+        code(&p, &usdt(EXCHANGE, 600 * U + 1)),
+        Some(DenyCode::OverPerTxMax)
+    );
+    assert_eq!(
+        code(&p, &usdt(TREASURY, U / 2 + 1)),
+        Some(DenyCode::OverPerTxMax)
+    );
+    assert!(code(&p, &usdt(TREASURY, U / 2)).is_none());
+    let Decision::Deny(d) = decide(&p, KEY, &usdt(EXCHANGE, 700 * U), &MemUsage::default()) else {
+        panic!()
+    };
+    assert!(
+        d.message.contains("700 USDT") && d.message.contains("600 USDT"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn deny_envelope() {
+    let p = base().policy;
+    let with = |f: &dyn Fn(&mut Envelope)| {
+        let mut d = usdt(EXCHANGE, U);
+        f(&mut d.envelope);
+        code(&p, &d)
+    };
+    // fee_limit: 100 TRX is the maximum.
+    assert_eq!(with(&|e| e.fee_limit = 100_000_000), None);
+    assert_eq!(
+        with(&|e| e.fee_limit = 100_000_001),
+        Some(DenyCode::FeeLimitTooHigh)
+    );
+    assert_eq!(with(&|e| e.fee_limit = -1), Some(DenyCode::FeeLimitTooHigh));
+    // Expiration: at most 10m + 1m skew ahead; not before now - 1m.
+    assert_eq!(with(&|e| e.expiration = NOW + 660_000), None);
+    assert_eq!(
+        with(&|e| e.expiration = NOW + 660_001),
+        Some(DenyCode::ExpirationTooFar)
+    );
+    assert_eq!(
+        with(&|e| e.expiration = i64::MAX),
+        Some(DenyCode::ExpirationTooFar)
+    );
+    assert_eq!(with(&|e| e.expiration = NOW - 60_000), None);
+    assert_eq!(
+        with(&|e| e.expiration = NOW - 60_001),
+        Some(DenyCode::Expired)
+    );
+    assert_eq!(with(&|e| e.expiration = i64::MIN), Some(DenyCode::Expired));
+    // Timestamp: at most 1m ahead.
+    assert_eq!(with(&|e| e.timestamp = NOW + 60_000), None);
+    assert_eq!(
+        with(&|e| e.timestamp = NOW + 60_001),
+        Some(DenyCode::TimestampInFuture)
+    );
+    // Memo: up to 8 bytes.
+    assert_eq!(with(&|e| e.memo = b"12345678".to_vec()), None);
+    assert_eq!(
+        with(&|e| e.memo = b"123456789".to_vec()),
+        Some(DenyCode::MemoTooLong)
+    );
+    let mut p2 = p.clone();
+    p2.keys[0].envelope.memo_allowed = false;
+    let mut d = usdt(EXCHANGE, U);
+    d.envelope.memo = b"x".to_vec();
+    assert_eq!(code(&p2, &d), Some(DenyCode::MemoNotAllowed));
+}
+
+#[test]
+fn deny_destination_window_then_key_window() {
+    let p = base().policy;
+    let mut ledger = MemUsage::default();
+    // Exchange: 24h cap 2000; per-tx 600. Three payouts of 600 leave 200.
+    for _ in 0..3 {
+        let d = usdt(EXCHANGE, 600 * U);
+        assert!(decide(&p, KEY, &d, &ledger).is_allow());
+        ledger.add(&d);
+    }
+    assert!(decide(&p, KEY, &usdt(EXCHANGE, 200 * U), &ledger).is_allow());
+    let Decision::Deny(d) = decide(&p, KEY, &usdt(EXCHANGE, 200 * U + 1), &ledger) else {
+        panic!("over the destination window")
+    };
+    assert_eq!(d.code, DenyCode::OverDestinationWindow);
+    assert!(
+        d.message.contains("24h USDT limit of 2000")
+            && d.message.contains("used 1800, asked 200.000001"),
+        "{}",
+        d.message
+    );
+
+    // Key 1h cap is 3000 USDT over all destinations: with 2000 to the exchange and 1000 more
+    // to the treasury, the key window refuses even a tiny payment to the treasury.
+    ledger.add(&usdt(EXCHANGE, 200 * U));
+    ledger.0.push(Entry {
+        key: addr(KEY),
+        asset: Asset::Token(addr(NILE_USDT)),
+        to: addr(TREASURY),
+        amount: U256::from(1000 * U),
+        expiration: NOW,
+    });
+    let Decision::Deny(d) = decide(&p, KEY, &usdt(TREASURY, 1), &ledger) else {
+        panic!("over the key window")
+    };
+    assert_eq!(d.code, DenyCode::OverKeyWindow);
+    assert_eq!(
+        d.message,
+        format!("would exceed the 1h USDT limit of 3000 for key {KEY}: used 3000, asked 0.000001")
+    );
+
+    // Entries whose expiration left the window no longer count.
+    let later = addr(KEY);
+    let req = Request {
+        key: &later,
+        decoded: &usdt(TREASURY, 1),
+        now_ms: NOW + 60_000 + 3_600_001,
+    };
+    let mut d = usdt(TREASURY, 1);
+    d.envelope.expiration = req.now_ms + 60_000;
+    d.envelope.timestamp = req.now_ms;
+    let req = Request { decoded: &d, ..req };
+    assert!(p.evaluate(&req, &ledger).is_allow());
+}
+
+#[test]
+fn key_window_counts_all_destinations() {
+    let p = base().policy;
+    let mut ledger = MemUsage::default();
+    // TRX: key 24h cap 100, treasury per-tx 50.
+    for _ in 0..2 {
+        let d = trx(TREASURY, 50 * U);
+        assert!(decide(&p, KEY, &d, &ledger).is_allow());
+        ledger.add(&d);
+    }
+    assert_eq!(
+        decide(&p, KEY, &trx(TREASURY, 1), &ledger).deny_code(),
+        Some(DenyCode::OverKeyWindow)
+    );
+}
+
+#[test]
+fn failing_ledger_fails_closed() {
+    let p = base().policy;
+    assert_eq!(
+        decide(&p, KEY, &usdt(EXCHANGE, 1), &Exhausted).deny_code(),
+        Some(DenyCode::OverDestinationWindow)
+    );
+    assert_eq!(
+        decide(&p, KEY, &usdt(TREASURY, 1), &Exhausted).deny_code(),
+        Some(DenyCode::OverKeyWindow)
+    );
+}
+
+#[test]
+fn every_deny_code_is_distinct() {
+    let codes: std::collections::HashSet<_> = DenyCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(codes.len(), DenyCode::ALL.len());
+}
+
+#[test]
+fn check_order_is_freeze_key_owner_asset_destination() {
+    // A request wrong in every way reports the earliest check.
+    let mut p = base().policy;
+    let mut d = usdt(STRANGER, 0);
+    d.envelope.fee_limit = i64::MAX;
+    d.envelope.memo = vec![0; 100];
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.token = addr(STRANGER);
+        t.owner = addr(STRANGER);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::OwnerMismatch));
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.owner = addr(KEY);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::AssetNotAllowed));
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.token = addr(NILE_USDT);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::DestinationNotAllowed));
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.to = addr(EXCHANGE);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::ZeroAmount));
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.amount = U256::from(601 * U);
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::OverPerTxMax));
+    if let Intent::Trc20(t) = &mut d.intent {
+        t.amount = U256::ONE;
+    }
+    assert_eq!(code(&p, &d), Some(DenyCode::FeeLimitTooHigh));
+    p.keys[0].frozen = true;
+    assert_eq!(code(&p, &d), Some(DenyCode::Frozen));
+}
+
+// ---------------------------------------------------------------- CLI
+
+fn run(cmd: PolicyCommand) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let rc = run_policy(cmd, &mut out, &mut err);
+    (
+        rc,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn cli_check_hash_explain() {
+    let nile = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/nile.toml");
+    let (rc, out, _) = run(PolicyCommand::Check { file: nile.clone() });
+    assert_eq!(rc, 0);
+    assert!(out.contains("OK"));
+    let (rc, out, _) = run(PolicyCommand::Hash { file: nile.clone() });
+    assert_eq!(rc, 0);
+    assert_eq!(
+        out.trim(),
+        hex::encode(hash_bytes(&std::fs::read(&nile).unwrap()))
+    );
+    let (rc, out, _) = run(PolicyCommand::Explain { file: nile });
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("EXAMPLE exchange hot wallet")
+            && out.contains("USDT: at most 10000 per transaction"),
+        "{out}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("policy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        with("version = 1", "version = 3").replacen("max = \"3000\"", "max = 3000", 1),
+    )
+    .unwrap();
+    let (rc, _, err) = run(PolicyCommand::Check { file: bad.clone() });
+    assert_ne!(rc, 0);
+    assert!(
+        err.contains("bad.toml:1:11:") && err.contains("2 problem(s)"),
+        "{err}"
+    );
+    let (rc, _, _) = run(PolicyCommand::Explain { file: bad.clone() });
+    assert_ne!(rc, 0);
+    // Hash identifies even a broken file.
+    assert_eq!(run(PolicyCommand::Hash { file: bad }).0, 0);
+    assert_ne!(
+        run(PolicyCommand::Hash {
+            file: dir.join("none")
+        })
+        .0,
+        0
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------- robustness
+
+fn any_address() -> impl Strategy<Value = Address> {
+    prop_oneof![
+        Just(addr(KEY)),
+        Just(addr(OTHER_KEY)),
+        Just(addr(EXCHANGE)),
+        Just(addr(TREASURY)),
+        Just(addr(NILE_USDT)),
+        any::<[u8; 20]>().prop_map(Address::from_evm),
+    ]
+}
+
+prop_compose! {
+    fn any_decoded()(
+        owner in any_address(), to in any_address(), token in any_address(),
+        is_trx in any::<bool>(), small in any::<u64>(), big in any::<[u8; 32]>(), use_big in any::<bool>(),
+        expiration in any::<i64>(), timestamp in any::<i64>(), fee_limit in any::<i64>(),
+        memo in proptest::collection::vec(any::<u8>(), 0..20),
+    ) -> Decoded {
+        let intent = if is_trx {
+            Intent::Trx(TrxTransfer { owner, to, amount: small })
+        } else {
+            let amount = if use_big { U256::from_be_bytes(big) } else { U256::from(small) };
+            Intent::Trc20(Trc20Transfer { owner, token, to, amount })
+        };
+        Decoded {
+            envelope: Envelope { expiration, timestamp, fee_limit, memo, ..envelope() },
+            intent,
+        }
+    }
+}
+
+/// Usage values anywhere in U256, including MAX.
+struct Fixed(U256);
+impl Usage for Fixed {
+    fn used(&self, _: &Address, _: &Asset, _: Option<&Address>, _: u64, _: i64) -> U256 {
+        self.0
+    }
+}
+
+proptest! {
+    #[test]
+    fn evaluate_never_panics(d in any_decoded(), key in any_address(), now in any::<i64>(), used in any::<[u8; 32]>()) {
+        let p = base().policy;
+        let _ = p.evaluate(&Request { key: &key, decoded: &d, now_ms: now }, &Fixed(U256::from_be_bytes(used)));
+    }
+
+    #[test]
+    fn loader_never_panics(s in "\\PC{0,300}") {
+        let _ = parse(&s, "fuzz.toml");
+    }
+
+    #[test]
+    fn loader_never_panics_on_mutated_base(at in 0usize..2000, ch in "\\PC{0,3}") {
+        let mut t = BASE.to_owned();
+        let mut at = at.min(t.len());
+        while !t.is_char_boundary(at) { at -= 1; }
+        t.insert_str(at, &ch);
+        let _ = parse(&t, "fuzz.toml");
+    }
+}
