@@ -6,3 +6,4 @@
 pub mod decode;
 pub mod inspect;
 pub mod keys;
+pub mod ledger;
