@@ -85,7 +85,8 @@ pub struct ChainedRecord {
 /// Canonical bytes for `rec` at `seq` after `prev`, and their hash.
 pub(crate) fn seal(rec: &AuditRecord, seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
     let intent = rec.intent.as_ref().map(|v| v.to_string());
-    let mut out = Vec::with_capacity(256 + rec.message.len() + intent.as_ref().map_or(0, String::len));
+    let mut out =
+        Vec::with_capacity(256 + rec.message.len() + intent.as_ref().map_or(0, String::len));
     out.extend_from_slice(DOMAIN);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(prev);
@@ -158,9 +159,9 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
         let payout_id = get_opt(&mut r)?;
         let intent = match get_opt(&mut r)? {
             None => None,
-            Some(text) => Some(
-                serde_json::from_str(&text).map_err(|_| LedgerError::corrupt("intent json"))?,
-            ),
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| LedgerError::corrupt("intent json"))?)
+            }
         };
         let decision = Decision::from_str(&get_str(&mut r)?)
             .ok_or_else(|| LedgerError::corrupt("decision"))?;

@@ -45,7 +45,10 @@ pub fn run_audit(cmd: AuditCommand, out: &mut dyn Write) -> Result<(), LedgerErr
             )
             .map_err(output)
         }
-        AuditCommand::Export { data_dir, out: dest } => {
+        AuditCommand::Export {
+            data_dir,
+            out: dest,
+        } => {
             if dest == "-" {
                 Ledger::export_audit(&data_dir, out).map(|_| ())
             } else {

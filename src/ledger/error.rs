@@ -11,7 +11,10 @@ pub enum LedgerError {
     Open { path: String, detail: String },
     /// A read or write against the store failed; nothing from the failed transaction is durable.
     #[error("ledger storage failure during {during}: {detail}")]
-    Storage { during: &'static str, detail: String },
+    Storage {
+        during: &'static str,
+        detail: String,
+    },
     /// A stored row does not decode; the database was damaged or written by something else.
     #[error("ledger row is corrupt ({what})")]
     Corrupt { what: String },

@@ -46,7 +46,7 @@ pub use verify::VerifyReport;
 use crate::decode::Asset;
 use schema::{Head, AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_HEAD, META_SCHEMA};
 use state::{State, Undo};
-use writer::{Job, Writer};
+use writer::{Job, SignJob, Writer};
 
 /// State shared by the handles and the writer thread.
 pub(crate) struct Shared {
@@ -105,10 +105,11 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    fn send(&self, job: Job) -> Result<(), Job> {
+    /// Hands a job to the writer; gives it back if the writer is gone.
+    fn send(&self, job: Job) -> Result<(), Box<Job>> {
         match &self.tx {
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
+            Some(tx) => tx.send(job).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(job)),
         }
     }
 }
@@ -222,7 +223,10 @@ impl Ledger {
     pub async fn audit(&self, rec: AuditRecord) -> Result<u64, LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.inner
-            .send(Job::Audit { audit: rec, reply })
+            .send(Job::Audit {
+                audit: Box::new(rec),
+                reply,
+            })
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
     }
@@ -265,7 +269,9 @@ impl StateGuard<'_> {
             .get(txid)
             .map_err(|e| LedgerError::storage("read entry", e))?
         {
-            Some(row) => Ok(Some(Lookup::Committed(Entry::decode(row.value())?))),
+            Some(row) => Ok(Some(Lookup::Committed(Box::new(Entry::decode(
+                row.value(),
+            )?)))),
             None => Ok(None),
         }
     }
@@ -326,19 +332,23 @@ impl Reservation {
             return Err(LedgerError::WriterStopped);
         };
         let (reply, rx) = oneshot::channel();
-        let job = Job::Sign {
+        let Undo { entry, prev_payout } = undo;
+        let job = Job::Sign(Box::new(SignJob {
             entry: Entry {
-                pending: undo.entry.clone(),
+                pending: entry,
                 signature,
                 audit_seq: 0,
             },
-            undo,
+            prev_payout,
             audit,
             reply,
-        };
+        }));
         if let Err(job) = self.inner.send(job) {
-            if let Job::Sign { undo, .. } = job {
-                self.inner.shared.rollback_soon(undo);
+            if let Job::Sign(job) = *job {
+                self.inner.shared.rollback_soon(Undo {
+                    entry: job.entry.pending,
+                    prev_payout: job.prev_payout,
+                });
             }
             return Err(LedgerError::WriterStopped);
         }

@@ -13,7 +13,7 @@ use crate::decode::Asset;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// Signed and durable: release this signature again, count nothing.
-    Committed(Entry),
+    Committed(Box<Entry>),
     /// Reserved by a request that has not finished; the caller should ask again shortly.
     InFlight,
 }
@@ -76,7 +76,7 @@ impl State {
     pub(crate) fn find_txid(&self, txid: &[u8; 32]) -> Option<Lookup> {
         self.txids.get(txid).map(|slot| match slot {
             Slot::InFlight(_) => Lookup::InFlight,
-            Slot::Committed(e) => Lookup::Committed(e.clone()),
+            Slot::Committed(e) => Lookup::Committed(Box::new(e.clone())),
         })
     }
 

@@ -47,7 +47,12 @@ fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecor
         payout_id: Some("p".into()),
         intent: Some(serde_json::json!({"asset": "USDT", "amount": "20"})),
         decision,
-        reason_code: if decision == Decision::Allow { "ok" } else { "dest_not_allowed" }.into(),
+        reason_code: if decision == Decision::Allow {
+            "ok"
+        } else {
+            "dest_not_allowed"
+        }
+        .into(),
         message: "a message a person understands".into(),
         policy_hash: hex::encode([7u8; 32]),
     }
@@ -66,8 +71,11 @@ async fn sign(ledger: &Ledger, p: PendingEntry) -> Result<u64, LedgerError> {
         let mut g = ledger.state();
         g.reserve(p)?
     };
-    res.commit(sig(n), rec("Sign", Decision::Allow, Some(hex::encode(txid(n)))))
-        .await
+    res.commit(
+        sig(n),
+        rec("Sign", Decision::Allow, Some(hex::encode(txid(n)))),
+    )
+    .await
 }
 
 fn usdt_used(ledger: &Ledger, dest: Option<&Address>, window: u64, now: i64) -> U256 {
@@ -85,8 +93,14 @@ async fn commit_survives_restart_with_usage_and_idempotent_lookup() {
     let dir = tempdir();
     {
         let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
-        assert_eq!(sign(&ledger, pending(1, 100, "p1", T0, T0 + 60_000)).await, Ok(1));
-        assert_eq!(sign(&ledger, pending(2, 50, "p2", T0, T0 + 60_000)).await, Ok(2));
+        assert_eq!(
+            sign(&ledger, pending(1, 100, "p1", T0, T0 + 60_000)).await,
+            Ok(1)
+        );
+        assert_eq!(
+            sign(&ledger, pending(2, 50, "p2", T0, T0 + 60_000)).await,
+            Ok(2)
+        );
         assert_eq!(usdt_used(&ledger, None, HOUR, T0), U256::from(150u8));
     }
     let ledger = Ledger::open(dir.path(), 24 * HOUR, T0 + 1000).unwrap();
@@ -119,7 +133,10 @@ async fn commit_survives_restart_with_usage_and_idempotent_lookup() {
     );
     drop(g);
     // The audit chain continues where it stopped.
-    assert_eq!(ledger.audit(rec("Evaluate", Decision::Deny, None)).await, Ok(3));
+    assert_eq!(
+        ledger.audit(rec("Evaluate", Decision::Deny, None)).await,
+        Ok(3)
+    );
 }
 
 #[tokio::test]
@@ -127,7 +144,9 @@ async fn old_entries_are_not_loaded_but_still_found_by_txid() {
     let dir = tempdir();
     {
         let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
-        sign(&ledger, pending(1, 100, "p1", T0, T0 + 1000)).await.unwrap();
+        sign(&ledger, pending(1, 100, "p1", T0, T0 + 1000))
+            .await
+            .unwrap();
         sign(&ledger, pending(2, 7, "p2", T0, T0 + 10 * HOUR as i64))
             .await
             .unwrap();
@@ -219,7 +238,7 @@ async fn reservation_dropped_while_holding_the_guard_is_rolled_back_on_next_lock
         let mut g = ledger.state();
         let res = g.reserve(pending(1, 5, "p", T0, T0 + 9000)).unwrap();
         drop(res); // must not deadlock
-        // Still counted while this guard is held: the safe direction.
+                   // Still counted while this guard is held: the safe direction.
         assert_eq!(
             g.used(&addr(1), Asset::Token(addr(9)), None, HOUR, T0),
             U256::from(5u8)
@@ -239,7 +258,10 @@ async fn failed_commit_releases_nothing_and_rolls_back() {
     let dir = tempdir();
     {
         let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
-        assert_eq!(sign(&ledger, pending(1, 10, "a", T0, T0 + 9000)).await, Ok(1));
+        assert_eq!(
+            sign(&ledger, pending(1, 10, "a", T0, T0 + 9000)).await,
+            Ok(1)
+        );
         ledger.fail_next_commits(1);
         let err = sign(&ledger, pending(2, 20, "b", T0, T0 + 9000))
             .await
@@ -260,7 +282,10 @@ async fn failed_commit_releases_nothing_and_rolls_back() {
             ledger.audit(rec("Evaluate", Decision::Deny, None)).await,
             Err(LedgerError::Injected)
         );
-        assert_eq!(sign(&ledger, pending(3, 30, "b", T0, T0 + 9000)).await, Ok(2));
+        assert_eq!(
+            sign(&ledger, pending(3, 30, "b", T0, T0 + 9000)).await,
+            Ok(2)
+        );
     }
     let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
     assert_eq!(ledger.state().find_txid(&txid(2)).unwrap(), None);
@@ -379,13 +404,20 @@ fn entry_roundtrip_and_truncation() {
 /// Five audit records: two signs, three denials.
 async fn five_records(dir: &Path) {
     let ledger = Ledger::open(dir, HOUR, T0).unwrap();
-    sign(&ledger, pending(1, 1, "a", T0, T0 + 1000)).await.unwrap();
-    ledger.audit(rec("Sign", Decision::Deny, None)).await.unwrap();
+    sign(&ledger, pending(1, 1, "a", T0, T0 + 1000))
+        .await
+        .unwrap();
+    ledger
+        .audit(rec("Sign", Decision::Deny, None))
+        .await
+        .unwrap();
     ledger
         .audit(rec("Evaluate", Decision::Allow, None))
         .await
         .unwrap();
-    sign(&ledger, pending(2, 1, "b", T0, T0 + 1000)).await.unwrap();
+    sign(&ledger, pending(2, 1, "b", T0, T0 + 1000))
+        .await
+        .unwrap();
     assert_eq!(
         ledger.audit(rec("Reload", Decision::Error, None)).await,
         Ok(5)
@@ -579,7 +611,8 @@ async fn verify_detects_a_forged_head_hash() {
             seq: 5,
             hash: [1u8; 32],
         };
-        m.insert(META_AUDIT_HEAD, forged.encode().as_slice()).unwrap();
+        m.insert(META_AUDIT_HEAD, forged.encode().as_slice())
+            .unwrap();
     });
     assert_eq!(
         Ledger::verify_audit(dir.path()),
@@ -591,9 +624,15 @@ async fn verify_detects_a_forged_head_hash() {
 async fn verify_runs_beside_an_open_ledger() {
     let dir = tempdir();
     let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
-    ledger.audit(rec("Sign", Decision::Deny, None)).await.unwrap();
+    ledger
+        .audit(rec("Sign", Decision::Deny, None))
+        .await
+        .unwrap();
     assert_eq!(Ledger::verify_audit(dir.path()).unwrap().records, 1);
-    ledger.audit(rec("Sign", Decision::Deny, None)).await.unwrap();
+    ledger
+        .audit(rec("Sign", Decision::Deny, None))
+        .await
+        .unwrap();
     assert_eq!(Ledger::verify_audit(dir.path()).unwrap().records, 2);
 }
 
@@ -601,7 +640,9 @@ async fn verify_runs_beside_an_open_ledger() {
 fn verify_on_a_missing_ledger_is_an_open_error() {
     let dir = tempdir();
     assert_eq!(
-        Ledger::verify_audit(&dir.path().join("nope")).unwrap_err().code(),
+        Ledger::verify_audit(&dir.path().join("nope"))
+            .unwrap_err()
+            .code(),
         "ledger_open"
     );
 }

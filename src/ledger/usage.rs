@@ -192,11 +192,7 @@ impl UsageIndex {
     }
 }
 
-fn sum_range(
-    entries: &BTreeMap<(i64, [u8; 32]), U256>,
-    lo: Bound<i64>,
-    hi: Bound<i64>,
-) -> U256 {
+fn sum_range(entries: &BTreeMap<(i64, [u8; 32]), U256>, lo: Bound<i64>, hi: Bound<i64>) -> U256 {
     let lo = match lo {
         Bound::Included(t) => Bound::Included((t, [0u8; 32])),
         Bound::Excluded(t) => Bound::Excluded((t, [0xffu8; 32])),
@@ -238,7 +234,9 @@ mod tests {
         let mut x: u64 = 7;
         let mut now: i64 = 1_000_000;
         for i in 0..2_000u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let exp = now + (x >> 40) as i64 % 5_000;
             let amt = U256::from((x >> 20) % 1000);
             let mut txid = [0u8; 32];
@@ -254,10 +252,16 @@ mod tests {
             now += if x % 11 == 0 { -300 } else { 13 };
             for w in [1_000u64, 3_600, 10_000] {
                 assert_eq!(idx.used(&k, Asset::Trx, None, w, now), brute(&live, w, now));
-                assert_eq!(idx.used(&k, Asset::Trx, Some(&d), w, now), brute(&live, w, now));
+                assert_eq!(
+                    idx.used(&k, Asset::Trx, Some(&d), w, now),
+                    brute(&live, w, now)
+                );
             }
         }
-        assert_eq!(idx.used(&k, Asset::Trx, Some(&addr(3)), 1000, now), U256::ZERO);
+        assert_eq!(
+            idx.used(&k, Asset::Trx, Some(&addr(3)), 1000, now),
+            U256::ZERO
+        );
     }
 
     #[test]
@@ -266,11 +270,17 @@ mod tests {
         let (k, d) = (addr(1), addr(2));
         idx.insert(k, Asset::Trx, d, 10_000, [1; 32], U256::from(5u8));
         // cutoff = now - W; an entry whose expiration equals the cutoff still counts
-        assert_eq!(idx.used(&k, Asset::Trx, None, 1_000, 11_000), U256::from(5u8));
+        assert_eq!(
+            idx.used(&k, Asset::Trx, None, 1_000, 11_000),
+            U256::from(5u8)
+        );
         // one millisecond later it no longer does
         assert_eq!(idx.used(&k, Asset::Trx, None, 1_000, 11_001), U256::ZERO);
         // and walking the clock back brings it back
-        assert_eq!(idx.used(&k, Asset::Trx, None, 1_000, 10_999), U256::from(5u8));
+        assert_eq!(
+            idx.used(&k, Asset::Trx, None, 1_000, 10_999),
+            U256::from(5u8)
+        );
     }
 
     #[test]
@@ -283,7 +293,9 @@ mod tests {
             idx.insert(k, Asset::Trx, d, i * 100, t, U256::ONE);
         }
         for w in 0..40u64 {
-            let expect = (0..50i64).filter(|i| i * 100 >= 5_000 - (w as i64) * 100).count();
+            let expect = (0..50i64)
+                .filter(|i| i * 100 >= 5_000 - (w as i64) * 100)
+                .count();
             assert_eq!(
                 idx.used(&k, Asset::Trx, None, w * 100, 5_000),
                 U256::from(expect as u64)

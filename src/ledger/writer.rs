@@ -19,7 +19,7 @@ use super::audit::{seal, AuditRecord};
 use super::entry::Entry;
 use super::error::LedgerError;
 use super::schema::{Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD};
-use super::state::Undo;
+use super::state::{PayoutRef, Undo};
 use super::Shared;
 
 const MAX_BATCH: usize = 4096;
@@ -28,14 +28,19 @@ pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
 
 pub(crate) enum Job {
     /// A signature's ledger entry plus its audit record.
-    Sign {
-        entry: Entry,
-        undo: Undo,
-        audit: AuditRecord,
+    Sign(Box<SignJob>),
+    /// An audit record on its own (denials, Evaluate, reloads).
+    Audit {
+        audit: Box<AuditRecord>,
         reply: Reply,
     },
-    /// An audit record on its own (denials, Evaluate, reloads).
-    Audit { audit: AuditRecord, reply: Reply },
+}
+
+pub(crate) struct SignJob {
+    pub entry: Entry,
+    pub prev_payout: Option<PayoutRef>,
+    pub audit: AuditRecord,
+    pub reply: Reply,
 }
 
 pub(crate) struct Writer {
@@ -66,17 +71,21 @@ impl Writer {
         {
             let mut state = self.shared.lock();
             for job in &batch {
-                if let Job::Sign { entry, undo, .. } = job {
+                if let Job::Sign(job) = job {
                     match &result {
-                        Ok(_) => state.mark_committed(entry.clone()),
-                        Err(_) => state.rollback(undo),
+                        Ok(_) => state.mark_committed(job.entry.clone()),
+                        Err(_) => state.rollback(&Undo {
+                            entry: job.entry.pending.clone(),
+                            prev_payout: job.prev_payout,
+                        }),
                     }
                 }
             }
         }
         for (i, job) in batch.into_iter().enumerate() {
             let reply = match job {
-                Job::Sign { reply, .. } | Job::Audit { reply, .. } => reply,
+                Job::Sign(job) => job.reply,
+                Job::Audit { reply, .. } => reply,
             };
             let answer = match &result {
                 Ok(first_seq) => Ok(first_seq + i as u64),
@@ -114,7 +123,8 @@ impl Writer {
             for job in batch.iter_mut() {
                 let seq = head.seq + 1;
                 let rec = match job {
-                    Job::Sign { entry, audit, .. } => {
+                    Job::Sign(job) => {
+                        let SignJob { entry, audit, .. } = &mut **job;
                         entry.audit_seq = seq;
                         let p = &entry.pending;
                         entries
