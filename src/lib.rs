@@ -6,4 +6,5 @@
 pub mod decode;
 pub mod inspect;
 pub mod keys;
+pub mod ledger;
 pub mod policy;

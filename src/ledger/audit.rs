@@ -1,0 +1,214 @@
+//! Audit records and their hash chain.
+//!
+//! The hash covers a canonical byte encoding that we define here, not a serializer's output, so
+//! the chain verifies the same way whatever serde_json version wrote it: a domain tag, then
+//! every field in a fixed order, integers big-endian, strings as u32 length + UTF-8, options as
+//! a 0/1 tag. The decoded intent is kept as the exact JSON text that was hashed.
+//! A stored row is `canonical bytes || sha256(canonical bytes)`.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::entry::Reader;
+use super::error::LedgerError;
+
+const DOMAIN: &[u8] = b"tron-signer/audit/v1\0";
+
+/// The outcome recorded for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+    Error,
+}
+
+impl Decision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+
+    fn from_str(s: &str) -> Option<Decision> {
+        match s {
+            "allow" => Some(Decision::Allow),
+            "deny" => Some(Decision::Deny),
+            "error" => Some(Decision::Error),
+            _ => None,
+        }
+    }
+}
+
+/// What the service tells the ledger about one request; the writer adds sequence and hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub time_ms: i64,
+    /// Authenticated caller identity (e.g. the client certificate or socket peer), never a secret.
+    pub caller: String,
+    /// "Sign", "Evaluate", "Reload", ...
+    pub method: String,
+    pub key: Option<String>,
+    /// Hex txid, when the bytes decoded far enough to have one.
+    pub txid: Option<String>,
+    pub payout_id: Option<String>,
+    /// The decoded intent, as JSON, when decoding succeeded.
+    pub intent: Option<serde_json::Value>,
+    pub decision: Decision,
+    pub reason_code: String,
+    pub message: String,
+    /// Hex hash of the policy in force for this decision.
+    pub policy_hash: String,
+}
+
+/// A record as stored and exported: the request plus its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainedRecord {
+    pub sequence: u64,
+    pub time_ms: i64,
+    pub caller: String,
+    pub method: String,
+    pub key: Option<String>,
+    pub txid: Option<String>,
+    pub payout_id: Option<String>,
+    pub intent: Option<serde_json::Value>,
+    pub decision: Decision,
+    pub reason_code: String,
+    pub message: String,
+    pub policy_hash: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Canonical bytes for `rec` at `seq` after `prev`, and their hash.
+pub(crate) fn seal(rec: &AuditRecord, seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
+    let intent = rec.intent.as_ref().map(|v| v.to_string());
+    let mut out =
+        Vec::with_capacity(256 + rec.message.len() + intent.as_ref().map_or(0, String::len));
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(prev);
+    out.extend_from_slice(&rec.time_ms.to_be_bytes());
+    put_str(&mut out, &rec.caller);
+    put_str(&mut out, &rec.method);
+    put_opt(&mut out, rec.key.as_deref());
+    put_opt(&mut out, rec.txid.as_deref());
+    put_opt(&mut out, rec.payout_id.as_deref());
+    put_opt(&mut out, intent.as_deref());
+    put_str(&mut out, rec.decision.as_str());
+    put_str(&mut out, &rec.reason_code);
+    put_str(&mut out, &rec.message);
+    put_str(&mut out, &rec.policy_hash);
+    let hash: [u8; 32] = Sha256::digest(&out).into();
+    out.extend_from_slice(&hash);
+    (out, hash)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Fields longer than 4 GiB cannot occur: the service bounds every input far below that.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len as usize]);
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+    }
+}
+
+/// A stored row split into its parts. `hash_ok` says whether the stored hash matches the bytes.
+pub(crate) struct Opened {
+    pub record: ChainedRecord,
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    pub hash_ok: bool,
+}
+
+/// Parses a stored row. A row that does not even parse is reported as modified at `key`.
+pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
+    let modified = || LedgerError::AuditModified { seq: key };
+    if row.len() < DOMAIN.len() + 32 {
+        return Err(modified());
+    }
+    let (body, stored_hash) = row.split_at(row.len() - 32);
+    let hash: [u8; 32] = stored_hash.try_into().map_err(|_| modified())?;
+    let computed: [u8; 32] = Sha256::digest(body).into();
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
+    let parsed = (|| -> Result<_, LedgerError> {
+        if r.slice(DOMAIN.len())? != DOMAIN {
+            return Err(LedgerError::corrupt("domain"));
+        }
+        let seq = u64::from_be_bytes(r.take::<8>()?);
+        let prev = r.take::<32>()?;
+        let time_ms = i64::from_be_bytes(r.take::<8>()?);
+        let caller = get_str(&mut r)?;
+        let method = get_str(&mut r)?;
+        let key_s = get_opt(&mut r)?;
+        let txid = get_opt(&mut r)?;
+        let payout_id = get_opt(&mut r)?;
+        let intent = match get_opt(&mut r)? {
+            None => None,
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| LedgerError::corrupt("intent json"))?)
+            }
+        };
+        let decision = Decision::from_str(&get_str(&mut r)?)
+            .ok_or_else(|| LedgerError::corrupt("decision"))?;
+        let reason_code = get_str(&mut r)?;
+        let message = get_str(&mut r)?;
+        let policy_hash = get_str(&mut r)?;
+        if r.pos != body.len() {
+            return Err(LedgerError::corrupt("trailing bytes"));
+        }
+        Ok(Opened {
+            record: ChainedRecord {
+                sequence: seq,
+                time_ms,
+                caller,
+                method,
+                key: key_s,
+                txid,
+                payout_id,
+                intent,
+                decision,
+                reason_code,
+                message,
+                policy_hash,
+                prev_hash: hex::encode(prev),
+                hash: hex::encode(hash),
+            },
+            seq,
+            prev,
+            hash,
+            hash_ok: computed == hash,
+        })
+    })();
+    parsed.map_err(|_| modified())
+}
+
+fn get_str(r: &mut Reader<'_>) -> Result<String, LedgerError> {
+    let len = u32::from_be_bytes(r.take::<4>()?) as usize;
+    let bytes = r.slice(len)?;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| LedgerError::corrupt("utf-8"))
+}
+
+fn get_opt(r: &mut Reader<'_>) -> Result<Option<String>, LedgerError> {
+    match r.take::<1>()? {
+        [0] => Ok(None),
+        [1] => get_str(r).map(Some),
+        _ => Err(LedgerError::corrupt("option tag")),
+    }
+}

@@ -1,0 +1,69 @@
+//! `tron-signer audit verify | export`, as a clap subcommand the binary mounts.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::error::LedgerError;
+use super::Ledger;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain; name the first bad sequence number if it is broken.
+    Verify {
+        /// The signer's data directory (holds ledger.redb).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Write every audit record as one JSON object per line.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Output file (must not exist yet), or "-" for standard output.
+        #[arg(long, default_value = "-")]
+        out: String,
+    },
+}
+
+fn output(e: std::io::Error) -> LedgerError {
+    LedgerError::Output {
+        detail: e.to_string(),
+    }
+}
+
+/// Runs an audit subcommand; messages go to `out`. A broken chain is an `Err`, so the binary
+/// exits non-zero.
+pub fn run_audit(cmd: AuditCommand, out: &mut dyn Write) -> Result<(), LedgerError> {
+    match cmd {
+        AuditCommand::Verify { data_dir } => {
+            let report = Ledger::verify_audit(&data_dir)?;
+            writeln!(
+                out,
+                "ok: {} records, head {}",
+                report.records, report.head_hash
+            )
+            .map_err(output)
+        }
+        AuditCommand::Export {
+            data_dir,
+            out: dest,
+        } => {
+            if dest == "-" {
+                Ledger::export_audit(&data_dir, out).map(|_| ())
+            } else {
+                // Never overwrite an earlier export: audit evidence is not silently replaced.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(output)?;
+                let mut w = std::io::BufWriter::new(file);
+                let n = Ledger::export_audit(&data_dir, &mut w)?;
+                let file = w.into_inner().map_err(|e| output(e.into_error()))?;
+                file.sync_all().map_err(output)?;
+                writeln!(out, "exported {n} records to {dest}").map_err(output)
+            }
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Durable ledger of issued signatures and the hash-chained audit log (DESIGN invariants 4,
+//! 5 and 7).
+//!
+//! The service holds [`Ledger::state`] while it looks a request up and checks policy against
+//! [`StateGuard::used`], then [`StateGuard::reserve`]s the entry, which counts it in usage at
+//! once so that concurrent requests cannot both pass a limit. It drops the guard, signs, and
+//! calls [`Reservation::commit`]; the signature may leave the process only after that returned
+//! `Ok`, i.e. after the entry and its audit record were fsynced. A reservation dropped without
+//! a successful commit is rolled back.
+//!
+//! `retention_ms` given at open must be at least the longest usage window the policy asks
+//! for: entries whose expiration is older than `now - retention` are not loaded at open and
+//! are forgotten in memory as time moves on, so a longer window would undercount.
+
+mod audit;
+mod cli;
+mod entry;
+mod error;
+mod schema;
+mod state;
+mod usage;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::oneshot;
+use tron_proto::{Address, U256};
+
+pub use audit::{AuditRecord, ChainedRecord, Decision};
+pub use cli::{run_audit, AuditCommand};
+pub use entry::{Entry, PendingEntry};
+pub use error::LedgerError;
+pub use state::{Lookup, PayoutRef};
+pub use verify::VerifyReport;
+
+use crate::decode::Asset;
+use schema::{Head, AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_HEAD, META_SCHEMA};
+use state::{State, Undo};
+use writer::{Job, SignJob, Writer};
+
+/// State shared by the handles and the writer thread.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Rollbacks of reservations dropped while the state lock was busy (possibly held by the
+    /// very thread dropping them); applied by whoever takes the lock next. Until then the
+    /// reservation still counts, which errs on the side of refusing.
+    deferred: Mutex<Vec<Undo>>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock cannot leave State half-updated in a way
+        // that over-grants: every mutation either counts more or is a whole rollback.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Self::apply_deferred(&self.deferred, &mut state);
+        state
+    }
+
+    fn apply_deferred(deferred: &Mutex<Vec<Undo>>, state: &mut State) {
+        let undos = std::mem::take(&mut *deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for undo in &undos {
+            state.rollback(undo);
+        }
+    }
+
+    fn rollback_soon(&self, undo: Undo) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(undo);
+        if let Ok(mut state) = self.state.try_lock() {
+            Self::apply_deferred(&self.deferred, &mut state);
+        }
+    }
+}
+
+struct Inner {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+    tx: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    #[cfg_attr(not(any(test, feature = "fault-injection")), allow(dead_code))]
+    fail_next: Arc<AtomicU32>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the batch it has and exit; joining it
+        // releases the database file before a reopen in the same process.
+        self.tx.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Inner {
+    /// Hands a job to the writer; gives it back if the writer is gone.
+    fn send(&self, job: Job) -> Result<(), Box<Job>> {
+        match &self.tx {
+            Some(tx) => tx.send(job).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(job)),
+        }
+    }
+}
+
+/// Handle on the ledger; cheap to clone, all clones share one database and one writer thread.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+/// Exclusive access to the in-memory state. Not `Send`: it cannot be held across an `.await`
+/// in a spawned task, which keeps the writer (which also takes this lock) from being starved.
+pub struct StateGuard<'a> {
+    state: MutexGuard<'a, State>,
+    inner: &'a Arc<Inner>,
+}
+
+/// A counted but not yet durable entry. Dropping it, or a failed commit, rolls it back.
+#[must_use = "dropping a reservation rolls it back"]
+pub struct Reservation {
+    inner: Arc<Inner>,
+    undo: Option<Undo>,
+}
+
+fn open_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Open {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn create_dir_private(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+impl Ledger {
+    /// Opens (creating if missing) `dir/ledger.redb` and rebuilds the in-memory index from the
+    /// entries whose expiration is at or after `now_ms - retention_ms`.
+    pub fn open(dir: &Path, retention_ms: u64, now_ms: i64) -> Result<Ledger, LedgerError> {
+        create_dir_private(dir).map_err(|e| open_err(dir, e))?;
+        let path = dir.join(DB_FILE);
+        let existed = path.exists();
+        let db = Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .create(&path)
+            .map_err(|e| open_err(&path, e))?;
+        if !existed {
+            // Make the new file's directory entry durable too; best effort where the platform
+            // cannot open directories.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        init_tables(&db)?;
+        let head = read_head(&db)?;
+        let mut state = State::new(retention_ms);
+        load_live(&db, &mut state, retention_ms, now_ms)?;
+
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            deferred: Mutex::new(Vec::new()),
+        });
+        let fail_next = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            shared: shared.clone(),
+            head,
+            rx,
+            fail_next: fail_next.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| open_err(&path, e))?;
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                db,
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+                fail_next,
+            }),
+        })
+    }
+
+    /// Takes the state lock. Hold it for lookup, policy and reserve; never across signing.
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard {
+            state: self.inner.shared.lock(),
+            inner: &self.inner,
+        }
+    }
+
+    /// The retention the ledger was opened with; the service should refuse a policy whose
+    /// longest window exceeds it.
+    pub fn retention_ms(&self) -> u64 {
+        self.inner.shared.lock().retention_ms()
+    }
+
+    /// Appends an audit record on its own (a denial, an Evaluate, a reload), durably.
+    /// Returns its sequence number.
+    pub async fn audit(&self, rec: AuditRecord) -> Result<u64, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .send(Job::Audit {
+                audit: Box::new(rec),
+                reply,
+            })
+            .map_err(|_| LedgerError::WriterStopped)?;
+        rx.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Offline check of the whole audit chain; see [`VerifyReport`].
+    pub fn verify_audit(dir: &Path) -> Result<VerifyReport, LedgerError> {
+        verify::verify(dir)
+    }
+
+    /// Writes every audit record, in order, as one JSON object per line. Returns the count.
+    pub fn export_audit(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
+        verify::export(dir, out)
+    }
+
+    /// Makes the next `n` group commits fail (and abort) as if the disk had refused them.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_next_commits(&self, n: u32) {
+        self.inner
+            .fail_next
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl StateGuard<'_> {
+    /// Looks a txid up: in memory first (committed and in-flight), then in the store, so an
+    /// entry older than the retention still returns its original signature.
+    pub fn find_txid(&self, txid: &[u8; 32]) -> Result<Option<Lookup>, LedgerError> {
+        if let Some(found) = self.state.find_txid(txid) {
+            return Ok(Some(found));
+        }
+        let rtx = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| LedgerError::storage("begin read", e))?;
+        let table = rtx
+            .open_table(ENTRIES)
+            .map_err(|e| LedgerError::storage("open entries", e))?;
+        match table
+            .get(txid)
+            .map_err(|e| LedgerError::storage("read entry", e))?
+        {
+            Some(row) => Ok(Some(Lookup::Committed(Box::new(Entry::decode(
+                row.value(),
+            )?)))),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest transaction for this payout id, if it may still matter: entries that
+    /// expired more than the retention ago are forgotten (they can no longer land).
+    pub fn find_payout(&self, key: &Address, payout_id: &str) -> Option<PayoutRef> {
+        self.state.find_payout(key, payout_id)
+    }
+
+    /// Sum of amounts for (key, asset[, dest]) whose expiration is at or after
+    /// `now_ms - window_ms`, reserved entries included.
+    pub fn used(
+        &self,
+        key: &Address,
+        asset: Asset,
+        dest: Option<&Address>,
+        window_ms: u64,
+        now_ms: i64,
+    ) -> U256 {
+        self.state.used(key, asset, dest, window_ms, now_ms)
+    }
+
+    /// Counts the entry now and marks its txid and payout id in flight. The caller must have
+    /// checked [`find_txid`](Self::find_txid) first; a txid already held is refused here too.
+    pub fn reserve(&mut self, entry: PendingEntry) -> Result<Reservation, LedgerError> {
+        if entry.payout_id.len() > u16::MAX as usize {
+            return Err(LedgerError::PayoutIdTooLong {
+                len: entry.payout_id.len(),
+            });
+        }
+        if self.state.find_txid(&entry.txid).is_some() {
+            return Err(LedgerError::Duplicate {
+                txid: hex::encode(entry.txid),
+            });
+        }
+        let undo = self.state.reserve(entry);
+        Ok(Reservation {
+            inner: self.inner.clone(),
+            undo: Some(undo),
+        })
+    }
+}
+
+impl Reservation {
+    pub fn txid(&self) -> Option<&[u8; 32]> {
+        self.undo.as_ref().map(|u| &u.entry.txid)
+    }
+
+    /// Makes the entry and its audit record durable (group-committed, fsynced). Returns the
+    /// audit sequence number. Only after `Ok` may the signature be released.
+    pub async fn commit(
+        mut self,
+        signature: [u8; 65],
+        audit: AuditRecord,
+    ) -> Result<u64, LedgerError> {
+        let Some(undo) = self.undo.take() else {
+            return Err(LedgerError::WriterStopped);
+        };
+        let (reply, rx) = oneshot::channel();
+        let Undo { entry, prev_payout } = undo;
+        let job = Job::Sign(Box::new(SignJob {
+            entry: Entry {
+                pending: entry,
+                signature,
+                audit_seq: 0,
+            },
+            prev_payout,
+            audit,
+            reply,
+        }));
+        if let Err(job) = self.inner.send(job) {
+            if let Job::Sign(job) = *job {
+                self.inner.shared.rollback_soon(Undo {
+                    entry: job.entry.pending,
+                    prev_payout: job.prev_payout,
+                });
+            }
+            return Err(LedgerError::WriterStopped);
+        }
+        // From here the writer owns the outcome: it marks the entry committed or rolls it
+        // back before answering. If it vanished without answering, the entry may or may not
+        // be on disk, so it stays counted (in flight) rather than being rolled back.
+        rx.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            self.inner.shared.rollback_soon(undo);
+        }
+    }
+}
+
+fn init_tables(db: &Database) -> Result<(), LedgerError> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| LedgerError::storage("begin init", e))?;
+    {
+        txn.open_table(ENTRIES)
+            .map_err(|e| LedgerError::storage("create entries", e))?;
+        txn.open_table(BY_EXPIRATION)
+            .map_err(|e| LedgerError::storage("create by_expiration", e))?;
+        txn.open_table(AUDIT)
+            .map_err(|e| LedgerError::storage("create audit", e))?;
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| LedgerError::storage("create meta", e))?;
+        let version = meta
+            .get(META_SCHEMA)
+            .map_err(|e| LedgerError::storage("read schema", e))?
+            .map(|v| v.value().to_vec());
+        match version {
+            Some(v) if v == schema::SCHEMA_VERSION => {}
+            Some(_) => return Err(LedgerError::corrupt("unknown schema version")),
+            None => {
+                meta.insert(META_SCHEMA, schema::SCHEMA_VERSION)
+                    .map_err(|e| LedgerError::storage("write schema", e))?;
+            }
+        }
+    }
+    txn.commit()
+        .map_err(|e| LedgerError::storage("commit init", e))
+}
+
+/// The chain head, cross-checked against the last audit row so that a service never appends
+/// to a chain whose tail was cut or whose head row was removed.
+fn read_head(db: &Database) -> Result<Head, LedgerError> {
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let meta = rtx
+        .open_table(META)
+        .map_err(|e| LedgerError::storage("open meta", e))?;
+    let audit = rtx
+        .open_table(AUDIT)
+        .map_err(|e| LedgerError::storage("open audit", e))?;
+    let head = match meta
+        .get(META_AUDIT_HEAD)
+        .map_err(|e| LedgerError::storage("read head", e))?
+    {
+        Some(v) => Head::decode(v.value()).ok_or_else(|| LedgerError::corrupt("audit head"))?,
+        None => Head::GENESIS,
+    };
+    let last = audit
+        .last()
+        .map_err(|e| LedgerError::storage("read last audit", e))?;
+    let last_seq = match &last {
+        Some((k, row)) => {
+            let key = k.value();
+            let stored = row.value();
+            let hash_matches = stored.len() >= 32 && stored[stored.len() - 32..] == head.hash;
+            if key == head.seq && !hash_matches {
+                return Err(LedgerError::HeadMismatch {
+                    head_seq: head.seq,
+                    last_seq: key,
+                });
+            }
+            key
+        }
+        None => 0,
+    };
+    if last_seq != head.seq {
+        return Err(LedgerError::HeadMismatch {
+            head_seq: head.seq,
+            last_seq,
+        });
+    }
+    Ok(head)
+}
+
+fn load_live(
+    db: &Database,
+    state: &mut State,
+    retention_ms: u64,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    let cutoff = now_ms.saturating_sub(i64::try_from(retention_ms).unwrap_or(i64::MAX));
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let by_exp = rtx
+        .open_table(BY_EXPIRATION)
+        .map_err(|e| LedgerError::storage("open by_expiration", e))?;
+    let entries = rtx
+        .open_table(ENTRIES)
+        .map_err(|e| LedgerError::storage("open entries", e))?;
+    let start = [0u8; 32];
+    for item in by_exp
+        .range((cutoff, &start)..)
+        .map_err(|e| LedgerError::storage("range by_expiration", e))?
+    {
+        let (k, _) = item.map_err(|e| LedgerError::storage("read by_expiration", e))?;
+        let (_, txid) = k.value();
+        let row = entries
+            .get(txid)
+            .map_err(|e| LedgerError::storage("read entry", e))?
+            .ok_or_else(|| LedgerError::corrupt("expiration index without entry"))?;
+        state.load(Entry::decode(row.value())?);
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! The redb tables. One file so the whole on-disk layout can be read at a glance.
+//!
+//! - `entries`: txid -> encoded [`Entry`](super::Entry) (see `entry.rs` for the byte layout).
+//! - `by_expiration`: (expiration_ms, txid) -> (); lets a restart rebuild the usage index from
+//!   a range read instead of scanning every entry ever signed.
+//! - `audit`: sequence -> canonical record bytes followed by their 32-byte SHA-256.
+//! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version.
+
+use redb::TableDefinition;
+
+pub(crate) const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
+pub(crate) const BY_EXPIRATION: TableDefinition<(i64, &[u8; 32]), ()> =
+    TableDefinition::new("by_expiration");
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
+pub(crate) const META_SCHEMA: &str = "schema";
+pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/1";
+
+/// The database file inside the data directory.
+pub(crate) const DB_FILE: &str = "ledger.redb";
+
+/// Chain head as stored in `meta`: last sequence number and the hash of that record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    pub(crate) const GENESIS: Head = Head {
+        seq: 0,
+        hash: [0u8; 32],
+    };
+
+    pub(crate) fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.hash);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Head> {
+        if bytes.len() != 40 {
+            return None;
+        }
+        let seq = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+        let hash = bytes[8..].try_into().ok()?;
+        Some(Head { seq, hash })
+    }
+}

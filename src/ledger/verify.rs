@@ -1,0 +1,144 @@
+//! Offline verification and export of the audit chain.
+//!
+//! Opens the database read-only (in redb's single-writer mode, so it also works beside a
+//! running service). A database that needs crash recovery is refused read-only; starting the
+//! service once repairs it.
+
+use std::io::Write;
+use std::path::Path;
+
+use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable};
+
+use super::audit::open_row;
+use super::error::LedgerError;
+use super::schema::{Head, AUDIT, DB_FILE, META, META_AUDIT_HEAD};
+
+/// A chain that verified: how many records, and the hash of the last one (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub head_hash: String,
+}
+
+fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
+    let path = dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(LedgerError::Open {
+            path: path.display().to_string(),
+            detail: "no ledger database here".into(),
+        });
+    }
+    redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open_read_only(&path)
+        .map_err(|e| LedgerError::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
+}
+
+/// Walks every record in key order and checks, for each: no gap before it (deleted), its
+/// hash over its own bytes (modified), its stored sequence equals its key (reordered), and
+/// its previous-hash equals the record before it (chain broken). Then the last record must
+/// be the recorded head (truncated / beyond head / head invalid).
+pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
+    let db = open_ro(dir)?;
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let meta = rtx
+        .open_table(META)
+        .map_err(|e| LedgerError::storage("open meta", e))?;
+    let audit = rtx
+        .open_table(AUDIT)
+        .map_err(|e| LedgerError::storage("open audit", e))?;
+    let head = meta
+        .get(META_AUDIT_HEAD)
+        .map_err(|e| LedgerError::storage("read head", e))?
+        .map(|v| Head::decode(v.value()));
+
+    let mut prev = Head::GENESIS;
+    for item in audit
+        .iter()
+        .map_err(|e| LedgerError::storage("iterate audit", e))?
+    {
+        let (k, v) = item.map_err(|e| LedgerError::storage("read audit", e))?;
+        let key = k.value();
+        let expected = prev.seq + 1;
+        if key != expected {
+            return Err(LedgerError::AuditDeleted { seq: expected });
+        }
+        let opened = open_row(key, v.value())?;
+        if !opened.hash_ok {
+            return Err(LedgerError::AuditModified { seq: key });
+        }
+        if opened.seq != key {
+            return Err(LedgerError::AuditReordered { seq: key });
+        }
+        if opened.prev != prev.hash {
+            return Err(LedgerError::AuditChainBroken {
+                seq: key,
+                prev: prev.seq,
+            });
+        }
+        prev = Head {
+            seq: key,
+            hash: opened.hash,
+        };
+    }
+
+    let head = match head {
+        None if prev.seq == 0 => Head::GENESIS,
+        None => return Err(LedgerError::AuditHeadInvalid { seq: prev.seq }),
+        Some(None) => return Err(LedgerError::AuditHeadInvalid { seq: prev.seq }),
+        Some(Some(h)) => h,
+    };
+    if prev.seq < head.seq {
+        return Err(LedgerError::AuditTruncated {
+            seq: prev.seq + 1,
+            head: head.seq,
+        });
+    }
+    if prev.seq > head.seq {
+        return Err(LedgerError::AuditBeyondHead {
+            seq: head.seq + 1,
+            head: head.seq,
+        });
+    }
+    if prev.hash != head.hash {
+        return Err(LedgerError::AuditHeadInvalid { seq: head.seq });
+    }
+    Ok(VerifyReport {
+        records: prev.seq,
+        head_hash: hex::encode(prev.hash),
+    })
+}
+
+pub(crate) fn export(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
+    let db = open_ro(dir)?;
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let audit = rtx
+        .open_table(AUDIT)
+        .map_err(|e| LedgerError::storage("open audit", e))?;
+    let mut n = 0u64;
+    for item in audit
+        .iter()
+        .map_err(|e| LedgerError::storage("iterate audit", e))?
+    {
+        let (k, v) = item.map_err(|e| LedgerError::storage("read audit", e))?;
+        let opened = open_row(k.value(), v.value())?;
+        let line = serde_json::to_string(&opened.record).map_err(|e| LedgerError::Output {
+            detail: e.to_string(),
+        })?;
+        writeln!(out, "{line}").map_err(|e| LedgerError::Output {
+            detail: e.to_string(),
+        })?;
+        n += 1;
+    }
+    out.flush().map_err(|e| LedgerError::Output {
+        detail: e.to_string(),
+    })?;
+    Ok(n)
+}

@@ -1,0 +1,163 @@
+//! The single writer thread and its group commit.
+//!
+//! Submissions queue on a channel. The writer takes the first, drains whatever else is already
+//! waiting (up to `MAX_BATCH`), writes all of them in one redb write transaction with
+//! `Durability::Immediate` (fsync), commits once, updates the in-memory state, and only then
+//! answers each submitter. While one fsync is in flight the next batch accumulates, so the
+//! number of fsyncs per second stays bounded while entries per second grow with concurrency.
+//! A failed transaction fails every submission in it; none of them is durable, so the state
+//! rolls all of their reservations back and the chain head stays where it was.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use super::audit::{seal, AuditRecord};
+use super::entry::Entry;
+use super::error::LedgerError;
+use super::schema::{Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD};
+use super::state::{PayoutRef, Undo};
+use super::Shared;
+
+const MAX_BATCH: usize = 4096;
+
+pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
+
+pub(crate) enum Job {
+    /// A signature's ledger entry plus its audit record.
+    Sign(Box<SignJob>),
+    /// An audit record on its own (denials, Evaluate, reloads).
+    Audit {
+        audit: Box<AuditRecord>,
+        reply: Reply,
+    },
+}
+
+pub(crate) struct SignJob {
+    pub entry: Entry,
+    pub prev_payout: Option<PayoutRef>,
+    pub audit: AuditRecord,
+    pub reply: Reply,
+}
+
+pub(crate) struct Writer {
+    pub db: Arc<Database>,
+    pub shared: Arc<Shared>,
+    pub head: Head,
+    pub rx: Receiver<Job>,
+    pub fail_next: Arc<AtomicU32>,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut batch = Vec::with_capacity(64);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, mut batch: Vec<Job>) {
+        let result = self.write(&mut batch);
+        {
+            let mut state = self.shared.lock();
+            for job in &batch {
+                if let Job::Sign(job) = job {
+                    match &result {
+                        Ok(_) => state.mark_committed(job.entry.clone()),
+                        Err(_) => state.rollback(&Undo {
+                            entry: job.entry.pending.clone(),
+                            prev_payout: job.prev_payout,
+                        }),
+                    }
+                }
+            }
+        }
+        for (i, job) in batch.into_iter().enumerate() {
+            let reply = match job {
+                Job::Sign(job) => job.reply,
+                Job::Audit { reply, .. } => reply,
+            };
+            let answer = match &result {
+                Ok(first_seq) => Ok(first_seq + i as u64),
+                Err(e) => Err(e.clone()),
+            };
+            // A submitter that stopped waiting is fine: the outcome is already in the state.
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Writes the batch in one transaction; returns the sequence number of its first record.
+    /// Sequence numbers are assigned in batch order, so job `i` gets `first + i`.
+    fn write(&mut self, batch: &mut [Job]) -> Result<u64, LedgerError> {
+        let first = self.head.seq + 1;
+        let mut head = self.head;
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| LedgerError::storage("begin write", e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| LedgerError::storage("set durability", e))?;
+        {
+            let mut entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| LedgerError::storage("open entries", e))?;
+            let mut by_exp = txn
+                .open_table(BY_EXPIRATION)
+                .map_err(|e| LedgerError::storage("open by_expiration", e))?;
+            let mut audit = txn
+                .open_table(AUDIT)
+                .map_err(|e| LedgerError::storage("open audit", e))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| LedgerError::storage("open meta", e))?;
+            for job in batch.iter_mut() {
+                let seq = head.seq + 1;
+                let rec = match job {
+                    Job::Sign(job) => {
+                        let SignJob { entry, audit, .. } = &mut **job;
+                        entry.audit_seq = seq;
+                        let p = &entry.pending;
+                        entries
+                            .insert(&p.txid, entry.encode().as_slice())
+                            .map_err(|e| LedgerError::storage("insert entry", e))?;
+                        by_exp
+                            .insert((p.expiration_ms, &p.txid), ())
+                            .map_err(|e| LedgerError::storage("insert expiration", e))?;
+                        &*audit
+                    }
+                    Job::Audit { audit, .. } => &*audit,
+                };
+                let (row, hash) = seal(rec, seq, &head.hash);
+                audit
+                    .insert(seq, row.as_slice())
+                    .map_err(|e| LedgerError::storage("insert audit", e))?;
+                head = Head { seq, hash };
+            }
+            meta.insert(META_AUDIT_HEAD, head.encode().as_slice())
+                .map_err(|e| LedgerError::storage("update head", e))?;
+        }
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            // Dropping the transaction aborts it, exactly like a failed commit.
+            drop(txn);
+            return Err(LedgerError::Injected);
+        }
+        txn.commit()
+            .map_err(|e| LedgerError::storage("commit", e))?;
+        self.head = head;
+        Ok(first)
+    }
+}
