@@ -6,3 +6,5 @@
 pub mod decode;
 pub mod inspect;
 pub mod keys;
+pub mod keystore;
+pub mod secret_source;
