@@ -66,14 +66,14 @@ impl SecretSource {
     /// Obtains the secret. `what` names it in the prompt and in errors ("keystore passphrase").
     pub fn read_secret(&self, what: &str) -> Result<SecretString, SecretSourceError> {
         let raw: Zeroizing<String> = match self {
-            SecretSource::Prompt => Zeroizing::new(
-                rpassword::prompt_password(format!("{what}: ")).map_err(|source| {
-                    SecretSourceError::Prompt {
+            SecretSource::Prompt => {
+                Zeroizing::new(rpassword::prompt_password(format!("{what}: ")).map_err(
+                    |source| SecretSourceError::Prompt {
                         what: what.to_owned(),
                         source,
-                    }
-                })?,
-            ),
+                    },
+                )?)
+            }
             SecretSource::Env(var) => match std::env::var(var) {
                 Ok(v) => Zeroizing::new(v),
                 Err(std::env::VarError::NotPresent) => {
@@ -207,7 +207,9 @@ mod tests {
         {
             use std::os::unix::ffi::OsStrExt;
             std::env::set_var(var, std::ffi::OsStr::from_bytes(b"topsecret\xff"));
-            let e = SecretSource::Env(var.into()).read_secret("pin").unwrap_err();
+            let e = SecretSource::Env(var.into())
+                .read_secret("pin")
+                .unwrap_err();
             assert_eq!(e.code(), "secret_env_not_unicode");
             assert!(!format!("{e} {e:?}").contains("topsecret"));
         }

@@ -133,8 +133,7 @@ pub fn run_keys(
                         })
                     })
                     .collect();
-                writeln!(stdout, "{}", serde_json::Value::Array(v))
-                    .map_err(KeystoreError::Output)
+                writeln!(stdout, "{}", serde_json::Value::Array(v)).map_err(KeystoreError::Output)
             } else {
                 for k in &keys {
                     writeln!(stdout, "{}\t{}\t{}", k.address, k.label, k.created_at)
@@ -148,9 +147,7 @@ pub fn run_keys(
 
 /// Opens the existing keystore (to update it in place) or starts a new one. Returns
 /// whether the file existed, which is what allows `save` to replace it.
-fn open_for_write(
-    args: &AddKeyArgs,
-) -> Result<(Keystore, SecretString, bool), KeystoreError> {
+fn open_for_write(args: &AddKeyArgs) -> Result<(Keystore, SecretString, bool), KeystoreError> {
     let path = &args.store.keystore;
     let source = args.store.source();
     let exists = std::fs::symlink_metadata(path).is_ok();

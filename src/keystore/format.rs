@@ -118,7 +118,9 @@ impl Header {
             return Err(KeystoreError::MalformedHeader("unknown AEAD algorithm"));
         }
         if h[OFF_RESERVED..OFF_M_COST] != [0, 0] {
-            return Err(KeystoreError::MalformedHeader("reserved bytes are not zero"));
+            return Err(KeystoreError::MalformedHeader(
+                "reserved bytes are not zero",
+            ));
         }
         let params = KdfParams {
             m_cost_kib: be_u32(h, OFF_M_COST),

@@ -294,7 +294,9 @@ impl Keystore {
             );
         }
         if buf.as_slice().len() != pt_len {
-            return Err(KeystoreError::MalformedPlaintext("size mismatch while sealing"));
+            return Err(KeystoreError::MalformedPlaintext(
+                "size mismatch while sealing",
+            ));
         }
         let header = Header {
             params: self.params,
