@@ -361,10 +361,7 @@ impl Keystore {
             return Err(KeystoreError::TooManyKeys);
         }
         let key = match self.chunks.last_mut() {
-            Some(chunk) => match chunk.try_push(key) {
-                Ok(()) => None,
-                Err(k) => Some(k),
-            },
+            Some(chunk) => chunk.try_push(key).err(),
             None => Some(key),
         };
         if let Some(key) = key {

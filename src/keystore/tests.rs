@@ -221,7 +221,8 @@ fn rewritten_header_with_valid_checksum() {
 #[test]
 fn header_fields_validated_before_kdf() {
     let (_dir, _, bytes) = fixture();
-    let edits: &[(&str, fn(&mut Vec<u8>))] = &[
+    type Edit = fn(&mut Vec<u8>);
+    let edits: &[(&str, Edit)] = &[
         ("unknown kdf", |b| b[8] = 2),
         ("unknown aead", |b| b[9] = 7),
         ("reserved", |b| b[11] = 1),
