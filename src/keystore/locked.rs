@@ -103,8 +103,9 @@ impl<T> LockedVec<T> {
         self.items.get(i)
     }
 
+    /// True when the pages are locked, or there is nothing to lock.
     pub fn is_locked(&self) -> bool {
-        self.guard.is_some()
+        self.guard.is_some() || self.items.capacity() == 0
     }
 }
 

@@ -99,6 +99,25 @@ fn round_trip_many_keys() {
 }
 
 #[test]
+fn memory_is_locked_when_the_limit_allows() {
+    let (_dir, path, _) = fixture();
+    let ks = Keystore::open(&path, &pass("pw")).unwrap();
+    let limit_ok = std::process::Command::new("sh")
+        .args(["-c", "ulimit -l"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "unlimited")
+        .unwrap_or(false);
+    eprintln!(
+        "SoftKey is {} bytes; keys locked: {}",
+        std::mem::size_of::<SoftKey>(),
+        ks.memory_locked()
+    );
+    if limit_ok {
+        assert!(ks.memory_locked());
+    }
+}
+
+#[test]
 fn empty_keystore_round_trips() {
     let ks = Keystore::new(cheap());
     let bytes = ks.seal(&pass("pw")).unwrap();
