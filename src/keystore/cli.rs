@@ -166,7 +166,11 @@ fn open_for_write(args: &AddKeyArgs) -> Result<(Keystore, SecretString, bool), K
                     cause: Box::new(cause),
                 })
             }
-            Err(_) => {}
+            Err(cause) => tracing::warn!(
+                path = %path.display(),
+                cause = cause.code(),
+                "--force: replacing a file that does not open as a keystore with this passphrase"
+            ),
         }
         let pass = confirm_new(&source, pass)?;
         return Ok((new_keystore(&args.kdf)?, pass, true));
