@@ -8,3 +8,5 @@ pub mod inspect;
 pub mod keys;
 pub mod ledger;
 pub mod policy;
+pub mod keystore;
+pub mod secret_source;

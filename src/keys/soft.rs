@@ -32,6 +32,16 @@ impl SoftKey {
         Ok(SoftKey { key, address })
     }
 
+    /// Writes the 32-byte scalar into `out` (the keystore's locked buffer when saving) and
+    /// wipes the temporary copy. Crate-private: key bytes never leave the signer.
+    pub(crate) fn write_secret(&self, out: &mut [u8; 32]) {
+        use zeroize::Zeroize;
+        let mut bytes = self.key.to_bytes();
+        out.copy_from_slice(&bytes);
+        let raw: &mut [u8] = &mut bytes;
+        raw.zeroize();
+    }
+
     pub fn address(&self) -> Address {
         self.address
     }

@@ -1,0 +1,259 @@
+//! `tron-signer keys generate | import | list`. The lead wires [`KeysCommand`] into main.
+//!
+//! Private keys enter only through standard input, never argv (argv is visible to every
+//! local user in /proc and lands in shell history).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroizing;
+
+use super::{KdfParams, Keystore, KeystoreError};
+use crate::secret_source::SecretSource;
+
+const WHAT: &str = "keystore passphrase";
+
+/// Which keystore, and where its passphrase comes from (default: prompt on the terminal).
+#[derive(Debug, Clone, Args)]
+pub struct KeystoreArgs {
+    /// Keystore file.
+    #[arg(long, value_name = "PATH")]
+    pub keystore: PathBuf,
+    /// Read the passphrase from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file")]
+    pub passphrase_env: Option<String>,
+    /// Read the passphrase from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl KeystoreArgs {
+    pub fn source(&self) -> SecretSource {
+        match (&self.passphrase_env, &self.passphrase_file) {
+            (Some(var), _) => SecretSource::Env(var.clone()),
+            (None, Some(path)) => SecretSource::File(path.clone()),
+            (None, None) => SecretSource::Prompt,
+        }
+    }
+}
+
+/// argon2id cost for a new file, or to re-key an existing one on this write.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KdfArgs {
+    /// argon2id memory in KiB (default 65536 = 64 MiB).
+    #[arg(long, value_name = "KIB")]
+    pub kdf_m_cost: Option<u32>,
+    /// argon2id passes (default 3).
+    #[arg(long, value_name = "N")]
+    pub kdf_t_cost: Option<u32>,
+    /// argon2id lanes (default 1).
+    #[arg(long, value_name = "N")]
+    pub kdf_p_cost: Option<u32>,
+}
+
+impl KdfArgs {
+    fn apply(&self, base: KdfParams) -> KdfParams {
+        KdfParams {
+            m_cost_kib: self.kdf_m_cost.unwrap_or(base.m_cost_kib),
+            t_cost: self.kdf_t_cost.unwrap_or(base.t_cost),
+            p_cost: self.kdf_p_cost.unwrap_or(base.p_cost),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.kdf_m_cost.is_some() || self.kdf_t_cost.is_some() || self.kdf_p_cost.is_some()
+    }
+}
+
+/// Options shared by the commands that add a key.
+#[derive(Debug, Clone, Args)]
+pub struct AddKeyArgs {
+    #[command(flatten)]
+    pub store: KeystoreArgs,
+    /// Operator-facing name of the key (unique within the keystore).
+    #[arg(long)]
+    pub label: String,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Replace an existing file that is not a keystore openable with this passphrase.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a key from OS randomness (creating the keystore if missing); prints its address.
+    Generate(AddKeyArgs),
+    /// Import a private key given as 64 hex digits on standard input; prints its address.
+    Import(AddKeyArgs),
+    /// List the keys' addresses, labels and creation times.
+    List {
+        #[command(flatten)]
+        store: KeystoreArgs,
+        /// One JSON array instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run_keys(
+    cmd: KeysCommand,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> Result<(), KeystoreError> {
+    match cmd {
+        KeysCommand::Generate(args) => {
+            let (mut ks, pass, existed) = open_for_write(&args)?;
+            let address = ks.generate(&args.label)?;
+            ks.save(&args.store.keystore, &pass, existed)?;
+            writeln!(stdout, "{address}").map_err(KeystoreError::Output)
+        }
+        KeysCommand::Import(args) => {
+            // Read and check the key before the (slow) KDF, so a typo fails fast.
+            let secret = read_hex_key(stdin)?;
+            let (mut ks, pass, existed) = open_for_write(&args)?;
+            let address = ks.import(&args.label, secret)?;
+            ks.save(&args.store.keystore, &pass, existed)?;
+            writeln!(stdout, "{address}").map_err(KeystoreError::Output)
+        }
+        KeysCommand::List { store, json } => {
+            let pass = store.source().read_secret(WHAT)?;
+            let ks = Keystore::open(&store.keystore, &pass)?;
+            let keys = ks.list();
+            if json {
+                let v: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "address": k.address.to_base58(),
+                            "label": k.label,
+                            "created_at": k.created_at,
+                        })
+                    })
+                    .collect();
+                writeln!(stdout, "{}", serde_json::Value::Array(v)).map_err(KeystoreError::Output)
+            } else {
+                for k in &keys {
+                    writeln!(stdout, "{}\t{}\t{}", k.address, k.label, k.created_at)
+                        .map_err(KeystoreError::Output)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens the existing keystore (to update it in place) or starts a new one. Returns
+/// whether the file existed, which is what allows `save` to replace it.
+fn open_for_write(args: &AddKeyArgs) -> Result<(Keystore, SecretString, bool), KeystoreError> {
+    let path = &args.store.keystore;
+    let source = args.store.source();
+    let exists = std::fs::symlink_metadata(path).is_ok();
+    if exists {
+        let pass = source.read_secret(WHAT)?;
+        match Keystore::open(path, &pass) {
+            Ok(mut ks) => {
+                if args.kdf.any() {
+                    ks.set_params(args.kdf.apply(ks.params()))?;
+                }
+                return Ok((ks, pass, true));
+            }
+            Err(cause) if !args.force => {
+                return Err(KeystoreError::ExistingUnopenable {
+                    path: path.clone(),
+                    cause: Box::new(cause),
+                })
+            }
+            Err(cause) => tracing::warn!(
+                path = %path.display(),
+                cause = cause.code(),
+                "--force: replacing a file that does not open as a keystore with this passphrase"
+            ),
+        }
+        let pass = confirm_new(&source, pass)?;
+        return Ok((new_keystore(&args.kdf)?, pass, true));
+    }
+    let pass = source.read_secret(WHAT)?;
+    let pass = confirm_new(&source, pass)?;
+    Ok((new_keystore(&args.kdf)?, pass, false))
+}
+
+fn new_keystore(kdf: &KdfArgs) -> Result<Keystore, KeystoreError> {
+    let params = kdf.apply(KdfParams::default());
+    params.validate()?;
+    Ok(Keystore::new(params))
+}
+
+/// A typo in a new passphrase typed at a prompt would lock the keys away for good.
+fn confirm_new(source: &SecretSource, pass: SecretString) -> Result<SecretString, KeystoreError> {
+    if *source != SecretSource::Prompt {
+        return Ok(pass);
+    }
+    let again = source.read_secret("new keystore passphrase (again)")?;
+    if again.expose_secret() != pass.expose_secret() {
+        return Err(KeystoreError::PassphraseMismatch);
+    }
+    Ok(pass)
+}
+
+/// 64 hex digits (optional `0x`, surrounding whitespace allowed) into a secret box,
+/// reading into a fixed buffer so no reallocation leaves copies behind.
+fn read_hex_key(stdin: &mut dyn Read) -> Result<SecretBox<[u8; 32]>, KeystoreError> {
+    let mut buf = Zeroizing::new([0u8; 256]);
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            return Err(KeystoreError::InvalidKeyEncoding);
+        }
+        match stdin.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(KeystoreError::InvalidKeyEncoding),
+        }
+    }
+    let text = buf[..n].trim_ascii();
+    let digits = text
+        .strip_prefix(b"0x")
+        .or_else(|| text.strip_prefix(b"0X"))
+        .unwrap_or(text);
+    if digits.len() != 64 {
+        return Err(KeystoreError::InvalidKeyEncoding);
+    }
+    let mut ok = false;
+    let secret = SecretBox::<[u8; 32]>::init_with_mut(|b| {
+        ok = hex::decode_to_slice(digits, b).is_ok();
+    });
+    if !ok {
+        return Err(KeystoreError::InvalidKeyEncoding);
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_key_parsing() {
+        let k = "279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e";
+        for input in [k.to_string(), format!("0x{k}\n"), format!("  {k}\r\n")] {
+            let s = read_hex_key(&mut input.as_bytes()).unwrap();
+            assert_eq!(hex::encode(s.expose_secret()), k);
+        }
+        for bad in [
+            "".to_string(),
+            k[..63].to_string(),
+            format!("{k}00"),
+            k.replace('2', "g"),
+            format!("{k} {k}"),
+            "a".repeat(300),
+        ] {
+            let e = read_hex_key(&mut bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "keystore_invalid_key_encoding");
+            assert!(!e.to_string().contains("279ff36d"));
+        }
+    }
+}
