@@ -1,9 +1,15 @@
 //! The `tron-signer` command line.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tron_signer::config::{Config, Listen};
+use tron_signer::keystore::cli::{run_keys, KeysCommand};
+use tron_signer::ledger::{run_audit, AuditCommand};
+use tron_signer::policy::{run_policy, PolicyCommand};
+use tron_signer::service::run;
 
 #[derive(Parser)]
 #[command(
@@ -23,13 +29,125 @@ enum Command {
         /// raw_data as hex, or `-` to read it from standard input.
         raw_data_hex: String,
     },
+    /// Run the gRPC signing service.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Quickstart: serve on embedded development defaults and show one allowed and one
+    /// refused payout. Uses a published test key: never for real funds.
+    Dev {
+        /// Where the development keystore, policy and ledger live.
+        #[arg(long, default_value = "tron-signer-dev")]
+        dir: PathBuf,
+        /// host:port or unix:/path.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: Listen,
+        /// Stop after the demo instead of serving on.
+        #[arg(long)]
+        exit_after_demo: bool,
+    },
+    /// Manage the encrypted keystore.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCommand,
+    },
+    /// Check, hash or explain a policy file.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCommand,
+    },
+    /// Verify or export the audit chain.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { raw_data_hex } => inspect(&raw_data_hex),
+        Command::Serve { config } => serve(config),
+        Command::Dev {
+            dir,
+            listen,
+            exit_after_demo,
+        } => dev(dir, listen, exit_after_demo),
+        Command::Keys { cmd } => {
+            let result = run_keys(
+                cmd,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            );
+            report(result.map_err(|e| (e.code(), e.to_string())))
+        }
+        Command::Policy { cmd } => {
+            let code = run_policy(
+                cmd,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Audit { cmd } => {
+            let result = run_audit(cmd, &mut std::io::stdout().lock());
+            report(result.map_err(|e| (e.code(), e.to_string())))
+        }
     }
+}
+
+fn report(result: Result<(), (&'static str, String)>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error [{code}]: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, (&'static str, String)> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ("runtime", e.to_string()))
+}
+
+fn serve(config: PathBuf) -> ExitCode {
+    init_logging();
+    let result = (|| {
+        let cfg = Config::load(&config).map_err(|e| ("config_invalid", e.to_string()))?;
+        let rt = runtime()?;
+        rt.block_on(async {
+            let core = run::build_core(&cfg)?;
+            run::run(&cfg, core, run::termination()).await
+        })
+        .map_err(|e| (e.code(), e.to_string()))
+    })();
+    if let Err((code, message)) = &result {
+        tracing::error!(code, "{message}");
+    }
+    report(result)
+}
+
+fn dev(dir: PathBuf, listen: Listen, exit_after_demo: bool) -> ExitCode {
+    init_logging();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(tron_signer::dev::run_dev(&dir, listen, exit_after_demo))
+            .map_err(|e| ("dev_failed", e.to_string()))
+    });
+    report(result)
 }
 
 fn inspect(arg: &str) -> ExitCode {

@@ -150,7 +150,9 @@ async fn allowed_trx_and_usdt_payouts_recover_to_the_owner() {
         .into_inner()
         .keys;
     assert_eq!(keys.len(), 4);
-    assert!(keys.iter().any(|k| k.address == KEY1 && k.backend == "soft" && k.label == "hot 1"));
+    assert!(keys
+        .iter()
+        .any(|k| k.address == KEY1 && k.backend == "soft" && k.label == "hot 1"));
 
     for (i, tx) in [
         Tx::usdt(KEY1, dest_a(), 10 * USDT),
@@ -196,7 +198,11 @@ async fn allowed_trx_and_usdt_payouts_recover_to_the_owner() {
     assert_eq!(p.hash.len(), 64);
     srv.stop();
     let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Every refusal reason over gRPC: status code, reason-code metadata, and a message.
@@ -216,24 +222,161 @@ async fn every_refusal_reason() {
     approve[sel..sel + 4].copy_from_slice(&[0x09, 0x5e, 0xa7, 0xb3]);
 
     let cases: Vec<(&str, Code, String, Vec<u8>, &str)> = vec![
-        ("bad_key_address", Code::InvalidArgument, "Tnotanaddress".into(), Tx::usdt(KEY1, dest_a(), USDT).raw(), "p1"),
-        ("bad_payout_id", Code::InvalidArgument, KEY1.into(), Tx::usdt(KEY1, dest_a(), USDT).raw(), "has space"),
-        ("trc20_selector", Code::InvalidArgument, KEY1.into(), approve, "p2"),
-        ("no_contract", Code::InvalidArgument, KEY1.into(), vec![], "p3"),
-        ("key_not_loaded", Code::PermissionDenied, policy_only_key().to_base58(), Tx::trx(&policy_only_key().to_base58(), dest_a(), 1).raw(), "p4"),
-        ("unknown_key", Code::PermissionDenied, unpolicied.clone(), Tx::trx(&unpolicied, dest_a(), 1).raw(), "p5"),
-        ("owner_mismatch", Code::PermissionDenied, KEY1.into(), Tx::trx(&k3, dest_a(), 1).raw(), "p6"),
-        ("frozen", Code::PermissionDenied, KEY2.into(), Tx::trx(KEY2, dest_a(), 1).raw(), "p7"),
-        ("asset_not_allowed", Code::PermissionDenied, KEY1.into(), Tx { token: Some(other_token), ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p8"),
-        ("destination_not_allowed", Code::PermissionDenied, KEY1.into(), Tx::usdt(KEY1, dest(0x66), USDT).raw(), "p9"),
-        ("destination_asset_not_allowed", Code::PermissionDenied, KEY1.into(), Tx::trx(KEY1, dest_b(), 1).raw(), "p10"),
-        ("over_per_tx_max", Code::PermissionDenied, KEY1.into(), Tx::usdt(KEY1, dest_a(), 60 * USDT + 1).raw(), "p11"),
-        ("fee_limit_too_high", Code::PermissionDenied, KEY1.into(), Tx { fee_limit: 50_000_001, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p12"),
-        ("expiration_too_far", Code::PermissionDenied, KEY1.into(), Tx { expiration: now + 12 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p13"),
-        ("expired", Code::PermissionDenied, KEY1.into(), Tx { expiration: now - 5 * 60_000, timestamp: now - 6 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p14"),
-        ("timestamp_in_future", Code::PermissionDenied, KEY1.into(), Tx { timestamp: now + 5 * 60_000, ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p15"),
-        ("memo_not_allowed", Code::PermissionDenied, KEY1.into(), Tx { memo: b"hi".to_vec(), ..Tx::usdt(KEY1, dest_a(), USDT) }.raw(), "p16"),
-        ("memo_too_long", Code::PermissionDenied, k3.clone(), Tx { memo: vec![b'x'; 65], ..Tx::trx(&k3, dest_a(), 1) }.raw(), "p17"),
+        (
+            "bad_key_address",
+            Code::InvalidArgument,
+            "Tnotanaddress".into(),
+            Tx::usdt(KEY1, dest_a(), USDT).raw(),
+            "p1",
+        ),
+        (
+            "bad_payout_id",
+            Code::InvalidArgument,
+            KEY1.into(),
+            Tx::usdt(KEY1, dest_a(), USDT).raw(),
+            "has space",
+        ),
+        (
+            "trc20_selector",
+            Code::InvalidArgument,
+            KEY1.into(),
+            approve,
+            "p2",
+        ),
+        (
+            "no_contract",
+            Code::InvalidArgument,
+            KEY1.into(),
+            vec![],
+            "p3",
+        ),
+        (
+            "key_not_loaded",
+            Code::PermissionDenied,
+            policy_only_key().to_base58(),
+            Tx::trx(&policy_only_key().to_base58(), dest_a(), 1).raw(),
+            "p4",
+        ),
+        (
+            "unknown_key",
+            Code::PermissionDenied,
+            unpolicied.clone(),
+            Tx::trx(&unpolicied, dest_a(), 1).raw(),
+            "p5",
+        ),
+        (
+            "owner_mismatch",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx::trx(&k3, dest_a(), 1).raw(),
+            "p6",
+        ),
+        (
+            "frozen",
+            Code::PermissionDenied,
+            KEY2.into(),
+            Tx::trx(KEY2, dest_a(), 1).raw(),
+            "p7",
+        ),
+        (
+            "asset_not_allowed",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                token: Some(other_token),
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p8",
+        ),
+        (
+            "destination_not_allowed",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx::usdt(KEY1, dest(0x66), USDT).raw(),
+            "p9",
+        ),
+        (
+            "destination_asset_not_allowed",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx::trx(KEY1, dest_b(), 1).raw(),
+            "p10",
+        ),
+        (
+            "over_per_tx_max",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx::usdt(KEY1, dest_a(), 60 * USDT + 1).raw(),
+            "p11",
+        ),
+        (
+            "fee_limit_too_high",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                fee_limit: 50_000_001,
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p12",
+        ),
+        (
+            "expiration_too_far",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                expiration: now + 12 * 60_000,
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p13",
+        ),
+        (
+            "expired",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                expiration: now - 5 * 60_000,
+                timestamp: now - 6 * 60_000,
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p14",
+        ),
+        (
+            "timestamp_in_future",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                timestamp: now + 5 * 60_000,
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p15",
+        ),
+        (
+            "memo_not_allowed",
+            Code::PermissionDenied,
+            KEY1.into(),
+            Tx {
+                memo: b"hi".to_vec(),
+                ..Tx::usdt(KEY1, dest_a(), USDT)
+            }
+            .raw(),
+            "p16",
+        ),
+        (
+            "memo_too_long",
+            Code::PermissionDenied,
+            k3.clone(),
+            Tx {
+                memo: vec![b'x'; 65],
+                ..Tx::trx(&k3, dest_a(), 1)
+            }
+            .raw(),
+            "p17",
+        ),
     ];
     for (code, status_code, key, raw, payout) in &cases {
         for evaluate in [true, false] {
@@ -246,7 +389,10 @@ async fn every_refusal_reason() {
                     assert!(!d.message.is_empty());
                 })
             } else {
-                srv.client.sign(req).await.map(|_| panic!("{code}: Sign allowed"))
+                srv.client
+                    .sign(req)
+                    .await
+                    .map(|_| panic!("{code}: Sign allowed"))
             };
             match res {
                 Ok(()) => assert!(evaluate && *status_code == Code::PermissionDenied),
@@ -254,7 +400,10 @@ async fn every_refusal_reason() {
                     assert_eq!(st.code(), *status_code, "{code}: {st:?}");
                     assert_eq!(reason(&st), *code, "{st:?}");
                     assert!(st.message().len() > code.len() + 3, "{st:?}");
-                    assert!(st.metadata().get("audit-sequence").is_some(), "{code} not audited");
+                    assert!(
+                        st.metadata().get("audit-sequence").is_some(),
+                        "{code} not audited"
+                    );
                 }
             }
         }
@@ -262,14 +411,20 @@ async fn every_refusal_reason() {
 
     // Windows: destination A's 24h USDT limit is 80, the key's 1h limit 100.
     let ok = |tx: Tx, id: &str| request(KEY1, tx.raw(), id);
-    srv.client.sign(ok(Tx::usdt(KEY1, dest_a(), 50 * USDT), "w1")).await.expect("50 to A");
+    srv.client
+        .sign(ok(Tx::usdt(KEY1, dest_a(), 50 * USDT), "w1"))
+        .await
+        .expect("50 to A");
     let st = srv
         .client
         .sign(ok(Tx::usdt(KEY1, dest_a(), 40 * USDT).nonce(1), "w2"))
         .await
         .unwrap_err();
     assert_eq!(reason(&st), "over_destination_window", "{st:?}");
-    srv.client.sign(ok(Tx::usdt(KEY1, dest_b(), 45 * USDT), "w3")).await.expect("45 to B");
+    srv.client
+        .sign(ok(Tx::usdt(KEY1, dest_b(), 45 * USDT), "w3"))
+        .await
+        .expect("45 to B");
     let st = srv
         .client
         .sign(ok(Tx::usdt(KEY1, dest_b(), 6 * USDT), "w4"))
@@ -277,11 +432,17 @@ async fn every_refusal_reason() {
         .unwrap_err();
     assert_eq!(reason(&st), "over_key_window", "{st:?}");
     assert!(st.message().contains("USDT"), "{}", st.message());
-    srv.client.sign(ok(Tx::usdt(KEY1, dest_b(), 5 * USDT), "w5")).await.expect("exactly at the limit");
+    srv.client
+        .sign(ok(Tx::usdt(KEY1, dest_b(), 5 * USDT), "w5"))
+        .await
+        .expect("exactly at the limit");
 
     // Payout-id reuse and txid reuse.
     let first = Tx::trx(KEY1, dest_a(), 1);
-    srv.client.sign(ok(first.clone(), "dup")).await.expect("first");
+    srv.client
+        .sign(ok(first.clone(), "dup"))
+        .await
+        .expect("first");
     let st = srv
         .client
         .sign(ok(first.clone().nonce(9), "dup"))
@@ -295,15 +456,36 @@ async fn every_refusal_reason() {
     srv.stop();
     // Every request above is in the audit log, allowed and refused alike.
     let export = s.dir.path().join("audit.jsonl");
-    let out = s.run(&["audit", "export", "--data-dir", path_str(&s.data_dir), "--out", path_str(&export)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.run(&[
+        "audit",
+        "export",
+        "--data-dir",
+        path_str(&s.data_dir),
+        "--out",
+        path_str(&export),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&export).unwrap();
     for (code, ..) in &cases {
-        let n = text.lines().filter(|l| l.contains(&format!("\"reason_code\":\"{code}\""))).count();
-        assert_eq!(n, 2, "{code} should be audited once for Evaluate and once for Sign");
+        let n = text
+            .lines()
+            .filter(|l| l.contains(&format!("\"reason_code\":\"{code}\"")))
+            .count();
+        assert_eq!(
+            n, 2,
+            "{code} should be audited once for Evaluate and once for Sign"
+        );
     }
     let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test]
@@ -312,7 +494,11 @@ async fn velocity_limits_hold_across_restart() {
     let mut srv = s.start().await;
     for (i, (to, amount)) in [(dest_b(), 60), (dest_a(), 30)].into_iter().enumerate() {
         srv.client
-            .sign(request(KEY1, Tx::usdt(KEY1, to, amount * USDT).raw(), &format!("v{i}")))
+            .sign(request(
+                KEY1,
+                Tx::usdt(KEY1, to, amount * USDT).raw(),
+                &format!("v{i}"),
+            ))
             .await
             .expect("within limits");
     }
@@ -320,13 +506,21 @@ async fn velocity_limits_hold_across_restart() {
     let mut srv = s.start().await;
     let st = srv
         .client
-        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 11 * USDT).raw(), "v3"))
+        .sign(request(
+            KEY1,
+            Tx::usdt(KEY1, dest_b(), 11 * USDT).raw(),
+            "v3",
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason(&st), "over_key_window", "{st:?}");
     // Kill -9 mid-life: what was signed still counts after the crash.
     srv.client
-        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 10 * USDT).raw(), "v4"))
+        .sign(request(
+            KEY1,
+            Tx::usdt(KEY1, dest_b(), 10 * USDT).raw(),
+            "v4",
+        ))
         .await
         .expect("exactly at the limit");
     srv.signal("KILL");
@@ -346,21 +540,40 @@ async fn retries_are_idempotent_and_not_counted_twice() {
     let s = setup();
     let mut srv = s.start().await;
     let raw = Tx::usdt(KEY1, dest_b(), 60 * USDT).raw();
-    let first = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("first").into_inner();
+    let first = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "r1"))
+        .await
+        .expect("first")
+        .into_inner();
     for _ in 0..3 {
-        let again = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("retry").into_inner();
+        let again = srv
+            .client
+            .sign(request(KEY1, raw.clone(), "r1"))
+            .await
+            .expect("retry")
+            .into_inner();
         assert!(again.replayed);
         assert_eq!(again.signature, first.signature);
         assert_eq!(again.signed_transaction, first.signed_transaction);
     }
     srv.stop();
     let mut srv = s.start().await;
-    let again = srv.client.sign(request(KEY1, raw.clone(), "r1")).await.expect("retry after restart").into_inner();
+    let again = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "r1"))
+        .await
+        .expect("retry after restart")
+        .into_inner();
     assert!(again.replayed);
     assert_eq!(again.signature, first.signature);
     // 60 + 40 = the 1h limit of 100: allowed only if the retries were not counted.
     srv.client
-        .sign(request(KEY1, Tx::usdt(KEY1, dest_b(), 40 * USDT).raw(), "r2"))
+        .sign(request(
+            KEY1,
+            Tx::usdt(KEY1, dest_b(), 40 * USDT).raw(),
+            "r2",
+        ))
         .await
         .expect("retries must not consume the limit");
     srv.stop();
@@ -374,7 +587,10 @@ async fn wrong_passphrase_refuses_to_start() {
         Err(log) => log,
     };
     assert!(err.to_lowercase().contains("passphrase"), "{err}");
-    assert!(!err.contains("not the passphrase"), "the secret leaked into the log");
+    assert!(
+        !err.contains("not the passphrase"),
+        "the secret leaked into the log"
+    );
 }
 
 #[tokio::test]
@@ -394,15 +610,34 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     // Start on the good policy, then break the file and send SIGHUP.
     std::fs::write(&s.policy, &good).unwrap();
     let mut srv = s.start().await;
-    let before = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner().hash;
+    let before = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hash;
     std::fs::write(&s.policy, &bad).unwrap();
     srv.signal("HUP");
     wait_for_log(&srv, "policy reload refused").await;
-    let after = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner().hash;
-    assert_eq!(before, after, "a bad file must leave the old policy in force");
+    let after = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hash;
+    assert_eq!(
+        before, after,
+        "a bad file must leave the old policy in force"
+    );
     // The old policy still signs.
     srv.client
-        .sign(request(KEY1, Tx::usdt(KEY1, dest_a(), USDT).raw(), "after-bad-reload"))
+        .sign(request(
+            KEY1,
+            Tx::usdt(KEY1, dest_a(), USDT).raw(),
+            "after-bad-reload",
+        ))
         .await
         .expect("old policy still in force");
 
@@ -411,23 +646,45 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     std::fs::write(&s.policy, &frozen).unwrap();
     srv.signal("HUP");
     wait_for_log(&srv, "policy reloaded").await;
-    let p = srv.client.get_policy(GetPolicyRequest {}).await.unwrap().into_inner();
+    let p = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(p.hash, before);
     assert_eq!(p.text, frozen);
     let st = srv
         .client
-        .sign(request(KEY1, Tx::usdt(KEY1, dest_a(), USDT).nonce(3).raw(), "after-freeze"))
+        .sign(request(
+            KEY1,
+            Tx::usdt(KEY1, dest_a(), USDT).nonce(3).raw(),
+            "after-freeze",
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason(&st), "frozen", "{st:?}");
     srv.stop();
 
     let export = s.dir.path().join("audit.jsonl");
-    let out = s.run(&["audit", "export", "--data-dir", path_str(&s.data_dir), "--out", path_str(&export)]);
+    let out = s.run(&[
+        "audit",
+        "export",
+        "--data-dir",
+        path_str(&s.data_dir),
+        "--out",
+        path_str(&export),
+    ]);
     assert!(out.status.success());
     let text = std::fs::read_to_string(&export).unwrap();
-    assert!(text.contains("\"reason_code\":\"policy_invalid\""), "refused reload not audited");
-    assert!(text.contains("\"reason_code\":\"policy_reloaded\""), "reload not audited");
+    assert!(
+        text.contains("\"reason_code\":\"policy_invalid\""),
+        "refused reload not audited"
+    );
+    assert!(
+        text.contains("\"reason_code\":\"policy_reloaded\""),
+        "reload not audited"
+    );
 }
 
 async fn wait_for_log(srv: &Server, needle: &str) {

@@ -6,6 +6,7 @@
 //! [`SealedKeystore::decrypt`] (AEAD; tampering is detected here), then
 //! [`Keystore::from_plaintext`] (builds the [`SoftKey`]s).
 
+pub mod backend;
 pub mod cli;
 mod crypto;
 mod error;

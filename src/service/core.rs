@@ -8,8 +8,8 @@ use tron_proto::Address;
 use crate::decode::{decode, Decoded};
 use crate::inspect;
 use crate::keys::{KeyError, KeyRing};
-use crate::ledger::{AuditRecord, Ledger, Lookup, PendingEntry};
-use crate::policy::{Decision, LoadedPolicy, Request};
+use crate::ledger::{self, AuditRecord, Ledger, Lookup, PendingEntry, StateGuard};
+use crate::policy::{Decision, LoadedPolicy, Request, Usage};
 
 /// Longest payout id accepted; ids are the caller's idempotency keys, not free text.
 pub const MAX_PAYOUT_ID_LEN: usize = 128;
@@ -142,7 +142,7 @@ impl Core {
         }
         let rec = self.record(caller, "Reload", &new_hash);
         self.write_audit(AuditRecord {
-            decision: "allow".into(),
+            decision: ledger::Decision::Allow,
             reason_code: "policy_reloaded".into(),
             message: format!("policy {old_hash} replaced by {new_hash}"),
             ..rec
@@ -154,7 +154,7 @@ impl Core {
     pub async fn reload_refused(&self, caller: &str, problems: &str) -> Result<u64, Refusal> {
         let rec = self.record(caller, "Reload", &self.policy().hash_hex());
         self.write_audit(AuditRecord {
-            decision: "deny".into(),
+            decision: ledger::Decision::Deny,
             reason_code: "policy_invalid".into(),
             message: format!("new policy refused, old one stays in force: {problems}"),
             ..rec
@@ -196,60 +196,15 @@ impl Core {
             return Err(self.refuse(base, r).await);
         };
 
-        let reservation = {
-            let mut state = self.ledger.state();
-            match state.find_txid(&txid) {
-                Some(Lookup::Committed(entry)) => {
-                    drop(state);
-                    return self.replay(base, &checked, raw, payout_id, entry, &policy).await;
-                }
-                Some(Lookup::InFlight) => {
-                    drop(state);
-                    let r = refusal(
-                        RefusalKind::Unavailable,
-                        "txid_in_flight",
-                        format!(
-                            "transaction {} is being signed by another request; retry",
-                            hex::encode(txid)
-                        ),
-                    );
-                    return Err(self.refuse(base, r).await);
-                }
-                None => {}
+        let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, now) {
+            Step::Refuse(r) => return Err(self.refuse(base, r).await),
+            Step::Replay(entry) => {
+                return self
+                    .replay(base, &checked, raw, payout_id, *entry, &policy)
+                    .await
             }
-            if let Some(r) = payout_conflict(&state, &checked, payout_id, now) {
-                drop(state);
-                return Err(self.refuse(base, r).await);
-            }
-            let req = Request {
-                key: &checked.key,
-                decoded: &checked.decoded,
-                now_ms: now,
-            };
-            match policy.policy.evaluate(&req, &state) {
-                Decision::Deny(d) => {
-                    drop(state);
-                    let r = refusal(RefusalKind::Denied, d.code.as_str(), d.message);
-                    return Err(self.refuse(base, r).await);
-                }
-                Decision::Allow(a) => {
-                    let intent = &checked.decoded.intent;
-                    let reservation = state.reserve(PendingEntry {
-                        txid,
-                        key: checked.key,
-                        asset: intent.asset(),
-                        destination: *intent.to(),
-                        amount: intent.amount(),
-                        payout_id: payout_id.to_owned(),
-                        expiration_ms: checked.decoded.envelope.expiration,
-                        signed_at_ms: now,
-                        policy_hash: policy.hash_hex(),
-                    });
-                    (reservation, a.rule)
-                }
-            }
+            Step::Reserved(reservation, rule) => (reservation, rule),
         };
-        let (reservation, rule) = reservation;
 
         let signature = match backend.sign(&txid).await {
             Ok(s) => s,
@@ -259,7 +214,7 @@ impl Core {
             }
         };
         let audit = AuditRecord {
-            decision: "allow".into(),
+            decision: ledger::Decision::Allow,
             reason_code: "signed".into(),
             message: rule.clone(),
             ..base
@@ -308,39 +263,7 @@ impl Core {
             intent: Some(inspect::view(&checked.decoded)),
             ..base
         };
-        let outcome: Result<String, Refusal> = if self.keys.get(&checked.key).is_none() {
-            Err(refusal(
-                RefusalKind::Denied,
-                "key_not_loaded",
-                format!("no key {} is loaded in this signer", checked.key),
-            ))
-        } else {
-            let state = self.ledger.state();
-            match state.find_txid(&txid) {
-                Some(Lookup::Committed(_)) => Ok("already signed; Sign returns the stored signature".into()),
-                Some(Lookup::InFlight) => Err(refusal(
-                    RefusalKind::Unavailable,
-                    "txid_in_flight",
-                    format!("transaction {} is being signed by another request", hex::encode(txid)),
-                )),
-                None => match payout_conflict(&state, &checked, payout_id, now) {
-                    Some(r) => Err(r),
-                    None => {
-                        let req = Request {
-                            key: &checked.key,
-                            decoded: &checked.decoded,
-                            now_ms: now,
-                        };
-                        match policy.policy.evaluate(&req, &state) {
-                            Decision::Allow(a) => Ok(a.rule),
-                            Decision::Deny(d) => {
-                                Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
-                            }
-                        }
-                    }
-                },
-            }
-        };
+        let outcome = self.judge(&policy, &checked, payout_id, now);
         let (allowed, rule, reason_code, message) = match outcome {
             Ok(rule) => (true, rule, String::new(), String::new()),
             Err(r) if r.kind == RefusalKind::Denied => (false, String::new(), r.code, r.message),
@@ -348,9 +271,21 @@ impl Core {
         };
         let audit_sequence = self
             .write_audit(AuditRecord {
-                decision: if allowed { "allow" } else { "deny" }.into(),
-                reason_code: if allowed { "would_sign".into() } else { reason_code.clone() },
-                message: if allowed { rule.clone() } else { message.clone() },
+                decision: if allowed {
+                    ledger::Decision::Allow
+                } else {
+                    ledger::Decision::Deny
+                },
+                reason_code: if allowed {
+                    "would_sign".into()
+                } else {
+                    reason_code.clone()
+                },
+                message: if allowed {
+                    rule.clone()
+                } else {
+                    message.clone()
+                },
                 ..base
             })
             .await?;
@@ -363,6 +298,90 @@ impl Core {
             policy_hash: policy.hash_hex(),
             audit_sequence,
         })
+    }
+
+    /// Ledger checks, policy, and the reservation, all under the state lock so that
+    /// concurrent requests cannot both pass a limit. Synchronous on purpose: the lock must
+    /// never be held across an await.
+    fn reserve(&self, policy: &LoadedPolicy, checked: &Checked, payout_id: &str, now: i64) -> Step {
+        let mut state = self.ledger.state();
+        match prior(
+            &state,
+            checked,
+            payout_id,
+            now,
+            skew_ms(policy, &checked.key),
+        ) {
+            Err(r) => return Step::Refuse(r),
+            Ok(Prior::Replay(entry)) => return Step::Replay(entry),
+            Ok(Prior::Fresh) => {}
+        }
+        let req = Request {
+            key: &checked.key,
+            decoded: &checked.decoded,
+            now_ms: now,
+        };
+        let allow = match policy.policy.evaluate(&req, &LedgerUsage(&state)) {
+            Decision::Deny(d) => {
+                return Step::Refuse(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
+            }
+            Decision::Allow(a) => a,
+        };
+        let intent = &checked.decoded.intent;
+        match state.reserve(PendingEntry {
+            txid: checked.decoded.envelope.txid,
+            key: checked.key,
+            asset: intent.asset(),
+            destination: *intent.to(),
+            amount: intent.amount(),
+            payout_id: payout_id.to_owned(),
+            expiration_ms: checked.decoded.envelope.expiration,
+            signed_at_ms: now,
+            policy_hash: policy.hash,
+        }) {
+            Ok(r) => Step::Reserved(r, allow.rule),
+            Err(e) => Step::Refuse(ledger_refusal(&e)),
+        }
+    }
+
+    /// The Evaluate counterpart of [`Core::reserve`]: the same checks, nothing reserved.
+    fn judge(
+        &self,
+        policy: &LoadedPolicy,
+        checked: &Checked,
+        payout_id: &str,
+        now: i64,
+    ) -> Result<String, Refusal> {
+        if self.keys.get(&checked.key).is_none() {
+            return Err(refusal(
+                RefusalKind::Denied,
+                "key_not_loaded",
+                format!("no key {} is loaded in this signer", checked.key),
+            ));
+        }
+        let state = self.ledger.state();
+        match prior(
+            &state,
+            checked,
+            payout_id,
+            now,
+            skew_ms(policy, &checked.key),
+        )? {
+            Prior::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
+            Prior::Fresh => {
+                let req = Request {
+                    key: &checked.key,
+                    decoded: &checked.decoded,
+                    now_ms: now,
+                };
+                match policy.policy.evaluate(&req, &LedgerUsage(&state)) {
+                    Decision::Allow(a) => Ok(a.rule),
+                    Decision::Deny(d) => {
+                        Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
+                    }
+                }
+            }
+        }
     }
 
     fn check_request(&self, key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
@@ -393,22 +412,23 @@ impl Core {
         entry: crate::ledger::Entry,
         policy: &LoadedPolicy,
     ) -> Result<Signed, Refusal> {
-        if entry.key != checked.key || entry.payout_id != payout_id {
+        let p = &entry.pending;
+        if p.key != checked.key || p.payout_id != payout_id {
             let r = refusal(
                 RefusalKind::Denied,
                 "txid_reused",
                 format!(
                     "transaction {} was already signed for payout {:?} with key {}",
-                    hex::encode(entry.txid),
-                    entry.payout_id,
-                    entry.key
+                    hex::encode(p.txid),
+                    p.payout_id,
+                    p.key
                 ),
             );
             return Err(self.refuse(base, r).await);
         }
         let audit_sequence = self
             .write_audit(AuditRecord {
-                decision: "allow".into(),
+                decision: ledger::Decision::Allow,
                 reason_code: "replayed".into(),
                 message: "same txid asked again; stored signature returned, not counted again"
                     .into(),
@@ -416,7 +436,7 @@ impl Core {
             })
             .await?;
         Ok(Signed {
-            txid: entry.txid,
+            txid: entry.pending.txid,
             signature: entry.signature,
             signed_transaction: signed_transaction(raw, &entry.signature),
             policy_hash: policy.hash_hex(),
@@ -435,7 +455,7 @@ impl Core {
             txid: None,
             payout_id: None,
             intent: None,
-            decision: String::new(),
+            decision: ledger::Decision::Error,
             reason_code: String::new(),
             message: String::new(),
             policy_hash: policy_hash.to_owned(),
@@ -445,12 +465,11 @@ impl Core {
     /// Audits a refusal and returns it with its audit sequence filled in.
     async fn refuse(&self, base: AuditRecord, mut r: Refusal) -> Refusal {
         let decision = match r.kind {
-            RefusalKind::Denied => "deny",
-            RefusalKind::InvalidArgument => "invalid",
-            RefusalKind::Unavailable => "error",
+            RefusalKind::Denied | RefusalKind::InvalidArgument => ledger::Decision::Deny,
+            RefusalKind::Unavailable => ledger::Decision::Error,
         };
         let rec = AuditRecord {
-            decision: decision.into(),
+            decision,
             reason_code: r.code.clone(),
             message: r.message.clone(),
             ..base
@@ -494,9 +513,8 @@ fn key_refusal(e: &KeyError) -> Refusal {
 
 /// Payout ids are idempotency keys: short, printable ASCII, no spaces.
 fn check_payout_id(id: &str) -> Result<(), Refusal> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_PAYOUT_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
     } else {
@@ -511,26 +529,99 @@ fn check_payout_id(id: &str) -> Result<(), Refusal> {
     }
 }
 
-/// Invariant 5: a second transaction for a payout is refused while the first can land.
-fn payout_conflict(
-    state: &crate::ledger::StateGuard<'_>,
+/// Where [`Core::reserve`] left a Sign request.
+enum Step {
+    Refuse(Refusal),
+    Replay(Box<ledger::Entry>),
+    Reserved(ledger::Reservation, String),
+}
+
+/// What the ledger already knows about this request.
+enum Prior {
+    Fresh,
+    /// The same txid was signed before: return the stored signature.
+    Replay(Box<ledger::Entry>),
+}
+
+/// Ledger checks that come before policy, under the state lock (invariant 5).
+fn prior(
+    state: &StateGuard<'_>,
     checked: &Checked,
     payout_id: &str,
     now: i64,
-) -> Option<Refusal> {
-    let p = state.find_payout(&checked.key, payout_id)?;
-    if p.txid == checked.decoded.envelope.txid || p.expiration_ms < now {
-        return None;
+    skew_ms: i64,
+) -> Result<Prior, Refusal> {
+    let txid = checked.decoded.envelope.txid;
+    match state.find_txid(&txid) {
+        Err(e) => return Err(ledger_refusal(&e)),
+        Ok(Some(Lookup::Committed(entry))) => return Ok(Prior::Replay(entry)),
+        Ok(Some(Lookup::InFlight)) => {
+            return Err(refusal(
+                RefusalKind::Unavailable,
+                "txid_in_flight",
+                format!(
+                    "transaction {} is being signed by another request; retry",
+                    hex::encode(txid)
+                ),
+            ))
+        }
+        Ok(None) => {}
     }
-    Some(refusal(
-        RefusalKind::Denied,
-        "payout_in_flight",
+    if let Some(p) = state.find_payout(&checked.key, payout_id) {
+        // The earlier transaction can land until its expiration, judged with the
+        // policy's clock skew since the node's clock is not ours.
+        let can_land = p.in_flight || p.expiration_ms.saturating_add(skew_ms) >= now;
+        if p.txid != txid && can_land {
+            return Err(refusal(
+                RefusalKind::Denied,
+                "payout_in_flight",
+                format!(
+                    "payout {payout_id:?} already has transaction {} that can land until {} ms; a new one is allowed only after that",
+                    hex::encode(p.txid),
+                    p.expiration_ms.saturating_add(skew_ms)
+                ),
+            ));
+        }
+    }
+    Ok(Prior::Fresh)
+}
+
+/// The policy's clock skew for `key` (the global default when the key is unknown).
+fn skew_ms(policy: &LoadedPolicy, key: &Address) -> i64 {
+    policy
+        .policy
+        .key(key)
+        .map(|k| k.envelope.clock_skew_ms)
+        .unwrap_or(crate::policy::MAX_CLOCK_SKEW_MS)
+        .try_into()
+        .unwrap_or(i64::MAX)
+}
+
+fn ledger_refusal(e: &ledger::LedgerError) -> Refusal {
+    refusal(
+        RefusalKind::Unavailable,
+        "ledger_unavailable",
         format!(
-            "payout {payout_id:?} already has transaction {} that can land until {} (ms); a new one is allowed only after it expires",
-            hex::encode(p.txid),
-            p.expiration_ms
+            "the ledger could not be read or written ({}): {e}",
+            e.code()
         ),
-    ))
+    )
+}
+
+/// The ledger's usage index, seen through the policy's [`Usage`] trait.
+struct LedgerUsage<'a, 'b>(&'a StateGuard<'b>);
+
+impl Usage for LedgerUsage<'_, '_> {
+    fn used(
+        &self,
+        key: &Address,
+        asset: &crate::decode::Asset,
+        dest: Option<&Address>,
+        window_ms: u64,
+        now_ms: i64,
+    ) -> tron_proto::U256 {
+        self.0.used(key, *asset, dest, window_ms, now_ms)
+    }
 }
 
 /// Encodes `Transaction { raw_data = 1; signature = 2 }` around the exact received bytes.
@@ -583,8 +674,18 @@ mod tests {
     fn payout_ids() {
         assert!(check_payout_id("p-1").is_ok());
         assert!(check_payout_id(&"a".repeat(MAX_PAYOUT_ID_LEN)).is_ok());
-        for bad in ["", "has space", "tab\t", "é", &"a".repeat(MAX_PAYOUT_ID_LEN + 1)] {
-            assert_eq!(check_payout_id(bad).unwrap_err().code, "bad_payout_id", "{bad:?}");
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "é",
+            &"a".repeat(MAX_PAYOUT_ID_LEN + 1),
+        ] {
+            assert_eq!(
+                check_payout_id(bad).unwrap_err().code,
+                "bad_payout_id",
+                "{bad:?}"
+            );
         }
     }
 }

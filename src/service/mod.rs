@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod grpc;
+pub mod run;
 pub mod server;
 
 pub use self::core::{Core, Evaluated, Refusal, RefusalKind, Signed};

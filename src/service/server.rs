@@ -49,7 +49,9 @@ pub async fn reload(core: &Core, policy_path: &std::path::Path) {
             let hash = p.hash_hex();
             match core.replace_policy(p, "signal:SIGHUP").await {
                 Ok(seq) => tracing::info!(%hash, audit_sequence = seq, "policy reloaded"),
-                Err(r) => tracing::error!(%hash, code = %r.code, "policy reloaded but not audited: {}", r.message),
+                Err(r) => {
+                    tracing::error!(%hash, code = %r.code, "policy reloaded but not audited: {}", r.message)
+                }
             }
         }
         Err(e) => {
@@ -62,16 +64,45 @@ pub async fn reload(core: &Core, policy_path: &std::path::Path) {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves, then drains for at most [`SHUTDOWN_GRACE`] so that a
+/// client holding a connection open cannot keep the signer from stopping.
 pub async fn serve(
     core: Arc<Core>,
     listen: &Listen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let serving = serve_until(core, listen, signal);
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => return r,
+        _ = stopping_rx => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                "connections still open after the shutdown grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve_until(
+    core: Arc<Core>,
+    listen: &Listen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<SignerServer<GrpcSigner>>()
-        .await;
+    reporter.set_serving::<SignerServer<GrpcSigner>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -93,21 +124,27 @@ pub async fn serve(
                 source,
             })?;
             tracing::info!(listen = %local, "serving gRPC");
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, shutdown).await?;
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
         }
         Listen::Unix(path) => {
             // A stale socket from a previous run would make bind fail.
             if path.exists() {
                 let _ = std::fs::remove_file(path);
             }
-            let listener = tokio::net::UnixListener::bind(path).map_err(|source| ServeError::Bind {
-                listen: listen.to_string(),
-                source,
-            })?;
+            let listener =
+                tokio::net::UnixListener::bind(path).map_err(|source| ServeError::Bind {
+                    listen: listen.to_string(),
+                    source,
+                })?;
             tracing::info!(listen = %listen, "serving gRPC");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, shutdown).await?;
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
         }
     }
     Ok(())

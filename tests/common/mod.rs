@@ -291,6 +291,9 @@ impl Server {
 
     /// Graceful stop: SIGTERM and wait for exit.
     pub fn stop(mut self) {
+        // Close our connection first, as a well-behaved client would.
+        let idle = tonic::transport::Endpoint::from_static("http://[::1]:1").connect_lazy();
+        drop(std::mem::replace(&mut self.client, SignerClient::new(idle)));
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
