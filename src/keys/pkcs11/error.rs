@@ -32,14 +32,28 @@ pub enum RvClass {
 pub fn classify_rv(rv: RvError) -> RvClass {
     use RvError::*;
     match rv {
-        SessionClosed | SessionHandleInvalid | UserNotLoggedIn | KeyHandleInvalid
-        | ObjectHandleInvalid | OperationNotInitialized | OperationActive => RvClass::SessionLost,
-        DeviceError | DeviceMemory | DeviceRemoved | TokenNotPresent | TokenNotRecognized
-        | SlotIdInvalid | CryptokiNotInitialized | GeneralError | FunctionFailed => {
-            RvClass::DeviceUnavailable
-        }
+        SessionClosed
+        | SessionHandleInvalid
+        | UserNotLoggedIn
+        | KeyHandleInvalid
+        | ObjectHandleInvalid
+        | OperationNotInitialized
+        | OperationActive => RvClass::SessionLost,
+        DeviceError
+        | DeviceMemory
+        | DeviceRemoved
+        | TokenNotPresent
+        | TokenNotRecognized
+        | SlotIdInvalid
+        | CryptokiNotInitialized
+        | GeneralError
+        | FunctionFailed => RvClass::DeviceUnavailable,
         SessionCount | HostMemory | CantLock | FunctionCanceled => RvClass::Busy,
-        PinIncorrect | PinInvalid | PinLenRange | PinExpired | PinLocked
+        PinIncorrect
+        | PinInvalid
+        | PinLenRange
+        | PinExpired
+        | PinLocked
         | UserPinNotInitialized => RvClass::PinRejected,
         _ => RvClass::Refused,
     }

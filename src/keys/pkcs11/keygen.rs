@@ -2,14 +2,13 @@
 
 use std::sync::Mutex;
 
-use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use secrecy::SecretString;
 use tron_proto::Address;
 
-use super::context::{find_slot, open_logged_in};
+use super::context::{find_slot, open_logged_in, Pkcs11Module};
 use super::ec_point::{public_key, SECP256K1_EC_PARAMS};
 use super::error::Pkcs11Error;
 
@@ -67,12 +66,14 @@ pub fn public_key_template(label: &str) -> Vec<Attribute> {
 /// Generates a secp256k1 key pair on the token labelled `token_label` and returns its Tron
 /// address. Refuses a label already in use, so selectors by label stay unambiguous.
 pub fn generate_key(
-    ctx: &Pkcs11,
+    module: &Pkcs11Module,
     token_label: &str,
     pin: &SecretString,
     label: &str,
 ) -> Result<GeneratedKey, Pkcs11Error> {
     let _one_at_a_time = KEYGEN.lock().unwrap_or_else(|p| p.into_inner());
+    let _gate = module.enter();
+    let ctx = module.context();
     let slot = find_slot(ctx, token_label)?;
     let session = open_logged_in(ctx, slot, true, pin)?;
     let taken = find(&session, &[Attribute::Label(label.as_bytes().to_vec())])?;
@@ -121,10 +122,12 @@ fn finish_generated(
 
 /// Lists the token's secp256k1 public keys (other curves are skipped) with their addresses.
 pub fn list_keys(
-    ctx: &Pkcs11,
+    module: &Pkcs11Module,
     token_label: &str,
     pin: &SecretString,
 ) -> Result<Vec<KeyInfo>, Pkcs11Error> {
+    let _gate = module.enter();
+    let ctx = module.context();
     let slot = find_slot(ctx, token_label)?;
     let session = open_logged_in(ctx, slot, false, pin)?;
     let publics = find(
@@ -185,10 +188,9 @@ pub(crate) fn read_bytes(
         .get_attributes(handle, &[which])
         .map_err(|e| Pkcs11Error::from_cryptoki("C_GetAttributeValue", e))?;
     Ok(attrs.into_iter().find_map(|a| match a {
-        Attribute::EcPoint(v)
-        | Attribute::EcParams(v)
-        | Attribute::Label(v)
-        | Attribute::Id(v) => Some(v),
+        Attribute::EcPoint(v) | Attribute::EcParams(v) | Attribute::Label(v) | Attribute::Id(v) => {
+            Some(v)
+        }
         _ => None,
     }))
 }

@@ -19,7 +19,7 @@ pub mod pool;
 pub mod sign;
 
 pub use config::{KeySelector, Pkcs11Args, Pkcs11Config};
-pub use context::module;
+pub use context::{module, Pkcs11Module};
 pub use error::{classify_rv, Pkcs11Error, RvClass};
 pub use keygen::{generate_key, list_keys, GeneratedKey, KeyInfo};
 pub use pool::PoolStats;

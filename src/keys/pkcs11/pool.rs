@@ -9,12 +9,11 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cryptoki::context::Pkcs11;
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
 
-use super::context::{find_slot, open_logged_in};
+use super::context::{find_slot, open_logged_in, GateGuard, Pkcs11Module};
 use super::error::Pkcs11Error;
 
 /// Counters an operator (or a test) can read to see recovery happen.
@@ -37,7 +36,7 @@ struct State {
 }
 
 pub struct SessionPool {
-    ctx: Pkcs11,
+    module: Pkcs11Module,
     token_label: String,
     pin: SecretString,
     read_write: bool,
@@ -52,6 +51,8 @@ pub struct Lease {
     pool: Arc<SessionPool>,
     session: Option<Session>,
     generation: u64,
+    // Declared last: dropped after the session has gone back or been closed.
+    _gate: GateGuard,
 }
 
 impl Lease {
@@ -77,7 +78,7 @@ impl SessionPool {
     /// Finds the token, opens one session and logs in, so a wrong PIN or a missing token
     /// fails at startup rather than on the first payout.
     pub fn open(
-        ctx: Pkcs11,
+        module: Pkcs11Module,
         token_label: &str,
         pin: SecretString,
         read_write: bool,
@@ -85,7 +86,7 @@ impl SessionPool {
         wait: Duration,
     ) -> Result<Arc<Self>, Pkcs11Error> {
         let pool = Arc::new(SessionPool {
-            ctx,
+            module,
             token_label: token_label.to_owned(),
             pin,
             read_write,
@@ -100,6 +101,7 @@ impl SessionPool {
             }),
             freed: Condvar::new(),
         });
+        pool.module.register(&pool);
         drop(pool.checkout()?);
         Ok(pool)
     }
@@ -125,6 +127,7 @@ impl SessionPool {
     /// for one otherwise. Blocks: call it from a blocking thread only.
     pub fn checkout(self: &Arc<Self>) -> Result<Lease, Pkcs11Error> {
         let deadline = Instant::now() + self.wait;
+        let gate = self.module.enter();
         let mut st = self.lock();
         loop {
             if let Some(session) = st.idle.pop() {
@@ -132,6 +135,7 @@ impl SessionPool {
                     pool: Arc::clone(self),
                     session: Some(session),
                     generation: st.generation,
+                    _gate: gate,
                 });
             }
             if st.live < self.capacity {
@@ -141,12 +145,14 @@ impl SessionPool {
                 let slot = match st.slot {
                     Some(s) => s,
                     None => {
-                        let s = find_slot(&self.ctx, &self.token_label)?;
+                        let s = find_slot(self.module.context(), &self.token_label)?;
                         st.slot = Some(s);
                         s
                     }
                 };
-                return match open_logged_in(&self.ctx, slot, self.read_write, &self.pin) {
+                let opened =
+                    open_logged_in(self.module.context(), slot, self.read_write, &self.pin);
+                return match opened {
                     Ok(session) => {
                         st.live += 1;
                         st.opened += 1;
@@ -154,6 +160,7 @@ impl SessionPool {
                             pool: Arc::clone(self),
                             session: Some(session),
                             generation,
+                            _gate: gate,
                         })
                     }
                     Err(e) => {
@@ -199,6 +206,27 @@ impl SessionPool {
         st.slot = None;
         st.live = 0;
         std::mem::take(&mut st.idle)
+    }
+
+    /// Called by module re-initialisation with no lease out: the sessions' handles die
+    /// with C_Finalize and their numbers may be reused, so they are leaked, not closed.
+    pub(crate) fn forget_all(&self) {
+        let mut st = self.lock();
+        let generation = st.generation;
+        for session in Self::reset_locked(&mut st, generation) {
+            std::mem::forget(session);
+        }
+    }
+
+    /// Re-initialises the module after the token could not be found, so a token that
+    /// came back is seen. Call with no lease held.
+    pub fn recover_module(&self, seen_epoch: u64) -> Result<(), Pkcs11Error> {
+        self.module.reinitialize(seen_epoch)
+    }
+
+    /// See [`Pkcs11Module::epoch`].
+    pub fn module_epoch(&self) -> u64 {
+        self.module.epoch()
     }
 
     fn give_back(&self, session: Session, generation: u64) {

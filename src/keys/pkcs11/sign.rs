@@ -37,9 +37,8 @@ impl Pkcs11Token {
     /// Loads the module (once per process), finds the token by label and logs in.
     /// A wrong PIN is `PinIncorrect` here, never retried.
     pub fn open(config: &Pkcs11Config, pin: SecretString) -> Result<Self, Pkcs11Error> {
-        let ctx = module(&config.module)?;
         let pool = SessionPool::open(
-            ctx,
+            module(&config.module)?,
             &config.token_label,
             pin,
             !config.read_only_sessions,
@@ -112,7 +111,20 @@ impl Pkcs11Backend {
         let inner = &self.inner;
         let mut retried = false;
         loop {
-            let lease = inner.pool.checkout()?;
+            let epoch = inner.pool.module_epoch();
+            let lease = match inner.pool.checkout() {
+                Ok(lease) => lease,
+                Err(e) if !retried && module_may_be_stale(&e) => {
+                    // The token may be back but invisible until the module is
+                    // re-initialised (SoftHSM behaves so); try that once per request.
+                    retried = true;
+                    if inner.pool.recover_module(epoch).is_err() {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match inner.sign_with(&lease, txid) {
                 Ok(sig) => return Ok(sig),
                 Err(e) => {
@@ -137,6 +149,14 @@ impl Pkcs11Backend {
     pub fn pool_stats(&self) -> PoolStats {
         self.inner.pool.stats()
     }
+}
+
+/// Failures to even find the token, after which only re-initialising the module helps.
+fn module_may_be_stale(e: &Pkcs11Error) -> bool {
+    matches!(
+        e,
+        Pkcs11Error::TokenNotFound { .. } | Pkcs11Error::DeviceUnavailable { .. }
+    )
 }
 
 impl KeyInner {
