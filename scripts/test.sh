@@ -8,6 +8,7 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need python3 || missing+=(python3 python3-venv python3-pip)
 need node || missing+=(nodejs npm)
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >&2

@@ -1,6 +1,7 @@
 //! Key backends. Each turns a txid into a low-S `r || s || v` signature without ever
 //! exposing the private key; the service only sees [`KeyBackend`].
 
+pub mod pkcs11;
 pub mod soft;
 
 use std::collections::BTreeMap;
