@@ -696,3 +696,137 @@ async fn wait_for_log(srv: &Server, needle: &str) {
     }
     panic!("log never said {needle:?}:\n{}", srv.log_text());
 }
+
+/// `tron-signer audit verify` on a data directory the real service wrote, after each kind
+/// of tampering, names the first bad sequence number.
+#[tokio::test]
+async fn audit_verify_catches_tampering_of_a_service_log() {
+    use redb::{Database, ReadableTable, TableDefinition};
+    const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+    let s = setup();
+    let mut srv = s.start().await;
+    for i in 0..3u16 {
+        srv.client
+            .sign(request(
+                KEY1,
+                Tx::usdt(KEY1, dest_a(), USDT).nonce(i).raw(),
+                &format!("t{i}"),
+            ))
+            .await
+            .expect("allowed");
+        let _ = srv
+            .client
+            .sign(request(
+                KEY1,
+                Tx::usdt(KEY1, dest(0x66), USDT).nonce(i).raw(),
+                &format!("x{i}"),
+            ))
+            .await
+            .unwrap_err();
+    }
+    srv.stop();
+    let ok = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 6 records"));
+
+    type Tamper = fn(&mut redb::Table<u64, &[u8]>);
+    let cases: [(&str, &str, Tamper); 4] = [
+        ("modified", "audit_modified", |t| {
+            let mut rec = t.get(3).unwrap().unwrap().value().to_vec();
+            let i = rec.iter().position(|&b| b == b'x').unwrap_or(10);
+            rec[i] ^= 0x01;
+            t.insert(3, rec.as_slice()).unwrap();
+        }),
+        ("deleted", "audit_deleted", |t| {
+            t.remove(3).unwrap();
+        }),
+        ("reordered", "audit_reordered", |t| {
+            let a = t.get(3).unwrap().unwrap().value().to_vec();
+            let b = t.get(4).unwrap().unwrap().value().to_vec();
+            t.insert(3, b.as_slice()).unwrap();
+            t.insert(4, a.as_slice()).unwrap();
+        }),
+        ("truncated", "audit_truncated", |t| {
+            t.remove(6).unwrap();
+        }),
+    ];
+    for (kind, code, tamper) in cases {
+        let copy = s.dir.path().join(format!("tampered-{kind}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(s.data_dir.join("ledger.redb"), copy.join("ledger.redb")).unwrap();
+        {
+            let db = Database::open(copy.join("ledger.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(AUDIT).unwrap();
+                tamper(&mut t);
+            }
+            tx.commit().unwrap();
+        }
+        let out = s.run(&["audit", "verify", "--data-dir", path_str(&copy)]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{kind} not detected: {text}");
+        assert!(text.contains(code), "{kind}: {text}");
+        let first_bad = if kind == "truncated" { "6" } else { "3" };
+        assert!(
+            text.contains(&format!("record {first_bad} ")),
+            "{kind} should name sequence {first_bad}: {text}"
+        );
+    }
+}
+
+/// The README's run command: `tron-signer dev` on embedded defaults shows one allowed and one
+/// refused payout (here on a Unix socket so parallel tests cannot collide on a port).
+#[test]
+fn dev_quickstart_shows_one_allowed_and_one_refused_payout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("dev.sock");
+    let out = std::process::Command::new(BIN)
+        .args(["dev", "--exit-after-demo", "--dir"])
+        .arg(dir.path().join("dev"))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["result"], "signed");
+    let sig = hex::decode(lines[0]["signature"].as_str().unwrap()).unwrap();
+    let txid: [u8; 32] = hex::decode(lines[0]["txid"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(recover_address(&txid, &sig).unwrap(), addr(KEY1));
+    assert_eq!(lines[1]["result"], "refused");
+    assert_eq!(lines[1]["reason_code"], "destination_not_allowed");
+    // A second run on the same directory reuses the keystore and ledger.
+    let again = std::process::Command::new(BIN)
+        .args(["dev", "--exit-after-demo", "--dir"])
+        .arg(dir.path().join("dev"))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
 use k256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
 use tokio::sync::Mutex;
 use tron_proto::signer::signer_client::SignerClient;
@@ -16,6 +17,29 @@ use tron_signer::decode::{encode, Decoded, Envelope, Intent, Trc20Transfer, TrxT
 
 #[derive(Parser)]
 #[command(name = "tron-signer-load", about = "Drive tron-signer Sign over gRPC")]
+enum Cli {
+    /// Write a benchmark setup: a keystore with many keys, a policy with a large
+    /// allowlist for the first key, and a config for `tron-signer serve`.
+    Prepare(PrepareArgs),
+    /// Drive Sign against a running signer.
+    Run(Args),
+}
+
+#[derive(clap::Args)]
+struct PrepareArgs {
+    /// Directory to write keys.tks, policy.toml, destinations.txt and signer.toml into.
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    #[arg(long, default_value_t = 100_000)]
+    destinations: usize,
+}
+
+/// The benchmark keystore's passphrase variable (the value is not a secret: bench only).
+const BENCH_PASSPHRASE_VAR: &str = "TRON_SIGNER_BENCH_PASSPHRASE";
+
+#[derive(clap::Args)]
 struct Args {
     /// `host:port` or `unix:/path/to.sock`.
     #[arg(long)]
@@ -24,8 +48,14 @@ struct Args {
     #[arg(long)]
     key: String,
     /// Allowlisted destinations to spread payouts over (repeat).
-    #[arg(long = "to", required = true)]
+    #[arg(long = "to")]
     to: Vec<String>,
+    /// A file with one destination per line (used with or instead of --to).
+    #[arg(long)]
+    to_file: Option<std::path::PathBuf>,
+    /// Use at most this many destinations from --to-file.
+    #[arg(long, default_value_t = 1000)]
+    max_destinations: usize,
     /// TRC-20 token contract; TRX when absent.
     #[arg(long)]
     token: Option<String>,
@@ -118,15 +148,96 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+fn prepare(a: &PrepareArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use std::fmt::Write as _;
+    use tron_signer::keystore::{KdfParams, Keystore};
+    std::fs::create_dir_all(&a.dir)?;
+    let mut store = Keystore::new(KdfParams::default());
+    let mut first = None;
+    for i in 0..a.keys.max(1) {
+        let addr = store.generate(&format!("bench key {i}"))?;
+        first.get_or_insert(addr);
+    }
+    let key = first.ok_or("no key generated")?;
+    let passphrase = secrecy::SecretString::from("bench passphrase (not secret)");
+    store.save(&a.dir.join("keys.tks"), &passphrase, true)?;
+
+    let mut dests = String::new();
+    let mut policy = format!(
+        r#"version = 1
+name = "load benchmark: {keys} keys, {n} destinations"
+
+[global]
+max_fee_limit = "100"
+max_expiration = "10m"
+clock_skew = "60s"
+memo_allowed = false
+
+[[token]]
+symbol = "USDT"
+contract = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
+decimals = 6
+
+[[key]]
+address = "{key}"
+label = "bench key 0"
+assets = ["TRX", "USDT"]
+windows = [
+  {{ asset = "TRX", window = "1h", max = "1000000000000" }},
+  {{ asset = "USDT", window = "1h", max = "1000000000000" }},
+]
+"#,
+        keys = a.keys,
+        n = a.destinations
+    );
+    for i in 0..a.destinations {
+        let mut body = [0u8; 20];
+        body[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        body[8] = 0xd5;
+        let d = Address::from_evm(body).to_base58();
+        writeln!(dests, "{d}")?;
+        write!(
+            policy,
+            "\n[[key.destination]]\naddress = \"{d}\"\nlabel = \"bench destination {i}\"\nassets = [\"TRX\", \"USDT\"]\nper_tx_max = {{ TRX = \"1000\", USDT = \"1000\" }}\n"
+        )?;
+    }
+    std::fs::write(a.dir.join("policy.toml"), policy)?;
+    std::fs::write(a.dir.join("destinations.txt"), dests)?;
+    std::fs::write(
+        a.dir.join("signer.toml"),
+        format!(
+            "listen = \"unix:signer.sock\"\ndata_dir = \"data\"\npolicy = \"policy.toml\"\n[keystore]\npath = \"keys.tks\"\npassphrase = {{ env = \"{BENCH_PASSPHRASE_VAR}\" }}\n"
+        ),
+    )?;
+    println!("{key}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    let args = match Cli::parse() {
+        Cli::Prepare(p) => return prepare(&p),
+        Cli::Run(a) => a,
+    };
     let owner: Address = args.key.parse()?;
-    let to: Vec<Address> = args
+    let mut to: Vec<Address> = args
         .to
         .iter()
         .map(|s| s.parse())
         .collect::<Result<_, _>>()?;
+    if let Some(path) = &args.to_file {
+        let text = std::fs::read_to_string(path)?;
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(args.max_destinations)
+        {
+            to.push(line.trim().parse()?);
+        }
+    }
+    if to.is_empty() {
+        return Err("no destinations: give --to or --to-file".into());
+    }
     let token = args.token.as_deref().map(str::parse).transpose()?;
 
     let raw_rate = raw_sign_rate(args.raw_seconds);

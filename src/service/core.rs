@@ -339,7 +339,7 @@ impl Core {
             signed_at_ms: now,
             policy_hash: policy.hash,
         }) {
-            Ok(r) => Step::Reserved(r, allow.rule),
+            Ok(r) => Step::Reserved(Box::new(r), allow.rule),
             Err(e) => Step::Refuse(ledger_refusal(&e)),
         }
     }
@@ -533,7 +533,7 @@ fn check_payout_id(id: &str) -> Result<(), Refusal> {
 enum Step {
     Refuse(Refusal),
     Replay(Box<ledger::Entry>),
-    Reserved(ledger::Reservation, String),
+    Reserved(Box<ledger::Reservation>, String),
 }
 
 /// What the ledger already knows about this request.
@@ -647,7 +647,185 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{encode, Envelope, Intent, TrxTransfer};
+    use crate::keys::{KeyBackend, SignFuture, SoftKey};
     use prost::Message;
+    use secrecy::SecretBox;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A software key whose device can be switched off.
+    struct FlakyKey {
+        key: SoftKey,
+        down: AtomicBool,
+    }
+
+    impl KeyBackend for FlakyKey {
+        fn address(&self) -> Address {
+            self.key.address()
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+        fn label(&self) -> &str {
+            "flaky"
+        }
+        fn sign<'a>(&'a self, txid: &'a [u8; 32]) -> SignFuture<'a> {
+            let r = if self.down.load(Ordering::SeqCst) {
+                Err(KeyError::Unavailable {
+                    backend: "test",
+                    detail: "device switched off".into(),
+                })
+            } else {
+                self.key.sign_txid(txid).map_err(|e| KeyError::Failed {
+                    backend: "test",
+                    detail: e.to_string(),
+                })
+            };
+            Box::pin(std::future::ready(r))
+        }
+    }
+
+    const TO: [u8; 20] = [0xa1; 20];
+
+    fn core(dir: &std::path::Path) -> (Core, Arc<FlakyKey>) {
+        let key = SoftKey::from_secret(&SecretBox::new(Box::new([0x11; 32]))).unwrap();
+        let owner = key.address();
+        let flaky = Arc::new(FlakyKey {
+            key,
+            down: AtomicBool::new(false),
+        });
+        let mut ring = KeyRing::default();
+        ring.insert(flaky.clone()).unwrap();
+        let policy = crate::policy::parse(
+            &format!(
+                r#"version = 1
+name = "core test"
+[global]
+max_fee_limit = "10"
+max_expiration = "10m"
+clock_skew = "60s"
+memo_allowed = false
+[[key]]
+address = "{owner}"
+label = "k"
+assets = ["TRX"]
+windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
+  [[key.destination]]
+  address = "{to}"
+  label = "d"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "10" }}
+"#,
+                to = Address::from_evm(TO)
+            ),
+            "core-test.toml",
+        )
+        .unwrap();
+        let clock = system_clock();
+        let ledger = Ledger::open(dir, crate::policy::MAX_WINDOW_MS, clock()).unwrap();
+        (Core::new(ring, policy, ledger, clock), flaky)
+    }
+
+    fn raw(owner: Address, sun: u64, nonce: u8) -> Vec<u8> {
+        let now = (system_clock())();
+        encode(&crate::decode::Decoded {
+            envelope: Envelope {
+                txid: [0; 32],
+                ref_block_bytes: [0, nonce],
+                ref_block_hash: [1; 8],
+                expiration: now + 60_000,
+                timestamp: now,
+                fee_limit: 0,
+                memo: vec![],
+                permission_id: 0,
+            },
+            intent: Intent::Trx(TrxTransfer {
+                owner,
+                to: Address::from_evm(TO),
+                amount: sun,
+            }),
+        })
+    }
+
+    /// Invariant 4: when the durable write fails, no signature leaves and nothing counts.
+    #[tokio::test]
+    async fn failed_ledger_write_releases_no_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address();
+        let tx = raw(owner, 10_000_000, 1);
+        core.ledger().fail_next_commits(1);
+        let r = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(r.kind, RefusalKind::Unavailable);
+        assert_eq!(r.code, "ledger_unavailable");
+        assert!(!r.message.contains("signature\":"), "{}", r.message);
+        // Nothing was recorded or counted: the same payout signs now, with the whole limit.
+        let s = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap();
+        assert!(!s.replayed);
+        let over = raw(owner, 1, 2);
+        let r = core
+            .sign("test", &owner.to_base58(), &over, "p2")
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, "over_key_window");
+    }
+
+    /// A key backend that is down: UNAVAILABLE, reservation rolled back, then recovery.
+    #[tokio::test]
+    async fn backend_outage_rolls_back_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address();
+        let tx = raw(owner, 10_000_000, 1);
+        key.down.store(true, Ordering::SeqCst);
+        let r = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(r.kind, RefusalKind::Unavailable);
+        assert_eq!(r.code, "key_backend_unavailable");
+        assert!(r.audit_sequence.is_some());
+        key.down.store(false, Ordering::SeqCst);
+        let s = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap();
+        assert_eq!(
+            tron_proto::sig::recover_address(&s.txid, &s.signature).unwrap(),
+            owner
+        );
+    }
+
+    /// Evaluate consumes nothing: after many allowed evaluations the full limit remains.
+    #[tokio::test]
+    async fn evaluate_consumes_no_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address();
+        let tx = raw(owner, 10_000_000, 1);
+        for _ in 0..5 {
+            let e = core
+                .evaluate("test", &owner.to_base58(), &tx, "p1")
+                .await
+                .unwrap();
+            assert!(e.allowed, "{}", e.message);
+        }
+        core.sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap();
+        let e = core
+            .evaluate("test", &owner.to_base58(), &raw(owner, 1, 2), "p2")
+            .await
+            .unwrap();
+        assert!(!e.allowed);
+        assert_eq!(e.reason_code, "over_key_window");
+    }
 
     #[test]
     fn signed_transaction_matches_prost() {
