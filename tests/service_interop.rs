@@ -111,3 +111,75 @@ windows = [
     let tp = verify(&python, "verify_tronpy.py", &node_modules, &lines);
     assert!(tp.contains("40 passed, 0 failed"), "{tp}");
 }
+
+/// A plain grpcio client, with none of our code, finds the API by reflection, sees the
+/// health service SERVING, lists keys, gets a signature and a refusal with its reason code.
+#[tokio::test]
+async fn python_grpcio_uses_the_api_through_reflection() {
+    let (python, node_modules) = interop_env();
+    let to = dest(0xa1);
+    let policy = format!(
+        r#"version = 1
+name = "grpcio"
+[global]
+max_fee_limit = "50"
+max_expiration = "10m"
+clock_skew = "60s"
+memo_allowed = false
+[[key]]
+address = "{KEY1}"
+label = "hot"
+assets = ["TRX"]
+windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
+  [[key.destination]]
+  address = "{to}"
+  label = "exchange"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "10" }}
+"#
+    );
+    let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
+    let srv = s.start().await;
+    let allowed = Tx::trx(KEY1, to, 1_000_000).raw();
+    let refused = Tx::trx(KEY1, dest(0x66), 1_000_000).raw();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = format!("unix:{}", s.socket.display());
+    let out = Command::new(&python)
+        .arg(root.join("tests/interop/grpc_client.py"))
+        .args([
+            &target,
+            KEY1,
+            &hex::encode(&allowed),
+            "py-1",
+            &hex::encode(&refused),
+        ])
+        .env("INTEROP_NODE_MODULES", &node_modules)
+        .output()
+        .expect("run grpc_client.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["health"], "SERVING");
+    assert_eq!(
+        v["methods"],
+        serde_json::json!(["Evaluate", "GetPolicy", "ListKeys", "Sign"])
+    );
+    assert_eq!(v["keys"], serde_json::json!([KEY1]));
+    assert_eq!(v["allowed"], true);
+    let txid: [u8; 32] = hex::decode(v["txid"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(txid, tron_proto::txid(&allowed));
+    let sig = hex::decode(v["signature"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        tron_proto::sig::recover_address(&txid, &sig).unwrap(),
+        addr(KEY1)
+    );
+    assert_eq!(v["refused"]["code"], "PERMISSION_DENIED");
+    assert_eq!(v["refused"]["reason_code"], "destination_not_allowed");
+    srv.stop();
+}

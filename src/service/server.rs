@@ -103,13 +103,19 @@ async fn serve_until(
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<SignerServer<GrpcSigner>>().await;
+    // Both reflection versions: grpcurl speaks v1, many client libraries still v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let router = Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(SignerServer::new(GrpcSigner::new(core)));
     match listen {
         Listen::Tcp(addr) => {
