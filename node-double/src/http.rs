@@ -170,12 +170,12 @@ enum Endpoint {
     Other,
 }
 
-/// API key, then outage. `Err` is the answer to send instead.
-fn guard(app: &App, headers: &HeaderMap, which: Endpoint) -> Result<(), Response> {
+/// API key, then outage. `Some` is the answer to send instead.
+fn guard(app: &App, headers: &HeaderMap, which: Endpoint) -> Option<Response> {
     if let Some(expected) = &app.api_key {
         let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
-            return Err((
+            return Some((
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"Error": "missing or wrong TRON-PRO-API-KEY"})),
             )
@@ -184,21 +184,21 @@ fn guard(app: &App, headers: &HeaderMap, which: Endpoint) -> Result<(), Response
     }
     let o = app.outage();
     if o.on && !o.busy {
-        return Err((
+        return Some((
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"Error": "node unavailable (tron-node-double outage)"})),
         )
             .into_response());
     }
     if o.on && o.busy && which == Endpoint::Broadcast {
-        return Err(Json(json!({
+        return Some(Json(json!({
             "result": false,
             "code": BroadcastCode::ServerBusy.as_str(),
             "message": hex::encode("Server busy."),
         }))
         .into_response());
     }
-    Ok(())
+    None
 }
 
 fn error_json(message: impl std::fmt::Display) -> Response {
@@ -214,14 +214,14 @@ fn block_json(b: &Block) -> Value {
 }
 
 async fn now_block(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&app, &headers, Endpoint::Other) {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
         return r;
     }
     Json(app.with_chain(|c| block_json(c.head()))).into_response()
 }
 
 async fn solid_now_block(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&app, &headers, Endpoint::Other) {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
         return r;
     }
     // The solid head is only reported by height and time; its id is not kept past 64 blocks.
@@ -233,7 +233,7 @@ async fn solid_now_block(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
 }
 
 async fn broadcast_hex(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = guard(&app, &headers, Endpoint::Broadcast) {
+    if let Some(r) = guard(&app, &headers, Endpoint::Broadcast) {
         return r;
     }
     let fail = |code: BroadcastCode, txid: Option<[u8; 32]>, message: &str| {
@@ -313,7 +313,7 @@ fn info_json(i: &TxInfo) -> Value {
 }
 
 async fn tx_info(app: &App, headers: &HeaderMap, body: &[u8], solid: bool) -> Response {
-    if let Err(r) = guard(app, headers, Endpoint::Other) {
+    if let Some(r) = guard(app, headers, Endpoint::Other) {
         return r;
     }
     let txid = match parse_txid(body) {
@@ -427,4 +427,290 @@ async fn balance(State(app): State<Arc<App>>, Query(q): Query<BalanceQuery>) -> 
         "balance": bal,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::tests::{accounts, address, key, token, Build};
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app(api_key: Option<&str>) -> (Arc<App>, k256::ecdsa::SigningKey, Address) {
+        let k = key(0x11);
+        let owner = address(&k);
+        let chain = Chain::new(accounts(owner), 2, 1_000_000);
+        (
+            Arc::new(App::new(chain, api_key.map(str::to_owned))),
+            k,
+            owner,
+        )
+    }
+
+    async fn call(
+        app: &Arc<App>,
+        method: &str,
+        path: &str,
+        body: Value,
+        api_key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = api_key {
+            req = req.header(API_KEY_HEADER, k);
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
+        let resp = router(Arc::clone(app)).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(app: &Arc<App>, path: &str, body: Value) -> Value {
+        let (s, v) = call(app, "POST", path, body, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    fn msg(v: &Value) -> String {
+        String::from_utf8(hex::decode(v["message"].as_str().unwrap()).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn now_block_broadcast_and_receipts_in_java_tron_shapes() {
+        let (app, k, owner) = app(None);
+        app.with_chain(|c| c.produce_block(1_003_000));
+        let head = post(&app, "/wallet/getnowblock", json!({})).await;
+        let id = hex::decode(head["blockID"].as_str().unwrap()).unwrap();
+        assert_eq!(id.len(), 32);
+        let n = head["block_header"]["raw_data"]["number"].as_i64().unwrap();
+        assert_eq!(id[..8], n.to_be_bytes());
+        let ts = head["block_header"]["raw_data"]["timestamp"]
+            .as_i64()
+            .unwrap();
+        let block = Block {
+            number: n,
+            id: id.try_into().unwrap(),
+            timestamp: ts,
+        };
+
+        let dest = Address::from_evm([0xd1; 20]);
+        let tx = Build::on(&block).trx(owner, dest, 10).sign(&k);
+        let v = post(
+            &app,
+            "/wallet/broadcasthex",
+            json!({"transaction": hex::encode(&tx)}),
+        )
+        .await;
+        assert_eq!(v["result"], true, "{v}");
+        let txid = v["txid"].as_str().unwrap().to_owned();
+        let again = post(
+            &app,
+            "/wallet/broadcasthex",
+            json!({"transaction": hex::encode(&tx)}),
+        )
+        .await;
+        assert_eq!(again["result"], false);
+        assert_eq!(again["code"], "DUP_TRANSACTION_ERROR");
+        assert_eq!(again["txid"], txid.as_str());
+        assert!(msg(&again).contains("dup"));
+
+        let usdt = Build::on(&block)
+            .trc20(
+                owner,
+                token(),
+                tron_proto::abi::encode_transfer(&dest, tron_proto::U256::from(900u32)),
+            )
+            .sign(&k);
+        let v = post(
+            &app,
+            "/wallet/broadcasthex",
+            json!({"transaction": hex::encode(&usdt)}),
+        )
+        .await;
+        assert_eq!(v["result"], true, "{v}");
+        let reverted = v["txid"].as_str().unwrap().to_owned();
+
+        let q = |t: &str| json!({ "value": t });
+        assert_eq!(
+            post(&app, "/wallet/gettransactioninfobyid", q(&txid)).await,
+            json!({})
+        );
+        app.with_chain(|c| c.produce_block(0));
+        let info = post(&app, "/wallet/gettransactioninfobyid", q(&txid)).await;
+        assert_eq!(info["id"], txid.as_str());
+        assert_eq!(info["blockNumber"], n + 1);
+        assert!(info["blockTimeStamp"].as_i64().unwrap() > ts);
+        assert_eq!(info["receipt"]["result"], "SUCCESS");
+        assert!(info.get("result").is_none());
+        // Not solid until two blocks deep.
+        assert_eq!(
+            post(&app, "/walletsolidity/gettransactioninfobyid", q(&txid)).await,
+            json!({})
+        );
+        app.with_chain(|c| c.produce_block(0));
+        app.with_chain(|c| c.produce_block(0));
+        let solid = post(&app, "/walletsolidity/gettransactioninfobyid", q(&txid)).await;
+        assert_eq!(solid, info);
+        let failed = post(&app, "/walletsolidity/gettransactioninfobyid", q(&reverted)).await;
+        assert_eq!(failed["receipt"]["result"], "REVERT");
+        assert_eq!(failed["result"], "FAILED");
+        assert_eq!(
+            hex::decode(failed["resMessage"].as_str().unwrap()).unwrap(),
+            crate::chain::REVERT_MESSAGE.as_bytes()
+        );
+        // Unknown txid and malformed queries.
+        assert_eq!(
+            post(
+                &app,
+                "/walletsolidity/gettransactioninfobyid",
+                q(&"00".repeat(32))
+            )
+            .await,
+            json!({})
+        );
+        let bad = post(&app, "/wallet/gettransactioninfobyid", q("xyz")).await;
+        assert!(bad["Error"].is_string());
+
+        let (s, list) = call(&app, "GET", "/double/transactions", Value::Null, None).await;
+        assert_eq!(s, StatusCode::OK);
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["receipt"], "SUCCESS");
+        assert_eq!(list[0]["kind"], "trx");
+        assert_eq!(list[0]["amount"], "10");
+        assert_eq!(list[1]["receipt"], "REVERT");
+        let (_, bal) = call(
+            &app,
+            "GET",
+            &format!("/double/balance?address={dest}"),
+            Value::Null,
+            None,
+        )
+        .await;
+        assert_eq!(bal["balance"], "10");
+        let (_, bal) = call(
+            &app,
+            "GET",
+            &format!("/double/balance?address={owner}&token={}", token()),
+            Value::Null,
+            None,
+        )
+        .await;
+        assert_eq!(bal["balance"], "500");
+        let (s, _) = call(
+            &app,
+            "GET",
+            "/double/balance?address=nope",
+            Value::Null,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn malformed_broadcasts_are_other_error() {
+        let (app, _, _) = app(None);
+        for body in [
+            json!({}),
+            json!({"transaction": "zz"}),
+            json!({"transaction": "ffff"}),
+        ] {
+            let v = post(&app, "/wallet/broadcasthex", body.clone()).await;
+            assert_eq!(v["result"], false, "{body}");
+            assert_eq!(v["code"], "OTHER_ERROR", "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn api_key_is_required_when_configured() {
+        let (app, _, _) = app(Some("sekrit"));
+        for path in [
+            "/wallet/getnowblock",
+            "/wallet/broadcasthex",
+            "/wallet/gettransactioninfobyid",
+            "/walletsolidity/gettransactioninfobyid",
+        ] {
+            let (s, _) = call(&app, "POST", path, json!({}), None).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+            let (s, _) = call(&app, "POST", path, json!({}), Some("wrong")).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/wallet/getnowblock",
+            json!({}),
+            Some("sekrit"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["blockID"].is_string());
+    }
+
+    #[tokio::test]
+    async fn outage_and_busy_modes() {
+        let (app, _, _) = app(None);
+        post(&app, "/double/outage", json!({"on": true})).await;
+        for path in [
+            "/wallet/getnowblock",
+            "/wallet/broadcasthex",
+            "/walletsolidity/gettransactioninfobyid",
+        ] {
+            let (s, _) = call(&app, "POST", path, json!({}), None).await;
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        }
+        post(&app, "/double/outage", json!({"on": true, "busy": true})).await;
+        let v = post(&app, "/wallet/broadcasthex", json!({"transaction": "00"})).await;
+        assert_eq!(v["code"], "SERVER_BUSY");
+        assert_eq!(v["result"], false);
+        assert!(post(&app, "/wallet/getnowblock", json!({})).await["blockID"].is_string());
+        post(&app, "/double/outage", json!({"on": false})).await;
+        assert!(post(&app, "/wallet/getnowblock", json!({})).await["blockID"].is_string());
+        let (s, _) = call(&app, "POST", "/double/outage", json!({"x": 1}), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn drop_next_control() {
+        let (app, k, owner) = app(None);
+        post(&app, "/double/drop_next", json!({"count": 1})).await;
+        let head = app.with_chain(|c| c.head().clone());
+        let tx = Build::on(&head)
+            .trx(owner, Address::from_evm([0xd1; 20]), 1)
+            .sign(&k);
+        let v = post(
+            &app,
+            "/wallet/broadcasthex",
+            json!({"transaction": hex::encode(&tx)}),
+        )
+        .await;
+        assert_eq!(v["result"], true);
+        for _ in 0..4 {
+            app.with_chain(|c| c.produce_block(0));
+        }
+        assert_eq!(
+            post(
+                &app,
+                "/wallet/gettransactioninfobyid",
+                json!({"value": v["txid"]})
+            )
+            .await,
+            json!({})
+        );
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/double/drop_next",
+            json!({"count": -1}),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
 }
