@@ -175,28 +175,34 @@ fn guard(app: &App, headers: &HeaderMap, which: Endpoint) -> Option<Response> {
     if let Some(expected) = &app.api_key {
         let given = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
-            return Some((
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"Error": "missing or wrong TRON-PRO-API-KEY"})),
-            )
-                .into_response());
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"Error": "missing or wrong TRON-PRO-API-KEY"})),
+                )
+                    .into_response(),
+            );
         }
     }
     let o = app.outage();
     if o.on && !o.busy {
-        return Some((
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"Error": "node unavailable (tron-node-double outage)"})),
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"Error": "node unavailable (tron-node-double outage)"})),
+            )
+                .into_response(),
+        );
     }
     if o.on && o.busy && which == Endpoint::Broadcast {
-        return Some(Json(json!({
-            "result": false,
-            "code": BroadcastCode::ServerBusy.as_str(),
-            "message": hex::encode("Server busy."),
-        }))
-        .into_response());
+        return Some(
+            Json(json!({
+                "result": false,
+                "code": BroadcastCode::ServerBusy.as_str(),
+                "message": hex::encode("Server busy."),
+            }))
+            .into_response(),
+        );
     }
     None
 }
