@@ -5,6 +5,7 @@
 //! runs that path for gRPC callers.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod decode;
 pub mod dev;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tron_signer::batch::{run_batch, BatchCommand};
 use tron_signer::config::{Config, Listen};
 use tron_signer::keystore::cli::{run_keys, KeysCommand};
 use tron_signer::ledger::{run_audit, AuditCommand};
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         cmd: AuditCommand,
     },
+    /// Sign batch files carried across an air gap (same decision path as gRPC).
+    Batch {
+        #[command(subcommand)]
+        cmd: BatchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,11 @@ fn main() -> ExitCode {
         Command::Audit { cmd } => {
             let result = run_audit(cmd, &mut std::io::stdout().lock());
             report(result.map_err(|e| (e.code(), e.to_string())))
+        }
+        Command::Batch { cmd } => {
+            init_logging();
+            let result = run_batch(cmd, &mut std::io::stdout().lock());
+            report(result.map(|_| ()).map_err(|e| (e.code(), e.to_string())))
         }
     }
 }

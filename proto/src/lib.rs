@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod address;
+pub mod batch;
 pub mod client;
 pub mod contract_type;
 pub mod sig;

@@ -1,0 +1,875 @@
+//! The double's chain: blocks on demand, the checks a node makes at broadcast, and receipts.
+//!
+//! Pure state, no I/O and no clock of its own: the caller passes the time to
+//! [`Chain::produce_block`], so tests drive it block by block.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tron_proto::pb::{transaction, TransferContract, TriggerSmartContract};
+use tron_proto::{abi, Address, U256};
+
+use crate::accounts::Accounts;
+
+/// How many recent blocks a TAPOS reference may point at.
+pub const TAPOS_BLOCKS: usize = 64;
+/// A transaction may expire at most this long after the head block (java-tron's limit).
+pub const MAX_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+/// What a TRC-20 transfer that runs out of tokens reports, as a real USDT contract does.
+pub const REVERT_MESSAGE: &str = "REVERT opcode executed";
+
+/// One produced block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub number: i64,
+    /// First 8 bytes: the height, big-endian (as on Tron); the rest derived from the parent.
+    pub id: [u8; 32],
+    pub timestamp: i64,
+}
+
+/// The `code` of a failed `/wallet/broadcasthex`, spelled as java-tron spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastCode {
+    SigError,
+    TaposError,
+    ExpirationError,
+    DupTransaction,
+    ContractValidate,
+    ServerBusy,
+    OtherError,
+}
+
+impl BroadcastCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BroadcastCode::SigError => "SIGERROR",
+            BroadcastCode::TaposError => "TAPOS_ERROR",
+            BroadcastCode::ExpirationError => "TRANSACTION_EXPIRATION_ERROR",
+            BroadcastCode::DupTransaction => "DUP_TRANSACTION_ERROR",
+            BroadcastCode::ContractValidate => "CONTRACT_VALIDATE_ERROR",
+            BroadcastCode::ServerBusy => "SERVER_BUSY",
+            BroadcastCode::OtherError => "OTHER_ERROR",
+        }
+    }
+}
+
+/// A refused broadcast: the code, the txid when the bytes got that far, and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: BroadcastCode,
+    pub txid: Option<[u8; 32]>,
+    pub message: String,
+}
+
+/// What a transaction moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transfer {
+    Trx {
+        owner: Address,
+        to: Address,
+        amount: u64,
+    },
+    /// A TriggerSmartContract; `call` is the decoded `transfer(to, amount)` when the call
+    /// data is exactly that, `None` for any other call (which reverts).
+    Trc20 {
+        owner: Address,
+        token: Address,
+        call: Option<(Address, U256)>,
+    },
+}
+
+/// The receipt result of an included transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    Success,
+    Revert,
+}
+
+impl Receipt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receipt::Success => "SUCCESS",
+            Receipt::Revert => "REVERT",
+        }
+    }
+}
+
+/// An included transaction and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxInfo {
+    pub txid: [u8; 32],
+    pub block_number: i64,
+    pub block_timestamp: i64,
+    pub receipt: Receipt,
+    /// Human-readable failure reason (hex-encoded on the wire as `resMessage`).
+    pub res_message: Option<String>,
+    pub transfer: Transfer,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    txid: [u8; 32],
+    transfer: Transfer,
+    /// Accepted at broadcast but never to be included (`/double/drop_next`).
+    dropped: bool,
+}
+
+/// The whole simulated chain.
+#[derive(Debug)]
+pub struct Chain {
+    recent: VecDeque<Block>,
+    solid_after: i64,
+    pending: Vec<Pending>,
+    seen: HashSet<[u8; 32]>,
+    included: Vec<TxInfo>,
+    by_txid: HashMap<[u8; 32], usize>,
+    accounts: Accounts,
+    drop_next: u32,
+}
+
+impl Chain {
+    /// A chain with a genesis block at height 1 and time `now_ms`.
+    pub fn new(accounts: Accounts, solid_after: u32, now_ms: i64) -> Chain {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&1i64.to_be_bytes());
+        id[8..].copy_from_slice(&Sha256::digest(b"tron-node-double genesis")[..24]);
+        let mut recent = VecDeque::with_capacity(TAPOS_BLOCKS);
+        recent.push_back(Block {
+            number: 1,
+            id,
+            timestamp: now_ms,
+        });
+        Chain {
+            recent,
+            solid_after: i64::from(solid_after),
+            pending: Vec::new(),
+            seen: HashSet::new(),
+            included: Vec::new(),
+            by_txid: HashMap::new(),
+            accounts,
+            drop_next: 0,
+        }
+    }
+
+    pub fn head(&self) -> &Block {
+        // `recent` is never empty: it starts with genesis and only drops from the front
+        // after a push.
+        &self.recent[self.recent.len() - 1]
+    }
+
+    /// The highest block at least `solid_after` blocks deep.
+    pub fn solid_number(&self) -> i64 {
+        (self.head().number - self.solid_after).max(0)
+    }
+
+    /// Produces the next block, including every pending transaction not marked dropped,
+    /// and applies their balance changes.
+    pub fn produce_block(&mut self, now_ms: i64) -> Block {
+        let parent = self.head().clone();
+        let number = parent.number + 1;
+        let timestamp = now_ms.max(parent.timestamp + 1);
+        let mut h = Sha256::new();
+        h.update(parent.id);
+        h.update(number.to_be_bytes());
+        h.update(timestamp.to_be_bytes());
+        let digest = h.finalize();
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&number.to_be_bytes());
+        id[8..].copy_from_slice(&digest[..24]);
+        let block = Block {
+            number,
+            id,
+            timestamp,
+        };
+        self.recent.push_back(block.clone());
+        while self.recent.len() > TAPOS_BLOCKS {
+            self.recent.pop_front();
+        }
+        for p in std::mem::take(&mut self.pending) {
+            if p.dropped {
+                continue;
+            }
+            let (receipt, res_message) = self.execute(&p.transfer);
+            self.by_txid.insert(p.txid, self.included.len());
+            self.included.push(TxInfo {
+                txid: p.txid,
+                block_number: number,
+                block_timestamp: timestamp,
+                receipt,
+                res_message,
+                transfer: p.transfer,
+            });
+        }
+        block
+    }
+
+    fn execute(&mut self, t: &Transfer) -> (Receipt, Option<String>) {
+        match t {
+            Transfer::Trx { owner, to, amount } => {
+                let amount = u128::from(*amount);
+                // Checked at broadcast against balance minus pending debits, so this holds.
+                if self.accounts.trx(owner) < amount {
+                    return (Receipt::Revert, Some("balance is not sufficient".into()));
+                }
+                self.accounts.add_trx(owner, amount, false);
+                self.accounts.add_trx(to, amount, true);
+                (Receipt::Success, None)
+            }
+            Transfer::Trc20 { owner, token, call } => {
+                let Some((to, amount)) = call else {
+                    return (Receipt::Revert, Some(REVERT_MESSAGE.into()));
+                };
+                if self.accounts.trc20(token, owner) < *amount {
+                    return (Receipt::Revert, Some(REVERT_MESSAGE.into()));
+                }
+                self.accounts.add_trc20(token, owner, *amount, false);
+                self.accounts.add_trc20(token, to, *amount, true);
+                (Receipt::Success, None)
+            }
+        }
+    }
+
+    /// Accept but never include the next `n` successful broadcasts.
+    pub fn drop_next(&mut self, n: u32) {
+        self.drop_next = n;
+    }
+
+    /// The receipt of an included transaction; with `solid`, only once it is
+    /// `solid_after` blocks deep.
+    pub fn tx_info(&self, txid: &[u8; 32], solid: bool) -> Option<&TxInfo> {
+        let info = self.included.get(*self.by_txid.get(txid)?)?;
+        if solid && info.block_number > self.solid_number() {
+            return None;
+        }
+        Some(info)
+    }
+
+    /// Every included transaction, oldest first.
+    pub fn included(&self) -> &[TxInfo] {
+        &self.included
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The checks a node makes on `/wallet/broadcasthex`, in this order: the bytes decode
+    /// as a Transaction with exactly one signature and one Transfer/TriggerSmartContract;
+    /// TAPOS; expiration; duplicate txid; signature recovers to the owner; contract
+    /// validation (TRX balance, TRC-20 contract exists). On success the transaction is
+    /// pending for the next block.
+    pub fn broadcast(&mut self, tx_bytes: &[u8]) -> Result<[u8; 32], Rejection> {
+        let reject = |code, txid, message: String| Rejection {
+            code,
+            txid,
+            message,
+        };
+        let tx = SignedTx::decode(tx_bytes).map_err(|e| {
+            reject(
+                BroadcastCode::OtherError,
+                None,
+                format!("not a Transaction: {e}"),
+            )
+        })?;
+        let txid = tron_proto::txid(&tx.raw_data);
+        let raw = transaction::Raw::decode(&tx.raw_data[..]).map_err(|e| {
+            reject(
+                BroadcastCode::OtherError,
+                Some(txid),
+                format!("raw_data does not decode: {e}"),
+            )
+        })?;
+        let fail = |code, message: String| reject(code, Some(txid), message);
+        if tx.signature.len() != 1 {
+            return Err(fail(
+                BroadcastCode::SigError,
+                format!("expected 1 signature, found {}", tx.signature.len()),
+            ));
+        }
+        let (owner, transfer) =
+            parse_contract(&raw).map_err(|m| fail(BroadcastCode::ContractValidate, m))?;
+
+        self.check_tapos(&raw)
+            .map_err(|m| fail(BroadcastCode::TaposError, m))?;
+        let head_ts = self.head().timestamp;
+        if raw.expiration <= head_ts || raw.expiration > head_ts + MAX_EXPIRATION_MS {
+            return Err(fail(
+                BroadcastCode::ExpirationError,
+                format!(
+                    "transaction expiration, exp time is {}, but head block time is {head_ts}",
+                    raw.expiration
+                ),
+            ));
+        }
+        if self.seen.contains(&txid) {
+            return Err(fail(
+                BroadcastCode::DupTransaction,
+                "dup trans: this transaction is already known".into(),
+            ));
+        }
+        match tron_proto::sig::recover_address(&txid, &tx.signature[0]) {
+            Ok(signer) if signer == owner => {}
+            Ok(signer) => {
+                return Err(fail(
+                    BroadcastCode::SigError,
+                    format!("signature recovers to {signer}, but the owner is {owner}"),
+                ))
+            }
+            Err(e) => return Err(fail(BroadcastCode::SigError, format!("bad signature: {e}"))),
+        }
+        self.validate_contract(&transfer)
+            .map_err(|m| fail(BroadcastCode::ContractValidate, m))?;
+
+        self.seen.insert(txid);
+        let dropped = self.drop_next > 0;
+        if dropped {
+            self.drop_next -= 1;
+        }
+        self.pending.push(Pending {
+            txid,
+            transfer,
+            dropped,
+        });
+        Ok(txid)
+    }
+
+    fn check_tapos(&self, raw: &transaction::Raw) -> Result<(), String> {
+        let found = self.recent.iter().any(|b| {
+            raw.ref_block_bytes.as_slice() == &b.id[6..8]
+                && raw.ref_block_hash.as_slice() == &b.id[8..16]
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "Tapos check error: ref_block_bytes {} / ref_block_hash {} is not one of the last {TAPOS_BLOCKS} blocks",
+                hex::encode(&raw.ref_block_bytes),
+                hex::encode(&raw.ref_block_hash)
+            ))
+        }
+    }
+
+    fn validate_contract(&self, t: &Transfer) -> Result<(), String> {
+        match t {
+            Transfer::Trx { owner, to, amount } => {
+                if *amount == 0 {
+                    return Err("amount must be greater than 0".into());
+                }
+                if owner == to {
+                    return Err("Cannot transfer TRX to yourself.".into());
+                }
+                let committed: u128 = self
+                    .pending
+                    .iter()
+                    .filter_map(|p| match &p.transfer {
+                        Transfer::Trx {
+                            owner: o, amount, ..
+                        } if o == owner && !p.dropped => Some(u128::from(*amount)),
+                        _ => None,
+                    })
+                    .sum();
+                let available = self.accounts.trx(owner).saturating_sub(committed);
+                if available < u128::from(*amount) {
+                    return Err(format!(
+                        "Validate TransferContract error, balance is not sufficient: {available} sun available, {amount} asked"
+                    ));
+                }
+                Ok(())
+            }
+            Transfer::Trc20 { token, .. } => {
+                if self.accounts.is_token(token) {
+                    Ok(())
+                } else {
+                    Err(format!("No contract or not a smart contract: {token}"))
+                }
+            }
+        }
+    }
+}
+
+/// The outer Transaction, keeping `raw_data` as the exact bytes received so the txid is
+/// the hash of what was signed (wire-identical to `tron_proto::pb::Transaction`).
+#[derive(Clone, PartialEq, Message)]
+struct SignedTx {
+    #[prost(bytes = "vec", tag = "1")]
+    raw_data: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    signature: Vec<Vec<u8>>,
+}
+
+fn parse_contract(raw: &transaction::Raw) -> Result<(Address, Transfer), String> {
+    use transaction::contract::ContractType;
+    let [contract] = raw.contract.as_slice() else {
+        return Err(format!(
+            "expected exactly 1 contract, found {}",
+            raw.contract.len()
+        ));
+    };
+    let value = contract
+        .parameter
+        .as_ref()
+        .map(|p| p.value.as_slice())
+        .unwrap_or(&[]);
+    let addr =
+        |b: &[u8], what: &str| Address::from_bytes(b).map_err(|e| format!("invalid {what}: {e}"));
+    if contract.r#type == ContractType::TransferContract as i32 {
+        let c =
+            TransferContract::decode(value).map_err(|e| format!("bad TransferContract: {e}"))?;
+        let owner = addr(&c.owner_address, "owner_address")?;
+        let to = addr(&c.to_address, "to_address")?;
+        let amount =
+            u64::try_from(c.amount).map_err(|_| "amount must be greater than 0".to_owned())?;
+        Ok((owner, Transfer::Trx { owner, to, amount }))
+    } else if contract.r#type == ContractType::TriggerSmartContract as i32 {
+        let c = TriggerSmartContract::decode(value)
+            .map_err(|e| format!("bad TriggerSmartContract: {e}"))?;
+        let owner = addr(&c.owner_address, "owner_address")?;
+        let token = addr(&c.contract_address, "contract_address")?;
+        Ok((
+            owner,
+            Transfer::Trc20 {
+                owner,
+                token,
+                call: decode_transfer_call(&c.data),
+            },
+        ))
+    } else {
+        Err(format!(
+            "contract type {} is not supported by this double",
+            contract.r#type
+        ))
+    }
+}
+
+fn decode_transfer_call(data: &[u8]) -> Option<(Address, U256)> {
+    if data.len() != abi::TRANSFER_CALL_LEN || data[..4] != abi::SELECTOR_TRANSFER {
+        return None;
+    }
+    if data[4..16].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let mut evm = [0u8; 20];
+    evm.copy_from_slice(&data[16..36]);
+    let mut amount = [0u8; 32];
+    amount.copy_from_slice(&data[36..68]);
+    Some((Address::from_evm(evm), U256::from_be_bytes(amount)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use k256::ecdsa::SigningKey;
+    use tron_proto::pb::{transaction::Contract, Any};
+
+    pub fn key(b: u8) -> SigningKey {
+        SigningKey::from_slice(&[b; 32]).unwrap()
+    }
+
+    pub fn address(k: &SigningKey) -> Address {
+        Address::from_verifying_key(k.verifying_key())
+    }
+
+    pub fn token() -> Address {
+        Address::from_evm([0x77; 20])
+    }
+
+    /// Builds `raw_data` for a chain's head TAPOS.
+    pub struct Build {
+        pub ref_bytes: Vec<u8>,
+        pub ref_hash: Vec<u8>,
+        pub expiration: i64,
+        pub contract: Contract,
+        pub timestamp: i64,
+    }
+
+    impl Build {
+        pub fn on(block: &Block) -> Build {
+            Build {
+                ref_bytes: block.id[6..8].to_vec(),
+                ref_hash: block.id[8..16].to_vec(),
+                expiration: block.timestamp + 60_000,
+                contract: Contract::default(),
+                timestamp: block.timestamp,
+            }
+        }
+
+        pub fn trx(mut self, owner: Address, to: Address, amount: i64) -> Build {
+            let c = TransferContract {
+                owner_address: owner.as_bytes().to_vec(),
+                to_address: to.as_bytes().to_vec(),
+                amount,
+            };
+            self.contract = Contract {
+                r#type: 1,
+                parameter: Some(Any {
+                    type_url: "type.googleapis.com/protocol.TransferContract".into(),
+                    value: c.encode_to_vec(),
+                }),
+                ..Default::default()
+            };
+            self
+        }
+
+        pub fn trc20(mut self, owner: Address, token: Address, data: Vec<u8>) -> Build {
+            let c = TriggerSmartContract {
+                owner_address: owner.as_bytes().to_vec(),
+                contract_address: token.as_bytes().to_vec(),
+                data,
+                ..Default::default()
+            };
+            self.contract = Contract {
+                r#type: 31,
+                parameter: Some(Any {
+                    type_url: "type.googleapis.com/protocol.TriggerSmartContract".into(),
+                    value: c.encode_to_vec(),
+                }),
+                ..Default::default()
+            };
+            self
+        }
+
+        pub fn raw(&self) -> Vec<u8> {
+            transaction::Raw {
+                ref_block_bytes: self.ref_bytes.clone(),
+                ref_block_hash: self.ref_hash.clone(),
+                expiration: self.expiration,
+                contract: vec![self.contract.clone()],
+                timestamp: self.timestamp,
+                fee_limit: 30_000_000,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
+
+        /// Signed bytes with the signature v in 0/1 plus `v_offset`.
+        pub fn sign_with(&self, k: &SigningKey, v_offset: u8) -> Vec<u8> {
+            let raw = self.raw();
+            let txid = tron_proto::txid(&raw);
+            let (sig, recid) = k.sign_prehash_recoverable(&txid).unwrap();
+            let mut s = sig.to_bytes().to_vec();
+            s.push(recid.to_byte() + v_offset);
+            signed_bytes(&raw, vec![s])
+        }
+
+        pub fn sign(&self, k: &SigningKey) -> Vec<u8> {
+            self.sign_with(k, 0)
+        }
+    }
+
+    pub fn signed_bytes(raw: &[u8], sigs: Vec<Vec<u8>>) -> Vec<u8> {
+        SignedTx {
+            raw_data: raw.to_vec(),
+            signature: sigs,
+        }
+        .encode_to_vec()
+    }
+
+    pub fn accounts(owner: Address) -> Accounts {
+        let json = format!(
+            r#"{{"trx": {{"{owner}": "1000"}}, "trc20": {{"{}": {{"{owner}": "500"}}}}}}"#,
+            token()
+        );
+        Accounts::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn setup() -> (Chain, SigningKey, Address) {
+        let k = key(0x11);
+        let owner = address(&k);
+        let mut chain = Chain::new(accounts(owner), 3, 1_000_000);
+        chain.produce_block(1_003_000);
+        (chain, k, owner)
+    }
+
+    fn dest() -> Address {
+        Address::from_evm([0xd1; 20])
+    }
+
+    fn code(r: Result<[u8; 32], Rejection>) -> &'static str {
+        r.unwrap_err().code.as_str()
+    }
+
+    fn transfer_call(to: Address, amount: u128) -> Vec<u8> {
+        abi::encode_transfer(&to, U256::from(amount))
+    }
+
+    #[test]
+    fn block_ids_carry_the_height() {
+        let (mut chain, _, _) = setup();
+        for _ in 0..100 {
+            let b = chain.produce_block(0);
+            assert_eq!(b.id[..8], b.number.to_be_bytes());
+            assert!(b.timestamp > 0);
+        }
+        assert_eq!(chain.head().number, 102);
+        assert_eq!(chain.recent.len(), TAPOS_BLOCKS);
+    }
+
+    #[test]
+    fn accepted_trx_moves_in_the_next_block_and_solidifies() {
+        let (mut chain, k, owner) = setup();
+        let tx = Build::on(chain.head()).trx(owner, dest(), 400).sign(&k);
+        let txid = chain.broadcast(&tx).unwrap();
+        assert_eq!(
+            chain.tx_info(&txid, false),
+            None,
+            "pending until the next block"
+        );
+        assert_eq!(chain.accounts().trx(&owner), 1000);
+        let b = chain.produce_block(1_006_000);
+        let info = chain.tx_info(&txid, false).unwrap();
+        assert_eq!(info.block_number, b.number);
+        assert_eq!(info.receipt, Receipt::Success);
+        assert_eq!(chain.accounts().trx(&owner), 600);
+        assert_eq!(chain.accounts().trx(&dest()), 400);
+        for _ in 0..2 {
+            chain.produce_block(0);
+            assert_eq!(chain.tx_info(&txid, true), None, "not solid yet");
+        }
+        chain.produce_block(0);
+        assert!(chain.tx_info(&txid, true).is_some());
+    }
+
+    #[test]
+    fn every_v_convention_is_accepted() {
+        let (mut chain, k, owner) = setup();
+        for (i, v) in [0u8, 27].into_iter().enumerate() {
+            let tx = Build::on(chain.head())
+                .trx(owner, dest(), 1 + i as i64)
+                .sign_with(&k, v);
+            chain.broadcast(&tx).unwrap();
+        }
+    }
+
+    #[test]
+    fn sigerror_for_wrong_key_missing_extra_or_garbage_signature() {
+        let (mut chain, k, owner) = setup();
+        let b = Build::on(chain.head()).trx(owner, dest(), 1);
+        assert_eq!(code(chain.broadcast(&b.sign(&key(0x22)))), "SIGERROR");
+        let raw = b.raw();
+        assert_eq!(
+            code(chain.broadcast(&signed_bytes(&raw, vec![]))),
+            "SIGERROR"
+        );
+        let good = {
+            let txid = tron_proto::txid(&raw);
+            let (s, r) = k.sign_prehash_recoverable(&txid).unwrap();
+            let mut v = s.to_bytes().to_vec();
+            v.push(r.to_byte());
+            v
+        };
+        assert_eq!(
+            code(chain.broadcast(&signed_bytes(&raw, vec![good.clone(), good.clone()]))),
+            "SIGERROR"
+        );
+        let mut bad_v = good.clone();
+        bad_v[64] = 5;
+        assert_eq!(
+            code(chain.broadcast(&signed_bytes(&raw, vec![bad_v]))),
+            "SIGERROR"
+        );
+        assert_eq!(
+            code(chain.broadcast(&signed_bytes(&raw, vec![good[..64].to_vec()]))),
+            "SIGERROR"
+        );
+        // The good one still goes through afterwards: rejections are not remembered.
+        chain.broadcast(&signed_bytes(&raw, vec![good])).unwrap();
+    }
+
+    #[test]
+    fn tapos_must_name_a_recent_block() {
+        let (mut chain, k, owner) = setup();
+        let old = chain.head().clone();
+        let mut b = Build::on(&old).trx(owner, dest(), 1);
+        b.ref_hash[0] ^= 1;
+        assert_eq!(code(chain.broadcast(&b.sign(&k))), "TAPOS_ERROR");
+        let mut b = Build::on(&old).trx(owner, dest(), 1);
+        b.ref_bytes = vec![0xff, 0xff];
+        assert_eq!(code(chain.broadcast(&b.sign(&k))), "TAPOS_ERROR");
+        let mut b = Build::on(&old).trx(owner, dest(), 1);
+        b.ref_bytes.clear();
+        assert_eq!(code(chain.broadcast(&b.sign(&k))), "TAPOS_ERROR");
+        // A reference 63 blocks back is fine; once it falls out of the window it is not.
+        for _ in 0..(TAPOS_BLOCKS - 1) {
+            chain.produce_block(0);
+        }
+        let mut b = Build::on(&old).trx(owner, dest(), 1);
+        b.expiration = chain.head().timestamp + 1000;
+        chain.broadcast(&b.sign(&k)).unwrap();
+        chain.produce_block(0);
+        let mut b = Build::on(&old).trx(owner, dest(), 2);
+        b.expiration = chain.head().timestamp + 1000;
+        assert_eq!(code(chain.broadcast(&b.sign(&k))), "TAPOS_ERROR");
+    }
+
+    #[test]
+    fn expiration_window_is_enforced() {
+        let (mut chain, k, owner) = setup();
+        let head = chain.head().clone();
+        for (exp, ok) in [
+            (head.timestamp, false),
+            (head.timestamp - 1, false),
+            (head.timestamp + 1, true),
+            (head.timestamp + MAX_EXPIRATION_MS, true),
+            (head.timestamp + MAX_EXPIRATION_MS + 1, false),
+        ] {
+            let mut b = Build::on(&head).trx(owner, dest(), 1);
+            b.expiration = exp;
+            b.timestamp = exp; // distinct txids
+            let r = chain.broadcast(&b.sign(&k));
+            if ok {
+                r.unwrap();
+            } else {
+                assert_eq!(code(r), "TRANSACTION_EXPIRATION_ERROR", "{exp}");
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_are_refused_before_and_after_inclusion() {
+        let (mut chain, k, owner) = setup();
+        let tx = Build::on(chain.head()).trx(owner, dest(), 1).sign(&k);
+        let txid = chain.broadcast(&tx).unwrap();
+        let r = chain.broadcast(&tx).unwrap_err();
+        assert_eq!(r.code, BroadcastCode::DupTransaction);
+        assert_eq!(r.txid, Some(txid));
+        chain.produce_block(0);
+        assert_eq!(code(chain.broadcast(&tx)), "DUP_TRANSACTION_ERROR");
+        assert_eq!(chain.included().len(), 1);
+    }
+
+    #[test]
+    fn trx_over_balance_is_contract_validate_error() {
+        let (mut chain, k, owner) = setup();
+        let head = chain.head().clone();
+        let too_much = Build::on(&head).trx(owner, dest(), 1001).sign(&k);
+        assert_eq!(code(chain.broadcast(&too_much)), "CONTRACT_VALIDATE_ERROR");
+        // Pending debits count: 600 then 600 more does not fit into 1000.
+        chain
+            .broadcast(&Build::on(&head).trx(owner, dest(), 600).sign(&k))
+            .unwrap();
+        let second = Build::on(&head).trx(owner, dest(), 600);
+        let mut second = second;
+        second.timestamp += 1;
+        assert_eq!(
+            code(chain.broadcast(&second.sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+        assert_eq!(
+            code(chain.broadcast(&Build::on(&head).trx(owner, owner, 1).sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+        assert_eq!(
+            code(chain.broadcast(&Build::on(&head).trx(owner, dest(), 0).sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+        assert_eq!(
+            code(chain.broadcast(&Build::on(&head).trx(owner, dest(), -5).sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+    }
+
+    #[test]
+    fn trc20_transfer_moves_tokens_or_reverts() {
+        let (mut chain, k, owner) = setup();
+        let head = chain.head().clone();
+        let ok = chain
+            .broadcast(
+                &Build::on(&head)
+                    .trc20(owner, token(), transfer_call(dest(), 300))
+                    .sign(&k),
+            )
+            .unwrap();
+        chain.produce_block(0);
+        // 200 left: 300 more is accepted at broadcast and reverts in the block.
+        let head = chain.head().clone();
+        let short = chain
+            .broadcast(
+                &Build::on(&head)
+                    .trc20(owner, token(), transfer_call(dest(), 300))
+                    .sign(&k),
+            )
+            .unwrap();
+        let mut other_call = transfer_call(dest(), 1);
+        other_call[0] = 0x09; // not transfer(): reverts
+        let weird = chain
+            .broadcast(&Build::on(&head).trc20(owner, token(), other_call).sign(&k))
+            .unwrap();
+        chain.produce_block(0);
+        assert_eq!(chain.tx_info(&ok, false).unwrap().receipt, Receipt::Success);
+        for t in [short, weird] {
+            let info = chain.tx_info(&t, false).unwrap();
+            assert_eq!(info.receipt, Receipt::Revert);
+            assert_eq!(info.res_message.as_deref(), Some(REVERT_MESSAGE));
+        }
+        assert_eq!(chain.accounts().trc20(&token(), &owner), U256::from(200u32));
+        assert_eq!(
+            chain.accounts().trc20(&token(), &dest()),
+            U256::from(300u32)
+        );
+    }
+
+    #[test]
+    fn unknown_token_or_contract_shape_is_contract_validate_error() {
+        let (mut chain, k, owner) = setup();
+        let head = chain.head().clone();
+        let other = Address::from_evm([0x78; 20]);
+        assert_eq!(
+            code(
+                chain.broadcast(
+                    &Build::on(&head)
+                        .trc20(owner, other, transfer_call(dest(), 1))
+                        .sign(&k)
+                )
+            ),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+        let mut b = Build::on(&head).trx(owner, dest(), 1);
+        b.contract.r#type = 2;
+        assert_eq!(
+            code(chain.broadcast(&b.sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+        let mut b = Build::on(&head).trx(owner, dest(), 1);
+        b.contract.parameter = None;
+        assert_eq!(
+            code(chain.broadcast(&b.sign(&k))),
+            "CONTRACT_VALIDATE_ERROR"
+        );
+    }
+
+    #[test]
+    fn garbage_bytes_are_other_error() {
+        let (mut chain, _, _) = setup();
+        assert_eq!(code(chain.broadcast(&[0xff, 0xff])), "OTHER_ERROR");
+        // Valid outer message whose raw_data is not a raw.
+        assert_eq!(
+            code(chain.broadcast(&signed_bytes(&[0x0a, 0x05], vec![vec![0; 65]]))),
+            "OTHER_ERROR"
+        );
+    }
+
+    #[test]
+    fn dropped_broadcasts_are_accepted_but_never_included() {
+        let (mut chain, k, owner) = setup();
+        chain.drop_next(1);
+        let head = chain.head().clone();
+        let lost = chain
+            .broadcast(&Build::on(&head).trx(owner, dest(), 5).sign(&k))
+            .unwrap();
+        let mut b = Build::on(&head).trx(owner, dest(), 5);
+        b.timestamp += 1;
+        let kept = chain.broadcast(&b.sign(&k)).unwrap();
+        for _ in 0..5 {
+            chain.produce_block(0);
+        }
+        assert_eq!(chain.tx_info(&lost, false), None);
+        assert!(chain.tx_info(&kept, true).is_some());
+        assert_eq!(chain.accounts().trx(&owner), 995);
+        // The lost one is still known: rebroadcasting it is a duplicate.
+        assert_eq!(
+            code(chain.broadcast(&Build::on(&head).trx(owner, dest(), 5).sign(&k))),
+            "DUP_TRANSACTION_ERROR"
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! `tron-signer batch sign`: the air-gapped front end of the decision core.
+//!
+//! A batch file is just another transport. Every item goes through [`Core::sign`], the
+//! same decode, policy, ledger and audit path a gRPC call takes, with the caller identity
+//! `batch:<input file name>`, so limits consumed here count for gRPC and the other way
+//! round. A file whose checksum, envelope or hex is wrong is refused whole before the
+//! keystore is even opened: nothing in it is signed.
+//!
+//! The answer file is written to a temporary file beside the target, fsynced, then linked
+//! into place, so it either appears complete or not at all, and an existing file is never
+//! replaced (an operator carrying the wrong USB stick must not lose yesterday's answers).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
+
+use crate::config::{Config, ConfigError};
+use crate::service::core::system_clock;
+use crate::service::run::{build_core, StartError};
+use crate::service::Core;
+
+/// `tron-signer batch …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BatchCommand {
+    /// Sign an unsigned batch file from the broadcaster; refusals are listed with reasons.
+    Sign {
+        /// The same configuration file `serve` uses (keystore, policy, data directory).
+        #[arg(long)]
+        config: PathBuf,
+        /// The unsigned batch exported by `tron-broadcaster batch export`.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the signed batch; must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Why a batch was not processed. When any of these is returned, no output file exists.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchCliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot read {path}: {source}")]
+    ReadInput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("input batch {path} refused, nothing signed: {source}")]
+    Input { path: PathBuf, source: BatchError },
+    #[error("{path} already exists; choose another output file (answers are never overwritten)")]
+    OutputExists { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    WriteOutput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl BatchCliError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BatchCliError::Config(_) => "config_invalid",
+            BatchCliError::ReadInput { .. } => "batch_input_unreadable",
+            BatchCliError::Input { source, .. } => source.code(),
+            BatchCliError::OutputExists { .. } => "batch_output_exists",
+            BatchCliError::WriteOutput { .. } => "batch_output_unwritable",
+            BatchCliError::Start(e) => e.code(),
+            BatchCliError::Runtime(_) => "runtime",
+        }
+    }
+}
+
+/// What a batch run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub signed: usize,
+    pub refused: usize,
+}
+
+/// Runs a batch command, printing a one-line summary to `out`.
+pub fn run_batch(cmd: BatchCommand, out: &mut dyn Write) -> Result<BatchSummary, BatchCliError> {
+    match cmd {
+        BatchCommand::Sign {
+            config,
+            input,
+            out: out_path,
+        } => {
+            let cfg = Config::load(&config)?;
+            // Everything that can refuse the whole file is checked before keys are unlocked.
+            let batch = read_input(&input)?;
+            if out_path.exists() {
+                return Err(BatchCliError::OutputExists { path: out_path });
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(BatchCliError::Runtime)?;
+            let signed = rt.block_on(async {
+                let core = build_core(&cfg)?;
+                let caller = caller_for(&input);
+                Ok::<_, BatchCliError>(sign_batch(&core, &caller, &batch).await)
+            })?;
+            write_new(&out_path, &signed.to_json_bytes())?;
+            let summary = summarize(&signed);
+            // A closed stdout must not turn a completed, durable batch into an error.
+            let _ = writeln!(
+                out,
+                "{}: {} signed, {} refused",
+                out_path.display(),
+                summary.signed,
+                summary.refused
+            );
+            Ok(summary)
+        }
+    }
+}
+
+/// Reads and checks an unsigned batch file.
+pub fn read_input(path: &Path) -> Result<UnsignedBatch, BatchCliError> {
+    let bytes = std::fs::read(path).map_err(|source| BatchCliError::ReadInput {
+        path: path.to_owned(),
+        source,
+    })?;
+    UnsignedBatch::from_json_bytes(&bytes).map_err(|source| BatchCliError::Input {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The audit identity of a batch run: `batch:<input file name>`.
+pub fn caller_for(input: &Path) -> String {
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| input.display().to_string());
+    format!("batch:{name}")
+}
+
+/// Signs every item through the decision core, in file order, and collects the answers.
+pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> SignedBatch {
+    let mut items = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let answer = match core
+            .sign(caller, &item.key, &item.raw_data, &item.payout_id)
+            .await
+        {
+            Ok(s) => SignedItem::Signed {
+                payout_id: item.payout_id.clone(),
+                txid: s.txid,
+                signature: s.signature,
+                signed_transaction: s.signed_transaction,
+            },
+            Err(r) => SignedItem::Refused {
+                payout_id: item.payout_id.clone(),
+                // The hash of the bytes as received, so the broadcaster can match its own.
+                txid: Some(tron_proto::txid(&item.raw_data)),
+                reason_code: r.code,
+                message: r.message,
+            },
+        };
+        items.push(answer);
+    }
+    SignedBatch {
+        created_at_ms: (system_clock())(),
+        network: batch.network.clone(),
+        items,
+    }
+}
+
+fn summarize(b: &SignedBatch) -> BatchSummary {
+    let signed = b
+        .items
+        .iter()
+        .filter(|i| matches!(i, SignedItem::Signed { .. }))
+        .count();
+    BatchSummary {
+        signed,
+        refused: b.items.len() - signed,
+    }
+}
+
+/// Writes `bytes` to `path` atomically and only if `path` does not exist: temp file in the
+/// same directory, fsync, hard link into place (fails if the target exists), fsync the dir.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), BatchCliError> {
+    let err = |source| BatchCliError::WriteOutput {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(BatchCliError::OutputExists {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.json");
+        write_new(&p, b"first").unwrap();
+        let e = write_new(&p, b"second").unwrap_err();
+        assert_eq!(e.code(), "batch_output_exists");
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        // No temporary files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn caller_is_the_file_name() {
+        assert_eq!(
+            caller_for(Path::new("/media/usb/batch-42.json")),
+            "batch:batch-42.json"
+        );
+    }
+}
