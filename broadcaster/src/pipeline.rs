@@ -248,7 +248,12 @@ impl Pipeline {
                     };
                     p = next;
                 }
-                Status::Broadcast => return self.track(&p, head).await,
+                Status::Broadcast => {
+                    let Some(next) = self.track(&p, head).await? else {
+                        return Ok(());
+                    };
+                    p = next;
+                }
                 Status::Denied | Status::Confirmed | Status::Failed => return Ok(()),
             }
         }
@@ -468,21 +473,26 @@ impl Pipeline {
     }
 
     /// `broadcast`: poll the solidified receipt; after expiry, retry with a new transaction.
-    async fn track(&self, p: &Payout, head: &mut HeadCache<'_>) -> Result<(), StepError> {
+    async fn track(
+        &self,
+        p: &Payout,
+        head: &mut HeadCache<'_>,
+    ) -> Result<Option<Payout>, StepError> {
         let Some(a) = p.current().cloned() else {
             return Err(StepError::Retry("broadcast payout without a transaction".into()));
         };
         if let Some(info) = self.node.transaction_info(&a.txid).await? {
-            self.settle(p, &a, info)?;
-            return Ok(());
+            return self.settle(p, &a, info).map(Some);
         }
         let h = head.get().await?;
         if !can_still_land(&a, &h, self.settings.margin_ms()) {
-            self.retry_after_expiry(p, &a, "expired unconfirmed").await?;
-            return Ok(());
+            return self
+                .retry_after_expiry(p, &a, "expired unconfirmed")
+                .await
+                .map(Some);
         }
         self.maybe_rebroadcast(p, &a).await;
-        Ok(())
+        Ok(None)
     }
 
     async fn maybe_rebroadcast(&self, p: &Payout, a: &Attempt) {
