@@ -106,7 +106,9 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for s in ["", ".", "1.", ".5", "1e6", "+1", "1,5", " 1", "0x10", "1.2.3", "abc"] {
+        for s in [
+            "", ".", "1.", ".5", "1e6", "+1", "1,5", " 1", "0x10", "1.2.3", "abc",
+        ] {
             assert_eq!(parse(s).unwrap_err().code(), "invalid_amount", "{s:?}");
         }
         for s in ["0", "0.0", "-1", "-0.5", "000"] {

@@ -61,7 +61,11 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "storage failure in API");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), "storage unavailable; retry")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.code(),
+            "storage unavailable; retry",
+        )
     }
 }
 
@@ -172,9 +176,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .merge(v1)
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -226,7 +228,9 @@ fn body_error(e: serde_json::Error) -> ApiError {
 pub fn check_payout_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty()
         || id.len() > MAX_PAYOUT_ID_LEN
-        || !id.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#')
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#')
     {
         return Err(ApiError::bad(
             "invalid_payout_id",
@@ -244,13 +248,20 @@ pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, 
     let asset = Asset::parse(&req.asset).ok_or_else(|| {
         ApiError::bad(
             "unsupported_asset",
-            format!("asset {:?} is not supported; use \"TRX\" or \"USDT\"", req.asset),
+            format!(
+                "asset {:?} is not supported; use \"TRX\" or \"USDT\"",
+                req.asset
+            ),
         )
     })?;
     let to = Address::from_base58(&req.to).map_err(|e| {
         ApiError::bad(
             "invalid_address",
-            format!("to {:?} is not a Base58 Tron address ({}: {e})", req.to, e.code()),
+            format!(
+                "to {:?} is not a Base58 Tron address ({}: {e})",
+                req.to,
+                e.code()
+            ),
         )
     })?;
     if &to == owner {
@@ -263,10 +274,7 @@ pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, 
     Ok((asset, to, units))
 }
 
-async fn create_payout(
-    State(state): State<ApiState>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn create_payout(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
     let req: CreatePayout = serde_json::from_slice(&body).map_err(body_error)?;
     let (asset, to, units) = validate(&req, &state.owner)?;
     let p = Payout::new(req.id.clone(), asset, to.to_base58(), units, now_ms());
@@ -333,7 +341,9 @@ async fn list_payouts(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad("invalid_limit", format!("limit must be 1-{MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::bad("invalid_limit", format!("limit must be 1-{MAX_LIMIT}"))
+            })?,
     };
     let payouts: Vec<PayoutView> = state
         .store

@@ -59,7 +59,10 @@ fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
 
 /// Creates a key and returns it; the caller prints it once.
 pub fn create(store: &Store, label: &str) -> Result<Zeroizing<String>, ApiKeyError> {
-    if label.is_empty() || label.len() > 64 || !label.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+    if label.is_empty()
+        || label.len() > 64
+        || !label.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+    {
         return Err(ApiKeyError::BadLabel);
     }
     let id = hex::encode(random::<8>()?);

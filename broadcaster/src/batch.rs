@@ -172,7 +172,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
     };
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
@@ -296,7 +298,10 @@ pub async fn import(pipeline: &Pipeline, file: &Path) -> Result<ImportReport, Ba
 
 type ItemResult = Result<(), (&'static str, String)>;
 
-fn awaiting(pipeline: &Pipeline, payout_id: &str) -> Result<crate::model::Attempt, (&'static str, String)> {
+fn awaiting(
+    pipeline: &Pipeline,
+    payout_id: &str,
+) -> Result<crate::model::Attempt, (&'static str, String)> {
     let p = pipeline
         .store()
         .get(payout_id)
@@ -306,7 +311,10 @@ fn awaiting(pipeline: &Pipeline, payout_id: &str) -> Result<crate::model::Attemp
         Some(a) if p.status == Status::Signing && a.origin == Origin::Batch => Ok(a.clone()),
         _ => Err((
             "not_awaiting_signature",
-            format!("payout {payout_id:?} is {} and not waiting for an offline signature", p.status.as_str()),
+            format!(
+                "payout {payout_id:?} is {} and not waiting for an offline signature",
+                p.status.as_str()
+            ),
         )),
     }
 }
@@ -314,7 +322,10 @@ fn awaiting(pipeline: &Pipeline, payout_id: &str) -> Result<crate::model::Attemp
 fn apply_signature(pipeline: &Pipeline, item: &SignedItem) -> ItemResult {
     let key = pipeline.settings().key;
     if item.key != key.to_base58() && item.key != key.to_hex() {
-        return Err(("key_mismatch", format!("item is for key {}, not {key}", item.key)));
+        return Err((
+            "key_mismatch",
+            format!("item is for key {}, not {key}", item.key),
+        ));
     }
     let a = awaiting(pipeline, &item.payout_id)?;
     if a.signed_transaction.is_some() {
@@ -325,12 +336,18 @@ fn apply_signature(pipeline: &Pipeline, item: &SignedItem) -> ItemResult {
     if !item.txid.eq_ignore_ascii_case(&txid) {
         return Err((
             "txid_mismatch",
-            format!("item txid {} is not the exported transaction {txid}", item.txid),
+            format!(
+                "item txid {} is not the exported transaction {txid}",
+                item.txid
+            ),
         ));
     }
-    let sig = hex::decode(&item.signature).map_err(|_| ("signature_invalid", "signature is not hex".to_owned()))?;
+    let sig = hex::decode(&item.signature)
+        .map_err(|_| ("signature_invalid", "signature is not hex".to_owned()))?;
     let stx = match signer::verify(&key, &raw, sig, Vec::new()) {
-        SignOutcome::Signed { signed_transaction, .. } => signed_transaction,
+        SignOutcome::Signed {
+            signed_transaction, ..
+        } => signed_transaction,
         SignOutcome::Retry(m) | SignOutcome::Denied(Reason { message: m, .. }) => {
             return Err(("signature_invalid", m))
         }
@@ -353,7 +370,10 @@ fn apply_refusal(pipeline: &Pipeline, item: &RefusedItem) -> ItemResult {
     if !item.txid.is_empty() && !item.txid.eq_ignore_ascii_case(&a.txid) {
         return Err((
             "txid_mismatch",
-            format!("refusal is for {}, not the exported transaction {}", item.txid, a.txid),
+            format!(
+                "refusal is for {}, not the exported transaction {}",
+                item.txid, a.txid
+            ),
         ));
     }
     let reason = Reason {
@@ -363,7 +383,10 @@ fn apply_refusal(pipeline: &Pipeline, item: &RefusedItem) -> ItemResult {
     pipeline
         .store()
         .update(&item.payout_id, |p| -> Result<(), StoreError> {
-            let note = format!("offline signer refused: [{}] {}", reason.code, reason.message);
+            let note = format!(
+                "offline signer refused: [{}] {}",
+                reason.code, reason.message
+            );
             p.denial = Some(reason);
             p.transition(Status::Denied, now_ms(), note);
             Ok(())
@@ -402,14 +425,25 @@ mod tests {
         };
         let bytes = seal(&body).unwrap();
         assert_eq!(read_request(&bytes).unwrap(), body);
-        let tampered = String::from_utf8(bytes.clone()).unwrap().replace("\"0a\"", "\"0b\"");
-        assert_eq!(read_request(tampered.as_bytes()).unwrap_err().code(), "batch_checksum");
+        let tampered = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"0a\"", "\"0b\"");
+        assert_eq!(
+            read_request(tampered.as_bytes()).unwrap_err().code(),
+            "batch_checksum"
+        );
         let mut v2 = body.clone();
         v2.version = 2;
-        assert_eq!(read_request(&seal(&v2).unwrap()).unwrap_err().code(), "batch_version");
+        assert_eq!(
+            read_request(&seal(&v2).unwrap()).unwrap_err().code(),
+            "batch_version"
+        );
         let mut k = body.clone();
         k.kind = KIND_RESPONSE.into();
-        assert_eq!(read_request(&seal(&k).unwrap()).unwrap_err().code(), "batch_kind");
+        assert_eq!(
+            read_request(&seal(&k).unwrap()).unwrap_err().code(),
+            "batch_kind"
+        );
         assert_eq!(read_request(b"{").unwrap_err().code(), "batch_format");
     }
 }

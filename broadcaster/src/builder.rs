@@ -7,7 +7,7 @@
 
 use prost::Message;
 use tron_proto::pb::{self, transaction};
-use tron_proto::{abi, contract_type, Address, U256, TYPE_URL_PREFIX};
+use tron_proto::{abi, contract_type, Address, TYPE_URL_PREFIX, U256};
 
 use crate::model::Asset;
 
@@ -88,7 +88,8 @@ fn any(name_code: i32, value: Vec<u8>) -> pb::Any {
 /// Builds `raw_data` for `t` against `head`. Deterministic: the same inputs give the same
 /// bytes (and txid), which is what lets the signer replay a signature idempotently.
 pub fn build(t: &Transfer, head: &HeadBlock, p: &BuildParams) -> Result<Built, BuildError> {
-    let amount = i64::try_from(t.amount_units).map_err(|_| BuildError::AmountTooLarge(t.amount_units))?;
+    let amount =
+        i64::try_from(t.amount_units).map_err(|_| BuildError::AmountTooLarge(t.amount_units))?;
     let (type_code, value, fee_limit) = match t.asset {
         Asset::Trx => (
             contract_type::TRANSFER,
@@ -224,7 +225,10 @@ mod tests {
         let c = &r.contract[0];
         assert_eq!(c.r#type, 1);
         let any = c.parameter.as_ref().unwrap();
-        assert_eq!(any.type_url, "type.googleapis.com/protocol.TransferContract");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/protocol.TransferContract"
+        );
         let tc = pb::TransferContract::decode(any.value.as_slice()).unwrap();
         assert_eq!(tc.encode_to_vec(), any.value);
         assert_eq!(tc.owner_address, owner().as_bytes().to_vec());
@@ -254,9 +258,15 @@ mod tests {
         );
         let tc = pb::TriggerSmartContract::decode(any.value.as_slice()).unwrap();
         assert_eq!(tc.encode_to_vec(), any.value);
-        assert_eq!(tc.contract_address, params().usdt_contract.as_bytes().to_vec());
+        assert_eq!(
+            tc.contract_address,
+            params().usdt_contract.as_bytes().to_vec()
+        );
         assert_eq!(tc.call_value, 0);
-        assert_eq!(tc.data, abi::encode_transfer(&to(), U256::from(2_000_000u64)));
+        assert_eq!(
+            tc.data,
+            abi::encode_transfer(&to(), U256::from(2_000_000u64))
+        );
     }
 
     #[test]

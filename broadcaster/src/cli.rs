@@ -15,7 +15,11 @@ use crate::store::{Store, StoreError};
 use crate::{apikeys, batch};
 
 #[derive(Debug, Parser)]
-#[command(name = "tron-broadcaster", version, about = "Untrusted payout pipeline for tron-signer")]
+#[command(
+    name = "tron-broadcaster",
+    version,
+    about = "Untrusted payout pipeline for tron-signer"
+)]
 pub struct Cli {
     /// The TOML config file.
     #[arg(short, long, global = true, default_value = "tron-broadcaster.toml")]
@@ -104,7 +108,12 @@ fn pipeline(cfg: &Config, store: Arc<Store>, online: bool) -> Result<Pipeline, C
     } else {
         None
     };
-    Ok(Pipeline::new(store, node, signer, Settings::from_config(cfg)))
+    Ok(Pipeline::new(
+        store,
+        node,
+        signer,
+        Settings::from_config(cfg),
+    ))
 }
 
 /// Runs one command to completion.
@@ -116,7 +125,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let store = Store::open(&cfg.database)?;
             let key = apikeys::create(&store, &a.label)?;
             println!("{}", key.as_str());
-            eprintln!("API key for {:?} created; it is shown only this once.", a.label);
+            eprintln!(
+                "API key for {:?} created; it is shown only this once.",
+                a.label
+            );
             Ok(())
         }
         Command::ApiKeys(ApiKeysCommand::List) => {

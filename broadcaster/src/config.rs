@@ -305,8 +305,7 @@ mod tests {
         assert_eq!(e.code(), "config_syntax");
         let e = Config::parse(&base("").replace(KEY, "Tbad")).unwrap_err();
         assert!(e.to_string().contains("key"), "{e}");
-        let e = Config::parse(&base("node_api_key = { env = \"TRON_BC_TEST_NOPE\" }"))
-            .unwrap_err();
+        let e = Config::parse(&base("node_api_key = { env = \"TRON_BC_TEST_NOPE\" }")).unwrap_err();
         assert_eq!(e.code(), "secret_env_missing");
     }
 }

@@ -46,7 +46,10 @@ pub enum Broadcast {
     Accepted,
     /// `code` as the node named it (`DUP_TRANSACTION_ERROR`, `TAPOS_ERROR`, ...), message
     /// decoded from hex when it is hex.
-    Rejected { code: String, message: String },
+    Rejected {
+        code: String,
+        message: String,
+    },
 }
 
 /// A solidified transaction's outcome.
@@ -186,7 +189,9 @@ impl Node {
 /// Reads a `TransactionInfo` answer; `{}` means not (yet) solidified.
 pub fn parse_info(v: &Value) -> Result<Option<TxInfo>, NodeError> {
     let Some(obj) = v.as_object() else {
-        return Err(NodeError::BadResponse("transaction info is not an object".into()));
+        return Err(NodeError::BadResponse(
+            "transaction info is not an object".into(),
+        ));
     };
     if obj.get("id").is_none() {
         return Ok(None);
@@ -257,7 +262,10 @@ mod tests {
 
     #[test]
     fn messages_decode_from_hex() {
-        assert_eq!(decode_message(&hex::encode("Validate signature error")), "Validate signature error");
+        assert_eq!(
+            decode_message(&hex::encode("Validate signature error")),
+            "Validate signature error"
+        );
         assert_eq!(decode_message("not hex"), "not hex");
     }
 }

@@ -302,10 +302,9 @@ impl Pipeline {
         h: &HeadBlock,
         origin: Origin,
     ) -> Result<Attempt, StepError> {
-        let to: Address = p
-            .to
-            .parse()
-            .map_err(|e| StepError::Retry(format!("stored destination unreadable: {e}")))?;
+        let to: Address =
+            p.to.parse()
+                .map_err(|e| StepError::Retry(format!("stored destination unreadable: {e}")))?;
         let window = match origin {
             Origin::Online => self.settings.expiration,
             Origin::Batch => self.settings.batch_expiration,
@@ -358,7 +357,9 @@ impl Pipeline {
         match a.origin {
             Origin::Batch => {
                 if !can_still_land(&a, &h, self.settings.margin_ms()) {
-                    let next = self.retry_after_expiry(p, &a, "batch transaction expired before import").await?;
+                    let next = self
+                        .retry_after_expiry(p, &a, "batch transaction expired before import")
+                        .await?;
                     return Ok(Some(next));
                 }
                 Ok(None)
@@ -400,7 +401,8 @@ impl Pipeline {
                     }
                     SignOutcome::Denied(reason) => {
                         let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
-                            let note = format!("signer refused: [{}] {}", reason.code, reason.message);
+                            let note =
+                                format!("signer refused: [{}] {}", reason.code, reason.message);
                             p.denial = Some(reason);
                             p.transition(Status::Denied, now_ms(), note);
                             Ok(())
@@ -431,11 +433,15 @@ impl Pipeline {
                 format!("node already knows {}", a.txid),
                 None,
             ),
-            Broadcast::Rejected { code, message } if FINAL_BROADCAST_CODES.contains(&code.as_str()) => (
-                Status::Failed,
-                format!("node rejected {}: [{code}] {message}", a.txid),
-                Some(Reason { code, message }),
-            ),
+            Broadcast::Rejected { code, message }
+                if FINAL_BROADCAST_CODES.contains(&code.as_str()) =>
+            {
+                (
+                    Status::Failed,
+                    format!("node rejected {}: [{code}] {message}", a.txid),
+                    Some(Reason { code, message }),
+                )
+            }
             Broadcast::Rejected { code, message } if STALE_CODES.contains(&code.as_str()) => {
                 // The node will not take it now; rebuild only once it cannot land anywhere.
                 let h = head.get().await?;
@@ -451,7 +457,9 @@ impl Pipeline {
                     .map(Some);
             }
             Broadcast::Rejected { code, message } => {
-                return Err(StepError::Retry(format!("node busy or failing: [{code}] {message}")))
+                return Err(StepError::Retry(format!(
+                    "node busy or failing: [{code}] {message}"
+                )))
             }
         };
         let txid = a.txid.clone();
@@ -479,7 +487,9 @@ impl Pipeline {
         head: &mut HeadCache<'_>,
     ) -> Result<Option<Payout>, StepError> {
         let Some(a) = p.current().cloned() else {
-            return Err(StepError::Retry("broadcast payout without a transaction".into()));
+            return Err(StepError::Retry(
+                "broadcast payout without a transaction".into(),
+            ));
         };
         if let Some(info) = self.node.transaction_info(&a.txid).await? {
             return self.settle(p, &a, info).map(Some);
@@ -509,7 +519,11 @@ impl Pipeline {
         if !due {
             return;
         }
-        if let Some(stx) = a.signed_transaction.as_deref().and_then(|s| hex::decode(s).ok()) {
+        if let Some(stx) = a
+            .signed_transaction
+            .as_deref()
+            .and_then(|s| hex::decode(s).ok())
+        {
             match self.node.broadcast_hex(&stx).await {
                 Ok(v) => tracing::debug!(payout = %p.id, ?v, "re-broadcast"),
                 Err(e) => tracing::debug!(payout = %p.id, error = %e, "re-broadcast failed"),
@@ -518,9 +532,14 @@ impl Pipeline {
     }
 
     /// Records the solidified outcome.
-    fn settle(&self, p: &Payout, a: &Attempt, info: crate::node::TxInfo) -> Result<Payout, StepError> {
+    fn settle(
+        &self,
+        p: &Payout,
+        a: &Attempt,
+        info: crate::node::TxInfo,
+    ) -> Result<Payout, StepError> {
         let txid = a.txid.clone();
-        Ok(self.store.update(&p.id, |p| -> Result<(), StepError> {
+        self.store.update(&p.id, |p| -> Result<(), StepError> {
             p.block_number = Some(info.block_number);
             p.block_timestamp_ms = Some(info.block_timestamp_ms);
             match info.failure {
@@ -539,22 +558,35 @@ impl Pipeline {
                 }
             }
             Ok(())
-        })?)
+        })
     }
 
     /// The transaction can no longer land: check once more whether it did, else `retrying`.
-    async fn resolve_or_retry(&self, p: &Payout, a: &Attempt, why: &str) -> Result<Payout, StepError> {
+    async fn resolve_or_retry(
+        &self,
+        p: &Payout,
+        a: &Attempt,
+        why: &str,
+    ) -> Result<Payout, StepError> {
         if let Some(info) = self.node.transaction_info(&a.txid).await? {
             return self.settle(p, a, info);
         }
         self.retry_after_expiry(p, a, why).await
     }
 
-    async fn retry_after_expiry(&self, p: &Payout, a: &Attempt, why: &str) -> Result<Payout, StepError> {
-        let note = format!("{} {why} (expiration {} ms passed on the node)", a.txid, a.expiration_ms);
-        Ok(self.store.update(&p.id, |p| -> Result<(), StepError> {
+    async fn retry_after_expiry(
+        &self,
+        p: &Payout,
+        a: &Attempt,
+        why: &str,
+    ) -> Result<Payout, StepError> {
+        let note = format!(
+            "{} {why} (expiration {} ms passed on the node)",
+            a.txid, a.expiration_ms
+        );
+        self.store.update(&p.id, |p| -> Result<(), StepError> {
             p.transition(Status::Retrying, now_ms(), note);
             Ok(())
-        })?)
+        })
     }
 }

@@ -180,11 +180,19 @@ mod tests {
             })
         );
         assert!(matches!(
-            classify(&status(tonic::Code::InvalidArgument, "bad_payout_id", "[bad_payout_id] x")),
+            classify(&status(
+                tonic::Code::InvalidArgument,
+                "bad_payout_id",
+                "[bad_payout_id] x"
+            )),
             SignOutcome::Denied(_)
         ));
         assert!(matches!(
-            classify(&status(tonic::Code::PermissionDenied, PAYOUT_IN_FLIGHT, "x")),
+            classify(&status(
+                tonic::Code::PermissionDenied,
+                PAYOUT_IN_FLIGHT,
+                "x"
+            )),
             SignOutcome::Retry(_)
         ));
         assert!(matches!(

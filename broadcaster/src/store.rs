@@ -123,7 +123,11 @@ impl Store {
         self.scan(|p| !p.status.is_final(), usize::MAX)
     }
 
-    fn scan(&self, keep: impl Fn(&Payout) -> bool, limit: usize) -> Result<Vec<Payout>, StoreError> {
+    fn scan(
+        &self,
+        keep: impl Fn(&Payout) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Payout>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(PAYOUTS).map_err(db)?;
         let mut out = Vec::new();
@@ -208,7 +212,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("b.redb")).unwrap();
         let p = Payout::new("p1".into(), Asset::Trx, TO.into(), 5, 1);
-        assert!(matches!(s.create_payout(p.clone()).unwrap(), Created::New(_)));
+        assert!(matches!(
+            s.create_payout(p.clone()).unwrap(),
+            Created::New(_)
+        ));
         assert!(matches!(
             s.create_payout(p.clone()).unwrap(),
             Created::Existing(_)
@@ -257,7 +264,9 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(s.get("p1").unwrap().unwrap().status, Status::Queued);
         assert_eq!(
-            s.update::<StoreError>("nope", |_| Ok(())).unwrap_err().code(),
+            s.update::<StoreError>("nope", |_| Ok(()))
+                .unwrap_err()
+                .code(),
             "payout_not_found"
         );
     }

@@ -38,7 +38,13 @@ fn api() -> Api {
 }
 
 impl Api {
-    async fn call(&self, method: &str, uri: &str, auth: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut b = Request::builder().method(method).uri(uri);
         if let Some(a) = auth {
             b = b.header("authorization", a);
@@ -49,13 +55,19 @@ impl Api {
             .unwrap();
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn post(&self, body: &str) -> (StatusCode, Value) {
         let auth = format!("Bearer {}", self.key);
-        self.call("POST", "/v1/payouts", Some(&auth), Some(body)).await
+        self.call("POST", "/v1/payouts", Some(&auth), Some(body))
+            .await
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
@@ -81,7 +93,8 @@ async fn openapi_is_served_without_a_key() {
     assert!(v["paths"]["/v1/payouts"]["post"].is_object());
     assert!(v["paths"]["/v1/payouts/{id}"]["get"].is_object());
     // Every error code the API emits is listed in the document.
-    let listed: Vec<&str> = v["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    let listed: Vec<&str> = v["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
         .as_array()
         .unwrap()
         .iter()
@@ -93,11 +106,26 @@ async fn openapi_is_served_without_a_key() {
 }
 
 const ERROR_CODES: &[&str] = &[
-    "missing_api_key", "invalid_api_key", "invalid_json", "unknown_field", "missing_field",
-    "invalid_body", "invalid_payout_id", "unsupported_asset", "invalid_address",
-    "destination_is_source", "invalid_amount", "amount_not_positive", "amount_too_precise",
-    "amount_too_large", "payout_conflict", "payout_not_found", "invalid_status",
-    "invalid_limit", "invalid_query", "not_found",
+    "missing_api_key",
+    "invalid_api_key",
+    "invalid_json",
+    "unknown_field",
+    "missing_field",
+    "invalid_body",
+    "invalid_payout_id",
+    "unsupported_asset",
+    "invalid_address",
+    "destination_is_source",
+    "invalid_amount",
+    "amount_not_positive",
+    "amount_too_precise",
+    "amount_too_large",
+    "payout_conflict",
+    "payout_not_found",
+    "invalid_status",
+    "invalid_limit",
+    "invalid_query",
+    "not_found",
 ];
 
 #[tokio::test]
@@ -106,14 +134,30 @@ async fn authentication() {
     let b = body("p1", "TRX", DEST, "1");
     let (s, v) = a.call("POST", "/v1/payouts", None, Some(&b)).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "missing_api_key"));
-    let (s, v) = a.call("GET", "/v1/payouts", Some(&format!("Basic {}", a.key)), None).await;
+    let (s, v) = a
+        .call(
+            "GET",
+            "/v1/payouts",
+            Some(&format!("Basic {}", a.key)),
+            None,
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "missing_api_key"));
     let mut wrong = a.key.clone();
     wrong.pop();
     wrong.push('x');
-    let (s, v) = a.call("GET", "/v1/payouts/p1", Some(&format!("Bearer {wrong}")), None).await;
+    let (s, v) = a
+        .call(
+            "GET",
+            "/v1/payouts/p1",
+            Some(&format!("Bearer {wrong}")),
+            None,
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_api_key"));
-    let (s, v) = a.call("GET", "/v1/payouts", Some("Bearer tbk_nope"), None).await;
+    let (s, v) = a
+        .call("GET", "/v1/payouts", Some("Bearer tbk_nope"), None)
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_api_key"));
     // Nothing was created by the unauthenticated request.
     assert!(a.store.get("p1").unwrap().is_none());
@@ -128,17 +172,37 @@ async fn every_bad_input_has_its_code() {
     let cases: Vec<(String, &str)> = vec![
         ("{".into(), "invalid_json"),
         ("".into(), "invalid_json"),
-        (json!({"id": "a", "asset": "TRX", "to": DEST, "amount": "1", "memo": "x"}).to_string(), "unknown_field"),
-        (json!({"id": "a", "asset": "TRX", "to": DEST}).to_string(), "missing_field"),
-        (json!({"id": "a", "asset": "TRX", "to": DEST, "amount": 1}).to_string(), "invalid_body"),
+        (
+            json!({"id": "a", "asset": "TRX", "to": DEST, "amount": "1", "memo": "x"}).to_string(),
+            "unknown_field",
+        ),
+        (
+            json!({"id": "a", "asset": "TRX", "to": DEST}).to_string(),
+            "missing_field",
+        ),
+        (
+            json!({"id": "a", "asset": "TRX", "to": DEST, "amount": 1}).to_string(),
+            "invalid_body",
+        ),
         (body("", "TRX", DEST, "1"), "invalid_payout_id"),
         (body("has space", "TRX", DEST, "1"), "invalid_payout_id"),
         (body("a/b", "TRX", DEST, "1"), "invalid_payout_id"),
         (body(&long_id, "TRX", DEST, "1"), "invalid_payout_id"),
         (body("a", "BTC", DEST, "1"), "unsupported_asset"),
         (body("a", "trx", DEST, "1"), "unsupported_asset"),
-        (body("a", "TRX", "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w2", "1"), "invalid_address"),
-        (body("a", "TRX", "4194a15629b2b2bbd3a5453e6d6696b2875278633b", "1"), "invalid_address"),
+        (
+            body("a", "TRX", "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w2", "1"),
+            "invalid_address",
+        ),
+        (
+            body(
+                "a",
+                "TRX",
+                "4194a15629b2b2bbd3a5453e6d6696b2875278633b",
+                "1",
+            ),
+            "invalid_address",
+        ),
         (body("a", "TRX", "", "1"), "invalid_address"),
         (body("a", "TRX", OWNER, "1"), "destination_is_source"),
         (body("a", "TRX", DEST, "1e3"), "invalid_amount"),
@@ -174,7 +238,11 @@ async fn idempotent_create_and_conflict() {
         body("p1", "USDT", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "1.5"),
     ] {
         let (s, v) = a.post(&different).await;
-        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "payout_conflict"), "{different}");
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "payout_conflict"),
+            "{different}"
+        );
     }
     assert_eq!(a.store.get("p1").unwrap().unwrap().amount_units, 1_500_000);
 }
@@ -208,7 +276,11 @@ async fn get_and_list() {
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_status"));
     for l in ["0", "1001", "x"] {
         let (s, v) = a.get(&format!("/v1/payouts?limit={l}")).await;
-        assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_limit"), "{l}");
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::BAD_REQUEST, "invalid_limit"),
+            "{l}"
+        );
     }
     let (s, v) = a.get("/v1/payouts?sort=id").await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_query"));

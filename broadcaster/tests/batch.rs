@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use tron_broadcaster::batch::{self, ResponseBody, RefusedItem, SignedItem, KIND_RESPONSE, VERSION};
+use tron_broadcaster::batch::{
+    self, RefusedItem, ResponseBody, SignedItem, KIND_RESPONSE, VERSION,
+};
 use tron_broadcaster::model::{Asset, Origin, Status};
 
 fn respond(signed: Vec<SignedItem>, refused: Vec<RefusedItem>) -> Vec<u8> {
@@ -49,7 +51,10 @@ async fn export_sign_import_broadcast() {
         assert_eq!(p.status, Status::Signing);
         assert_eq!(p.attempts[0].origin, Origin::Batch);
         // The batch window, not the online one.
-        assert_eq!(p.attempts[0].expiration_ms - h.node.st().timestamp_ms, 12 * 3600 * 1000);
+        assert_eq!(
+            p.attempts[0].expiration_ms - h.node.st().timestamp_ms,
+            12 * 3600 * 1000
+        );
     }
     // Exporting again writes the same transactions, not new ones.
     let again = h.dir.path().join("req2.json");
@@ -58,7 +63,13 @@ async fn export_sign_import_broadcast() {
 
     let key = test_key();
     let other = k256::ecdsa::SigningKey::from_slice(&[0x77; 32]).unwrap();
-    let by_id = |id: &str| req.items.iter().find(|i| i.payout_id == id).unwrap().clone();
+    let by_id = |id: &str| {
+        req.items
+            .iter()
+            .find(|i| i.payout_id == id)
+            .unwrap()
+            .clone()
+    };
     let mut bad_txid = sign_item(&key, &by_id("a4"));
     bad_txid.txid = "00".repeat(32);
     let resp = respond(
@@ -74,8 +85,15 @@ async fn export_sign_import_broadcast() {
     std::fs::write(&file, &resp).unwrap();
     let r = batch::import(&h.pipeline, &file).await.unwrap();
     assert_eq!(r.signed, ["a1", "a2"]);
-    let rejected: Vec<_> = r.rejected.iter().map(|(id, c, _)| (id.as_str(), *c)).collect();
-    assert_eq!(rejected, [("a3", "signature_invalid"), ("a4", "txid_mismatch")]);
+    let rejected: Vec<_> = r
+        .rejected
+        .iter()
+        .map(|(id, c, _)| (id.as_str(), *c))
+        .collect();
+    assert_eq!(
+        rejected,
+        [("a3", "signature_invalid"), ("a4", "txid_mismatch")]
+    );
     assert_eq!(h.get("a1").status, Status::Broadcast);
     assert_eq!(h.get("a2").status, Status::Broadcast);
     assert_eq!(h.get("a3").status, Status::Signing);
@@ -117,7 +135,9 @@ async fn tampered_file_is_refused_whole() {
     batch::export(&h.pipeline, &out).await.unwrap();
     let req = batch::read_request(&std::fs::read(&out).unwrap()).unwrap();
     let resp = respond(vec![sign_item(&test_key(), &req.items[0])], vec![]);
-    let tampered = String::from_utf8(resp).unwrap().replace("\"created_at_ms\": 1", "\"created_at_ms\": 2");
+    let tampered = String::from_utf8(resp)
+        .unwrap()
+        .replace("\"created_at_ms\": 1", "\"created_at_ms\": 2");
     let file = h.dir.path().join("resp.json");
     std::fs::write(&file, tampered).unwrap();
     let e = batch::import(&h.pipeline, &file).await.unwrap_err();

@@ -2,16 +2,33 @@
 
 use std::process::Command;
 
-const FORBIDDEN: &[&str] = &["tron-signer", "cryptoki", "cryptoki-sys", "chacha20poly1305", "argon2", "rpassword"];
+const FORBIDDEN: &[&str] = &[
+    "tron-signer",
+    "cryptoki",
+    "cryptoki-sys",
+    "chacha20poly1305",
+    "argon2",
+    "rpassword",
+];
 
 #[test]
 fn no_key_backend_in_the_dependency_graph() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .output()
         .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let packages = meta["packages"].as_array().unwrap();
     let name_of = |id: &str| {
@@ -55,6 +72,9 @@ fn no_key_backend_in_the_dependency_graph() {
     assert!(names.iter().any(|n| n == "k256"));
     assert!(!names.iter().any(|n| n == "tempfile"));
     for f in FORBIDDEN {
-        assert!(!names.iter().any(|n| n == f), "tron-broadcaster depends on {f}");
+        assert!(
+            !names.iter().any(|n| n == f),
+            "tron-broadcaster depends on {f}"
+        );
     }
 }

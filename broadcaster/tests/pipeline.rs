@@ -27,7 +27,10 @@ async fn trx_payout_confirmed_with_recorded_transitions() {
     let received = h.node.st().received.clone();
     assert_eq!(received.len(), 1);
     assert_signed_by_key(&received[0]);
-    assert_eq!(common::txid_of_signed(&hex::decode(&received[0]).unwrap()), p.attempts[0].txid);
+    assert_eq!(
+        common::txid_of_signed(&hex::decode(&received[0]).unwrap()),
+        p.attempts[0].txid
+    );
     // Not solid yet: stays broadcast.
     h.pipeline.tick().await;
     assert_eq!(h.get("p1").status, Status::Broadcast);
@@ -36,7 +39,10 @@ async fn trx_payout_confirmed_with_recorded_transitions() {
     let p = h.get("p1");
     assert_eq!(p.status, Status::Confirmed);
     assert!(p.block_number.is_some());
-    assert_eq!(h.statuses("p1"), ["queued", "signing", "broadcast", "confirmed"]);
+    assert_eq!(
+        h.statuses("p1"),
+        ["queued", "signing", "broadcast", "confirmed"]
+    );
     assert!(p.history.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     // Every node request carried the API key.
     let keys = h.node.st().api_keys.clone();
@@ -53,7 +59,9 @@ async fn usdt_payout_builds_trigger_smart_contract() {
     h.pipeline.tick().await;
     let p = h.get("u1");
     assert_eq!(p.status, Status::Confirmed);
-    let raw = pb::transaction::Raw::decode(hex::decode(&p.attempts[0].raw_data).unwrap().as_slice()).unwrap();
+    let raw =
+        pb::transaction::Raw::decode(hex::decode(&p.attempts[0].raw_data).unwrap().as_slice())
+            .unwrap();
     assert_eq!(raw.contract[0].r#type, 31);
     assert_eq!(raw.fee_limit, 30_000_000);
     assert_eq!(raw.expiration - raw.timestamp, 600_000);
@@ -64,14 +72,20 @@ async fn usdt_payout_builds_trigger_smart_contract() {
 #[tokio::test]
 async fn dup_transaction_is_tracked_not_rebuilt() {
     let h = Harness::new(true, None).await;
-    h.node.st().script.push_back(Script::Reject("DUP_TRANSACTION_ERROR"));
+    h.node
+        .st()
+        .script
+        .push_back(Script::Reject("DUP_TRANSACTION_ERROR"));
     h.add("d1", Asset::Trx, 1);
     h.pipeline.tick().await;
     let p = h.get("d1");
     assert_eq!(p.status, Status::Broadcast);
     assert_eq!(p.attempts.len(), 1);
     let txid = p.attempts[0].txid.clone();
-    h.node.st().solid.insert(txid.clone(), success_info(&txid, 7));
+    h.node
+        .st()
+        .solid
+        .insert(txid.clone(), success_info(&txid, 7));
     h.pipeline.tick().await;
     assert_eq!(h.get("d1").status, Status::Confirmed);
     assert_eq!(h.signer.as_ref().unwrap().st().calls.len(), 1);
@@ -90,7 +104,10 @@ async fn busy_node_is_retried_without_resigning() {
     assert_eq!(r.errors.len(), 1);
     let p = h.get("b1");
     assert_eq!(p.status, Status::Signing);
-    assert!(p.attempts[0].signed_transaction.is_some(), "signature persisted before broadcast");
+    assert!(
+        p.attempts[0].signed_transaction.is_some(),
+        "signature persisted before broadcast"
+    );
     let r = h.pipeline.tick().await;
     assert_eq!(r.errors.len(), 1, "503 is retried");
     h.pipeline.tick().await;
@@ -98,7 +115,10 @@ async fn busy_node_is_retried_without_resigning() {
     assert_eq!(h.signer.as_ref().unwrap().st().calls.len(), 1);
     let received = h.node.st().received.clone();
     assert_eq!(received.len(), 3);
-    assert!(received.iter().all(|r| r == &received[0]), "the same bytes every time");
+    assert!(
+        received.iter().all(|r| r == &received[0]),
+        "the same bytes every time"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +132,11 @@ async fn sigerror_and_contract_validate_fail_with_reason() {
         assert_eq!(p.status, Status::Failed, "{code}");
         let f = p.failure.unwrap();
         assert_eq!(f.code, code);
-        assert_eq!(f.message, format!("{code} from the mock"), "message decoded from hex");
+        assert_eq!(
+            f.message,
+            format!("{code} from the mock"),
+            "message decoded from hex"
+        );
         // Final: nothing more happens.
         h.node.advance(3_600_000);
         h.pipeline.tick().await;
@@ -198,10 +222,20 @@ async fn unconfirmed_past_expiry_goes_retrying_then_new_tx() {
     assert_eq!(p.status, Status::Broadcast);
     assert_eq!(
         h.statuses("e1"),
-        ["queued", "signing", "broadcast", "retrying", "signing", "broadcast"]
+        [
+            "queued",
+            "signing",
+            "broadcast",
+            "retrying",
+            "signing",
+            "broadcast"
+        ]
     );
     let second = p.attempts[1].txid.clone();
-    h.node.st().solid.insert(second.clone(), success_info(&second, 5000));
+    h.node
+        .st()
+        .solid
+        .insert(second.clone(), success_info(&second, 5000));
     h.pipeline.tick().await;
     assert_eq!(h.get("e1").status, Status::Confirmed);
 }
@@ -215,7 +249,10 @@ async fn landed_before_expiry_check_is_not_repaid() {
     h.add("l1", Asset::Trx, 1);
     h.pipeline.tick().await;
     let first = h.get("l1").attempts[0].clone();
-    h.node.st().solid.insert(first.txid.clone(), success_info(&first.txid, 1001));
+    h.node
+        .st()
+        .solid
+        .insert(first.txid.clone(), success_info(&first.txid, 1001));
     let head = h.node.st().timestamp_ms;
     h.node.st().script.push_back(Script::Reject("TAPOS_ERROR"));
     h.node.advance(first.expiration_ms - head + 120_000);
@@ -252,8 +289,10 @@ async fn signer_unavailable_and_in_flight_are_retried() {
     {
         let s = h.signer.as_ref().unwrap();
         let mut st = s.st();
-        st.refuse.push_back((tonic::Code::Unavailable, "ledger_unavailable", "busy"));
-        st.refuse.push_back((tonic::Code::PermissionDenied, "payout_in_flight", "wait"));
+        st.refuse
+            .push_back((tonic::Code::Unavailable, "ledger_unavailable", "busy"));
+        st.refuse
+            .push_back((tonic::Code::PermissionDenied, "payout_in_flight", "wait"));
     }
     h.add("s1", Asset::Trx, 1);
     h.pipeline.tick().await;
@@ -265,7 +304,10 @@ async fn signer_unavailable_and_in_flight_are_retried() {
     assert_eq!(p.status, Status::Broadcast);
     let calls = h.signer.as_ref().unwrap().st().calls.clone();
     assert_eq!(calls.len(), 3);
-    assert!(calls.iter().all(|c| c.1 == p.attempts[0].txid), "the same bytes re-asked");
+    assert!(
+        calls.iter().all(|c| c.1 == p.attempts[0].txid),
+        "the same bytes re-asked"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +327,12 @@ async fn node_outage_then_recovery() {
 async fn restart_mid_flight_resumes_without_paying_twice() {
     let mut h = Harness::new(true, None).await;
     // Crash point 1: built and persisted, signer unreachable.
-    h.signer.as_ref().unwrap().st().refuse.push_back((tonic::Code::Unavailable, "down", "x"));
+    h.signer
+        .as_ref()
+        .unwrap()
+        .st()
+        .refuse
+        .push_back((tonic::Code::Unavailable, "down", "x"));
     h.add("r1", Asset::Trx, 1);
     h.add("r2", Asset::Usdt, 1);
     h.pipeline.tick().await;
@@ -296,7 +343,11 @@ async fn restart_mid_flight_resumes_without_paying_twice() {
     h.pipeline.tick().await;
     assert_eq!(h.get("r1").status, Status::Broadcast);
     assert_eq!(h.get("r1").attempts.len(), 1);
-    assert_eq!(h.get("r1").attempts[0].txid, r1_txid, "same bytes after restart");
+    assert_eq!(
+        h.get("r1").attempts[0].txid,
+        r1_txid,
+        "same bytes after restart"
+    );
     // Crash point 3: broadcast, not yet solid.
     h.restart();
     h.node.solidify_all();

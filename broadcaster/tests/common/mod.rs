@@ -126,13 +126,17 @@ async fn broadcast_hex(
         .map(|r| r.expiration)
         .unwrap_or(0);
     if expiration <= st.timestamp_ms {
-        return Json(json!({"result": false, "code": "TRANSACTION_EXPIRATION_ERROR", "txid": txid,
-            "message": hex::encode("expired")}))
+        return Json(
+            json!({"result": false, "code": "TRANSACTION_EXPIRATION_ERROR", "txid": txid,
+            "message": hex::encode("expired")}),
+        )
         .into_response();
     }
     if st.accepted.contains(&txid) {
-        return Json(json!({"result": false, "code": "DUP_TRANSACTION_ERROR", "txid": txid,
-            "message": hex::encode("dup")}))
+        return Json(
+            json!({"result": false, "code": "DUP_TRANSACTION_ERROR", "txid": txid,
+            "message": hex::encode("dup")}),
+        )
         .into_response();
     }
     st.accepted.push(txid.clone());
@@ -190,7 +194,9 @@ impl MockNode {
         let mut s = self.st();
         let n = s.number;
         for t in s.accepted.clone() {
-            s.solid.entry(t.clone()).or_insert_with(|| success_info(&t, n));
+            s.solid
+                .entry(t.clone())
+                .or_insert_with(|| success_info(&t, n));
         }
     }
 }
@@ -380,6 +386,10 @@ impl Harness {
     }
 
     pub fn statuses(&self, id: &str) -> Vec<&'static str> {
-        self.get(id).history.iter().map(|t| t.status.as_str()).collect()
+        self.get(id)
+            .history
+            .iter()
+            .map(|t| t.status.as_str())
+            .collect()
     }
 }
