@@ -100,6 +100,8 @@ impl Node {
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // Only the configured node: no proxy taken from the environment.
+            .no_proxy()
             .build()
             .map_err(|e| NodeError::Transport(e.to_string()))?;
         Ok(Node {
