@@ -1,0 +1,355 @@
+//! The payout API for payment backends (HTTP/JSON, bearer API keys).
+//!
+//! Every refusal is `{"error": {"code", "message"}}` with a stable code, so a backend can
+//! act on it without parsing prose. The OpenAPI document in `openapi.json` describes it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tron_proto::Address;
+
+use crate::model::{now_ms, Asset, Origin, Payout, Reason, Status};
+use crate::store::{Created, Store, StoreError};
+use crate::{amount, apikeys};
+
+/// The OpenAPI 3 document the server serves at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+/// Longest payout id, the same bound the signer enforces.
+pub const MAX_PAYOUT_ID_LEN: usize = 128;
+/// Default and largest page for listing.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    /// The paying address, so a payout to itself can be refused.
+    pub owner: Address,
+}
+
+/// An API refusal: HTTP status, stable code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "storage failure in API");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.code(),
+            "storage unavailable; retry",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+/// The create request, exactly these four fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayout {
+    pub id: String,
+    pub asset: String,
+    pub to: String,
+    pub amount: String,
+}
+
+/// A payout as the API shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PayoutView {
+    pub id: String,
+    pub asset: Asset,
+    pub to: String,
+    pub amount: String,
+    pub status: Status,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub txid: Option<String>,
+    pub expiration: Option<i64>,
+    pub attempts: Vec<AttemptView>,
+    pub denial: Option<Reason>,
+    pub failure: Option<Reason>,
+    pub block_number: Option<u64>,
+    pub block_timestamp: Option<i64>,
+    pub history: Vec<TransitionView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttemptView {
+    pub txid: String,
+    pub expiration: i64,
+    pub origin: Origin,
+    pub signed: bool,
+    pub broadcast_at: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransitionView {
+    pub status: Status,
+    pub at: i64,
+    pub note: String,
+}
+
+impl From<&Payout> for PayoutView {
+    fn from(p: &Payout) -> PayoutView {
+        PayoutView {
+            id: p.id.clone(),
+            asset: p.asset,
+            to: p.to.clone(),
+            amount: amount::format(p.amount_units),
+            status: p.status,
+            created_at: p.created_at_ms,
+            updated_at: p.updated_at_ms,
+            txid: p.current().map(|a| a.txid.clone()),
+            expiration: p.current().map(|a| a.expiration_ms),
+            attempts: p
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    txid: a.txid.clone(),
+                    expiration: a.expiration_ms,
+                    origin: a.origin,
+                    signed: a.signed_transaction.is_some(),
+                    broadcast_at: a.broadcast_at_ms,
+                })
+                .collect(),
+            denial: p.denial.clone(),
+            failure: p.failure.clone(),
+            block_number: p.block_number,
+            block_timestamp: p.block_timestamp_ms,
+            history: p
+                .history
+                .iter()
+                .map(|t| TransitionView {
+                    status: t.status,
+                    at: t.at_ms,
+                    note: t.note.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The router: `/openapi.json` and `/healthz` open, `/v1/*` behind API keys.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/payouts", get(list_payouts).post(create_payout))
+        .route("/v1/payouts/{id}", get(get_payout))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .with_state(state);
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
+        .merge(v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn require_key(
+    State(state): State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let unauthorized = |code, msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, msg);
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing_api_key",
+            "send the API key as `Authorization: Bearer <key>`",
+        ));
+    };
+    let Some(key) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+        return Err(unauthorized(
+            "missing_api_key",
+            "the Authorization header must be `Bearer <key>`",
+        ));
+    };
+    match apikeys::verify(&state.store, key.trim())? {
+        Some(label) => {
+            tracing::debug!(client = %label, path = %req.uri().path(), "authorized");
+            Ok(next.run(req).await)
+        }
+        None => Err(unauthorized("invalid_api_key", "the API key is not valid")),
+    }
+}
+
+fn body_error(e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let msg = e.to_string();
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad("invalid_json", format!("body is not JSON: {msg}"))
+        }
+        Category::Data if msg.starts_with("unknown field") => ApiError::bad("unknown_field", msg),
+        Category::Data if msg.starts_with("missing field") => ApiError::bad("missing_field", msg),
+        Category::Data => ApiError::bad("invalid_body", msg),
+    }
+}
+
+/// Payout ids are idempotency keys: 1-128 printable ASCII without spaces (as the signer
+/// requires), so they also fit a URL path segment.
+pub fn check_payout_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > MAX_PAYOUT_ID_LEN
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#')
+    {
+        return Err(ApiError::bad(
+            "invalid_payout_id",
+            format!(
+                "id must be 1-{MAX_PAYOUT_ID_LEN} printable ASCII characters without spaces, '/', '?' or '#'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a create request into (asset, destination, base units).
+pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, u64), ApiError> {
+    check_payout_id(&req.id)?;
+    let asset = Asset::parse(&req.asset).ok_or_else(|| {
+        ApiError::bad(
+            "unsupported_asset",
+            format!(
+                "asset {:?} is not supported; use \"TRX\" or \"USDT\"",
+                req.asset
+            ),
+        )
+    })?;
+    let to = Address::from_base58(&req.to).map_err(|e| {
+        ApiError::bad(
+            "invalid_address",
+            format!(
+                "to {:?} is not a Base58 Tron address ({}: {e})",
+                req.to,
+                e.code()
+            ),
+        )
+    })?;
+    if &to == owner {
+        return Err(ApiError::bad(
+            "destination_is_source",
+            "to is the paying address itself",
+        ));
+    }
+    let units = amount::parse(&req.amount).map_err(|e| ApiError::bad(e.code(), e.to_string()))?;
+    Ok((asset, to, units))
+}
+
+async fn create_payout(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreatePayout = serde_json::from_slice(&body).map_err(body_error)?;
+    let (asset, to, units) = validate(&req, &state.owner)?;
+    let p = Payout::new(req.id.clone(), asset, to.to_base58(), units, now_ms());
+    match state.store.create_payout(p)? {
+        Created::New(p) => {
+            tracing::info!(payout = %p.id, asset = asset.as_str(), to = %p.to, amount = %req.amount, "payout queued");
+            Ok((StatusCode::CREATED, Json(PayoutView::from(&p))).into_response())
+        }
+        Created::Existing(p) => Ok((StatusCode::OK, Json(PayoutView::from(&p))).into_response()),
+        Created::Conflict(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "payout_conflict",
+            format!(
+                "payout {:?} exists with a different asset, destination or amount",
+                req.id
+            ),
+        )),
+    }
+}
+
+async fn get_payout(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<PayoutView>, ApiError> {
+    check_payout_id(&id)?;
+    match state.store.get(&id)? {
+        Some(p) => Ok(Json(PayoutView::from(&p))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "payout_not_found",
+            format!("no payout {id:?}"),
+        )),
+    }
+}
+
+/// Query of the list route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub limit: Option<String>,
+}
+
+async fn list_payouts(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad("invalid_query", e.body_text()))?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad(
+                "invalid_status",
+                format!(
+                    "status {s:?} is not one of {}",
+                    Status::ALL.map(Status::as_str).join(", ")
+                ),
+            )
+        })?),
+    };
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad("invalid_limit", format!("limit must be 1-{MAX_LIMIT}"))
+            })?,
+    };
+    let payouts: Vec<PayoutView> = state
+        .store
+        .list(status, limit)?
+        .iter()
+        .map(PayoutView::from)
+        .collect();
+    Ok(Json(json!({ "payouts": payouts })))
+}

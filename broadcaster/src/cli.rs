@@ -1,0 +1,241 @@
+//! The command line: `serve`, `api-keys`, `batch export|import`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, ConfigError};
+use crate::node::{Node, NodeError};
+use crate::pipeline::{Pipeline, Settings};
+use crate::signer::SignerConn;
+use crate::store::{Store, StoreError};
+use crate::{apikeys, batch};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tron-broadcaster",
+    version,
+    about = "Untrusted payout pipeline for tron-signer"
+)]
+pub struct Cli {
+    /// The TOML config file.
+    #[arg(short, long, global = true, default_value = "tron-broadcaster.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the payout API and the pipeline.
+    Serve,
+    /// Manage the payment backends' API keys (stop `serve` first: the database is locked).
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
+    /// Air-gapped signing through batch files.
+    #[command(subcommand)]
+    Batch(BatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key and print it once.
+    Create(CreateKeyArgs),
+    /// List key ids and labels.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    #[arg(long)]
+    pub label: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Write pending payouts' unsigned transactions for the offline signer.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read the offline signer's answer, verify every signature, broadcast.
+    Import { file: PathBuf },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    ApiKey(#[from] apikeys::ApiKeyError),
+    #[error(transparent)]
+    Batch(#[from] batch::BatchError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::Config(e) => e.code(),
+            CliError::Store(e) => e.code(),
+            CliError::Node(e) => e.code(),
+            CliError::ApiKey(e) => e.code(),
+            CliError::Batch(e) => e.code(),
+            CliError::Listen { .. } => "listen_failed",
+        }
+    }
+}
+
+fn pipeline(cfg: &Config, store: Arc<Store>, online: bool) -> Result<Pipeline, CliError> {
+    let node = Node::new(&cfg.node_url, cfg.node_api_key.clone(), cfg.node_timeout)?;
+    let signer = if online {
+        cfg.signer
+            .clone()
+            .map(|e| SignerConn::new(e, cfg.signer_timeout))
+    } else {
+        None
+    };
+    Ok(Pipeline::new(
+        store,
+        node,
+        signer,
+        Settings::from_config(cfg),
+    ))
+}
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let cfg = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Serve => serve(cfg).await,
+        Command::ApiKeys(ApiKeysCommand::Create(a)) => {
+            let store = Store::open(&cfg.database)?;
+            let key = apikeys::create(&store, &a.label)?;
+            println!("{}", key.as_str());
+            eprintln!(
+                "API key for {:?} created; it is shown only this once.",
+                a.label
+            );
+            Ok(())
+        }
+        Command::ApiKeys(ApiKeysCommand::List) => {
+            let store = Store::open(&cfg.database)?;
+            for (id, rec) in store.list_api_keys::<apikeys::ApiKeyRecord>()? {
+                println!("{id}\t{}\t{}", rec.created_at_ms, rec.label);
+            }
+            Ok(())
+        }
+        Command::Batch(BatchCommand::Export { out }) => {
+            let store = Arc::new(Store::open(&cfg.database)?);
+            let p = pipeline(&cfg, store, false)?;
+            let r = batch::export(&p, &out).await?;
+            for (id, txid, exp) in &r.items {
+                println!("{id}\t{txid}\texpires_ms={exp}");
+            }
+            eprintln!(
+                "{} transaction(s) written to {}; they must be signed and imported before they expire ({} window)",
+                r.items.len(),
+                out.display(),
+                humanize(cfg.batch_expiration)
+            );
+            Ok(())
+        }
+        Command::Batch(BatchCommand::Import { file }) => {
+            let store = Arc::new(Store::open(&cfg.database)?);
+            let p = pipeline(&cfg, store, false)?;
+            let r = batch::import(&p, Path::new(&file)).await?;
+            for id in &r.signed {
+                println!("signed\t{id}");
+            }
+            for id in &r.denied {
+                println!("denied\t{id}");
+            }
+            for (id, code, m) in &r.rejected {
+                println!("rejected\t{id}\t{code}\t{m}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), CliError> {
+    let store = Arc::new(Store::open(&cfg.database)?);
+    let pipe = Arc::new(pipeline(&cfg, store.clone(), true)?);
+    let (tx, rx) = watch::channel(false);
+    let worker = tokio::spawn(pipe.clone().run(rx.clone()));
+    let app = api::router(ApiState {
+        store,
+        owner: cfg.key,
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: cfg.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(
+        listen = %cfg.listen,
+        node = %cfg.node_url,
+        signer = cfg.signer.as_deref().unwrap_or("(air gap: batch files)"),
+        key = %cfg.key,
+        "tron-broadcaster serving"
+    );
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut stop = rx;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        })
+        .await;
+    let _ = worker.await;
+    served.map_err(|source| CliError::Listen {
+        addr: cfg.listen.to_string(),
+        source,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

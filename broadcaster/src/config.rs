@@ -1,0 +1,311 @@
+//! The broadcaster's TOML config: which network, which node, which signer, which key.
+//!
+//! Everything the process connects to is named here and nowhere else: the node and the
+//! signer are its only outbound connections.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tron_proto::Address;
+
+use crate::duration;
+use crate::secret::{Secret, SecretError, SecretSource};
+
+/// Tron's protocol limit on how far ahead a transaction's expiration may lie.
+pub const MAX_EXPIRATION: Duration = Duration::from_secs(24 * 3600);
+/// The network's maximum `fee_limit`, in TRX.
+pub const MAX_FEE_LIMIT_TRX: u64 = 15_000;
+/// Sun per TRX.
+pub const SUN_PER_TRX: u64 = 1_000_000;
+
+/// A network preset: the public node and the USDT contract on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    Mainnet,
+    Nile,
+    Shasta,
+}
+
+impl Network {
+    /// The TronGrid endpoint for this network.
+    pub fn default_node_url(self) -> &'static str {
+        match self {
+            Network::Mainnet => "https://api.trongrid.io",
+            Network::Nile => "https://nile.trongrid.io",
+            Network::Shasta => "https://api.shasta.trongrid.io",
+        }
+    }
+
+    /// The USDT (TRC-20) contract, where it is known well enough to ship as a default.
+    /// Shasta has no USDT contract we could verify, so it must be configured explicitly.
+    pub fn default_usdt_contract(self) -> Option<&'static str> {
+        match self {
+            Network::Mainnet => Some("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"),
+            Network::Nile => Some("TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"),
+            Network::Shasta => None,
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub network: Network,
+    pub node_url: Option<String>,
+    pub node_api_key: Option<SecretSource>,
+    pub usdt_contract: Option<String>,
+    /// Signer endpoint (`host:port`, `http://host:port` or `unix:/path`). Absent: air-gap
+    /// only, payouts wait for `batch export`.
+    pub signer: Option<String>,
+    pub key: String,
+    pub database: PathBuf,
+    pub listen: Option<SocketAddr>,
+    /// TRX, for TRC-20 calls only.
+    pub fee_limit: Option<u64>,
+    pub expiration: Option<String>,
+    pub batch_expiration: Option<String>,
+    pub poll_interval: Option<String>,
+    pub solidity_margin: Option<String>,
+    pub node_timeout: Option<String>,
+    pub signer_timeout: Option<String>,
+    pub max_backoff: Option<String>,
+}
+
+/// The validated config the rest of the crate uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub network: Network,
+    pub node_url: String,
+    pub node_api_key: Option<Secret>,
+    pub usdt_contract: Address,
+    pub signer: Option<String>,
+    pub key: Address,
+    pub database: PathBuf,
+    pub listen: SocketAddr,
+    pub fee_limit_sun: i64,
+    /// Lifetime of transactions signed online (gRPC).
+    pub expiration: Duration,
+    /// Lifetime of transactions exported for the air gap: the whole round trip must fit.
+    pub batch_expiration: Duration,
+    pub poll_interval: Duration,
+    /// How long past a transaction's expiration (by the node's head block time) we keep
+    /// looking for it on the solidified chain before building a replacement. Covers the
+    /// solidification lag (~19 blocks, about a minute on Tron).
+    pub solidity_margin: Duration,
+    pub node_timeout: Duration,
+    pub signer_timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("config: node_api_key: {0}")]
+    Secret(#[from] SecretError),
+}
+
+impl ConfigError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "config_unreadable",
+            ConfigError::Parse { .. } => "config_syntax",
+            ConfigError::Invalid { .. } => "config_invalid",
+            ConfigError::Secret(e) => e.code(),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn dur(field: &'static str, v: &Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let s = v.as_deref().unwrap_or(default);
+    duration::parse(s).map_err(|e| invalid(field, e.to_string()))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let node_url = raw
+            .node_url
+            .clone()
+            .unwrap_or_else(|| raw.network.default_node_url().to_owned());
+        if !(node_url.starts_with("http://") || node_url.starts_with("https://")) {
+            return Err(invalid("node_url", "must start with http:// or https://"));
+        }
+        let usdt = match (&raw.usdt_contract, raw.network.default_usdt_contract()) {
+            (Some(s), _) => s.clone(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(invalid(
+                    "usdt_contract",
+                    "this network has no built-in USDT contract; set usdt_contract",
+                ))
+            }
+        };
+        let usdt_contract = Address::from_base58(&usdt)
+            .map_err(|e| invalid("usdt_contract", format!("{usdt:?}: {e}")))?;
+        let key = raw
+            .key
+            .parse::<Address>()
+            .map_err(|e| invalid("key", format!("{:?}: {e}", raw.key)))?;
+        let fee_trx = raw.fee_limit.unwrap_or(30);
+        if fee_trx == 0 || fee_trx > MAX_FEE_LIMIT_TRX {
+            return Err(invalid(
+                "fee_limit",
+                format!("{fee_trx} TRX is outside 1..={MAX_FEE_LIMIT_TRX}"),
+            ));
+        }
+        let expiration = dur("expiration", &raw.expiration, "10m")?;
+        let batch_expiration = dur("batch_expiration", &raw.batch_expiration, "12h")?;
+        for (field, d) in [
+            ("expiration", expiration),
+            ("batch_expiration", batch_expiration),
+        ] {
+            if d < Duration::from_secs(60) || d > MAX_EXPIRATION {
+                return Err(invalid(field, "must be between 1m and 24h"));
+            }
+        }
+        let poll_interval = dur("poll_interval", &raw.poll_interval, "3s")?;
+        if poll_interval.is_zero() {
+            return Err(invalid("poll_interval", "must be positive"));
+        }
+        let node_api_key = raw.node_api_key.as_ref().map(|s| s.read()).transpose()?;
+        if let Some(s) = &raw.signer {
+            if s.trim().is_empty() {
+                return Err(invalid("signer", "empty endpoint"));
+            }
+        }
+        Ok(Config {
+            network: raw.network,
+            node_url: node_url.trim_end_matches('/').to_owned(),
+            node_api_key,
+            usdt_contract,
+            signer: raw.signer,
+            key,
+            database: raw.database,
+            listen: raw
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            fee_limit_sun: (fee_trx * SUN_PER_TRX) as i64,
+            expiration,
+            batch_expiration,
+            poll_interval,
+            solidity_margin: dur("solidity_margin", &raw.solidity_margin, "90s")?,
+            node_timeout: dur("node_timeout", &raw.node_timeout, "10s")?,
+            signer_timeout: dur("signer_timeout", &raw.signer_timeout, "30s")?,
+            max_backoff: dur("max_backoff", &raw.max_backoff, "60s")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+
+    fn base(extra: &str) -> String {
+        format!("network = \"nile\"\nkey = \"{KEY}\"\ndatabase = \"/tmp/x.redb\"\n{extra}")
+    }
+
+    #[test]
+    fn presets() {
+        let c = Config::parse(&base("")).unwrap();
+        assert_eq!(c.node_url, "https://nile.trongrid.io");
+        assert_eq!(
+            c.usdt_contract.to_base58(),
+            "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
+        );
+        assert_eq!(c.fee_limit_sun, 30_000_000);
+        assert_eq!(c.expiration, Duration::from_secs(600));
+        let m = Config::parse(&base("").replace("nile", "mainnet")).unwrap();
+        assert_eq!(m.node_url, "https://api.trongrid.io");
+        assert_eq!(
+            m.usdt_contract.to_base58(),
+            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+        );
+        let o = Config::parse(&base("node_url = \"http://127.0.0.1:9/\"")).unwrap();
+        assert_eq!(o.node_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn shasta_needs_usdt_override() {
+        let s = base("").replace("nile", "shasta");
+        let e = Config::parse(&s).unwrap_err();
+        assert!(e.to_string().contains("usdt_contract"), "{e}");
+        let ok = format!("{s}usdt_contract = \"TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf\"\n");
+        assert_eq!(
+            Config::parse(&ok).unwrap().node_url,
+            "https://api.shasta.trongrid.io"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let cases = [
+            ("fee_limit = 0", "fee_limit"),
+            ("fee_limit = 15001", "fee_limit"),
+            ("expiration = \"25h\"", "expiration"),
+            ("expiration = \"10s\"", "expiration"),
+            ("batch_expiration = \"2d\"", "batch_expiration"),
+            ("poll_interval = \"0s\"", "poll_interval"),
+            ("node_url = \"ftp://x\"", "node_url"),
+            ("usdt_contract = \"Tnope\"", "usdt_contract"),
+            ("signer = \" \"", "signer"),
+        ];
+        for (extra, field) in cases {
+            let e = Config::parse(&base(extra)).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{extra}");
+            assert!(e.to_string().contains(field), "{extra}: {e}");
+        }
+        let e = Config::parse(&base("surprise = 1")).unwrap_err();
+        assert_eq!(e.code(), "config_syntax");
+        let e = Config::parse(&base("").replace(KEY, "Tbad")).unwrap_err();
+        assert!(e.to_string().contains("key"), "{e}");
+        let e = Config::parse(&base("node_api_key = { env = \"TRON_BC_TEST_NOPE\" }")).unwrap_err();
+        assert_eq!(e.code(), "secret_env_missing");
+    }
+}

@@ -1,0 +1,26 @@
+//! tron-broadcaster: the untrusted half of the payout system.
+//!
+//! It accepts payout requests from payment backends, builds unsigned Tron transactions
+//! locally, gets them signed by `tron-signer` (online over gRPC, or offline through batch
+//! files), broadcasts them to a full node and tracks them to solidified confirmation.
+//!
+//! It holds no keys and links no key backend: everything it sends to the signer is checked
+//! there again, so a compromised broadcaster can move funds only where and as fast as the
+//! signer's policy allows. It never opens a connection other than to the configured node
+//! and signer.
+#![forbid(unsafe_code)]
+
+pub mod amount;
+pub mod api;
+pub mod apikeys;
+pub mod batch;
+pub mod builder;
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod model;
+pub mod node;
+pub mod pipeline;
+pub mod secret;
+pub mod signer;
+pub mod store;

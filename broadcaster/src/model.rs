@@ -1,0 +1,204 @@
+//! A payout and its history, as stored and as the API shows it.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a payout stands. `denied`, `confirmed` and `failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted, no transaction built yet.
+    Queued,
+    /// A transaction is built and waits for a signature (online or from an air-gap batch).
+    Signing,
+    /// The signer refused; final.
+    Denied,
+    /// Submitted to the node; waiting for the solidified receipt.
+    Broadcast,
+    /// Solidified with a successful receipt; final.
+    Confirmed,
+    /// Rejected by the node or reverted on chain; final.
+    Failed,
+    /// The last transaction expired unconfirmed; a new one will be built.
+    Retrying,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Queued,
+        Status::Signing,
+        Status::Denied,
+        Status::Broadcast,
+        Status::Confirmed,
+        Status::Failed,
+        Status::Retrying,
+    ];
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Denied | Status::Confirmed | Status::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Signing => "signing",
+            Status::Denied => "denied",
+            Status::Broadcast => "broadcast",
+            Status::Confirmed => "confirmed",
+            Status::Failed => "failed",
+            Status::Retrying => "retrying",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// The assets a payout can be made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Asset {
+    #[serde(rename = "TRX")]
+    Trx,
+    #[serde(rename = "USDT")]
+    Usdt,
+}
+
+impl Asset {
+    pub fn parse(s: &str) -> Option<Asset> {
+        match s {
+            "TRX" => Some(Asset::Trx),
+            "USDT" => Some(Asset::Usdt),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Asset::Trx => "TRX",
+            Asset::Usdt => "USDT",
+        }
+    }
+}
+
+/// How the transaction of an attempt gets its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Asked from the signer over gRPC.
+    Online,
+    /// Written to an air-gap batch file; the signature comes back with `batch import`.
+    Batch,
+}
+
+/// One transaction built for a payout. A payout has several only when earlier ones
+/// expired unconfirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// sha256(raw_data), hex.
+    pub txid: String,
+    /// The unsigned `Transaction.raw` bytes, hex: exactly what was (or will be) signed.
+    pub raw_data: String,
+    /// The transaction's expiration (ms since epoch, node time).
+    pub expiration_ms: i64,
+    /// The head block the TAPOS reference was taken from.
+    pub ref_block: u64,
+    pub created_at_ms: i64,
+    pub origin: Origin,
+    /// The signed transaction, hex, persisted before it is ever broadcast.
+    pub signed_transaction: Option<String>,
+    /// When the node first accepted (or already knew) the transaction.
+    pub broadcast_at_ms: Option<i64>,
+}
+
+/// A reason code and message from the signer or the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+/// One recorded status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub status: Status,
+    pub at_ms: i64,
+    pub note: String,
+}
+
+/// A payout request and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub asset: Asset,
+    /// Destination, Base58.
+    pub to: String,
+    /// Base units (sun or USDT units).
+    pub amount_units: u64,
+    pub status: Status,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub attempts: Vec<Attempt>,
+    pub denial: Option<Reason>,
+    pub failure: Option<Reason>,
+    pub block_number: Option<u64>,
+    pub block_timestamp_ms: Option<i64>,
+    pub history: Vec<Transition>,
+}
+
+impl Payout {
+    pub fn new(id: String, asset: Asset, to: String, amount_units: u64, now_ms: i64) -> Payout {
+        Payout {
+            id,
+            asset,
+            to,
+            amount_units,
+            status: Status::Queued,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            attempts: Vec::new(),
+            denial: None,
+            failure: None,
+            block_number: None,
+            block_timestamp_ms: None,
+            history: vec![Transition {
+                status: Status::Queued,
+                at_ms: now_ms,
+                note: "accepted".into(),
+            }],
+        }
+    }
+
+    /// The transaction currently in play, if any.
+    pub fn current(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    pub fn current_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut()
+    }
+
+    /// Same request? Used for idempotent creation.
+    pub fn same_request(&self, asset: Asset, to: &str, amount_units: u64) -> bool {
+        self.asset == asset && self.to == to && self.amount_units == amount_units
+    }
+
+    /// Records a status change with its time and a note.
+    pub fn transition(&mut self, status: Status, now_ms: i64, note: impl Into<String>) {
+        self.status = status;
+        self.updated_at_ms = now_ms;
+        self.history.push(Transition {
+            status,
+            at_ms: now_ms,
+            note: note.into(),
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock (for bookkeeping only:
+/// expiry decisions use the node's head block time).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
