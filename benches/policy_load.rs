@@ -48,12 +48,16 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let mut it = line.split_whitespace().map(|x| x.parse::<f64>().unwrap_or(0.0));
+        let mut it = line
+            .split_whitespace()
+            .map(|x| x.parse::<f64>().unwrap_or(0.0));
         let (secs, kib) = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
+        let kept = it.next().unwrap_or(0.0);
         println!(
-            "  {mode:<5} time {:>9.1} ms   peak RSS growth {:>8.1} MiB",
+            "  {mode:<5} time {:>9.1} ms   peak RSS growth {:>8.1} MiB   still resident after {:>8.1} MiB",
             secs * 1e3,
-            kib / 1024.0
+            kib / 1024.0,
+            kept / 1024.0
         );
         results.push((secs, kib));
     }
@@ -66,36 +70,50 @@ fn main() {
     );
 }
 
-/// Runs one measurement and prints "seconds peak_growth_kib".
+/// Runs one measurement and prints "seconds peak_growth_kib resident_growth_kib" (the
+/// result is still alive when RSS is read).
 fn child(mode: &str, path: &Path) {
     let before = vm_hwm_kib();
     let start = Instant::now();
-    match mode {
+    let result: Box<dyn std::any::Any> = match mode {
         "read" => {
             let bytes = std::fs::read(path).expect("read");
-            let text = String::from_utf8(bytes).expect("utf8");
-            std::hint::black_box(&text);
+            Box::new(String::from_utf8(bytes).expect("utf8"))
         }
         "load" => {
             let p = tron_signer::policy::load_file(path).expect("policy loads");
-            std::hint::black_box(&p);
             assert!(p.policy.keys[0].destinations.len() > 1);
+            Box::new(p)
         }
         _ => panic!("unknown mode {mode}"),
-    }
+    };
+    std::hint::black_box(&result);
     let secs = start.elapsed().as_secs_f64();
     let after = vm_hwm_kib();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{secs} {}", after.saturating_sub(before)).expect("stdout");
+    let resident = vm_kib("VmRSS:");
+    writeln!(
+        out,
+        "{secs} {} {}",
+        after.saturating_sub(before),
+        resident.saturating_sub(before)
+    )
+    .expect("stdout");
+    drop(result);
 }
 
 fn vm_hwm_kib() -> u64 {
+    vm_kib("VmHWM:")
+}
+
+/// A /proc/self/status field in KiB.
+fn vm_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+        .expect("status field")
 }
 
 /// A valid policy: one key allowing TRX and USDT, `dests` distinct destinations each with
