@@ -3,6 +3,7 @@
 //! The file format is described for auditors in `policies/README.md`; the limits below are
 //! documented there too.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -13,7 +14,8 @@ use super::model::{
     AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Policy, Window,
 };
 use super::problem::{PolicyLoadError, ProblemCode as C, Problems};
-use super::toml_walk::{duration, positive_amount, strings, At, Obj};
+use super::split::{split, Split};
+use super::toml_walk::{duration, positive_amount, strings, At, Obj, Value};
 use crate::decode::Asset;
 
 /// The only policy format this signer understands.
@@ -50,6 +52,53 @@ pub(crate) struct Parsed {
 }
 
 pub(crate) fn load(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
+    if let Some(split) = split(text) {
+        if let Some(result) = load_split(text, file, &split) {
+            return result;
+        }
+    }
+    load_whole(text, file)
+}
+
+/// Checks the skeleton of `split` and parses each cut destination section on its own;
+/// `None` when some part has a syntax error, so that the whole file is parsed and its
+/// errors reported exactly as a whole.
+fn load_split(text: &str, file: &str, split: &Split) -> Option<Result<Parsed, PolicyLoadError>> {
+    let (root, errors) = DeTable::parse_recoverable(&split.skeleton);
+    if !errors.is_empty() {
+        return None;
+    }
+    let mut p = Problems::new(file, text);
+    p.set_map(split.map.clone());
+    let cut = Cut {
+        text,
+        split: Some(split),
+        failed: Cell::new(false),
+    };
+    let root = Obj {
+        table: root.get_ref(),
+        span: 0..0,
+        what: "the policy file".into(),
+    };
+    let parsed = policy(&mut p, &root, &cut);
+    if cut.failed.get() {
+        return None;
+    }
+    Some(match parsed {
+        Some(parsed) if p.is_empty() => Ok(parsed),
+        _ => Err(p.into_error()),
+    })
+}
+
+/// Where cut destination sections are, if the file was split.
+struct Cut<'t> {
+    text: &'t str,
+    split: Option<&'t Split>,
+    /// Set when a cut section does not parse; the walk stops and its result is discarded.
+    failed: Cell<bool>,
+}
+
+pub(crate) fn load_whole(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
     let mut p = Problems::new(file, text);
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
@@ -69,14 +118,19 @@ pub(crate) fn load(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
         span: 0..0,
         what: "the policy file".into(),
     };
-    let parsed = policy(&mut p, &root);
+    let cut = Cut {
+        text,
+        split: None,
+        failed: Cell::new(false),
+    };
+    let parsed = policy(&mut p, &root, &cut);
     match parsed {
         Some(parsed) if p.is_empty() => Ok(parsed),
         _ => Err(p.into_error()),
     }
 }
 
-fn policy(p: &mut Problems<'_>, root: &Obj<'_, '_>) -> Option<Parsed> {
+fn policy(p: &mut Problems<'_>, root: &Obj<'_, '_>, cut: &Cut<'_>) -> Option<Parsed> {
     root.check_fields(p, &["version", "name", "global", "token", "key"]);
     let version = root.req_uint(p, "version");
     if let Some(v) = &version {
@@ -111,7 +165,7 @@ fn policy(p: &mut Problems<'_>, root: &Obj<'_, '_>) -> Option<Parsed> {
         None => (false, EnvSettings::default()),
     };
     let catalog = tokens(p, root);
-    let keys = keys(p, root, &catalog, &global_env);
+    let keys = keys(p, root, &catalog, &global_env, cut);
     let assets = catalog.assets;
 
     let mut key_index = HashMap::with_capacity(keys.len());
@@ -195,7 +249,7 @@ fn tokens(p: &mut Problems<'_>, root: &Obj<'_, '_>) -> Catalog {
                     ),
                 );
             } else {
-                symbols.insert(s.value.to_ascii_uppercase(), s.span.clone());
+                symbols.insert(s.value.to_ascii_uppercase(), p.absolute(&s.span));
             }
         }
         if let Some(c) = &contract {
@@ -211,7 +265,7 @@ fn tokens(p: &mut Problems<'_>, root: &Obj<'_, '_>) -> Catalog {
                     ),
                 );
             } else {
-                contracts.insert(c.value, c.span.clone());
+                contracts.insert(c.value, p.absolute(&c.span));
             }
         }
         if let Some(d) = &decimals {
@@ -244,6 +298,7 @@ fn valid_symbol(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Line and column of a span already made absolute with [`Problems::absolute`].
 fn line_of(p: &Problems<'_>, span: &Range<usize>) -> (usize, usize) {
     p.line_col(span.start)
 }
@@ -378,6 +433,7 @@ fn keys(
     root: &Obj<'_, '_>,
     assets: &Catalog,
     global: &EnvSettings,
+    cut: &Cut<'_>,
 ) -> Vec<KeyPolicy> {
     let items = root.array(p, "key").unwrap_or(&[]);
     if items.is_empty() && root.get("key").is_none() {
@@ -390,6 +446,9 @@ fn keys(
     let mut seen: HashMap<Address, Range<usize>> = HashMap::new();
     let mut out = Vec::new();
     for item in items {
+        if cut.failed.get() {
+            break;
+        }
         let Some(mut k) = Obj::from_value(p, item, "[[key]]") else {
             continue;
         };
@@ -414,10 +473,10 @@ fn keys(
                     format!("key {} already has a section on line {line}", a.value),
                 );
             } else {
-                seen.insert(a.value, a.span.clone());
+                seen.insert(a.value, p.absolute(&a.span));
             }
         }
-        if let Some(key) = key(p, &k, address.map(|a| a.value), assets, global) {
+        if let Some(key) = key(p, &k, address.map(|a| a.value), assets, global, cut) {
             out.push(key);
         }
     }
@@ -431,6 +490,7 @@ fn key(
     address: Option<Address>,
     catalog: &Catalog,
     global: &EnvSettings,
+    cut: &Cut<'_>,
 ) -> Option<KeyPolicy> {
     let label = k.req_str(p, "label");
     let frozen = k.bool(p, "frozen").unwrap_or(false);
@@ -490,33 +550,39 @@ fn key(
     }
 
     // Destinations.
-    let mut destinations = Vec::new();
-    let mut destination_index = HashMap::new();
-    let mut first_line: HashMap<Address, Range<usize>> = HashMap::new();
-    for item in k.array(p, "destination").unwrap_or(&[]) {
-        let what = format!("a destination of {}", k.what);
-        let Some(d) = Obj::from_value(p, item, what) else {
+    let mut dests = Destinations::default();
+    let items = k.array(p, "destination").unwrap_or(&[]);
+    let placeholder = |item: &Value<'_>| cut.split.and_then(|s| s.sections(item.span().start));
+    // Sized once: growing by doubling would briefly hold up to twice the list.
+    let total = items
+        .iter()
+        .map(|item| placeholder(item).map_or(1, |s| s.len()))
+        .sum();
+    dests.list.reserve_exact(total);
+    dests.index.reserve(total);
+    dests.first.reserve_exact(total);
+    for item in items {
+        let sections = placeholder(item);
+        let Some(sections) = sections else {
+            dests.add(p, item, k, catalog, &assets);
             continue;
         };
-        let Some(dest) = destination(p, d, k, catalog, &assets) else {
-            continue;
-        };
-        if let Some(first) = first_line.get(&dest.0.address) {
-            let (line, _) = line_of(p, first);
-            p.at(
-                dest.1.clone(),
-                C::DuplicateDestination,
-                format!(
-                    "destination {} is already listed for {} on line {line}",
-                    dest.0.address, k.what
-                ),
-            );
-            continue;
+        for range in sections {
+            let root = cut.text.get(range.clone()).and_then(parse_section);
+            let Some(item) = root.as_ref().and_then(section_item) else {
+                cut.failed.set(true);
+                return None;
+            };
+            p.set_base(Some(range.start));
+            dests.add(p, item, k, catalog, &assets);
+            p.set_base(None);
         }
-        first_line.insert(dest.0.address, dest.1);
-        destination_index.insert(dest.0.address, destinations.len());
-        destinations.push(dest.0);
     }
+    let Destinations {
+        list: destinations,
+        index: destination_index,
+        ..
+    } = dests;
 
     Some(KeyPolicy {
         address: address?,
@@ -527,6 +593,70 @@ fn key(
         destination_index,
         envelope: envelope?,
     })
+}
+
+/// Parses one cut `[[key.destination]]` section alone; `None` on any syntax error.
+fn parse_section(section: &str) -> Option<DeTable<'_>> {
+    let (root, errors) = DeTable::parse_recoverable(section);
+    errors.is_empty().then(|| root.into_inner())
+}
+
+/// The destination table in a section parsed alone: `key.destination[0]`.
+fn section_item<'a, 'i>(root: &'a DeTable<'i>) -> Option<&'a Value<'i>> {
+    let field = |t: &'a DeTable<'i>, name: &str| {
+        t.iter()
+            .find(|(k, _)| {
+                let k: &str = k.get_ref();
+                k == name
+            })
+            .map(|(_, v)| v.get_ref())
+    };
+    let key = field(root, "key")?.as_table()?;
+    field(key, "destination")?.as_array()?.iter().next()
+}
+
+/// A key's destinations as they are checked, with where each address was first listed.
+#[derive(Default)]
+struct Destinations {
+    list: Vec<Destination>,
+    index: HashMap<Address, usize>,
+    /// File offset of each listed destination's address, by position in `list`.
+    first: Vec<usize>,
+}
+
+impl Destinations {
+    fn add(
+        &mut self,
+        p: &mut Problems<'_>,
+        item: &Value<'_>,
+        k: &Obj<'_, '_>,
+        catalog: &Catalog,
+        key_assets: &[KeyAsset],
+    ) {
+        let what = format!("a destination of {}", k.what);
+        let Some(d) = Obj::from_value(p, item, what) else {
+            return;
+        };
+        let Some((dest, span)) = destination(p, d, k, catalog, key_assets) else {
+            return;
+        };
+        if let Some(&i) = self.index.get(&dest.address) {
+            let first = self.first.get(i).copied().unwrap_or(0);
+            let (line, _) = p.line_col(first);
+            p.at(
+                span,
+                C::DuplicateDestination,
+                format!(
+                    "destination {} is already listed for {} on line {line}",
+                    dest.address, k.what
+                ),
+            );
+            return;
+        }
+        self.first.push(p.absolute(&span).start);
+        self.index.insert(dest.address, self.list.len());
+        self.list.push(dest);
+    }
 }
 
 fn lookup<'c>(p: &mut Problems<'_>, catalog: &'c Catalog, s: &At<&str>) -> Option<&'c AssetInfo> {

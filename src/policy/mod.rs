@@ -13,6 +13,7 @@ mod explain;
 mod load;
 mod model;
 mod problem;
+mod split;
 mod toml_walk;
 
 use std::path::{Path, PathBuf};
@@ -72,7 +73,9 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
             ),
         )
     })?;
-    let mut loaded = parse(&text, &name)?;
+    // The text moves into the result: a second copy would be the largest single allocation.
+    let parsed = load::load(&text, &name)?;
+    let mut loaded = loaded(parsed, text, &name);
     loaded.path = path.to_path_buf();
     Ok(loaded)
 }
@@ -80,14 +83,18 @@ pub fn load_file(path: &Path) -> Result<LoadedPolicy, PolicyLoadError> {
 /// Validates policy text; `source_name` is used in problem locations and as the path.
 pub fn parse(text: &str, source_name: &str) -> Result<LoadedPolicy, PolicyLoadError> {
     let parsed = load::load(text, source_name)?;
-    Ok(LoadedPolicy {
+    Ok(loaded(parsed, text.to_owned(), source_name))
+}
+
+fn loaded(parsed: load::Parsed, text: String, source_name: &str) -> LoadedPolicy {
+    LoadedPolicy {
         path: PathBuf::from(source_name),
-        text: text.to_owned(),
         hash: hash_bytes(text.as_bytes()),
+        text,
         version: parsed.version,
         name: parsed.name,
         policy: parsed.policy,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -128,10 +128,17 @@ impl fmt::Display for PolicyLoadError {
 }
 
 /// Collects problems against one text, turning byte spans into line and column.
+///
+/// Spans may come from a part of the text parsed on its own (see `split`): `map` turns
+/// skeleton offsets into file offsets, and `base`, while set, is the file offset of the
+/// section being checked. Spans kept for later (first occurrences) are stored as file
+/// offsets via [`Problems::absolute`].
 pub(crate) struct Problems<'t> {
     file: &'t str,
     text: &'t str,
     list: Vec<Problem>,
+    map: Vec<(usize, usize)>,
+    base: Option<usize>,
 }
 
 impl<'t> Problems<'t> {
@@ -140,11 +147,37 @@ impl<'t> Problems<'t> {
             file,
             text,
             list: Vec::new(),
+            map: Vec::new(),
+            base: None,
+        }
+    }
+
+    /// Spans from now on are offsets into the skeleton described by `map`.
+    pub(crate) fn set_map(&mut self, map: Vec<(usize, usize)>) {
+        self.map = map;
+    }
+
+    /// Spans from now on are offsets into a section starting at file offset `base`
+    /// (`None`: back to the skeleton).
+    pub(crate) fn set_base(&mut self, base: Option<usize>) {
+        self.base = base;
+    }
+
+    /// The file offsets of `span`.
+    pub(crate) fn absolute(&self, span: &Range<usize>) -> Range<usize> {
+        let start = self.to_file(span.start);
+        start..start + span.len()
+    }
+
+    fn to_file(&self, at: usize) -> usize {
+        match self.base {
+            Some(base) => base + at,
+            None => super::split::to_file(&self.map, at),
         }
     }
 
     pub(crate) fn at(&mut self, span: Range<usize>, code: ProblemCode, message: impl Into<String>) {
-        let (line, column) = line_col(self.text, span.start);
+        let (line, column) = line_col(self.text, self.to_file(span.start));
         self.list.push(Problem {
             file: self.file.to_owned(),
             line,
@@ -154,6 +187,7 @@ impl<'t> Problems<'t> {
         });
     }
 
+    /// Line and column of a file offset (not translated: see [`Problems::absolute`]).
     pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
         line_col(self.text, at)
     }

@@ -1105,3 +1105,122 @@ proptest! {
         let _ = parse(&t, "fuzz.toml");
     }
 }
+
+// ---------------------------------------------------------------- large allowlists
+
+/// What a load yields, comparable: the policy or every problem.
+fn outcome(
+    r: Result<super::load::Parsed, PolicyLoadError>,
+) -> Result<(u32, String, Policy), Vec<Problem>> {
+    r.map(|p| (p.version, p.name, p.policy))
+        .map_err(|e| e.problems)
+}
+
+/// Cutting destination sections out (the low-memory path) must give exactly what parsing
+/// the whole file gives: same policy, or same problems at the same lines and columns.
+fn assert_same_as_whole(t: &str) {
+    assert_eq!(
+        outcome(super::load::load(t, "t.toml")),
+        outcome(super::load::load_whole(t, "t.toml")),
+        "split and whole loads differ for:\n{t}"
+    );
+}
+
+/// BASE with `n` more destinations for the hot key, after the two it has.
+fn with_destinations(n: usize) -> String {
+    let mut t = BASE.replacen("[[key]]\naddress = \"TSgT", "%%SECOND%%", 1);
+    let mut extra = String::new();
+    for i in 0..n {
+        let mut body = [0u8; 20];
+        body[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        body[19] = 0xa5;
+        extra.push_str(&format!(
+            "[[key.destination]]\naddress = \"{}\"\nlabel = \"customer {i}\"\nassets = [\"TRX\", \"USDT\"]\nper_tx_max = {{ TRX = \"5\", USDT = \"10\" }}\nwindows = [{{ asset = \"USDT\", window = \"24h\", max = \"1000\" }}]\n\n",
+            Address::from_evm(body)
+        ));
+    }
+    extra.push_str("[[key]]\naddress = \"TSgT");
+    t = t.replacen("%%SECOND%%", &extra, 1);
+    t
+}
+
+#[test]
+fn split_load_matches_whole_load() {
+    let big = with_destinations(3);
+    assert_same_as_whole(BASE);
+    assert_same_as_whole(&big);
+    let exchange_section = "[[key.destination]]\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\"";
+    for (from, to) in [
+        // Problems inside cut sections, in the first and later sections of a run.
+        ("label = \"customer 2\"", "label = \"customer 2\"\nextra = 1"),
+        ("label = \"customer 0\"", "label = 5"),
+        ("per_tx_max = { TRX = \"5\", USDT = \"10\" }\nwindows = [{ asset = \"USDT\", window = \"24h\", max = \"1000\" }]\n\n[[key]]", "per_tx_max = { TRX = \"5\", USDT = \"0\" }\n\n[[key]]"),
+        // A destination listed twice, across sections.
+        ("label = \"customer 1\"", "label = \"customer 1\"\n[[key.destination]]\naddress = \"TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU\"\nlabel = \"again\"\nassets = [\"TRX\"]\nper_tx_max = { TRX = \"1\" }"),
+        // Syntax errors inside a cut section, including an unclosed string and a key twice.
+        ("label = \"customer 1\"", "label = \"customer 1"),
+        ("label = \"customer 1\"", "label = \"customer 1\"\nlabel = \"x\""),
+        ("label = \"customer 2\"", "label = \"\"\"customer 2"),
+        // Headers that reach into the last destination, or clash with the array.
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination.per_tx_max]"),
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination]"),
+        ("label = \"hot key\"", "label = \"hot key\"\ndestination = 1"),
+        (exchange_section, "[ [key.destination] ]\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\""),
+        // A multi-line array whose lines start with '['.
+        ("label = \"customer 0\"", "label = \"customer 0\"\nx = [\n[1],\n[[2]]]"),
+        // Text after a header on its line.
+        (exchange_section, "[[key.destination]] x = 1\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\""),
+        // Unknown asset and a problem in a key section between runs.
+        ("assets = [\"TRX\", \"USDT\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }", "assets = [\"TRX\", \"DOGE\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }"),
+    ] {
+        let t = big.replacen(from, to, 1);
+        assert_ne!(t, big, "{from:?} not found");
+        assert_same_as_whole(&t);
+    }
+}
+
+#[test]
+fn large_allowlist_loads_with_lines_of_late_problems() {
+    // 100,000 destinations are measured by `benches/policy_load.rs`; debug builds check 10,000.
+    let n = if cfg!(debug_assertions) {
+        10_000
+    } else {
+        100_000
+    };
+    let t = with_destinations(n);
+    let p = parse(&t, "big.toml").unwrap();
+    let hot = p.policy.key(&addr(KEY)).unwrap();
+    assert_eq!(hot.destinations.len(), n + 2);
+    let last = &hot.destinations[n + 1];
+    assert_eq!(last.label, format!("customer {}", n - 1));
+    assert_eq!(hot.destination(&last.address), Some(last));
+    // A problem in the last section is reported at its own line.
+    let bad = t.replacen(&format!("label = \"customer {}\"", n - 1), "label = 7", 1);
+    let ps = problems(&bad);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].code, ProblemCode::WrongType);
+    assert_eq!(ps[0].line, line_of(&bad, "label = 7", 0));
+    assert_eq!(ps[0].column, "label = ".len() + 1);
+}
+
+proptest! {
+    #[test]
+    fn split_load_matches_whole_load_on_mutations(
+        at in 0usize..3000,
+        ch in prop_oneof![
+            "\\PC{0,3}".boxed(),
+            "[\\[\\]{}\"'=.,#\n a-z]{1,4}".boxed(),
+            Just("\n[[key.destination]]\n".to_owned()).boxed(),
+            Just("\n[key.destination.x]\n".to_owned()).boxed(),
+        ],
+    ) {
+        let mut t = with_destinations(3);
+        let mut at = at.min(t.len());
+        while !t.is_char_boundary(at) { at -= 1; }
+        t.insert_str(at, &ch);
+        prop_assert_eq!(
+            outcome(super::load::load(&t, "t.toml")),
+            outcome(super::load::load_whole(&t, "t.toml"))
+        );
+    }
+}
