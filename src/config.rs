@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::keys::pkcs11::Pkcs11Config;
 use crate::secret_source::SecretSource;
 
 /// Where the gRPC server listens.
@@ -56,7 +57,32 @@ pub struct KeystoreConfig {
     pub passphrase: SecretSource,
 }
 
-/// `tron-signer serve --config FILE`.
+/// The `[pkcs11]` section: the token and keys ([`Pkcs11Config`]) plus where the user PIN
+/// comes from. Kept apart from `Pkcs11Config` so the backend never sees a config format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Section {
+    pub token: Pkcs11Config,
+    pub pin: SecretSource,
+}
+
+impl<'de> Deserialize<'de> for Pkcs11Section {
+    /// `pin` is taken out and the rest must be a valid `Pkcs11Config` (unknown keys refused).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let pin = table
+            .remove("pin")
+            .ok_or_else(|| D::Error::missing_field("pin"))?;
+        let pin = SecretSource::deserialize(pin)
+            .map_err(|e| D::Error::custom(format!("pin: {}", e.message())))?;
+        let token = Pkcs11Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(e.to_string()))?;
+        Ok(Pkcs11Section { token, pin })
+    }
+}
+
+/// `tron-signer serve --config FILE`. At least one key source (`[keystore]`, `[pkcs11]`)
+/// is required; both may be used at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -65,7 +91,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The policy file; re-read on SIGHUP.
     pub policy: PathBuf,
-    pub keystore: KeystoreConfig,
+    #[serde(default)]
+    pub keystore: Option<KeystoreConfig>,
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Section>,
 }
 
 /// Why the configuration could not be used.
@@ -78,6 +107,19 @@ pub enum ConfigError {
     },
     #[error("config {path} is invalid: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("config {path} names no keys: add a [keystore] or a [pkcs11] section (or both)")]
+    NoKeySource { path: PathBuf },
+}
+
+impl ConfigError {
+    /// Stable code, for scripts that start the service.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "config_unreadable",
+            ConfigError::Invalid { .. } => "config_invalid",
+            ConfigError::NoKeySource { .. } => "config_no_key_source",
+        }
+    }
 }
 
 impl Config {
@@ -89,8 +131,13 @@ impl Config {
         })?;
         let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: describe(&text, &e),
         })?;
+        if cfg.keystore.is_none() && cfg.pkcs11.is_none() {
+            return Err(ConfigError::NoKeySource {
+                path: path.to_owned(),
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -99,14 +146,35 @@ impl Config {
         };
         rel(&mut cfg.data_dir);
         rel(&mut cfg.policy);
-        rel(&mut cfg.keystore.path);
         if let Listen::Unix(p) = &mut cfg.listen {
             rel(p);
         }
-        if let SecretSource::File(p) = &mut cfg.keystore.passphrase {
+        if let Some(ks) = &mut cfg.keystore {
+            rel(&mut ks.path);
+            if let SecretSource::File(p) = &mut ks.passphrase {
+                rel(p);
+            }
+        }
+        // The module path is left as written: a bare name is for the dynamic loader to find.
+        if let Some(SecretSource::File(p)) = cfg.pkcs11.as_mut().map(|p| &mut p.pin) {
             rel(p);
         }
         Ok(cfg)
+    }
+}
+
+/// The parser's message and line, without the excerpt of the file that `toml` would quote:
+/// a secret pasted into the config by mistake must not reach the logs.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("line {line}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_owned(),
     }
 }
 
@@ -148,7 +216,78 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
         assert_eq!(c.listen, Listen::Unix(dir.path().join("signer.sock")));
         assert_eq!(c.data_dir, dir.path().join("data"));
         assert_eq!(c.policy, PathBuf::from("/etc/tron-signer/policy.toml"));
-        assert_eq!(c.keystore.path, dir.path().join("keys.tks"));
+        assert_eq!(c.keystore.unwrap().path, dir.path().join("keys.tks"));
+        assert!(c.pkcs11.is_none());
+    }
+
+    #[test]
+    fn pkcs11_section_alone_or_beside_the_keystore() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.toml");
+        let head = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n";
+        let pkcs11 = r#"
+[pkcs11]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "payouts"
+keys = [{ label = "hot-1" }, { id = "41aa" }]
+sessions = 3
+pin = { file = "pin.txt" }
+"#;
+        std::fs::write(&path, format!("{head}{pkcs11}")).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert!(c.keystore.is_none());
+        let p = c.pkcs11.unwrap();
+        assert_eq!(p.pin, SecretSource::File(dir.path().join("pin.txt")));
+        assert_eq!(p.token.token_label, "payouts");
+        assert_eq!(p.token.pool_size(), 3);
+        assert_eq!(
+            p.token.module,
+            PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")
+        );
+
+        let both = format!(
+            "{head}[keystore]\npath = \"k\"\npassphrase = \"prompt\"\n{}",
+            pkcs11.replace("{ file = \"pin.txt\" }", "{ env = \"PIN\" }")
+        );
+        std::fs::write(&path, both).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert!(c.keystore.is_some());
+        assert_eq!(c.pkcs11.unwrap().pin, SecretSource::Env("PIN".into()));
+    }
+
+    #[test]
+    fn pkcs11_section_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.toml");
+        let head = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n";
+        std::fs::write(&path, head).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(e.code(), "config_no_key_source");
+        for (section, needle) in [
+            // No PIN source.
+            ("module = \"m\"\ntoken_label = \"t\"\nkeys = []\n", "pin"),
+            // A PIN written into the config is not a source.
+            (
+                "module = \"m\"\ntoken_label = \"t\"\nkeys = []\npin = \"5678\"\n",
+                "pin",
+            ),
+            // Unknown field.
+            (
+                "module = \"m\"\ntoken_label = \"t\"\nkeys = []\npin = \"prompt\"\nslot = 0\n",
+                "slot",
+            ),
+            // Missing token label.
+            (
+                "module = \"m\"\nkeys = []\npin = \"prompt\"\n",
+                "token_label",
+            ),
+        ] {
+            std::fs::write(&path, format!("{head}[pkcs11]\n{section}")).unwrap();
+            let e = Config::load(&path).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{section}");
+            assert!(e.to_string().contains(needle), "{e}");
+            assert!(!e.to_string().contains("5678"), "{e}");
+        }
     }
 
     #[test]

@@ -72,10 +72,11 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         listen,
         data_dir: dir.join("data"),
         policy,
-        keystore: KeystoreConfig {
+        keystore: Some(KeystoreConfig {
             path: keystore,
             passphrase: SecretSource::Env(DEV_PASSPHRASE_VAR.into()),
-        },
+        }),
+        pkcs11: None,
     })
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tron_signer::batch::{run_batch, BatchCommand};
 use tron_signer::config::{Config, Listen};
-use tron_signer::keystore::cli::{run_keys, KeysCommand};
+use tron_signer::keys::cli::{run_keys_cli, KeysCli};
 use tron_signer::ledger::{run_audit, AuditCommand};
 use tron_signer::policy::{run_policy, PolicyCommand};
 use tron_signer::service::run;
@@ -49,10 +49,10 @@ enum Command {
         #[arg(long)]
         exit_after_demo: bool,
     },
-    /// Manage the encrypted keystore.
+    /// Manage signing keys: the encrypted keystore (default) or a PKCS#11 token.
     Keys {
         #[command(subcommand)]
-        cmd: KeysCommand,
+        cmd: KeysCli,
     },
     /// Check, hash or explain a policy file.
     Policy {
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             exit_after_demo,
         } => dev(dir, listen, exit_after_demo),
         Command::Keys { cmd } => {
-            let result = run_keys(
+            let result = run_keys_cli(
                 cmd,
                 &mut std::io::stdin().lock(),
                 &mut std::io::stdout().lock(),
@@ -138,7 +138,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, (&'static str, String)> {
 fn serve(config: PathBuf) -> ExitCode {
     init_logging();
     let result = (|| {
-        let cfg = Config::load(&config).map_err(|e| ("config_invalid", e.to_string()))?;
+        let cfg = Config::load(&config).map_err(|e| (e.code(), e.to_string()))?;
         let rt = runtime()?;
         rt.block_on(async {
             let core = run::build_core(&cfg)?;

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 /// `"prompt"`, `{ env = "VAR" }` or `{ file = "/path" }` in TOML.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// Ask on the controlling terminal (no echo).
     Prompt,
@@ -19,6 +18,32 @@ pub enum SecretSource {
     File(PathBuf),
     /// Read an environment variable (the variable's name is in the config, not its value).
     Env(String),
+}
+
+/// The TOML forms; parsed through this so that a secret pasted into the config by
+/// mistake (`pin = "1234"`) is never echoed back in the parse error.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+enum Repr {
+    Prompt,
+    File(PathBuf),
+    Env(String),
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let repr = Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a secret source must be \"prompt\", { env = \"VAR\" } or { file = \"/path\" } \
+                 (the secret itself never goes in the config)",
+            )
+        })?;
+        Ok(match repr {
+            Repr::Prompt => SecretSource::Prompt,
+            Repr::File(p) => SecretSource::File(p),
+            Repr::Env(v) => SecretSource::Env(v),
+        })
+    }
 }
 
 /// Why a secret could not be obtained. Never carries the secret.
@@ -235,5 +260,9 @@ mod tests {
         assert_eq!(cfg.b, SecretSource::Env("TRON_SIGNER_PASSPHRASE".into()));
         assert_eq!(cfg.c, SecretSource::File("/run/secrets/pass".into()));
         assert!(toml::from_str::<Cfg>("a = \"stdin\"\nb = \"prompt\"\nc = \"prompt\"").is_err());
+        let e = toml::from_str::<Cfg>("a = \"hunter2\"\nb = \"prompt\"\nc = \"prompt\"")
+            .err()
+            .expect("a literal secret is refused");
+        assert!(!e.message().contains("hunter2"), "{}", e.message());
     }
 }

@@ -5,9 +5,12 @@
 //! the owner from the signatures we produced. `tests/interop/setup.sh` installs the
 //! pinned libraries into a local cache (registries only) the first time.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+use common::interop::{root, run, setup, verify_with_both};
 
 use secrecy::SecretBox;
 use serde_json::{json, Value};
@@ -16,61 +19,6 @@ use tron_signer::keys::SoftKey;
 
 /// Transactions per library; 2 x 150 = 300 in all.
 const PER_LIBRARY: usize = 150;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Env {
-    python: String,
-    node_modules: String,
-}
-
-fn setup() -> Env {
-    let out = Command::new("bash")
-        .arg(root().join("tests/interop/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tests/interop/setup.sh");
-    assert!(out.status.success(), "interop setup failed");
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("setup.sh printed no {key}"))
-            .to_owned()
-    };
-    Env {
-        python: get("INTEROP_PYTHON"),
-        node_modules: get("INTEROP_NODE_MODULES"),
-    }
-}
-
-fn run(env: &Env, program: &str, script: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let script = root().join("tests/interop").join(script);
-    let mut child = Command::new(program)
-        .arg(&script)
-        .args(args)
-        .env("INTEROP_NODE_MODULES", &env.node_modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {program} {}: {e}", script.display()));
-    let mut pipe = child.stdin.take().expect("stdin");
-    let input = stdin.unwrap_or("").to_owned();
-    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("wait");
-    writer.join().expect("writer thread").expect("write stdin");
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
@@ -131,15 +79,6 @@ fn lines(text: &str) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
-}
-
-fn verify_with_both(env: &Env, ours: &[Value]) {
-    let input: String = ours.iter().map(|v| format!("{v}\n")).collect();
-    let want = format!("{} passed, 0 failed", ours.len());
-    let tw = run(env, "node", "verify_tronweb.js", &[], Some(&input));
-    assert!(tw.contains(&want), "TronWeb verify: {tw}");
-    let tp = run(env, &env.python, "verify_tronpy.py", &[], Some(&input));
-    assert!(tp.contains(&want), "tronpy verify: {tp}");
 }
 
 #[test]

@@ -332,7 +332,9 @@ fn token_removed_then_restored() {
         std::fs::rename(tokens, &aside).unwrap();
         for i in 0..3u8 {
             match sign_once(&key, &[b'r', i]) {
-                Err(KeyError::Unavailable { backend, detail }) => {
+                Err(KeyError::Unavailable {
+                    backend, detail, ..
+                }) => {
                     assert_eq!(backend, "pkcs11");
                     eprintln!("token gone: {detail}");
                 }

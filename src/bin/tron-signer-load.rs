@@ -1,6 +1,8 @@
 //! Load generator for the signer's gRPC `Sign`: closed-loop with N concurrent clients, or
 //! open-loop at a fixed rate, reporting signs/s, p50/p99 latency and the server's peak RSS
-//! beside the raw single-core k256 sign rate measured in the same run.
+//! beside the raw single-core k256 sign rate measured in the same run — or, with
+//! `--raw-pkcs11-module`, beside the raw `C_Sign` rate of the server's own token (threads
+//! each with a logged-in session, measured before and after the load and averaged).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,6 +85,81 @@ struct Args {
     /// Prefix for payout ids, so runs do not collide.
     #[arg(long, default_value = "load")]
     run_id: String,
+    /// Compare with raw C_Sign on this PKCS#11 module instead of k256.
+    #[arg(long, value_name = "PATH", requires_all = ["raw_pkcs11_token", "raw_pkcs11_key", "raw_pkcs11_pin_env"])]
+    raw_pkcs11_module: Option<std::path::PathBuf>,
+    /// Token label for the raw C_Sign measurement.
+    #[arg(long)]
+    raw_pkcs11_token: Option<String>,
+    /// Label of the private key to C_Sign with.
+    #[arg(long)]
+    raw_pkcs11_key: Option<String>,
+    /// Environment variable holding the user PIN.
+    #[arg(long)]
+    raw_pkcs11_pin_env: Option<String>,
+    /// Threads (each with its own session) for the raw C_Sign measurement.
+    #[arg(long, default_value_t = 2)]
+    raw_threads: usize,
+}
+
+/// Raw `C_Sign(CKM_ECDSA)` over 32-byte digests: `threads` threads, each with its own
+/// logged-in session, for `seconds`. The ceiling any PKCS#11 signing service can reach.
+fn raw_pkcs11_rate(
+    args: &Args,
+    module: &std::path::Path,
+    seconds: f64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, ObjectClass};
+    use tron_signer::keys::pkcs11::context::{find_slot, open_logged_in};
+
+    let (Some(token), Some(key), Some(pin_env)) = (
+        &args.raw_pkcs11_token,
+        &args.raw_pkcs11_key,
+        &args.raw_pkcs11_pin_env,
+    ) else {
+        return Err("--raw-pkcs11-module needs --raw-pkcs11-token, -key and -pin-env".into());
+    };
+    let pin = tron_signer::secret_source::SecretSource::Env(pin_env.clone()).read_secret("PIN")?;
+    let m = tron_signer::keys::pkcs11::module(module)?;
+    let _gate = m.enter();
+    let ctx = m.context();
+    let slot = find_slot(ctx, token)?;
+    let mut sessions = Vec::new();
+    for _ in 0..args.raw_threads.max(1) {
+        let s = open_logged_in(ctx, slot, false, &pin)?;
+        let handles = s.find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(key.as_bytes().to_vec()),
+        ])?;
+        let [h] = handles[..] else {
+            return Err(format!("{} private keys labelled {key:?}", handles.len()).into());
+        };
+        sessions.push((s, h));
+    }
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(t, (s, h))| {
+                scope.spawn(move || {
+                    let mut n = 0u64;
+                    let mut digest = [t as u8; 32];
+                    while start.elapsed().as_secs_f64() < seconds {
+                        match s.sign(&Mechanism::Ecdsa, h, &digest) {
+                            Ok(rs) => digest[..8].copy_from_slice(&rs[..8]),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    });
+    Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
 fn now_ms() -> i64 {
@@ -109,8 +186,9 @@ fn raw_data(owner: Address, to: Address, token: Option<Address>, amount: u64, n:
             ref_block_bytes: [(n >> 8) as u8, n as u8],
             ref_block_hash: (n).to_be_bytes(),
             expiration: now + 60_000,
-            // Unique per request, so every txid differs.
-            timestamp: now * 1000 + (n % 1000) as i64,
+            // Milliseconds, like the chain (the policy checks it against the clock); txids
+            // stay distinct through the reference block fields.
+            timestamp: now,
             fee_limit: if token.is_some() { 30_000_000 } else { 0 },
             memo: Vec::new(),
             permission_id: 0,
@@ -240,7 +318,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let token = args.token.as_deref().map(str::parse).transpose()?;
 
-    let raw_rate = raw_sign_rate(args.raw_seconds);
+    let raw_before = match &args.raw_pkcs11_module {
+        Some(m) => Some(raw_pkcs11_rate(&args, m, args.raw_seconds)?),
+        None => None,
+    };
+    let raw_rate = match raw_before {
+        Some(r) => r,
+        None => raw_sign_rate(args.raw_seconds),
+    };
 
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
@@ -331,6 +416,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // Measured again after the load, so drift on a shared machine shows and averages out.
+    let raw_after = match &args.raw_pkcs11_module {
+        Some(m) => Some(raw_pkcs11_rate(&args, m, args.raw_seconds)?),
+        None => None,
+    };
     let mut lat = std::mem::take(&mut *latencies.lock().await);
     lat.sort_unstable();
     let ok = lat.len() as f64;
@@ -349,11 +439,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("throughput        {rate:.0} signs/s");
     println!("latency p50       {:.2} ms", percentile(&lat, 0.50));
     println!("latency p99       {:.2} ms", percentile(&lat, 0.99));
-    println!("raw k256 sign     {raw_rate:.0}/s on one core (same run)");
-    println!(
-        "ratio             {:.2} x raw single-core rate",
-        rate / raw_rate
-    );
+    if let (Some(before), Some(after)) = (raw_before, raw_after) {
+        let raw = (before + after) / 2.0;
+        println!(
+            "raw C_Sign        {raw:.0}/s with {} threads (before {before:.0}/s, after {after:.0}/s)",
+            args.raw_threads
+        );
+        println!("ratio             {:.2} x raw C_Sign rate", rate / raw);
+    } else {
+        println!("raw k256 sign     {raw_rate:.0}/s on one core (same run)");
+        println!(
+            "ratio             {:.2} x raw single-core rate",
+            rate / raw_rate
+        );
+    }
     if let Some(kib) = rss {
         println!("server peak RSS   {:.1} MiB", kib as f64 / 1024.0);
     }

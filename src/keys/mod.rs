@@ -1,6 +1,7 @@
 //! Key backends. Each turns a txid into a low-S `r || s || v` signature without ever
 //! exposing the private key; the service only sees [`KeyBackend`].
 
+pub mod cli;
 pub mod pkcs11;
 pub mod soft;
 
@@ -36,21 +37,33 @@ pub enum KeyError {
     #[error("{backend} backend unavailable: {detail}")]
     Unavailable {
         backend: &'static str,
+        /// The backend's own stable code (e.g. `pkcs11_token_not_found`), which callers
+        /// see as the reason code so an operator knows what to fix.
+        reason: &'static str,
         detail: String,
     },
     /// The backend answered, but not with a usable signature.
     #[error("{backend} backend failed to sign: {detail}")]
     Failed {
         backend: &'static str,
+        reason: &'static str,
         detail: String,
     },
 }
 
 impl KeyError {
+    /// Which of the two kinds this is.
     pub fn code(&self) -> &'static str {
         match self {
             KeyError::Unavailable { .. } => "key_backend_unavailable",
             KeyError::Failed { .. } => "key_backend_failed",
+        }
+    }
+
+    /// The backend's specific code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            KeyError::Unavailable { reason, .. } | KeyError::Failed { reason, .. } => reason,
         }
     }
 }

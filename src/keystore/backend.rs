@@ -23,10 +23,12 @@ impl KeystoreKey {
             .get(&self.address)
             .ok_or_else(|| KeyError::Failed {
                 backend: "soft",
+                reason: "soft_key_missing",
                 detail: format!("key {} is no longer in the keystore", self.address),
             })?;
         key.sign_txid(txid).map_err(|e| KeyError::Failed {
             backend: "soft",
+            reason: "soft_sign_failed",
             detail: e.to_string(),
         })
     }

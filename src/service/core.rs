@@ -503,12 +503,16 @@ fn refusal(kind: RefusalKind, code: &str, message: String) -> Refusal {
     }
 }
 
+/// Both kinds are UNAVAILABLE to the caller (nothing was signed; the ledger reservation is
+/// released, so the same payout may be retried), and the reason code is the backend's own
+/// (`pkcs11_token_not_found`, `pkcs11_session_lost`, ...), so monitoring can tell a pulled
+/// token from a wrong key without parsing messages.
 fn key_refusal(e: &KeyError) -> Refusal {
     let kind = match e {
         KeyError::Unavailable { .. } => RefusalKind::Unavailable,
         KeyError::Failed { .. } => RefusalKind::Unavailable,
     };
-    refusal(kind, e.code(), e.to_string())
+    refusal(kind, e.reason(), e.to_string())
 }
 
 /// Payout ids are idempotency keys: short, printable ASCII, no spaces.

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::config::Config;
-use crate::keys::KeyRing;
+use crate::config::{Config, KeystoreConfig, Pkcs11Section};
+use crate::keys::pkcs11::{self, Pkcs11Error};
+use crate::keys::{KeyBackend, KeyRing};
 use crate::keystore::{backend, Keystore, KeystoreError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, PolicyLoadError};
@@ -21,6 +22,14 @@ use crate::service::Core;
 pub enum StartError {
     #[error("keystore passphrase: {0}")]
     Passphrase(#[from] SecretSourceError),
+    #[error("PKCS#11 user PIN: {0}")]
+    Pin(SecretSourceError),
+    #[error("PKCS#11 token {token:?} via {module}: {source}")]
+    Pkcs11 {
+        module: String,
+        token: String,
+        source: Pkcs11Error,
+    },
     #[error("keystore {path}: {source}")]
     Keystore { path: String, source: KeystoreError },
     #[error("policy refused, not starting:\n{0}")]
@@ -37,7 +46,8 @@ impl StartError {
     /// Stable code, for scripts that start the service.
     pub fn code(&self) -> &'static str {
         match self {
-            StartError::Passphrase(e) => e.code(),
+            StartError::Passphrase(e) | StartError::Pin(e) => e.code(),
+            StartError::Pkcs11 { source, .. } => source.code(),
             StartError::Keystore { source, .. } => source.code(),
             StartError::Policy(e) => e.code(),
             StartError::Ledger(e) => e.code(),
@@ -47,24 +57,34 @@ impl StartError {
     }
 }
 
-/// Builds the decision core from a configuration, reading the passphrase from its source.
+/// Builds the decision core from a configuration, reading the keystore passphrase and the
+/// PKCS#11 PIN from their sources.
 pub fn build_core(cfg: &Config) -> Result<Arc<Core>, StartError> {
-    let passphrase = cfg.keystore.passphrase.read_secret("keystore passphrase")?;
-    build_core_with(cfg, passphrase)
+    let passphrase = match &cfg.keystore {
+        Some(ks) => Some(ks.passphrase.read_secret("keystore passphrase")?),
+        None => None,
+    };
+    build_core_from(cfg, passphrase)
 }
 
-/// Builds the decision core with a passphrase already in hand.
+/// Builds the decision core with the keystore passphrase already in hand (the PKCS#11
+/// PIN, if any, still comes from its source).
 pub fn build_core_with(cfg: &Config, passphrase: SecretString) -> Result<Arc<Core>, StartError> {
-    let store =
-        Keystore::open(&cfg.keystore.path, &passphrase).map_err(|source| StartError::Keystore {
-            path: cfg.keystore.path.display().to_string(),
-            source,
-        })?;
-    drop(passphrase);
-    let policy = policy::load_file(&cfg.policy)?;
+    build_core_from(cfg, Some(passphrase))
+}
+
+fn build_core_from(
+    cfg: &Config,
+    passphrase: Option<SecretString>,
+) -> Result<Arc<Core>, StartError> {
     let mut keys = KeyRing::default();
-    let n = backend::add_to_ring(Arc::new(store), &mut keys).map_err(StartError::DuplicateKey)?;
-    tracing::info!(keys = n, "keystore unlocked");
+    if let (Some(ks), Some(passphrase)) = (&cfg.keystore, passphrase) {
+        add_keystore(ks, passphrase, &mut keys)?;
+    }
+    if let Some(section) = &cfg.pkcs11 {
+        add_pkcs11(section, &mut keys)?;
+    }
+    let policy = policy::load_file(&cfg.policy)?;
     for k in policy.policy.keys() {
         if keys.get(k).is_none() {
             tracing::warn!(key = %k, "the policy names a key that is not loaded; requests for it are refused");
@@ -76,6 +96,54 @@ pub fn build_core_with(cfg: &Config, passphrase: SecretString) -> Result<Arc<Cor
     let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, clock())?;
     tracing::info!(policy = %policy.hash_hex(), name = %policy.name, "policy in force");
     Ok(Arc::new(Core::new(keys, policy, ledger, clock)))
+}
+
+fn add_keystore(
+    ks: &KeystoreConfig,
+    passphrase: SecretString,
+    keys: &mut KeyRing,
+) -> Result<(), StartError> {
+    let store = Keystore::open(&ks.path, &passphrase).map_err(|source| StartError::Keystore {
+        path: ks.path.display().to_string(),
+        source,
+    })?;
+    drop(passphrase);
+    let n = backend::add_to_ring(Arc::new(store), keys).map_err(StartError::DuplicateKey)?;
+    tracing::info!(keys = n, "keystore unlocked");
+    Ok(())
+}
+
+/// Opens the token, logs in and loads every configured key. Blocking (PKCS#11 calls),
+/// which is acceptable once at startup. Any failure stops the start: a wrong PIN is never
+/// retried (that would lock it), and a key the config names but the token lacks is an
+/// operator's mistake, not a transient fault.
+fn add_pkcs11(section: &Pkcs11Section, keys: &mut KeyRing) -> Result<(), StartError> {
+    let pin = section
+        .pin
+        .read_secret("PKCS#11 user PIN")
+        .map_err(StartError::Pin)?;
+    let cfg = &section.token;
+    let (token, loaded) = pkcs11::load_backends(cfg, pin).map_err(|source| StartError::Pkcs11 {
+        module: cfg.module.display().to_string(),
+        token: cfg.token_label.clone(),
+        source,
+    })?;
+    for key in loaded {
+        tracing::info!(
+            address = %key.address(),
+            key = %key.selector(),
+            token = %cfg.token_label,
+            "PKCS#11 key loaded"
+        );
+        keys.insert(Arc::new(key))
+            .map_err(StartError::DuplicateKey)?;
+    }
+    tracing::info!(
+        sessions = token.stats().sessions_live,
+        token = %cfg.token_label,
+        "PKCS#11 token logged in"
+    );
+    Ok(())
 }
 
 /// Runs the service until `shutdown` resolves, reloading the policy on SIGHUP.

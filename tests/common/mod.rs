@@ -1,6 +1,9 @@
 //! Starts the real `tron-signer` binary on a temporary data directory and talks gRPC to it.
 #![allow(dead_code)]
 
+pub mod interop;
+pub mod softhsm;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -148,21 +151,14 @@ pub struct Setup {
     pub keystore: PathBuf,
     pub socket: PathBuf,
     pub data_dir: PathBuf,
+    /// Extra environment for every `tron-signer` this setup runs (e.g. SOFTHSM2_CONF).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
     /// Imports `keys` (label, secret hex) and writes `policy`.
     pub fn new(keys: &[(&str, &str)], policy: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_owned();
-        let setup = Setup {
-            config: root.join("signer.toml"),
-            policy: root.join("policy.toml"),
-            keystore: root.join("keys.tks"),
-            socket: root.join("signer.sock"),
-            data_dir: root.join("data"),
-            dir,
-        };
+        let setup = Setup::bare(policy);
         for (label, secret) in keys {
             let out = setup.keys_import(label, secret);
             assert!(
@@ -171,19 +167,42 @@ impl Setup {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        setup.write_config(&format!(
+            "[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n",
+            setup.keystore.display()
+        ));
+        setup
+    }
+
+    /// A directory with `policy` written and no config yet.
+    pub fn bare(policy: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        let setup = Setup {
+            config: root.join("signer.toml"),
+            policy: root.join("policy.toml"),
+            keystore: root.join("keys.tks"),
+            socket: root.join("signer.sock"),
+            data_dir: root.join("data"),
+            env: Vec::new(),
+            dir,
+        };
         std::fs::write(&setup.policy, policy).expect("write policy");
+        setup
+    }
+
+    /// Writes the config: listen, data dir and policy, then `key_sections` as given.
+    pub fn write_config(&self, key_sections: &str) {
         std::fs::write(
-            &setup.config,
+            &self.config,
             format!(
-                "listen = \"unix:{}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n",
-                setup.socket.display(),
-                setup.data_dir.display(),
-                setup.policy.display(),
-                setup.keystore.display()
+                "listen = \"unix:{}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n{key_sections}",
+                self.socket.display(),
+                self.data_dir.display(),
+                self.policy.display(),
             ),
         )
         .expect("write config");
-        setup
     }
 
     pub fn keys_import(&self, label: &str, secret: &str) -> Output {
@@ -212,6 +231,7 @@ impl Setup {
         Command::new(BIN)
             .args(args)
             .env(PASSPHRASE_VAR, PASSPHRASE)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run tron-signer")
     }
@@ -236,6 +256,7 @@ impl Setup {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env(PASSPHRASE_VAR, passphrase)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file)

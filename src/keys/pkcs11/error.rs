@@ -219,11 +219,13 @@ impl From<Pkcs11Error> for KeyError {
         if e.is_transient() {
             KeyError::Unavailable {
                 backend: super::BACKEND,
+                reason: e.code(),
                 detail,
             }
         } else {
             KeyError::Failed {
                 backend: super::BACKEND,
+                reason: e.code(),
                 detail,
             }
         }
@@ -360,6 +362,7 @@ mod tests {
             assert!(e.is_transient());
             let k = KeyError::from(e);
             assert_eq!(k.code(), "key_backend_unavailable");
+            assert_eq!(k.reason(), code);
             assert!(k.to_string().contains("pkcs11"));
         }
         let e = Pkcs11Error::from_cryptoki(
