@@ -677,11 +677,13 @@ mod tests {
             let r = if self.down.load(Ordering::SeqCst) {
                 Err(KeyError::Unavailable {
                     backend: "test",
+                    reason: "test_device_off",
                     detail: "device switched off".into(),
                 })
             } else {
                 self.key.sign_txid(txid).map_err(|e| KeyError::Failed {
                     backend: "test",
+                    reason: "test_sign_failed",
                     detail: e.to_string(),
                 })
             };
@@ -793,7 +795,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
-        assert_eq!(r.code, "key_backend_unavailable");
+        assert_eq!(r.code, "test_device_off");
         assert!(r.audit_sequence.is_some());
         key.down.store(false, Ordering::SeqCst);
         let s = core
