@@ -24,7 +24,7 @@ enum Cli {
     /// allowlist for the first key, and a config for `tron-signer serve`.
     Prepare(PrepareArgs),
     /// Drive Sign against a running signer.
-    Run(Args),
+    Run(Box<Args>),
 }
 
 #[derive(clap::Args)]
@@ -295,7 +295,7 @@ windows = [
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match Cli::parse() {
         Cli::Prepare(p) => return prepare(&p),
-        Cli::Run(a) => a,
+        Cli::Run(a) => *a,
     };
     let owner: Address = args.key.parse()?;
     let mut to: Vec<Address> = args
