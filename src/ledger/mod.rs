@@ -114,6 +114,11 @@ impl Inner {
     }
 }
 
+/// redb's page cache. The hot path only appends and reads recent pages (lookups by txid hit
+/// the in-memory state first), so a small cache keeps the signer's memory bounded without
+/// costing throughput; redb's default would let it grow to a gigabyte.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Handle on the ledger; cheap to clone, all clones share one database and one writer thread.
 #[derive(Clone)]
 pub struct Ledger {
@@ -161,6 +166,7 @@ impl Ledger {
         let existed = path.exists();
         let db = Database::builder()
             .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| open_err(&path, e))?;
         if !existed {
