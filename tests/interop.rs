@@ -126,3 +126,139 @@ fn tronweb_and_tronpy_agree_with_us() {
         assert!(!out.status.success(), "verifier accepted a wrong owner");
     }
 }
+
+/// Transactions built by the broadcaster's builder for the TronWeb decode check.
+const BROADCASTER_CASES: u64 = 50;
+
+/// A deterministic value from sha256(`tag/i`), so failures reproduce.
+fn draw(tag: &str, i: u64) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("broadcaster-interop/{tag}/{i}").as_bytes()).into()
+}
+
+fn draw_u64(tag: &str, i: u64) -> u64 {
+    let b = draw(tag, i);
+    u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+fn draw_address(tag: &str, i: u64) -> tron_proto::Address {
+    let b = draw(tag, i);
+    tron_proto::Address::from_evm(b[..20].try_into().expect("20 bytes"))
+}
+
+#[test]
+fn tronweb_decodes_broadcaster_transactions_to_the_same_fields() {
+    use tron_broadcaster::builder::{build, BuildParams, HeadBlock, Transfer};
+    use tron_broadcaster::model::Asset;
+
+    let usdt = [
+        "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", // mainnet
+        "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf", // Nile
+    ];
+    let mut cases = Vec::new();
+    for i in 0..BROADCASTER_CASES {
+        let asset = if i % 2 == 0 { Asset::Trx } else { Asset::Usdt };
+        // Short and long varints both: pick a magnitude, then a value below it.
+        let cap = 10u64.pow((draw_u64("digits", i) % 15 + 1) as u32);
+        let amount_units = draw_u64("amount", i) % cap + 1;
+        let head = HeadBlock {
+            number: draw_u64("number", i) % (1 << 40),
+            id: draw("id", i),
+            timestamp_ms: 1_767_225_600_000 + (draw_u64("ts", i) % 31_536_000_000) as i64,
+        };
+        let params = BuildParams {
+            usdt_contract: usdt[(i / 2 % 2) as usize].parse().expect("usdt"),
+            fee_limit_sun: (draw_u64("fee", i) % 15_000 + 1) as i64 * 1_000_000,
+            expiration_ms: (60 + draw_u64("exp", i) % (24 * 3600 - 60)) as i64 * 1000,
+        };
+        let transfer = Transfer {
+            asset,
+            owner: draw_address("owner", i),
+            to: draw_address("to", i),
+            amount_units,
+        };
+        let built = build(&transfer, &head, &params).expect("build");
+        cases.push((
+            built.txid,
+            json!({
+                "raw_data_hex": hex::encode(&built.raw_data),
+                "owner": transfer.owner.to_base58(),
+                "to": transfer.to.to_base58(),
+                "token": match asset {
+                    Asset::Trx => Value::Null,
+                    Asset::Usdt => params.usdt_contract.to_base58().into(),
+                },
+                "amount": amount_units.to_string(),
+                "expiration": built.expiration_ms,
+                "timestamp": head.timestamp_ms,
+                "fee_limit": match asset { Asset::Trx => 0, Asset::Usdt => params.fee_limit_sun },
+                "ref_block_bytes": hex::encode(head.ref_block_bytes()),
+                "ref_block_hash": hex::encode(head.ref_block_hash()),
+            }),
+        ));
+    }
+    let env = setup();
+    let input: String = cases.iter().map(|(_, c)| format!("{c}\n")).collect();
+    let decoded = lines(&run(&env, "node", "decode_tronweb.js", &[], Some(&input)));
+    assert_eq!(decoded.len(), cases.len());
+    for ((txid, want), got) in cases.iter().zip(&decoded) {
+        for key in [
+            "owner",
+            "to",
+            "token",
+            "amount",
+            "expiration",
+            "timestamp",
+            "fee_limit",
+            "ref_block_bytes",
+            "ref_block_hash",
+        ] {
+            assert_eq!(
+                got[key], want[key],
+                "{key}: TronWeb read {got}, we built {want}"
+            );
+        }
+        // The shape the signer's strict decoder insists on, as TronWeb sees it.
+        assert_eq!(got["ref_block_num"], 0, "{got}");
+        assert_eq!(got["memo"], "", "{got}");
+        assert_eq!(s(got, "txid"), hex::encode(txid));
+        if !want["token"].is_null() {
+            assert_eq!(got["call_value"], 0, "{got}");
+        }
+        // And our own signer's decoder reads the same bytes the same way.
+        let raw = hex::decode(s(want, "raw_data_hex")).expect("hex");
+        let d = decode(&raw).unwrap_or_else(|e| panic!("signer refuses {want}: {e}"));
+        assert_eq!(d.intent.owner().to_base58(), s(want, "owner"));
+        assert_eq!(d.intent.to().to_base58(), s(want, "to"));
+        assert_eq!(d.intent.amount().to_string(), s(want, "amount"));
+    }
+
+    // Negative control: the script must notice a field that is not what the bytes say.
+    let mut wrong = cases[1].1.clone();
+    wrong["amount"] = (wrong["amount"]
+        .as_str()
+        .and_then(|a| a.parse::<u64>().ok())
+        .expect("amount")
+        + 1)
+    .to_string()
+    .into();
+    let status = Command::new("node")
+        .arg(root().join("tests/interop/decode_tronweb.js"))
+        .env("INTEROP_NODE_MODULES", &env.node_modules)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{wrong}\n").as_bytes())?;
+            c.wait()
+        })
+        .expect("run decode_tronweb.js");
+    assert!(
+        !status.success(),
+        "decode_tronweb.js accepted a wrong amount"
+    );
+}

@@ -1,19 +1,18 @@
 //! The broadcaster's side of the air gap: export unsigned transactions to a batch file,
 //! import the signed answer.
 //!
-//! The file format here is the contract agreed with `tron-signer batch sign`
-//! (`tron_proto::batch` on the signer side): a versioned JSON document whose `checksum` is
-//! the SHA-256 of the document serialised without it. It is kept in this one module so it
-//! can be swapped for the shared types in one place.
+//! The file format is `tron_proto::batch`, the one `tron-signer batch sign` reads and
+//! writes: versioned, checksummed JSON. What `batch export` writes is exactly what the
+//! signer reads, and what the signer writes is exactly what `batch import` reads.
 //!
 //! Import trusts nothing in the file but the signature bytes and the refusal reasons: the
 //! txid is recomputed from the raw bytes this broadcaster stored at export, and every
-//! signature must recover to the configured owner over that txid.
+//! signature must recover to the configured owner over that txid. The signed transaction
+//! that is broadcast is rebuilt from our own bytes.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use tron_proto::batch::{SignedBatch, SignedItem, UnsignedBatch, UnsignedItem};
 
 use crate::builder::HeadBlock;
 use crate::model::{now_ms, Origin, Reason, Status};
@@ -22,76 +21,7 @@ use crate::pipeline::{can_still_land, Pipeline, StepError};
 use crate::signer::{self, SignOutcome};
 use crate::store::StoreError;
 
-/// Format version written and accepted.
-pub const VERSION: u32 = 1;
-pub const KIND_REQUEST: &str = "tron-signer-batch-request";
-pub const KIND_RESPONSE: &str = "tron-signer-batch-response";
-
-/// One transaction to sign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestItem {
-    pub payout_id: String,
-    /// The signing key's address (Base58).
-    pub key: String,
-    /// `Transaction.raw` bytes, hex.
-    pub raw_data: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestBody {
-    pub version: u32,
-    pub kind: String,
-    pub created_at_ms: i64,
-    pub items: Vec<RequestItem>,
-}
-
-/// A signature the offline signer produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedItem {
-    pub payout_id: String,
-    pub key: String,
-    pub txid: String,
-    /// 65 bytes `r || s || v`, hex.
-    pub signature: String,
-    /// The signed `Transaction`, hex (ignored: rebuilt from our own bytes).
-    #[serde(default)]
-    pub signed_transaction: String,
-}
-
-/// A refusal the offline signer recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefusedItem {
-    pub payout_id: String,
-    pub key: String,
-    #[serde(default)]
-    pub txid: String,
-    pub reason_code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResponseBody {
-    pub version: u32,
-    pub kind: String,
-    pub created_at_ms: i64,
-    pub signed: Vec<SignedItem>,
-    pub refused: Vec<RefusedItem>,
-}
-
-/// A body and its checksum, as stored in the file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sealed<B> {
-    #[serde(flatten)]
-    pub body: B,
-    pub checksum: String,
-}
-
-/// Why a batch could not be written or read.
+/// Why a batch could not be written or read. A file refused here is not acted on at all.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     #[error("batch file {path}: {source}")]
@@ -100,14 +30,14 @@ pub enum BatchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("batch file is not a valid batch document: {0}")]
-    Format(String),
-    #[error("batch version {0} is not supported (expected {VERSION})")]
-    Version(u32),
-    #[error("batch kind {0:?} is not {1:?}")]
-    Kind(String, &'static str),
-    #[error("batch checksum mismatch: the file was altered or truncated")]
-    Checksum,
+    /// Envelope, version, kind, checksum, hex or duplicate ids: see `tron_proto::batch`.
+    #[error("batch file refused, nothing imported: {0}")]
+    File(#[from] tron_proto::batch::BatchError),
+    #[error("batch file is for network {found:?}, this broadcaster runs on {expected:?}")]
+    NetworkMismatch {
+        expected: &'static str,
+        found: String,
+    },
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
@@ -120,10 +50,8 @@ impl BatchError {
     pub fn code(&self) -> &'static str {
         match self {
             BatchError::Io { .. } => "batch_io",
-            BatchError::Format(_) => "batch_format",
-            BatchError::Version(_) => "batch_version",
-            BatchError::Kind(..) => "batch_kind",
-            BatchError::Checksum => "batch_checksum",
+            BatchError::File(e) => e.code(),
+            BatchError::NetworkMismatch { .. } => "batch_network_mismatch",
             BatchError::Node(e) => e.code(),
             BatchError::Store(e) => e.code(),
             BatchError::Step(_) => "batch_step",
@@ -139,30 +67,6 @@ impl From<StepError> for BatchError {
             StepError::Retry(m) => BatchError::Step(m),
         }
     }
-}
-
-fn checksum<B: Serialize>(body: &B) -> Result<String, BatchError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| BatchError::Format(e.to_string()))?;
-    Ok(hex::encode(Sha256::digest(bytes)))
-}
-
-/// Serialises `body` with its checksum.
-pub fn seal<B: Serialize + Clone>(body: &B) -> Result<Vec<u8>, BatchError> {
-    let sealed = Sealed {
-        body: body.clone(),
-        checksum: checksum(body)?,
-    };
-    serde_json::to_vec_pretty(&sealed).map_err(|e| BatchError::Format(e.to_string()))
-}
-
-/// Parses and checks a sealed document.
-pub fn open<B: Serialize + for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<B, BatchError> {
-    let sealed: Sealed<B> =
-        serde_json::from_slice(bytes).map_err(|e| BatchError::Format(e.to_string()))?;
-    if checksum(&sealed.body)? != sealed.checksum {
-        return Err(BatchError::Checksum);
-    }
-    Ok(sealed.body)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
@@ -237,19 +141,21 @@ pub async fn export(pipeline: &Pipeline, out: &Path) -> Result<ExportReport, Bat
         report
             .items
             .push((p.id.clone(), attempt.txid.clone(), attempt.expiration_ms));
-        items.push(RequestItem {
+        let raw_data = hex::decode(&attempt.raw_data).map_err(|e| {
+            BatchError::Step(format!("stored raw_data of {} unreadable: {e}", p.id))
+        })?;
+        items.push(UnsignedItem {
             payout_id: p.id.clone(),
             key: key.to_base58(),
-            raw_data: attempt.raw_data.clone(),
+            raw_data,
         });
     }
-    let body = RequestBody {
-        version: VERSION,
-        kind: KIND_REQUEST.into(),
+    let batch = UnsignedBatch {
         created_at_ms: now_ms(),
+        network: pipeline.settings().network.as_str().to_owned(),
         items,
     };
-    write_atomic(out, &seal(&body)?)?;
+    write_atomic(out, &batch.to_json_bytes())?;
     Ok(report)
 }
 
@@ -269,24 +175,42 @@ pub async fn import(pipeline: &Pipeline, file: &Path) -> Result<ImportReport, Ba
         path: file.display().to_string(),
         source,
     })?;
-    let body: ResponseBody = open(&bytes)?;
-    if body.version != VERSION {
-        return Err(BatchError::Version(body.version));
-    }
-    if body.kind != KIND_RESPONSE {
-        return Err(BatchError::Kind(body.kind, KIND_RESPONSE));
+    let batch = SignedBatch::from_json_bytes(&bytes)?;
+    let expected = pipeline.settings().network.as_str();
+    if batch.network != expected {
+        return Err(BatchError::NetworkMismatch {
+            expected,
+            found: batch.network,
+        });
     }
     let mut report = ImportReport::default();
-    for item in &body.signed {
-        match apply_signature(pipeline, item) {
-            Ok(()) => report.signed.push(item.payout_id.clone()),
-            Err((code, m)) => report.rejected.push((item.payout_id.clone(), code, m)),
-        }
-    }
-    for item in &body.refused {
-        match apply_refusal(pipeline, item) {
-            Ok(()) => report.denied.push(item.payout_id.clone()),
-            Err((code, m)) => report.rejected.push((item.payout_id.clone(), code, m)),
+    for item in &batch.items {
+        let id = item.payout_id().to_owned();
+        match item {
+            SignedItem::Signed {
+                payout_id,
+                txid,
+                signature,
+                signed_transaction,
+            } => match apply_signature(pipeline, payout_id, txid, signature, signed_transaction) {
+                Ok(()) => report.signed.push(id),
+                Err((code, m)) => report.rejected.push((id, code, m)),
+            },
+            SignedItem::Refused {
+                payout_id,
+                txid,
+                reason_code,
+                message,
+            } => {
+                let reason = Reason {
+                    code: reason_code.clone(),
+                    message: message.clone(),
+                };
+                match apply_refusal(pipeline, payout_id, txid.as_ref(), reason) {
+                    Ok(()) => report.denied.push(id),
+                    Err((code, m)) => report.rejected.push((id, code, m)),
+                }
+            }
         }
     }
     let tick = pipeline.tick().await;
@@ -319,32 +243,38 @@ fn awaiting(
     }
 }
 
-fn apply_signature(pipeline: &Pipeline, item: &SignedItem) -> ItemResult {
+fn apply_signature(
+    pipeline: &Pipeline,
+    payout_id: &str,
+    file_txid: &[u8; 32],
+    signature: &[u8; 65],
+    file_signed_transaction: &[u8],
+) -> ItemResult {
     let key = pipeline.settings().key;
-    if item.key != key.to_base58() && item.key != key.to_hex() {
-        return Err((
-            "key_mismatch",
-            format!("item is for key {}, not {key}", item.key),
-        ));
-    }
-    let a = awaiting(pipeline, &item.payout_id)?;
+    let a = awaiting(pipeline, payout_id)?;
     if a.signed_transaction.is_some() {
         return Ok(()); // imported before: idempotent
     }
     let raw = hex::decode(&a.raw_data).map_err(|e| ("stored_raw_unreadable", e.to_string()))?;
-    let txid = hex::encode(tron_proto::txid(&raw));
-    if !item.txid.eq_ignore_ascii_case(&txid) {
+    let txid = tron_proto::txid(&raw);
+    if file_txid != &txid {
         return Err((
             "txid_mismatch",
             format!(
-                "item txid {} is not the exported transaction {txid}",
-                item.txid
+                "item txid {} is not the exported transaction {}",
+                hex::encode(file_txid),
+                hex::encode(txid)
             ),
         ));
     }
-    let sig = hex::decode(&item.signature)
-        .map_err(|_| ("signature_invalid", "signature is not hex".to_owned()))?;
-    let stx = match signer::verify(&key, &raw, sig, Vec::new()) {
+    // The signature is checked over the txid of our own bytes; the signed transaction we
+    // broadcast is rebuilt from those bytes (and the file's copy must be the same).
+    let stx = match signer::verify(
+        &key,
+        &raw,
+        signature.to_vec(),
+        file_signed_transaction.to_vec(),
+    ) {
         SignOutcome::Signed {
             signed_transaction, ..
         } => signed_transaction,
@@ -352,10 +282,11 @@ fn apply_signature(pipeline: &Pipeline, item: &SignedItem) -> ItemResult {
             return Err(("signature_invalid", m))
         }
     };
+    let txid_hex = hex::encode(txid);
     pipeline
         .store()
-        .update(&item.payout_id, |p| -> Result<(), StoreError> {
-            if let Some(cur) = p.current_mut().filter(|c| c.txid == txid) {
+        .update(payout_id, |p| -> Result<(), StoreError> {
+            if let Some(cur) = p.current_mut().filter(|c| c.txid == txid_hex) {
                 cur.signed_transaction = Some(hex::encode(&stx));
             }
             p.updated_at_ms = now_ms();
@@ -365,24 +296,28 @@ fn apply_signature(pipeline: &Pipeline, item: &SignedItem) -> ItemResult {
     Ok(())
 }
 
-fn apply_refusal(pipeline: &Pipeline, item: &RefusedItem) -> ItemResult {
-    let a = awaiting(pipeline, &item.payout_id)?;
-    if !item.txid.is_empty() && !item.txid.eq_ignore_ascii_case(&a.txid) {
-        return Err((
-            "txid_mismatch",
-            format!(
-                "refusal is for {}, not the exported transaction {}",
-                item.txid, a.txid
-            ),
-        ));
+fn apply_refusal(
+    pipeline: &Pipeline,
+    payout_id: &str,
+    file_txid: Option<&[u8; 32]>,
+    reason: Reason,
+) -> ItemResult {
+    let a = awaiting(pipeline, payout_id)?;
+    if let Some(t) = file_txid {
+        let t = hex::encode(t);
+        if !t.eq_ignore_ascii_case(&a.txid) {
+            return Err((
+                "txid_mismatch",
+                format!(
+                    "refusal is for {t}, not the exported transaction {}",
+                    a.txid
+                ),
+            ));
+        }
     }
-    let reason = Reason {
-        code: item.reason_code.clone(),
-        message: item.message.clone(),
-    };
     pipeline
         .store()
-        .update(&item.payout_id, |p| -> Result<(), StoreError> {
+        .update(payout_id, |p| -> Result<(), StoreError> {
             let note = format!(
                 "offline signer refused: [{}] {}",
                 reason.code, reason.message
@@ -393,57 +328,4 @@ fn apply_refusal(pipeline: &Pipeline, item: &RefusedItem) -> ItemResult {
         })
         .map_err(|e| (e.code(), e.to_string()))?;
     Ok(())
-}
-
-/// Reads a request file (for the offline side and for tests).
-pub fn read_request(bytes: &[u8]) -> Result<RequestBody, BatchError> {
-    let body: RequestBody = open(bytes)?;
-    if body.version != VERSION {
-        return Err(BatchError::Version(body.version));
-    }
-    if body.kind != KIND_REQUEST {
-        return Err(BatchError::Kind(body.kind, KIND_REQUEST));
-    }
-    Ok(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seal_and_open() {
-        let body = RequestBody {
-            version: VERSION,
-            kind: KIND_REQUEST.into(),
-            created_at_ms: 5,
-            items: vec![RequestItem {
-                payout_id: "p".into(),
-                key: "T".into(),
-                raw_data: "0a".into(),
-            }],
-        };
-        let bytes = seal(&body).unwrap();
-        assert_eq!(read_request(&bytes).unwrap(), body);
-        let tampered = String::from_utf8(bytes.clone())
-            .unwrap()
-            .replace("\"0a\"", "\"0b\"");
-        assert_eq!(
-            read_request(tampered.as_bytes()).unwrap_err().code(),
-            "batch_checksum"
-        );
-        let mut v2 = body.clone();
-        v2.version = 2;
-        assert_eq!(
-            read_request(&seal(&v2).unwrap()).unwrap_err().code(),
-            "batch_version"
-        );
-        let mut k = body.clone();
-        k.kind = KIND_RESPONSE.into();
-        assert_eq!(
-            read_request(&seal(&k).unwrap()).unwrap_err().code(),
-            "batch_kind"
-        );
-        assert_eq!(read_request(b"{").unwrap_err().code(), "batch_format");
-    }
 }

@@ -30,6 +30,15 @@ pub enum Network {
 }
 
 impl Network {
+    /// The name batch files carry, so a file made for one chain is not imported on another.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Nile => "nile",
+            Network::Shasta => "shasta",
+        }
+    }
+
     /// The TronGrid endpoint for this network.
     pub fn default_node_url(self) -> &'static str {
         match self {

@@ -240,6 +240,15 @@ mod tests {
         .unwrap();
         assert_eq!(ok.block_number, 5);
         assert_eq!(ok.failure, None);
+        // Real nodes omit receipt.result (and the whole receipt may be bare) for TRX.
+        let ok = parse_info(&json!({"id": "ab", "blockNumber": 6, "fee": 0, "receipt": {}}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.failure, None);
+        let ok = parse_info(&json!({"id": "ab", "blockNumber": 6}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.failure, None);
         let ok = parse_info(&json!({"id": "ab", "receipt": {"result": "SUCCESS"}}))
             .unwrap()
             .unwrap();

@@ -15,7 +15,7 @@ use tokio::sync::{watch, Mutex};
 use tron_proto::Address;
 
 use crate::builder::{self, BuildParams, HeadBlock, Transfer};
-use crate::config::Config;
+use crate::config::{Config, Network};
 use crate::model::{now_ms, Attempt, Origin, Payout, Reason, Status};
 use crate::node::{Broadcast, Node, NodeError};
 use crate::signer::{SignOutcome, SignerConn};
@@ -34,6 +34,7 @@ const REBROADCAST_EVERY: Duration = Duration::from_secs(30);
 /// The pipeline's settings, taken from [`Config`].
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub network: Network,
     pub key: Address,
     pub usdt_contract: Address,
     pub fee_limit_sun: i64,
@@ -47,6 +48,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
         Settings {
+            network: c.network,
             key: c.key,
             usdt_contract: c.usdt_contract,
             fee_limit_sun: c.fee_limit_sun,

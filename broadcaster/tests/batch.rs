@@ -3,30 +3,36 @@
 mod common;
 
 use common::*;
-use tron_broadcaster::batch::{
-    self, RefusedItem, ResponseBody, SignedItem, KIND_RESPONSE, VERSION,
-};
+use tron_broadcaster::batch;
+use tron_broadcaster::builder;
 use tron_broadcaster::model::{Asset, Origin, Status};
+use tron_proto::batch::{SignedBatch, SignedItem, UnsignedBatch, UnsignedItem};
 
-fn respond(signed: Vec<SignedItem>, refused: Vec<RefusedItem>) -> Vec<u8> {
-    batch::seal(&ResponseBody {
-        version: VERSION,
-        kind: KIND_RESPONSE.into(),
-        created_at_ms: 1,
-        signed,
-        refused,
-    })
-    .unwrap()
+fn respond(items: Vec<SignedItem>) -> Vec<u8> {
+    respond_on("nile", items)
 }
 
-fn sign_item(k: &k256::ecdsa::SigningKey, item: &batch::RequestItem) -> SignedItem {
-    let raw = hex::decode(&item.raw_data).unwrap();
-    SignedItem {
+fn respond_on(network: &str, items: Vec<SignedItem>) -> Vec<u8> {
+    SignedBatch {
+        created_at_ms: 1,
+        network: network.into(),
+        items,
+    }
+    .to_json_bytes()
+}
+
+fn read_request(path: &std::path::Path) -> UnsignedBatch {
+    UnsignedBatch::from_json_bytes(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// What `tron-signer batch sign` writes for an item it signs.
+fn sign_item(k: &k256::ecdsa::SigningKey, item: &UnsignedItem) -> SignedItem {
+    let signature: [u8; 65] = sign_raw(k, &item.raw_data).try_into().unwrap();
+    SignedItem::Signed {
         payout_id: item.payout_id.clone(),
-        key: item.key.clone(),
-        txid: hex::encode(tron_proto::txid(&raw)),
-        signature: hex::encode(sign_raw(k, &raw)),
-        signed_transaction: String::new(),
+        txid: tron_proto::txid(&item.raw_data),
+        signature,
+        signed_transaction: builder::signed_transaction(&item.raw_data, &signature),
     }
 }
 
@@ -44,8 +50,16 @@ async fn export_sign_import_broadcast() {
     let out = h.dir.path().join("req.json");
     let rep = batch::export(&h.pipeline, &out).await.unwrap();
     assert_eq!(rep.items.len(), 4);
-    let req = batch::read_request(&std::fs::read(&out).unwrap()).unwrap();
+    let req = read_request(&out);
     assert_eq!(req.items.len(), 4);
+    assert_eq!(req.network, "nile");
+    for item in &req.items {
+        assert_eq!(item.key, address_of(&test_key()).to_base58());
+        assert_eq!(
+            hex::encode(tron_proto::txid(&item.raw_data)),
+            h.get(&item.payout_id).attempts[0].txid
+        );
+    }
     for id in ["a1", "a2", "a3", "a4"] {
         let p = h.get(id);
         assert_eq!(p.status, Status::Signing);
@@ -71,16 +85,15 @@ async fn export_sign_import_broadcast() {
             .clone()
     };
     let mut bad_txid = sign_item(&key, &by_id("a4"));
-    bad_txid.txid = "00".repeat(32);
-    let resp = respond(
-        vec![
-            sign_item(&key, &by_id("a1")),
-            sign_item(&key, &by_id("a2")),
-            sign_item(&other, &by_id("a3")), // wrong signer
-            bad_txid,
-        ],
-        vec![],
-    );
+    if let SignedItem::Signed { txid, .. } = &mut bad_txid {
+        *txid = [0; 32];
+    }
+    let resp = respond(vec![
+        sign_item(&key, &by_id("a1")),
+        sign_item(&key, &by_id("a2")),
+        sign_item(&other, &by_id("a3")), // wrong signer
+        bad_txid,
+    ]);
     let file = h.dir.path().join("resp.json");
     std::fs::write(&file, &resp).unwrap();
     let r = batch::import(&h.pipeline, &file).await.unwrap();
@@ -100,16 +113,12 @@ async fn export_sign_import_broadcast() {
     assert_eq!(h.node.st().accepted.len(), 2);
 
     // A refusal in the file denies the payout with the signer's reason.
-    let resp = respond(
-        vec![],
-        vec![RefusedItem {
-            payout_id: "a3".into(),
-            key: by_id("a3").key,
-            txid: h.get("a3").attempts[0].txid.clone(),
-            reason_code: "velocity_exceeded".into(),
-            message: "daily limit reached".into(),
-        }],
-    );
+    let resp = respond(vec![SignedItem::Refused {
+        payout_id: "a3".into(),
+        txid: Some(tron_proto::txid(&by_id("a3").raw_data)),
+        reason_code: "velocity_exceeded".into(),
+        message: "daily limit reached".into(),
+    }]);
     std::fs::write(&file, &resp).unwrap();
     let r = batch::import(&h.pipeline, &file).await.unwrap();
     assert_eq!(r.denied, ["a3"]);
@@ -133,15 +142,27 @@ async fn tampered_file_is_refused_whole() {
     h.add("t1", Asset::Trx, 1);
     let out = h.dir.path().join("req.json");
     batch::export(&h.pipeline, &out).await.unwrap();
-    let req = batch::read_request(&std::fs::read(&out).unwrap()).unwrap();
-    let resp = respond(vec![sign_item(&test_key(), &req.items[0])], vec![]);
-    let tampered = String::from_utf8(resp)
+    let req = read_request(&out);
+    let resp = respond(vec![sign_item(&test_key(), &req.items[0])]);
+    let tampered = String::from_utf8(resp.clone())
         .unwrap()
         .replace("\"created_at_ms\": 1", "\"created_at_ms\": 2");
+    assert_ne!(tampered.as_bytes(), &resp[..]);
     let file = h.dir.path().join("resp.json");
     std::fs::write(&file, tampered).unwrap();
     let e = batch::import(&h.pipeline, &file).await.unwrap_err();
-    assert_eq!(e.code(), "batch_checksum");
+    assert_eq!(e.code(), "batch_bad_checksum");
+    // An unsigned file handed to import is refused by kind.
+    let e = batch::import(&h.pipeline, &out).await.unwrap_err();
+    assert_eq!(e.code(), "batch_wrong_kind");
+    // A correct file made for another chain is refused whole.
+    std::fs::write(
+        &file,
+        respond_on("mainnet", vec![sign_item(&test_key(), &req.items[0])]),
+    )
+    .unwrap();
+    let e = batch::import(&h.pipeline, &file).await.unwrap_err();
+    assert_eq!(e.code(), "batch_network_mismatch");
     assert_eq!(h.get("t1").status, Status::Signing);
     assert!(h.node.st().received.is_empty());
 }
@@ -164,4 +185,45 @@ async fn unimported_batch_expires_then_is_rebuilt() {
     let rep = batch::export(&h.pipeline, &out).await.unwrap();
     assert_eq!(rep.items.len(), 1);
     assert_ne!(rep.items[0].1, first.txid);
+}
+
+#[tokio::test]
+async fn signer_copy_of_the_transaction_must_wrap_our_bytes() {
+    let h = Harness::new(false, None).await;
+    h.add("w1", Asset::Trx, 5);
+    h.add("w2", Asset::Trx, 6);
+    let out = h.dir.path().join("req.json");
+    batch::export(&h.pipeline, &out).await.unwrap();
+    let req = read_request(&out);
+    let item = |id: &str| req.items.iter().find(|i| i.payout_id == id).unwrap();
+    // A valid signature over our txid, but the file's signed transaction wraps other bytes.
+    let mut swapped = sign_item(&test_key(), item("w1"));
+    if let SignedItem::Signed {
+        signed_transaction, ..
+    } = &mut swapped
+    {
+        signed_transaction.push(0);
+    }
+    // A refusal naming a different transaction than the one exported.
+    let wrong_refusal = SignedItem::Refused {
+        payout_id: "w2".into(),
+        txid: Some([9; 32]),
+        reason_code: "destination_not_allowed".into(),
+        message: "no".into(),
+    };
+    let file = h.dir.path().join("resp.json");
+    std::fs::write(&file, respond(vec![swapped, wrong_refusal])).unwrap();
+    let r = batch::import(&h.pipeline, &file).await.unwrap();
+    let rejected: Vec<_> = r
+        .rejected
+        .iter()
+        .map(|(id, c, _)| (id.as_str(), *c))
+        .collect();
+    assert_eq!(
+        rejected,
+        [("w1", "signature_invalid"), ("w2", "txid_mismatch")]
+    );
+    assert_eq!(h.get("w1").status, Status::Signing);
+    assert_eq!(h.get("w2").status, Status::Signing);
+    assert!(h.node.st().received.is_empty());
 }

@@ -17,6 +17,7 @@ use k256::ecdsa::SigningKey;
 use prost::Message;
 use serde_json::{json, Value};
 use tron_broadcaster::builder;
+use tron_broadcaster::config::Network;
 use tron_broadcaster::model::Payout;
 use tron_broadcaster::node::Node;
 use tron_broadcaster::pipeline::{Pipeline, Settings};
@@ -310,6 +311,7 @@ pub const DEST: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
 
 pub fn settings(key: Address) -> Settings {
     Settings {
+        network: Network::Nile,
         key,
         usdt_contract: Address::from_base58(USDT_NILE).unwrap(),
         fee_limit_sun: 30_000_000,
