@@ -12,6 +12,10 @@ cache="${INTEROP_CACHE:-$root/target/interop-cache}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
 
+# Tests in one binary run in parallel and may all call this script: one installer at a time.
+exec 9>"$cache/.setup.lock"
+flock 9
+
 fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # --- tronpy ---------------------------------------------------------------
