@@ -76,7 +76,7 @@ for _ in $(seq 100); do [ -S "$work/signer.sock" ] && break; sleep 0.1; done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 before="$(cpu_ticks "$server")"
 echo "key $key, $(nproc) cores, $clients clients, ${seconds}s; $(softhsm2-util --version 2>/dev/null | head -1 || true)"
-"$load" --endpoint "unix:$work/signer.sock" --key "$key" --to "$dest" \
+"$load" run --endpoint "unix:$work/signer.sock" --key "$key" --to "$dest" \
     --clients "$clients" --connections 4 --seconds "$seconds" --raw-seconds 5 \
     --raw-pkcs11-module "$module" --raw-pkcs11-token bench --raw-pkcs11-key bench-key \
     --raw-pkcs11-pin-env BENCH_PKCS11_PIN --raw-threads 2 --server-pid "$server" \
