@@ -259,6 +259,24 @@ impl Ledger {
 impl StateGuard<'_> {
     /// Looks a txid up: in memory first (committed and in-flight), then in the store, so an
     /// entry older than the retention still returns its original signature.
+    /// Like [`StateGuard::find_txid`] for a transaction whose expiration is known (it is
+    /// inside the txid's own bytes). Every entry expiring at or after `now - retention` is in
+    /// memory, so for those the database read, which would run under the state lock on the
+    /// signing hot path, is skipped; only replays of older transactions reach the disk.
+    pub fn find_txid_expiring(
+        &self,
+        txid: &[u8; 32],
+        expiration_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<Lookup>, LedgerError> {
+        let retained_from =
+            now_ms.saturating_sub(i64::try_from(self.state.retention_ms()).unwrap_or(i64::MAX));
+        if expiration_ms >= retained_from {
+            return Ok(self.state.find_txid(txid));
+        }
+        self.find_txid(txid)
+    }
+
     pub fn find_txid(&self, txid: &[u8; 32]) -> Result<Option<Lookup>, LedgerError> {
         if let Some(found) = self.state.find_txid(txid) {
             return Ok(Some(found));

@@ -166,6 +166,20 @@ async fn old_entries_are_not_loaded_but_still_found_by_txid() {
         Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(1)),
         other => panic!("expected committed entry, got {other:?}"),
     }
+    // Knowing the expiration gives the same answers: the old entry from disk, the recent
+    // one from memory, an unknown recent txid as unknown.
+    match g.find_txid_expiring(&txid(1), T0 + 1000, now).unwrap() {
+        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(1)),
+        other => panic!("expected committed entry, got {other:?}"),
+    }
+    match g
+        .find_txid_expiring(&txid(2), T0 + 10 * HOUR as i64, now)
+        .unwrap()
+    {
+        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(2)),
+        other => panic!("expected committed entry, got {other:?}"),
+    }
+    assert_eq!(g.find_txid_expiring(&txid(3), now, now).unwrap(), None);
 }
 
 #[tokio::test]

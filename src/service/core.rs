@@ -556,7 +556,7 @@ fn prior(
     skew_ms: i64,
 ) -> Result<Prior, Refusal> {
     let txid = checked.decoded.envelope.txid;
-    match state.find_txid(&txid) {
+    match state.find_txid_expiring(&txid, checked.decoded.envelope.expiration, now) {
         Err(e) => return Err(ledger_refusal(&e)),
         Ok(Some(Lookup::Committed(entry))) => return Ok(Prior::Replay(entry)),
         Ok(Some(Lookup::InFlight)) => {
