@@ -82,6 +82,14 @@ pub struct Core {
     clock: Clock,
 }
 
+/// What [`Core::begin`] hands on.
+struct Begun {
+    policy: Arc<LoadedPolicy>,
+    now: i64,
+    checked: Checked,
+    base: AuditRecord,
+}
+
 /// A validated request, ready for the ledger and policy.
 struct Checked {
     key: Address,
@@ -170,23 +178,15 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Signed, Refusal> {
-        let policy = self.policy();
-        let now = (self.clock)();
-        let base = AuditRecord {
-            payout_id: Some(payout_id.to_owned()),
-            ..self.record(caller, Method::Sign.as_str(), &policy.hash_hex())
-        };
-        let checked = match self.check_request(key, raw, payout_id) {
-            Ok(c) => c,
-            Err(r) => return Err(self.refuse(base, r).await),
-        };
+        let Begun {
+            policy,
+            now,
+            checked,
+            base,
+        } = self
+            .begin(Method::Sign, caller, key, raw, payout_id)
+            .await?;
         let txid = checked.decoded.envelope.txid;
-        let base = AuditRecord {
-            key: Some(checked.key.to_base58()),
-            txid: Some(hex::encode(txid)),
-            intent: Some(inspect::view(&checked.decoded)),
-            ..base
-        };
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
             let r = refusal(
                 RefusalKind::Denied,
@@ -246,23 +246,15 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Evaluated, Refusal> {
-        let policy = self.policy();
-        let now = (self.clock)();
-        let base = AuditRecord {
-            payout_id: Some(payout_id.to_owned()),
-            ..self.record(caller, Method::Evaluate.as_str(), &policy.hash_hex())
-        };
-        let checked = match self.check_request(key, raw, payout_id) {
-            Ok(c) => c,
-            Err(r) => return Err(self.refuse(base, r).await),
-        };
+        let Begun {
+            policy,
+            now,
+            checked,
+            base,
+        } = self
+            .begin(Method::Evaluate, caller, key, raw, payout_id)
+            .await?;
         let txid = checked.decoded.envelope.txid;
-        let base = AuditRecord {
-            key: Some(checked.key.to_base58()),
-            txid: Some(hex::encode(txid)),
-            intent: Some(inspect::view(&checked.decoded)),
-            ..base
-        };
         let outcome = self.judge(&policy, &checked, payout_id, now);
         let (allowed, rule, reason_code, message) = match outcome {
             Ok(rule) => (true, rule, String::new(), String::new()),
@@ -382,6 +374,40 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// The start both Sign and Evaluate share: the policy in force, the clock, the validated
+    /// request, and the audit record it will be written under (a refusal here is audited).
+    async fn begin(
+        &self,
+        method: Method,
+        caller: &str,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+    ) -> Result<Begun, Refusal> {
+        let policy = self.policy();
+        let now = (self.clock)();
+        let base = AuditRecord {
+            payout_id: Some(payout_id.to_owned()),
+            ..self.record(caller, method.as_str(), &policy.hash_hex())
+        };
+        let checked = match self.check_request(key, raw, payout_id) {
+            Ok(c) => c,
+            Err(r) => return Err(self.refuse(base, r).await),
+        };
+        let base = AuditRecord {
+            key: Some(checked.key.to_base58()),
+            txid: Some(hex::encode(checked.decoded.envelope.txid)),
+            intent: Some(inspect::view(&checked.decoded)),
+            ..base
+        };
+        Ok(Begun {
+            policy,
+            now,
+            checked,
+            base,
+        })
     }
 
     fn check_request(&self, key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
