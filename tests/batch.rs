@@ -19,20 +19,7 @@ fn dest_a() -> Address {
 /// USDT to destination A only: per transaction 30, 24 h per key 50.
 fn policy() -> String {
     format!(
-        r#"version = 1
-name = "batch test policy"
-
-[global]
-frozen = false
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "60s"
-memo_allowed = false
-
-[[token]]
-symbol = "USDT"
-contract = "{usdt}"
-decimals = 6
+        r#"{preamble}
 
 [[key]]
 address = "{k1}"
@@ -48,7 +35,7 @@ windows = [
   assets = ["USDT", "TRX"]
   per_tx_max = {{ USDT = "30", TRX = "5" }}
 "#,
-        usdt = NILE_USDT,
+        preamble = policy_preamble("batch test policy", "60s"),
         k1 = KEY1,
         a = dest_a(),
     )

@@ -45,20 +45,7 @@ fn stranger() -> Address {
 /// TRX: 50 per hour for the key, 40 per transaction; USDT: 1000 per hour.
 fn policy() -> String {
     format!(
-        r#"version = 1
-name = "e2e policy"
-
-[global]
-frozen = false
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "1s"
-memo_allowed = false
-
-[[token]]
-symbol = "USDT"
-contract = "{usdt}"
-decimals = 6
+        r#"{preamble}
 
 [[key]]
 address = "{k1}"
@@ -80,7 +67,7 @@ windows = [
   assets = ["TRX", "USDT"]
   per_tx_max = {{ TRX = "40", USDT = "500" }}
 "#,
-        usdt = NILE_USDT,
+        preamble = policy_preamble("e2e policy", "1s"),
         k1 = KEY1,
         a = allowed(),
         b = allowed_b(),

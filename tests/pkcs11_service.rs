@@ -31,20 +31,7 @@ fn dest_a() -> Address {
 /// One HSM key: TRX and USDT to one exchange address, with room for every test here.
 fn policy(key: &str) -> String {
     format!(
-        r#"version = 1
-name = "pkcs11 service test policy"
-
-[global]
-frozen = false
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "60s"
-memo_allowed = false
-
-[[token]]
-symbol = "USDT"
-contract = "{usdt}"
-decimals = 6
+        r#"{preamble}
 
 [[key]]
 address = "{key}"
@@ -60,7 +47,7 @@ windows = [
   assets = ["USDT", "TRX"]
   per_tx_max = {{ USDT = "100", TRX = "100" }}
 "#,
-        usdt = NILE_USDT,
+        preamble = policy_preamble("pkcs11 service test policy", "60s"),
         a = dest_a(),
     )
 }

@@ -39,20 +39,7 @@ fn policy_only_key() -> Address {
 /// USDT: 1h 100 / 24h 150 per key; A: per-tx 60, 24h 80; B: per-tx 60.
 fn policy() -> String {
     format!(
-        r#"version = 1
-name = "service test policy"
-
-[global]
-frozen = false
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "60s"
-memo_allowed = false
-
-[[token]]
-symbol = "USDT"
-contract = "{usdt}"
-decimals = 6
+        r#"{preamble}
 
 [[key]]
 address = "{k1}"
@@ -113,7 +100,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
   assets = ["TRX"]
   per_tx_max = {{ TRX = "1" }}
 "#,
-        usdt = NILE_USDT,
+        preamble = policy_preamble("service test policy", "60s"),
         k1 = KEY1,
         k2 = KEY2,
         k3 = address_of(KEY3_MEMO_SECRET),

@@ -3,72 +3,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::interop::{root, setup as interop_setup, verify_with_both};
 use common::*;
-
-fn interop_env() -> (String, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("tests/interop/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run setup.sh");
-    assert!(out.status.success(), "interop setup failed");
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k}"))
-            .to_owned()
-    };
-    (get("INTEROP_PYTHON"), get("INTEROP_NODE_MODULES"))
-}
-
-fn verify(program: &str, script: &str, node_modules: &str, input: &str) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(program)
-        .arg(root.join("tests/interop").join(script))
-        .env("INTEROP_NODE_MODULES", node_modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start verifier");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn tronweb_and_tronpy_verify_service_signatures() {
-    let (python, node_modules) = interop_env();
+    let env = interop_setup();
     let to = dest(0xa1);
     let policy = format!(
-        r#"version = 1
-name = "interop"
-[global]
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "60s"
-memo_allowed = false
-[[token]]
-symbol = "USDT"
-contract = "{NILE_USDT}"
-decimals = 6
+        r#"{preamble}
 [[key]]
 address = "{KEY1}"
 label = "hot"
@@ -82,11 +28,12 @@ windows = [
   label = "exchange"
   assets = ["TRX", "USDT"]
   per_tx_max = {{ TRX = "1000", USDT = "1000" }}
-"#
+"#,
+        preamble = policy_preamble("interop", "60s")
     );
     let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
     let mut srv = s.start().await;
-    let mut lines = String::new();
+    let mut signed: Vec<Value> = Vec::new();
     for i in 0..40u16 {
         let tx = if i % 2 == 0 {
             Tx::trx(KEY1, to, 1_000 + u64::from(i))
@@ -99,33 +46,24 @@ windows = [
             .await
             .expect("allowed")
             .into_inner();
-        lines.push_str(&format!(
-            "{{\"txid\":\"{}\",\"signature\":\"{}\",\"owner\":\"{KEY1}\"}}\n",
-            hex::encode(&r.txid),
-            hex::encode(&r.signature)
-        ));
+        signed.push(json!({
+            "txid": hex::encode(&r.txid),
+            "signature": hex::encode(&r.signature),
+            "owner": KEY1,
+        }));
     }
     srv.stop();
-    let tw = verify("node", "verify_tronweb.js", &node_modules, &lines);
-    assert!(tw.contains("40 passed, 0 failed"), "{tw}");
-    let tp = verify(&python, "verify_tronpy.py", &node_modules, &lines);
-    assert!(tp.contains("40 passed, 0 failed"), "{tp}");
+    verify_with_both(&env, &signed);
 }
 
 /// A plain grpcio client, with none of our code, finds the API by reflection, sees the
 /// health service SERVING, lists keys, gets a signature and a refusal with its reason code.
 #[tokio::test]
 async fn python_grpcio_uses_the_api_through_reflection() {
-    let (python, node_modules) = interop_env();
+    let env = interop_setup();
     let to = dest(0xa1);
     let policy = format!(
-        r#"version = 1
-name = "grpcio"
-[global]
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "60s"
-memo_allowed = false
+        r#"{preamble}
 [[key]]
 address = "{KEY1}"
 label = "hot"
@@ -136,16 +74,16 @@ windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
   label = "exchange"
   assets = ["TRX"]
   per_tx_max = {{ TRX = "10" }}
-"#
+"#,
+        preamble = policy_preamble("grpcio", "60s")
     );
     let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
     let srv = s.start().await;
     let allowed = Tx::trx(KEY1, to, 1_000_000).raw();
     let refused = Tx::trx(KEY1, dest(0x66), 1_000_000).raw();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = format!("unix:{}", s.socket.display());
-    let out = Command::new(&python)
-        .arg(root.join("tests/interop/grpc_client.py"))
+    let out = Command::new(&env.python)
+        .arg(root().join("tests/interop/grpc_client.py"))
         .args([
             &target,
             KEY1,
@@ -153,7 +91,6 @@ windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
             "py-1",
             &hex::encode(&refused),
         ])
-        .env("INTEROP_NODE_MODULES", &node_modules)
         .output()
         .expect("run grpc_client.py");
     assert!(
@@ -161,13 +98,13 @@ windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["health"], "SERVING");
     assert_eq!(
         v["methods"],
-        serde_json::json!(["Evaluate", "GetPolicy", "ListKeys", "Sign"])
+        json!(["Evaluate", "GetPolicy", "ListKeys", "Sign"])
     );
-    assert_eq!(v["keys"], serde_json::json!([KEY1]));
+    assert_eq!(v["keys"], json!([KEY1]));
     assert_eq!(v["allowed"], true);
     let txid: [u8; 32] = hex::decode(v["txid"].as_str().unwrap())
         .unwrap()

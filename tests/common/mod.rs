@@ -31,6 +31,28 @@ pub const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 pub const PASSPHRASE_VAR: &str = "TRON_SIGNER_TEST_PASSPHRASE";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// The part every test policy shares: format version, name, the global envelope rules and
+/// the Nile USDT token. Callers append their `[[key]]` sections.
+pub fn policy_preamble(name: &str, clock_skew: &str) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+
+[global]
+frozen = false
+max_fee_limit = "50"
+max_expiration = "10m"
+clock_skew = "{clock_skew}"
+memo_allowed = false
+
+[[token]]
+symbol = "USDT"
+contract = "{NILE_USDT}"
+decimals = 6
+"#
+    )
+}
+
 pub fn addr(s: &str) -> Address {
     s.parse().expect("valid test address")
 }
