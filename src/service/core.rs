@@ -297,27 +297,10 @@ impl Core {
     /// never be held across an await.
     fn reserve(&self, policy: &LoadedPolicy, checked: &Checked, payout_id: &str, now: i64) -> Step {
         let mut state = self.ledger.state();
-        match prior(
-            &state,
-            checked,
-            payout_id,
-            now,
-            skew_ms(policy, &checked.key),
-        ) {
+        let rule = match decide(&state, policy, checked, payout_id, now) {
             Err(r) => return Step::Refuse(r),
-            Ok(Prior::Replay(entry)) => return Step::Replay(entry),
-            Ok(Prior::Fresh) => {}
-        }
-        let req = Request {
-            key: &checked.key,
-            decoded: &checked.decoded,
-            now_ms: now,
-        };
-        let allow = match policy.policy.evaluate(&req, &LedgerUsage(&state)) {
-            Decision::Deny(d) => {
-                return Step::Refuse(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
-            }
-            Decision::Allow(a) => a,
+            Ok(Decided::Replay(entry)) => return Step::Replay(entry),
+            Ok(Decided::Allow(rule)) => rule,
         };
         let intent = &checked.decoded.intent;
         match state.reserve(PendingEntry {
@@ -331,7 +314,7 @@ impl Core {
             signed_at_ms: now,
             policy_hash: policy.hash,
         }) {
-            Ok(r) => Step::Reserved(Box::new(r), allow.rule),
+            Ok(r) => Step::Reserved(Box::new(r), rule),
             Err(e) => Step::Refuse(ledger_refusal(&e)),
         }
     }
@@ -352,27 +335,9 @@ impl Core {
             ));
         }
         let state = self.ledger.state();
-        match prior(
-            &state,
-            checked,
-            payout_id,
-            now,
-            skew_ms(policy, &checked.key),
-        )? {
-            Prior::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
-            Prior::Fresh => {
-                let req = Request {
-                    key: &checked.key,
-                    decoded: &checked.decoded,
-                    now_ms: now,
-                };
-                match policy.policy.evaluate(&req, &LedgerUsage(&state)) {
-                    Decision::Allow(a) => Ok(a.rule),
-                    Decision::Deny(d) => {
-                        Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message))
-                    }
-                }
-            }
+        match decide(&state, policy, checked, payout_id, now)? {
+            Decided::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
+            Decided::Allow(rule) => Ok(rule),
         }
     }
 
@@ -614,6 +579,37 @@ fn prior(
         }
     }
     Ok(Prior::Fresh)
+}
+
+/// What the ledger and the policy say about a request, before anything is reserved.
+enum Decided {
+    Replay(Box<ledger::Entry>),
+    /// Allowed by the named policy rule.
+    Allow(String),
+}
+
+/// Ledger checks, then policy against the ledger's usage; shared by Sign and Evaluate and
+/// run under the caller's state lock.
+fn decide(
+    state: &StateGuard<'_>,
+    policy: &LoadedPolicy,
+    checked: &Checked,
+    payout_id: &str,
+    now: i64,
+) -> Result<Decided, Refusal> {
+    let skew = skew_ms(policy, &checked.key);
+    if let Prior::Replay(entry) = prior(state, checked, payout_id, now, skew)? {
+        return Ok(Decided::Replay(entry));
+    }
+    let req = Request {
+        key: &checked.key,
+        decoded: &checked.decoded,
+        now_ms: now,
+    };
+    match policy.policy.evaluate(&req, &LedgerUsage(state)) {
+        Decision::Allow(a) => Ok(Decided::Allow(a.rule)),
+        Decision::Deny(d) => Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message)),
+    }
 }
 
 /// The policy's clock skew for `key` (the global default when the key is unknown).
