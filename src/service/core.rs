@@ -830,6 +830,62 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         );
     }
 
+    /// While another request holds a reservation for the same txid (signing in progress),
+    /// Sign and Evaluate say "retry" instead of signing twice; a different transaction for
+    /// that payout id is refused; once the reservation is dropped the txid signs normally.
+    #[tokio::test]
+    async fn txid_and_payout_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address();
+        let tx = raw(owner, 1_000_000, 1);
+        let decoded = crate::decode::decode(&tx).unwrap();
+        let now = (system_clock())();
+        let held = core
+            .ledger()
+            .state()
+            .reserve(PendingEntry {
+                txid: decoded.envelope.txid,
+                key: owner,
+                asset: decoded.intent.asset(),
+                destination: *decoded.intent.to(),
+                amount: decoded.intent.amount(),
+                payout_id: "p1".into(),
+                expiration_ms: decoded.envelope.expiration,
+                signed_at_ms: now,
+                policy_hash: core.policy().hash,
+            })
+            .unwrap();
+        let r = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (r.kind, r.code.as_str()),
+            (RefusalKind::Unavailable, "txid_in_flight")
+        );
+        let r = core
+            .evaluate("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, "txid_in_flight");
+        let other = raw(owner, 1_000_000, 2);
+        let r = core
+            .sign("test", &owner.to_base58(), &other, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (r.kind, r.code.as_str()),
+            (RefusalKind::Denied, "payout_in_flight")
+        );
+        drop(held);
+        let s = core
+            .sign("test", &owner.to_base58(), &tx, "p1")
+            .await
+            .unwrap();
+        assert!(!s.replayed);
+    }
+
     /// Evaluate consumes nothing: after many allowed evaluations the full limit remains.
     #[tokio::test]
     async fn evaluate_consumes_no_limit() {
