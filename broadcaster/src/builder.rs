@@ -146,14 +146,7 @@ pub fn build(t: &Transfer, head: &HeadBlock, p: &BuildParams) -> Result<Built, B
     })
 }
 
-/// `protocol.Transaction { raw_data = raw; signature = [sig] }`, built from the exact raw
-/// bytes (not re-encoded), so the broadcast bytes hash to the txid that was signed.
-pub fn signed_transaction(raw_data: &[u8], signature: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw_data.len() + signature.len() + 8);
-    prost::encoding::bytes::encode(1, &raw_data.to_vec(), &mut out);
-    prost::encoding::bytes::encode(2, &signature.to_vec(), &mut out);
-    out
-}
+pub use tron_proto::signed_transaction;
 
 #[cfg(test)]
 mod tests {

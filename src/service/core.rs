@@ -230,7 +230,7 @@ impl Core {
         Ok(Signed {
             txid,
             signature,
-            signed_transaction: signed_transaction(raw, &signature),
+            signed_transaction: tron_proto::signed_transaction(raw, &signature),
             policy_hash: policy.hash_hex(),
             rule,
             audit_sequence,
@@ -429,7 +429,7 @@ impl Core {
         Ok(Signed {
             txid: entry.pending.txid,
             signature: entry.signature,
-            signed_transaction: signed_transaction(raw, &entry.signature),
+            signed_transaction: tron_proto::signed_transaction(raw, &entry.signature),
             policy_hash: policy.hash_hex(),
             rule: "replay of an already signed transaction".into(),
             audit_sequence,
@@ -650,32 +650,11 @@ impl Usage for LedgerUsage<'_, '_> {
     }
 }
 
-/// Encodes `Transaction { raw_data = 1; signature = 2 }` around the exact received bytes.
-pub fn signed_transaction(raw: &[u8], signature: &[u8; 65]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 80);
-    out.push(0x0a);
-    put_varint(&mut out, raw.len() as u64);
-    out.extend_from_slice(raw);
-    out.push(0x12);
-    put_varint(&mut out, 65);
-    out.extend_from_slice(signature);
-    out
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::{encode, Envelope, Intent, TrxTransfer};
     use crate::keys::{KeyBackend, SignFuture, SoftKey};
-    use prost::Message;
     use secrecy::SecretBox;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -909,27 +888,6 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .unwrap();
         assert!(!e.allowed);
         assert_eq!(e.reason_code, "over_key_window");
-    }
-
-    #[test]
-    fn signed_transaction_matches_prost() {
-        // A raw long enough that its length prefix takes two bytes.
-        let raw = tron_proto::pb::transaction::Raw {
-            ref_block_bytes: vec![1, 2],
-            ref_block_hash: vec![3; 8],
-            expiration: 5,
-            data: vec![b'm'; 200],
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let sig = [9u8; 65];
-        let ours = signed_transaction(&raw, &sig);
-        let theirs = tron_proto::pb::Transaction {
-            raw_data: Some(tron_proto::pb::transaction::Raw::decode(&raw[..]).expect("raw")),
-            signature: vec![sig.to_vec()],
-        }
-        .encode_to_vec();
-        assert_eq!(ours, theirs);
     }
 
     #[test]
