@@ -44,7 +44,9 @@ fn record(n: u32) -> AuditRecord {
         key: Some("TPbench".into()),
         txid: Some(format!("{n:064x}")),
         payout_id: Some(format!("payout-{n}")),
-        intent: Some(serde_json::json!({"asset": "USDT", "amount": "20", "to": "TXbench"})),
+        intent: Some(
+            serde_json::json!({"asset": "USDT", "amount": "20", "to": "TXbench"}).to_string(),
+        ),
         decision: Decision::Allow,
         reason_code: "ok".into(),
         message: "allowed by rule usdt-hot".into(),

@@ -37,24 +37,54 @@ pub fn inspect_hex(input: &str) -> Result<Value, InspectError> {
 
 /// The JSON view of a decoded transaction.
 pub fn view(d: &Decoded) -> Value {
-    let e = &d.envelope;
-    let (kind, token, amount) = match &d.intent {
-        Intent::Trx(t) => ("trx", Value::Null, t.amount.to_string()),
-        Intent::Trc20(t) => ("trc20", json!(t.token.to_base58()), t.amount.to_string()),
-    };
-    json!({
-        "txid": hex::encode(e.txid),
-        "kind": kind,
-        "owner": d.intent.owner().to_base58(),
-        "to": d.intent.to().to_base58(),
-        "token": token,
-        "amount": amount,
-        "expiration": e.expiration,
-        "timestamp": e.timestamp,
-        "fee_limit": e.fee_limit,
-        "memo": hex::encode(&e.memo),
-        "ref_block_bytes": hex::encode(e.ref_block_bytes),
-        "ref_block_hash": hex::encode(e.ref_block_hash),
-        "permission_id": e.permission_id,
-    })
+    // A struct of plain fields always serializes to a JSON value.
+    serde_json::to_value(View::of(d)).unwrap_or(Value::Null)
+}
+
+/// The same view as JSON text (fields in a fixed order), rendered straight from the struct:
+/// the audit log stores this text for every decoded request.
+pub fn view_json(d: &Decoded) -> String {
+    serde_json::to_string(&View::of(d)).unwrap_or_default()
+}
+
+#[derive(serde::Serialize)]
+struct View {
+    txid: String,
+    kind: &'static str,
+    owner: String,
+    to: String,
+    token: Option<String>,
+    amount: String,
+    expiration: i64,
+    timestamp: i64,
+    fee_limit: i64,
+    memo: String,
+    ref_block_bytes: String,
+    ref_block_hash: String,
+    permission_id: i32,
+}
+
+impl View {
+    fn of(d: &Decoded) -> View {
+        let e = &d.envelope;
+        let (kind, token, amount) = match &d.intent {
+            Intent::Trx(t) => ("trx", None, t.amount.to_string()),
+            Intent::Trc20(t) => ("trc20", Some(t.token.to_base58()), t.amount.to_string()),
+        };
+        View {
+            txid: hex::encode(e.txid),
+            kind,
+            owner: d.intent.owner().to_base58(),
+            to: d.intent.to().to_base58(),
+            token,
+            amount,
+            expiration: e.expiration,
+            timestamp: e.timestamp,
+            fee_limit: e.fee_limit,
+            memo: hex::encode(&e.memo),
+            ref_block_bytes: hex::encode(e.ref_block_bytes),
+            ref_block_hash: hex::encode(e.ref_block_hash),
+            permission_id: e.permission_id,
+        }
+    }
 }

@@ -12,6 +12,11 @@ use tron_signer::ledger::{run_audit, AuditCommand};
 use tron_signer::policy::{run_policy, PolicyCommand};
 use tron_signer::service::run;
 
+/// mimalloc instead of glibc malloc: under concurrent load glibc's arena locking and chunk
+/// consolidation showed as ~13 % of the signer's CPU in a profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tron-signer",
@@ -71,7 +76,28 @@ enum Command {
     },
 }
 
+/// mimalloc's defaults trade memory for speed: arenas committed up front and freed pages kept
+/// for a while. The signer keeps its footprint small instead (measured: 137 -> 83 MiB after
+/// loading 10,000 keys and a 100,000-destination policy, the same signing rate). The option
+/// ids are those of mimalloc 3's `mi_option_e`; another major version is left at its defaults.
+fn tune_allocator() {
+    use libmimalloc_sys as mi;
+    const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
+    const PURGE_DELAY: mi::mi_option_t = 15;
+    // SAFETY: mi_version takes no arguments and returns a compile-time constant.
+    let version = unsafe { mi::mi_version() };
+    if (30_000..40_000).contains(&version) {
+        // SAFETY: mi_option_set stores an integer in mimalloc's option table; the ids are from
+        // the version checked above, and both options may be changed while running.
+        unsafe {
+            mi::mi_option_set(ARENA_EAGER_COMMIT, 0);
+            mi::mi_option_set(PURGE_DELAY, 0);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { raw_data_hex } => inspect(&raw_data_hex),

@@ -4,6 +4,9 @@
 //! `--raw-pkcs11-module`, beside the raw `C_Sign` rate of the server's own token (threads
 //! each with a logged-in session, measured before and after the load and averaged).
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -396,20 +399,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Some(rate) => {
+            // Requests leave on schedule from a plain thread that sleeps to each send time:
+            // tokio's timer rounds deadlines up to whole milliseconds, which would add up to
+            // a millisecond of the generator's own lateness to every latency. Latency is
+            // still taken from the scheduled time, so a server that falls behind is charged.
             let interval = Duration::from_secs_f64(1.0 / rate);
             let total = (rate * args.seconds) as u64;
-            for i in 0..total {
-                let scheduled = start + interval.mul_f64(i as f64);
-                tokio::time::sleep_until(scheduled.into()).await;
-                let client = clients[(i as usize) % clients.len()].clone();
-                let (one, latencies) = (one.clone(), latencies.clone());
-                tasks.push(tokio::spawn(async move {
-                    if one(client).await {
-                        let l = scheduled.elapsed().as_micros() as u64;
-                        latencies.lock().await.push(l);
+            let handle = tokio::runtime::Handle::current();
+            let (one, latencies) = (one.clone(), latencies.clone());
+            let dispatch = std::thread::spawn(move || {
+                let mut tasks = Vec::with_capacity(total as usize);
+                for i in 0..total {
+                    let scheduled = start + interval.mul_f64(i as f64);
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
                     }
-                }));
-            }
+                    let client = clients[(i as usize) % clients.len()].clone();
+                    let (one, latencies) = (one.clone(), latencies.clone());
+                    tasks.push(handle.spawn(async move {
+                        if one(client).await {
+                            let l = scheduled.elapsed().as_micros() as u64;
+                            latencies.lock().await.push(l);
+                        }
+                    }));
+                }
+                tasks
+            });
+            tasks = tokio::task::spawn_blocking(move || dispatch.join())
+                .await?
+                .map_err(|_| "the dispatch thread panicked")?;
         }
     }
     for t in tasks {

@@ -54,8 +54,9 @@ pub struct AuditRecord {
     /// Hex txid, when the bytes decoded far enough to have one.
     pub txid: Option<String>,
     pub payout_id: Option<String>,
-    /// The decoded intent, as JSON, when decoding succeeded.
-    pub intent: Option<serde_json::Value>,
+    /// The decoded intent as JSON text, when decoding succeeded. Text, not a tree: it is
+    /// rendered once on the request's own thread and hashed exactly as given.
+    pub intent: Option<String>,
     pub decision: Decision,
     pub reason_code: String,
     pub message: String,
@@ -82,28 +83,44 @@ pub struct ChainedRecord {
     pub hash: String,
 }
 
-/// Canonical bytes for `rec` at `seq` after `prev`, and their hash.
-pub(crate) fn seal(rec: &AuditRecord, seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
-    let intent = rec.intent.as_ref().map(|v| v.to_string());
-    let mut out =
-        Vec::with_capacity(256 + rec.message.len() + intent.as_ref().map_or(0, String::len));
+impl AuditRecord {
+    /// The canonical bytes of everything but the chain position (see [`seal_body`]). Built by
+    /// the submitting thread, so the single writer thread only hashes and stores.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        let intent_len = self.intent.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(256 + self.message.len() + intent_len);
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        put_str(&mut out, &self.caller);
+        put_str(&mut out, &self.method);
+        put_opt(&mut out, self.key.as_deref());
+        put_opt(&mut out, self.txid.as_deref());
+        put_opt(&mut out, self.payout_id.as_deref());
+        put_opt(&mut out, self.intent.as_deref());
+        put_str(&mut out, self.decision.as_str());
+        put_str(&mut out, &self.reason_code);
+        put_str(&mut out, &self.message);
+        put_str(&mut out, &self.policy_hash);
+        out
+    }
+}
+
+/// The stored row for a record `body` at `seq` after `prev`, and its hash: the canonical
+/// bytes are the domain tag, `seq`, `prev`, then the body; the row appends their SHA-256.
+pub(crate) fn seal_body(body: &[u8], seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
+    let mut out = Vec::with_capacity(DOMAIN.len() + 8 + 32 + body.len() + 32);
     out.extend_from_slice(DOMAIN);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(prev);
-    out.extend_from_slice(&rec.time_ms.to_be_bytes());
-    put_str(&mut out, &rec.caller);
-    put_str(&mut out, &rec.method);
-    put_opt(&mut out, rec.key.as_deref());
-    put_opt(&mut out, rec.txid.as_deref());
-    put_opt(&mut out, rec.payout_id.as_deref());
-    put_opt(&mut out, intent.as_deref());
-    put_str(&mut out, rec.decision.as_str());
-    put_str(&mut out, &rec.reason_code);
-    put_str(&mut out, &rec.message);
-    put_str(&mut out, &rec.policy_hash);
+    out.extend_from_slice(body);
     let hash: [u8; 32] = Sha256::digest(&out).into();
     out.extend_from_slice(&hash);
     (out, hash)
+}
+
+/// Canonical row for `rec` at `seq` after `prev`, and its hash.
+#[cfg(test)]
+pub(crate) fn seal(rec: &AuditRecord, seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
+    seal_body(&rec.body(), seq, prev)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

@@ -39,32 +39,9 @@ pub struct Entry {
 }
 
 impl Entry {
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let p = &self.pending;
-        let mut out = Vec::with_capacity(1 + 32 + ADDR * 3 + 1 + 32 + 16 + 65 + 32 + 8 + 2 + 64);
-        out.push(VERSION);
-        out.extend_from_slice(&p.txid);
-        out.extend_from_slice(p.key.as_bytes());
-        match p.asset {
-            Asset::Trx => out.push(0),
-            Asset::Token(contract) => {
-                out.push(1);
-                out.extend_from_slice(contract.as_bytes());
-            }
-        }
-        out.extend_from_slice(p.destination.as_bytes());
-        out.extend_from_slice(&p.amount.to_be_bytes());
-        out.extend_from_slice(&p.expiration_ms.to_be_bytes());
-        out.extend_from_slice(&p.signed_at_ms.to_be_bytes());
-        out.extend_from_slice(&self.signature);
-        out.extend_from_slice(&p.policy_hash);
-        out.extend_from_slice(&self.audit_seq.to_be_bytes());
-        // Payout ids are bounded by the service; longer ones are cut rather than failing here.
-        let id = p.payout_id.as_bytes();
-        let len = id.len().min(u16::MAX as usize);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-        out.extend_from_slice(&id[..len]);
-        out
+        encode_parts(&self.pending, &self.signature, self.audit_seq)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, LedgerError> {
@@ -110,6 +87,34 @@ impl Entry {
             audit_seq,
         })
     }
+}
+
+/// The stored bytes of an entry, from its parts (the writer has them apart).
+pub(crate) fn encode_parts(p: &PendingEntry, signature: &[u8; 65], audit_seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 32 + ADDR * 3 + 1 + 32 + 16 + 65 + 32 + 8 + 2 + 64);
+    out.push(VERSION);
+    out.extend_from_slice(&p.txid);
+    out.extend_from_slice(p.key.as_bytes());
+    match p.asset {
+        Asset::Trx => out.push(0),
+        Asset::Token(contract) => {
+            out.push(1);
+            out.extend_from_slice(contract.as_bytes());
+        }
+    }
+    out.extend_from_slice(p.destination.as_bytes());
+    out.extend_from_slice(&p.amount.to_be_bytes());
+    out.extend_from_slice(&p.expiration_ms.to_be_bytes());
+    out.extend_from_slice(&p.signed_at_ms.to_be_bytes());
+    out.extend_from_slice(signature);
+    out.extend_from_slice(&p.policy_hash);
+    out.extend_from_slice(&audit_seq.to_be_bytes());
+    // Payout ids are bounded by the service; longer ones are cut rather than failing here.
+    let id = p.payout_id.as_bytes();
+    let len = id.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&id[..len]);
+    out
 }
 
 /// Bounds-checked cursor; every short read is a `Corrupt` error, never a panic.

@@ -1,22 +1,25 @@
 //! The redb tables. One file so the whole on-disk layout can be read at a glance.
 //!
-//! - `entries`: txid -> encoded [`Entry`](super::Entry) (see `entry.rs` for the byte layout).
-//! - `by_expiration`: (expiration_ms, txid) -> (); lets a restart rebuild the usage index from
-//!   a range read instead of scanning every entry ever signed.
+//! - `entries`: audit sequence number -> encoded [`Entry`](super::Entry) (see `entry.rs` for
+//!   the byte layout). Keyed by sequence, not txid, so every commit appends.
+//! - `by_expiration`: (expiration_ms, audit sequence) -> (); lets a restart rebuild the
+//!   in-memory index from a range read instead of scanning every entry ever signed.
 //! - `audit`: sequence -> canonical record bytes followed by their 32-byte SHA-256.
 //! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version.
 
 use redb::TableDefinition;
 
-pub(crate) const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
-pub(crate) const BY_EXPIRATION: TableDefinition<(i64, &[u8; 32]), ()> =
+pub(crate) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+pub(crate) const BY_EXPIRATION: TableDefinition<(i64, u64), ()> =
     TableDefinition::new("by_expiration");
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 pub(crate) const META_SCHEMA: &str = "schema";
-pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/1";
+/// Version 2 keys entries by audit sequence (version 1, an earlier development format, keyed
+/// them by txid and is refused).
+pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/2";
 
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "ledger.redb";

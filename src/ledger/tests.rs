@@ -45,7 +45,7 @@ fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecor
         key: Some(addr(1).to_base58()),
         txid: txid_hex,
         payout_id: Some("p".into()),
-        intent: Some(serde_json::json!({"asset": "USDT", "amount": "20"})),
+        intent: Some(serde_json::json!({"asset": "USDT", "amount": "20"}).to_string()),
         decision,
         reason_code: if decision == Decision::Allow {
             "ok"
@@ -140,7 +140,7 @@ async fn commit_survives_restart_with_usage_and_idempotent_lookup() {
 }
 
 #[tokio::test]
-async fn old_entries_are_not_loaded_but_still_found_by_txid() {
+async fn old_entries_are_forgotten_recent_ones_replay_from_disk() {
     let dir = tempdir();
     {
         let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
@@ -161,25 +161,69 @@ async fn old_entries_are_not_loaded_but_still_found_by_txid() {
         U256::from(7u8)
     );
     assert_eq!(g.find_payout(&addr(1), "p1"), None);
-    // Still idempotent: the stored signature comes back from the store.
-    match g.find_txid(&txid(1)).unwrap() {
-        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(1)),
+    // Entry 1 expired more than the retention ago: forgotten (the policy refuses such a
+    // transaction as expired, so it cannot be signed twice).
+    assert_eq!(g.find_txid(&txid(1)).unwrap(), None);
+    // Entry 2 is remembered, and its full record (signature included) is read back.
+    match g.find_txid(&txid(2)).unwrap() {
+        Some(Lookup::Committed(e)) => {
+            assert_eq!(e.signature, sig(2));
+            assert_eq!(e.pending, pending(2, 7, "p2", T0, T0 + 10 * HOUR as i64));
+        }
         other => panic!("expected committed entry, got {other:?}"),
     }
-    // Knowing the expiration gives the same answers: the old entry from disk, the recent
-    // one from memory, an unknown recent txid as unknown.
-    match g.find_txid_expiring(&txid(1), T0 + 1000, now).unwrap() {
-        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(1)),
-        other => panic!("expected committed entry, got {other:?}"),
-    }
-    match g
-        .find_txid_expiring(&txid(2), T0 + 10 * HOUR as i64, now)
-        .unwrap()
+    assert_eq!(g.find_txid(&txid(3)).unwrap(), None);
+}
+
+#[tokio::test]
+async fn prune_forgets_expired_entries_while_running() {
+    let dir = tempdir();
+    let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
+    sign(&ledger, pending(1, 100, "p1", T0, T0 + 1000))
+        .await
+        .unwrap();
+    assert_eq!(ledger.state().state.live_entries(), 1);
+    // A reservation two hours later prunes entry 1: txid, payout id and usage series.
+    let later = T0 + 2 * HOUR as i64;
+    sign(&ledger, pending(2, 5, "p2", later, later + 1000))
+        .await
+        .unwrap();
+    let g = ledger.state();
+    assert_eq!(g.state.live_entries(), 1);
+    assert_eq!(g.find_txid(&txid(1)).unwrap(), None);
+    assert_eq!(g.find_payout(&addr(1), "p1"), None);
+    // Only entry 2's two series (key and key+destination) are left.
+    assert_eq!(g.state.usage_series(), 2);
+    assert_eq!(
+        g.used(&addr(1), Asset::Token(addr(9)), None, 100 * HOUR, later),
+        U256::from(5u8)
+    );
+}
+
+#[test]
+fn an_older_schema_is_refused_by_name() {
+    let dir = tempdir();
     {
-        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(2)),
-        other => panic!("expected committed entry, got {other:?}"),
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(schema::META_SCHEMA, b"tron-signer-ledger/1".as_slice())
+                .unwrap();
+            // The old layout's entries table, keyed by txid.
+            let old: redb::TableDefinition<&[u8; 32], &[u8]> =
+                redb::TableDefinition::new("entries");
+            txn.open_table(old).unwrap();
+        }
+        txn.commit().unwrap();
     }
-    assert_eq!(g.find_txid_expiring(&txid(3), now, now).unwrap(), None);
+    let err = Ledger::open(dir.path(), HOUR, T0).err().unwrap();
+    assert_eq!(err.code(), "ledger_corrupt");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tron-signer-ledger/1") && msg.contains("tron-signer-ledger/2"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

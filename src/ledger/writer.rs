@@ -15,11 +15,11 @@ use std::sync::Arc;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::audit::{seal, AuditRecord};
-use super::entry::Entry;
+use super::audit::seal_body;
+use super::entry::encode_parts;
 use super::error::LedgerError;
 use super::schema::{Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD};
-use super::state::{PayoutRef, Undo};
+use super::state::Undo;
 use super::Shared;
 
 const MAX_BATCH: usize = 4096;
@@ -29,17 +29,16 @@ pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
 pub(crate) enum Job {
     /// A signature's ledger entry plus its audit record.
     Sign(Box<SignJob>),
-    /// An audit record on its own (denials, Evaluate, reloads).
-    Audit {
-        audit: Box<AuditRecord>,
-        reply: Reply,
-    },
+    /// An audit record on its own (denials, Evaluate, reloads), as its canonical body.
+    Audit { body: Vec<u8>, reply: Reply },
 }
 
 pub(crate) struct SignJob {
-    pub entry: Entry,
-    pub prev_payout: Option<PayoutRef>,
-    pub audit: AuditRecord,
+    /// The reservation: the entry as reserved, and what rolling it back needs.
+    pub undo: Undo,
+    pub signature: [u8; 65],
+    /// The audit record's canonical body ([`AuditRecord::body`](super::AuditRecord::body)).
+    pub audit_body: Vec<u8>,
     pub reply: Reply,
 }
 
@@ -66,18 +65,17 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&mut self, mut batch: Vec<Job>) {
-        let result = self.write(&mut batch);
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        let result = self.write(&batch);
         {
             let mut state = self.shared.lock();
-            for job in &batch {
+            for (i, job) in batch.iter().enumerate() {
                 if let Job::Sign(job) = job {
                     match &result {
-                        Ok(_) => state.mark_committed(job.entry.clone()),
-                        Err(_) => state.rollback(&Undo {
-                            entry: job.entry.pending.clone(),
-                            prev_payout: job.prev_payout,
-                        }),
+                        Ok(first_seq) => {
+                            state.mark_committed(&job.undo.entry.txid, first_seq + i as u64)
+                        }
+                        Err(_) => state.rollback(&job.undo),
                     }
                 }
             }
@@ -98,7 +96,7 @@ impl Writer {
 
     /// Writes the batch in one transaction; returns the sequence number of its first record.
     /// Sequence numbers are assigned in batch order, so job `i` gets `first + i`.
-    fn write(&mut self, batch: &mut [Job]) -> Result<u64, LedgerError> {
+    fn write(&mut self, batch: &[Job]) -> Result<u64, LedgerError> {
         let first = self.head.seq + 1;
         let mut head = self.head;
         let mut txn = self
@@ -120,24 +118,24 @@ impl Writer {
             let mut meta = txn
                 .open_table(META)
                 .map_err(|e| LedgerError::storage("open meta", e))?;
-            for job in batch.iter_mut() {
+            for job in batch {
                 let seq = head.seq + 1;
-                let rec = match job {
+                let body = match job {
                     Job::Sign(job) => {
-                        let SignJob { entry, audit, .. } = &mut **job;
-                        entry.audit_seq = seq;
-                        let p = &entry.pending;
+                        let p = &job.undo.entry;
+                        // Keyed by sequence number, both tables only ever append: a batch
+                        // dirties a few pages at their right edge, not one page per entry.
                         entries
-                            .insert(&p.txid, entry.encode().as_slice())
+                            .insert(seq, encode_parts(p, &job.signature, seq).as_slice())
                             .map_err(|e| LedgerError::storage("insert entry", e))?;
                         by_exp
-                            .insert((p.expiration_ms, &p.txid), ())
+                            .insert((p.expiration_ms, seq), ())
                             .map_err(|e| LedgerError::storage("insert expiration", e))?;
-                        &*audit
+                        &job.audit_body
                     }
-                    Job::Audit { audit, .. } => &*audit,
+                    Job::Audit { body, .. } => body,
                 };
-                let (row, hash) = seal(rec, seq, &head.hash);
+                let (row, hash) = seal_body(body, seq, &head.hash);
                 audit
                     .insert(seq, row.as_slice())
                     .map_err(|e| LedgerError::storage("insert audit", e))?;

@@ -364,7 +364,7 @@ impl Core {
         let base = AuditRecord {
             key: Some(checked.key.to_base58()),
             txid: Some(hex::encode(checked.decoded.envelope.txid)),
-            intent: Some(inspect::view(&checked.decoded)),
+            intent: Some(inspect::view_json(&checked.decoded)),
             ..base
         };
         Ok(Begun {
@@ -547,7 +547,7 @@ fn prior(
     skew_ms: i64,
 ) -> Result<Prior, Refusal> {
     let txid = checked.decoded.envelope.txid;
-    match state.find_txid_expiring(&txid, checked.decoded.envelope.expiration, now) {
+    match state.find_txid(&txid) {
         Err(e) => return Err(ledger_refusal(&e)),
         Ok(Some(Lookup::Committed(entry))) => return Ok(Prior::Replay(entry)),
         Ok(Some(Lookup::InFlight)) => {
