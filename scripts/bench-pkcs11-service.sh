@@ -5,7 +5,7 @@
 # driven by `tron-signer-load` with many concurrent clients (the ledger fsyncs once per
 # group commit, so concurrency is what fills each commit).
 #
-#   scripts/bench-pkcs11-service.sh [seconds] [clients]
+#   [SESSIONS=n] scripts/bench-pkcs11-service.sh [seconds] [clients]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
@@ -66,6 +66,7 @@ module = "$module"
 token_label = "bench"
 keys = [{ label = "bench-key" }]
 pin = { env = "BENCH_PKCS11_PIN" }
+${SESSIONS:+sessions = $SESSIONS}
 CONFIG
 
 RUST_LOG=warn "$bin" serve --config "$work/signer.toml" 2> "$work/serve.log" &

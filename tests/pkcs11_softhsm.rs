@@ -274,6 +274,37 @@ fn wrong_pin_and_missing_token_are_specific() {
     });
 }
 
+#[test]
+fn saturated_pool_times_out_then_recovers() {
+    isolated("saturated_pool_times_out_then_recovers", |_| {
+        new_key("k");
+        let selector = KeySelector::Label("k".into());
+        let mut cfg = config(vec![selector.clone()]);
+        cfg.sessions = Some(1);
+        cfg.session_wait_ms = 300;
+        let token = Pkcs11Token::open(&cfg, pin()).expect("open token");
+        let key = token.load_key(&selector).expect("load key");
+        runtime().block_on(async {
+            let held = token.hold_admission().await.expect("the one permit");
+            let started = std::time::Instant::now();
+            let err = key
+                .sign(&tron_proto::txid(b"while the pool is full"))
+                .await
+                .expect_err("no room within the wait");
+            assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+            assert_eq!(err.code(), "key_backend_unavailable", "{err}");
+            assert_eq!(err.reason(), "pkcs11_pool_timeout", "{err}");
+            drop(held);
+            let txid = tron_proto::txid(b"after the pool freed up");
+            let sig = key.sign(&txid).await.expect("signs once there is room");
+            assert_eq!(
+                recover_address(&txid, &sig).expect("recovers"),
+                key.address()
+            );
+        });
+    });
+}
+
 #[allow(unsafe_code)]
 fn close_all_sessions(slot: u64) {
     // SAFETY: opens the same shared object the backend already loaded and initialised

@@ -44,6 +44,10 @@ pub struct SessionPool {
     wait: Duration,
     state: Mutex<State>,
     freed: Condvar,
+    /// One permit per session: async callers wait here, on the runtime, before taking a
+    /// blocking thread, so a burst of requests does not park hundreds of OS threads on
+    /// `freed` (measured: kernel scheduling was 17 % of the signer's CPU under 256 clients).
+    admission: tokio::sync::Semaphore,
 }
 
 /// A session lent out by the pool; goes back (or is closed, if the pool moved on) on drop.
@@ -100,6 +104,7 @@ impl SessionPool {
                 opened: 0,
             }),
             freed: Condvar::new(),
+            admission: tokio::sync::Semaphore::new(capacity.max(1)),
         });
         pool.module.register(&pool);
         drop(pool.checkout()?);
@@ -108,6 +113,19 @@ impl SessionPool {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for room to run one blocking operation (at most one per session), up to the
+    /// pool's checkout wait. Hold the permit until the operation's blocking task has ended.
+    pub async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Pkcs11Error> {
+        let started = Instant::now();
+        match tokio::time::timeout(self.wait, self.admission.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; both arms mean no room in time.
+            Ok(Err(_)) | Err(_) => Err(Pkcs11Error::PoolTimeout {
+                waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
     }
 
     pub fn token_label(&self) -> &str {

@@ -78,6 +78,13 @@ impl Pkcs11Token {
     pub fn stats(&self) -> PoolStats {
         self.pool.stats()
     }
+
+    /// Takes one of the token's admission permits (one per session) and holds it until the
+    /// permit is dropped, as a signature in progress would. For tests of a saturated pool.
+    #[doc(hidden)]
+    pub async fn hold_admission(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Pkcs11Error> {
+        self.pool.admit().await
+    }
 }
 
 /// One key on an HSM, usable as a [`KeyBackend`]. Cheap to clone.
@@ -128,8 +135,12 @@ impl Pkcs11Backend {
                 }
                 Err(e) => return Err(e),
             };
-            match inner.sign_with(&lease, txid) {
-                Ok(sig) => return Ok(sig),
+            match inner.c_sign(&lease, txid) {
+                Ok(rs) => {
+                    // The session goes back before the verification, which needs none.
+                    drop(lease);
+                    return inner.finish(txid, &rs);
+                }
                 Err(e) => {
                     if e.needs_reset() {
                         inner.pool.reset(lease.generation());
@@ -163,17 +174,13 @@ fn module_may_be_stale(e: &Pkcs11Error) -> bool {
 }
 
 impl KeyInner {
-    fn sign_with(
-        &self,
-        lease: &Lease,
-        txid: &[u8; 32],
-    ) -> Result<RecoverableSignature, Pkcs11Error> {
+    /// The raw `r || s` from the token; [`KeyInner::finish`] turns it into an answer.
+    fn c_sign(&self, lease: &Lease, txid: &[u8; 32]) -> Result<Vec<u8>, Pkcs11Error> {
         let handle = self.handle_for(lease)?;
-        let rs = lease
+        lease
             .session()
             .sign(&Mechanism::Ecdsa, handle, txid)
-            .map_err(|e| Pkcs11Error::from_cryptoki("C_Sign", e))?;
-        self.finish(txid, &rs)
+            .map_err(|e| Pkcs11Error::from_cryptoki("C_Sign", e))
     }
 
     fn finish(&self, txid: &[u8; 32], rs: &[u8]) -> Result<RecoverableSignature, Pkcs11Error> {
@@ -348,6 +355,8 @@ impl KeyBackend for Pkcs11Backend {
         let this = self.clone();
         let txid = *txid;
         Box::pin(async move {
+            let pool = Arc::clone(&this.inner.pool);
+            let _permit = pool.admit().await.map_err(KeyError::from)?;
             tokio::task::spawn_blocking(move || this.sign_blocking(&txid))
                 .await
                 .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
