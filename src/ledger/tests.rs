@@ -4,7 +4,7 @@ use redb::{Database, ReadableTable};
 use tron_proto::{Address, U256};
 
 use super::audit::seal;
-use super::schema::{AUDIT, DB_FILE, META, META_AUDIT_HEAD};
+use super::schema::{AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_HEAD};
 use super::*;
 use crate::decode::Asset;
 
@@ -197,6 +197,99 @@ async fn prune_forgets_expired_entries_while_running() {
     assert_eq!(
         g.used(&addr(1), Asset::Token(addr(9)), None, 100 * HOUR, later),
         U256::from(5u8)
+    );
+}
+
+/// Rewrites the `entries` table of a closed ledger.
+fn tamper_entries(dir: &Path, f: impl FnOnce(&mut redb::Table<u64, &[u8]>)) {
+    let db = Database::open(dir.join(DB_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut entries = txn.open_table(ENTRIES).unwrap();
+        f(&mut entries);
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn an_entry_missing_or_not_matching_its_index_is_refused_at_open() {
+    // Entry 1 is at sequence 1, entry 2 at sequence 2 (no other audit records).
+    let signed = || async {
+        let dir = tempdir();
+        let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
+        sign(&ledger, pending(1, 10, "p1", T0, T0 + 1000))
+            .await
+            .unwrap();
+        sign(&ledger, pending(2, 10, "p2", T0, T0 + 2000))
+            .await
+            .unwrap();
+        dir
+    };
+
+    let dir = signed().await;
+    tamper_entries(dir.path(), |t| {
+        t.remove(2).unwrap();
+    });
+    let err = Ledger::open(dir.path(), 24 * HOUR, T0).err().unwrap();
+    assert_eq!(err.code(), "ledger_corrupt");
+    assert!(
+        err.to_string().contains("expiration index without entry"),
+        "{err}"
+    );
+
+    // Entry 2's bytes moved under sequence 1: its audit sequence no longer matches the key.
+    let dir = signed().await;
+    tamper_entries(dir.path(), |t| {
+        let two = t.get(2).unwrap().unwrap().value().to_vec();
+        t.insert(1, two.as_slice()).unwrap();
+    });
+    let err = Ledger::open(dir.path(), 24 * HOUR, T0).err().unwrap();
+    assert!(
+        err.to_string().contains("does not match its index"),
+        "{err}"
+    );
+
+    // An index row pointing at an expiration the entry does not have.
+    let dir = signed().await;
+    {
+        let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut idx = txn.open_table(BY_EXPIRATION).unwrap();
+            idx.remove((T0 + 2000, 2)).unwrap();
+            idx.insert((T0 + 3000, 2), ()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Ledger::open(dir.path(), 24 * HOUR, T0).err().unwrap();
+    assert!(
+        err.to_string().contains("does not match its index"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
+    let dir = tempdir();
+    let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
+    sign(&ledger, pending(1, 10, "p1", T0, T0 + 1000))
+        .await
+        .unwrap();
+    // Remove the row behind the running ledger's back (a second handle on the same file
+    // is not possible, so go through the ledger's own database).
+    {
+        let txn = ledger.inner.db.begin_write().unwrap();
+        {
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            entries.remove(1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = ledger.state().find_txid(&txid(1)).unwrap_err();
+    assert_eq!(err.code(), "ledger_corrupt");
+    assert!(
+        err.to_string().contains("committed txid without entry"),
+        "{err}"
     );
 }
 
