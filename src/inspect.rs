@@ -47,21 +47,24 @@ pub fn view_json(d: &Decoded) -> String {
     serde_json::to_string(&View::of(d)).unwrap_or_default()
 }
 
+/// Fields in alphabetical order: the JSON text is then byte for byte what the earlier
+/// `serde_json::Value` rendering produced (its maps are sorted), so audit records hash the
+/// same text for the same request whichever way it was rendered.
 #[derive(serde::Serialize)]
 struct View {
-    txid: String,
-    kind: &'static str,
-    owner: String,
-    to: String,
-    token: Option<String>,
     amount: String,
     expiration: i64,
-    timestamp: i64,
     fee_limit: i64,
+    kind: &'static str,
     memo: String,
+    owner: String,
+    permission_id: i32,
     ref_block_bytes: String,
     ref_block_hash: String,
-    permission_id: i32,
+    timestamp: i64,
+    to: String,
+    token: Option<String>,
+    txid: String,
 }
 
 impl View {
@@ -85,6 +88,57 @@ impl View {
             ref_block_bytes: hex::encode(e.ref_block_bytes),
             ref_block_hash: hex::encode(e.ref_block_hash),
             permission_id: e.permission_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Envelope, Trc20Transfer, TrxTransfer};
+    use tron_proto::{Address, U256};
+
+    fn addr(b: u8) -> Address {
+        let mut raw = [b; 21];
+        raw[0] = 0x41;
+        Address::from_bytes(&raw).unwrap()
+    }
+
+    fn decoded(intent: Intent) -> Decoded {
+        Decoded {
+            envelope: Envelope {
+                txid: [0x5a; 32],
+                ref_block_bytes: [1, 2],
+                ref_block_hash: [3; 8],
+                expiration: 1_700_000_060_000,
+                timestamp: 1_700_000_000_000,
+                fee_limit: 30_000_000,
+                memo: b"invoice 42".to_vec(),
+                permission_id: 0,
+            },
+            intent,
+        }
+    }
+
+    /// The audit log hashes `view_json`'s text; it must be exactly the sorted-key rendering
+    /// of `view`, as records written before the typed view were.
+    #[test]
+    fn json_text_is_the_sorted_value_rendering() {
+        for intent in [
+            Intent::Trx(TrxTransfer {
+                owner: addr(1),
+                to: addr(2),
+                amount: 1_500_000,
+            }),
+            Intent::Trc20(Trc20Transfer {
+                owner: addr(1),
+                token: addr(3),
+                to: addr(2),
+                amount: U256::from(20_000_000u64),
+            }),
+        ] {
+            let d = decoded(intent);
+            assert_eq!(view_json(&d), view(&d).to_string());
         }
     }
 }

@@ -226,8 +226,9 @@ impl State {
                 self.payouts.remove(&slot.payout);
             }
         }
-        let since = now_ms.saturating_sub(self.usage_swept_at_ms);
-        if !(0..USAGE_SWEEP_EVERY_MS).contains(&since) {
+        // Concurrent requests read the clock before taking the lock, so `now` arrives slightly
+        // out of order; only a clock a whole period ahead of the last sweep sweeps again.
+        if now_ms >= self.usage_swept_at_ms.saturating_add(USAGE_SWEEP_EVERY_MS) {
             self.usage.prune(cutoff);
             self.usage_swept_at_ms = now_ms;
         }
