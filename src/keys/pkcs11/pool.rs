@@ -47,7 +47,7 @@ pub struct SessionPool {
     /// One permit per session: async callers wait here, on the runtime, before taking a
     /// blocking thread, so a burst of requests does not park hundreds of OS threads on
     /// `freed` (measured: kernel scheduling was 17 % of the signer's CPU under 256 clients).
-    admission: tokio::sync::Semaphore,
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 /// A session lent out by the pool; goes back (or is closed, if the pool moved on) on drop.
@@ -104,7 +104,7 @@ impl SessionPool {
                 opened: 0,
             }),
             freed: Condvar::new(),
-            admission: tokio::sync::Semaphore::new(capacity.max(1)),
+            admission: Arc::new(tokio::sync::Semaphore::new(capacity.max(1))),
         });
         pool.module.register(&pool);
         drop(pool.checkout()?);
@@ -116,10 +116,12 @@ impl SessionPool {
     }
 
     /// Waits for room to run one blocking operation (at most one per session), up to the
-    /// pool's checkout wait. Hold the permit until the operation's blocking task has ended.
-    pub async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Pkcs11Error> {
+    /// pool's checkout wait. Move the permit into the blocking task, so that it is released
+    /// when the operation ends, not when a cancelled request stops waiting for it.
+    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Pkcs11Error> {
         let started = Instant::now();
-        match tokio::time::timeout(self.wait, self.admission.acquire()).await {
+        let admission = Arc::clone(&self.admission);
+        match tokio::time::timeout(self.wait, admission.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; both arms mean no room in time.
             Ok(Err(_)) | Err(_) => Err(Pkcs11Error::PoolTimeout {

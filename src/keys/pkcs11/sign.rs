@@ -82,7 +82,7 @@ impl Pkcs11Token {
     /// Takes one of the token's admission permits (one per session) and holds it until the
     /// permit is dropped, as a signature in progress would. For tests of a saturated pool.
     #[doc(hidden)]
-    pub async fn hold_admission(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Pkcs11Error> {
+    pub async fn hold_admission(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Pkcs11Error> {
         self.pool.admit().await
     }
 }
@@ -355,12 +355,14 @@ impl KeyBackend for Pkcs11Backend {
         let this = self.clone();
         let txid = *txid;
         Box::pin(async move {
-            let pool = Arc::clone(&this.inner.pool);
-            let _permit = pool.admit().await.map_err(KeyError::from)?;
-            tokio::task::spawn_blocking(move || this.sign_blocking(&txid))
-                .await
-                .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
-                .map_err(KeyError::from)
+            let permit = this.inner.pool.admit().await.map_err(KeyError::from)?;
+            tokio::task::spawn_blocking(move || {
+                let _held_until_done = permit;
+                this.sign_blocking(&txid)
+            })
+            .await
+            .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
+            .map_err(KeyError::from)
         })
     }
 }
