@@ -651,6 +651,30 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
         .await
         .unwrap_err();
     assert_eq!(reason(&st), "frozen", "{st:?}");
+
+    // Both policies that were in force are archived by hash under the data directory, byte
+    // for byte; the refused file is not. GetPolicy serves from the archive and refuses to
+    // serve an edited copy.
+    let archived = |hash: &str| s.data_dir.join("policies").join(format!("{hash}.toml"));
+    assert_eq!(std::fs::read_to_string(archived(&before)).unwrap(), good);
+    assert_eq!(std::fs::read_to_string(archived(&p.hash)).unwrap(), frozen);
+    let count = std::fs::read_dir(s.data_dir.join("policies"))
+        .unwrap()
+        .count();
+    assert_eq!(count, 2, "only policies put in force are archived");
+    std::fs::write(
+        archived(&p.hash),
+        frozen.replace("frozen = true", "frozen = false"),
+    )
+    .unwrap();
+    let st = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), tonic::Code::Internal);
+    assert!(st.message().contains("[policy_archive]"), "{st:?}");
+    assert!(st.message().contains("does not match its hash"), "{st:?}");
     srv.stop();
 
     let export = s.dir.path().join("audit.jsonl");

@@ -85,6 +85,7 @@ impl Shared {
 }
 
 struct Inner {
+    dir: std::path::PathBuf,
     db: Arc<Database>,
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
@@ -202,6 +203,7 @@ impl Ledger {
             .map_err(|e| open_err(&path, e))?;
         Ok(Ledger {
             inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
                 db,
                 shared,
                 tx: Some(tx),
@@ -209,6 +211,11 @@ impl Ledger {
                 fail_next,
             }),
         })
+    }
+
+    /// The data directory the ledger lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
     }
 
     /// Takes the state lock. Hold it for lookup, policy and reserve; never across signing.

@@ -6,7 +6,7 @@
 //! and is read back for the rare replay. Payout ids are held as a SHA-256 of key and id, so
 //! no string is allocated per entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use tron_proto::{Address, U256};
@@ -73,8 +73,9 @@ pub(crate) struct State {
     txids: BTreeMap<[u8; 32], Slot>,
     /// Payout key -> the newest txid issued for it (whose slot is in `txids`).
     payouts: BTreeMap<PayoutKey, [u8; 32]>,
-    /// Committed entries by expiration, so old ones can be forgotten in order.
-    expiry: BTreeSet<(i64, [u8; 32])>,
+    /// Committed txids by expiration millisecond, so old ones can be forgotten in order.
+    /// Grouped: Tron expirations are mostly a block time plus a constant, so many share one.
+    expiry: BTreeMap<i64, Vec<[u8; 32]>>,
     usage: UsageIndex,
     retention_ms: u64,
     usage_swept_at_ms: i64,
@@ -93,7 +94,7 @@ impl State {
         State {
             txids: BTreeMap::new(),
             payouts: BTreeMap::new(),
-            expiry: BTreeSet::new(),
+            expiry: BTreeMap::new(),
             usage: UsageIndex::default(),
             retention_ms,
             usage_swept_at_ms: i64::MIN,
@@ -145,7 +146,7 @@ impl State {
         }
         self.usage
             .insert(p.key, p.asset, p.destination, p.expiration_ms, p.amount);
-        self.expiry.insert((p.expiration_ms, p.txid));
+        self.expiry.entry(p.expiration_ms).or_default().push(p.txid);
         self.txids.insert(
             p.txid,
             Slot {
@@ -183,7 +184,10 @@ impl State {
     pub(crate) fn mark_committed(&mut self, txid: &[u8; 32], seq: u64) {
         if let Some(slot) = self.txids.get_mut(txid) {
             slot.seq = seq;
-            self.expiry.insert((slot.expiration_ms, *txid));
+            self.expiry
+                .entry(slot.expiration_ms)
+                .or_default()
+                .push(*txid);
         }
     }
 
@@ -214,16 +218,17 @@ impl State {
     /// longer count in any window the ledger was opened for, and their payout ids are free.
     fn prune(&mut self, now_ms: i64) {
         let cutoff = now_ms.saturating_sub(i64::try_from(self.retention_ms).unwrap_or(i64::MAX));
-        while let Some(&(exp, txid)) = self.expiry.first() {
-            if exp >= cutoff {
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() >= cutoff {
                 break;
             }
-            self.expiry.pop_first();
-            let Some(slot) = self.txids.remove(&txid) else {
-                continue;
-            };
-            if self.payouts.get(&slot.payout) == Some(&txid) {
-                self.payouts.remove(&slot.payout);
+            for txid in entry.remove() {
+                let Some(slot) = self.txids.remove(&txid) else {
+                    continue;
+                };
+                if self.payouts.get(&slot.payout) == Some(&txid) {
+                    self.payouts.remove(&slot.payout);
+                }
             }
         }
         // Concurrent requests read the clock before taking the lock, so `now` arrives slightly

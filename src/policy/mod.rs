@@ -6,6 +6,7 @@
 //! identifies the policy in every decision record.
 
 pub mod amount;
+pub mod archive;
 mod cli;
 pub mod duration;
 mod eval;
@@ -37,7 +38,9 @@ pub use problem::{PolicyLoadError, Problem, ProblemCode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedPolicy {
     pub path: PathBuf,
-    pub text: String,
+    /// The file's text; `None` once the service has archived it under the data directory
+    /// ([`archive`]), where `GetPolicy` reads it back by hash.
+    pub text: Option<String>,
     /// sha256 of the file bytes.
     pub hash: [u8; 32],
     pub version: u32,
@@ -90,7 +93,7 @@ fn loaded(parsed: load::Parsed, text: String, source_name: &str) -> LoadedPolicy
     LoadedPolicy {
         path: PathBuf::from(source_name),
         hash: hash_bytes(text.as_bytes()),
-        text,
+        text: Some(text),
         version: parsed.version,
         name: parsed.name,
         policy: parsed.policy,

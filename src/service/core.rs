@@ -82,6 +82,19 @@ pub struct Core {
     clock: Clock,
 }
 
+/// Archives the policy's text under the ledger's data directory and drops it from memory.
+/// If the archive cannot be written the text stays in memory (and `GetPolicy` keeps
+/// working); the failure is logged, since the archive then lacks this policy.
+fn archived(ledger: &Ledger, mut policy: LoadedPolicy) -> LoadedPolicy {
+    if let Some(text) = &policy.text {
+        match crate::policy::archive::store(ledger.dir(), text.as_bytes(), &policy.hash) {
+            Ok(_) => policy.text = None,
+            Err(e) => tracing::warn!("policy {} kept in memory: {e}", policy.hash_hex()),
+        }
+    }
+    policy
+}
+
 /// What [`Core::begin`] hands on.
 struct Begun {
     policy: Arc<LoadedPolicy>,
@@ -113,6 +126,7 @@ impl Method {
 
 impl Core {
     pub fn new(keys: KeyRing, policy: LoadedPolicy, ledger: Ledger, clock: Clock) -> Self {
+        let policy = archived(&ledger, policy);
         Core {
             keys,
             policy: RwLock::new(Arc::new(policy)),
@@ -129,6 +143,15 @@ impl Core {
         &self.ledger
     }
 
+    /// The text of the policy in force: from memory, or from the archive, checked by hash.
+    pub fn policy_text(&self) -> Result<String, crate::policy::archive::ArchiveError> {
+        let p = self.policy();
+        match &p.text {
+            Some(t) => Ok(t.clone()),
+            None => crate::policy::archive::read(self.ledger.dir(), &p.hash),
+        }
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> Arc<LoadedPolicy> {
         match self.policy.read() {
@@ -141,6 +164,7 @@ impl Core {
     pub async fn replace_policy(&self, new: LoadedPolicy, caller: &str) -> Result<u64, Refusal> {
         let old_hash = self.policy().hash_hex();
         let new_hash = new.hash_hex();
+        let new = archived(&self.ledger, new);
         {
             let mut slot = match self.policy.write() {
                 Ok(g) => g,

@@ -142,11 +142,15 @@ impl Signer for GrpcSigner {
         _request: Request<GetPolicyRequest>,
     ) -> Result<Response<GetPolicyResponse>, Status> {
         let p = self.core.policy();
+        let text = self
+            .core
+            .policy_text()
+            .map_err(|e| Status::internal(format!("[policy_archive] {e}")))?;
         Ok(Response::new(GetPolicyResponse {
             hash: p.hash_hex(),
             version: p.version,
             name: p.name.clone(),
-            text: p.text.clone(),
+            text,
         }))
     }
 }
