@@ -24,6 +24,9 @@ use super::Shared;
 
 const MAX_BATCH: usize = 4096;
 
+/// A group commit slower than this is logged: it is the latency floor of its whole batch.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
 
 pub(crate) enum Job {
@@ -66,7 +69,17 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        let started = std::time::Instant::now();
         let result = self.write(&batch);
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            // Every request in the batch (and every one queued behind it) waited this long.
+            tracing::warn!(
+                millis = took.as_millis() as u64,
+                entries = batch.len(),
+                "slow durable commit"
+            );
+        }
         {
             let mut state = self.shared.lock();
             for (i, job) in batch.iter().enumerate() {
