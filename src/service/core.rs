@@ -143,12 +143,15 @@ impl Core {
         &self.ledger
     }
 
-    /// The text of the policy in force: from memory, or from the archive, checked by hash.
-    pub fn policy_text(&self) -> Result<String, crate::policy::archive::ArchiveError> {
-        let p = self.policy();
-        match &p.text {
+    /// The text of `policy` (one this core put in force): from memory, or from the archive,
+    /// checked by hash. Blocking file I/O when archived.
+    pub fn policy_text(
+        &self,
+        policy: &LoadedPolicy,
+    ) -> Result<String, crate::policy::archive::ArchiveError> {
+        match &policy.text {
             Some(t) => Ok(t.clone()),
-            None => crate::policy::archive::read(self.ledger.dir(), &p.hash),
+            None => crate::policy::archive::read(self.ledger.dir(), &policy.hash),
         }
     }
 

@@ -141,10 +141,12 @@ impl Signer for GrpcSigner {
         &self,
         _request: Request<GetPolicyRequest>,
     ) -> Result<Response<GetPolicyResponse>, Status> {
+        // One snapshot for hash and text, so a reload in between cannot mix them.
         let p = self.core.policy();
-        let text = self
-            .core
-            .policy_text()
+        let (core, snapshot) = (Arc::clone(&self.core), Arc::clone(&p));
+        let text = tokio::task::spawn_blocking(move || core.policy_text(&snapshot))
+            .await
+            .map_err(|_| Status::internal("[policy_archive] reading the policy text failed"))?
             .map_err(|e| Status::internal(format!("[policy_archive] {e}")))?;
         Ok(Response::new(GetPolicyResponse {
             hash: p.hash_hex(),
