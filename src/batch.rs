@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
 
 use crate::config::{Config, ConfigError};
+use crate::durable_file;
 use crate::service::core::system_clock;
 use crate::service::run::{build_core, StartError};
 use crate::service::Core;
@@ -186,45 +187,23 @@ fn summarize(b: &SignedBatch) -> BatchSummary {
     }
 }
 
-/// Writes `bytes` to `path` atomically and only if `path` does not exist: temp file in the
-/// same directory, fsync, hard link into place (fails if the target exists), fsync the dir.
+/// Writes `bytes` to `path` atomically and only if `path` does not exist
+/// ([`durable_file::Mode::CreateNew`]).
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), BatchCliError> {
-    let err = |source| BatchCliError::WriteOutput {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "batch".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(BatchCliError::OutputExists {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) => return Err(err(e)),
-    }
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    durable_file::write_atomic(path, bytes, durable_file::Mode::CreateNew, &|| Ok(())).map_err(
+        |e| {
+            if e.already_exists() {
+                BatchCliError::OutputExists {
+                    path: path.to_owned(),
+                }
+            } else {
+                BatchCliError::WriteOutput {
+                    path: path.to_owned(),
+                    source: e.source,
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod config;
 pub mod decode;
 pub mod dev;
+pub mod durable_file;
 pub mod inspect;
 pub mod keys;
 pub mod keystore;

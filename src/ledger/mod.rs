@@ -148,22 +148,11 @@ fn open_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
     }
 }
 
-fn create_dir_private(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
 impl Ledger {
     /// Opens (creating if missing) `dir/ledger.redb` and rebuilds the in-memory index from the
     /// entries whose expiration is at or after `now_ms - retention_ms`.
     pub fn open(dir: &Path, retention_ms: u64, now_ms: i64) -> Result<Ledger, LedgerError> {
-        create_dir_private(dir).map_err(|e| open_err(dir, e))?;
+        crate::durable_file::create_dir_private(dir).map_err(|e| open_err(dir, e))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
         let db = Database::builder()

@@ -6,10 +6,11 @@
 //! allowlist is ~21 MiB of TOML) just to answer `GetPolicy`. Reads check the hash, so an
 //! edited archive file is reported, never served.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::durable_file;
 
 const DIR: &str = "policies";
 
@@ -35,8 +36,8 @@ pub fn path_for(data_dir: &Path, hash: &[u8; 32]) -> PathBuf {
         .join(format!("{}.toml", hex::encode(hash)))
 }
 
-/// Archives `text` under its hash unless an intact copy is already there. Atomic: a temp
-/// file in the same directory, fsynced, renamed into place, then the directory fsynced.
+/// Archives `text` under its hash unless an intact copy is already there (atomically, see
+/// [`durable_file`]).
 pub fn store(data_dir: &Path, text: &[u8], hash: &[u8; 32]) -> Result<PathBuf, ArchiveError> {
     let path = path_for(data_dir, hash);
     let io = |e: std::io::Error| ArchiveError::Io {
@@ -48,27 +49,13 @@ pub fn store(data_dir: &Path, text: &[u8], hash: &[u8; 32]) -> Result<PathBuf, A
             return Ok(path);
         }
     }
-    let dir = data_dir.join(DIR);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(&dir).map_err(io)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", hex::encode(hash), std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
+    durable_file::create_dir_private(&data_dir.join(DIR)).map_err(io)?;
+    durable_file::write_atomic(&path, text, durable_file::Mode::Replace, &|| Ok(())).map_err(
+        |e| ArchiveError::Io {
+            path: path.display().to_string(),
+            detail: format!("{}: {}", e.step, e.source),
+        },
+    )?;
     Ok(path)
 }
 
