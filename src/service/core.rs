@@ -215,12 +215,7 @@ impl Core {
             .await?;
         let txid = checked.decoded.envelope.txid;
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
-            let r = refusal(
-                RefusalKind::Denied,
-                "key_not_loaded",
-                format!("no key {} is loaded in this signer", checked.key),
-            );
-            return Err(self.refuse(base, r).await);
+            return Err(self.refuse(base, key_not_loaded(&checked.key)).await);
         };
 
         let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, now) {
@@ -355,11 +350,7 @@ impl Core {
         now: i64,
     ) -> Result<String, Refusal> {
         if self.keys.get(&checked.key).is_none() {
-            return Err(refusal(
-                RefusalKind::Denied,
-                "key_not_loaded",
-                format!("no key {} is loaded in this signer", checked.key),
-            ));
+            return Err(key_not_loaded(&checked.key));
         }
         let state = self.ledger.state();
         match decide(&state, policy, checked, payout_id, now)? {
@@ -648,6 +639,14 @@ fn skew_ms(policy: &LoadedPolicy, key: &Address) -> i64 {
         .unwrap_or(crate::policy::MAX_CLOCK_SKEW_MS)
         .try_into()
         .unwrap_or(i64::MAX)
+}
+
+fn key_not_loaded(key: &Address) -> Refusal {
+    refusal(
+        RefusalKind::Denied,
+        "key_not_loaded",
+        format!("no key {key} is loaded in this signer"),
+    )
 }
 
 fn ledger_refusal(e: &ledger::LedgerError) -> Refusal {
