@@ -291,6 +291,23 @@ async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
         err.to_string().contains("committed txid without entry"),
         "{err}"
     );
+
+    // A row under that sequence that belongs to another txid is refused the same way.
+    let other = Entry {
+        pending: pending(9, 10, "p9", T0, T0 + 1000),
+        signature: sig(9),
+        audit_seq: 1,
+    };
+    {
+        let txn = ledger.inner.db.begin_write().unwrap();
+        {
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            entries.insert(1, other.encode().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = ledger.state().find_txid(&txid(1)).unwrap_err();
+    assert!(err.to_string().contains("does not match its txid"), "{err}");
 }
 
 #[test]

@@ -780,6 +780,28 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         })
     }
 
+    /// The policy text is archived under the data directory and dropped from memory; when
+    /// the archive cannot be written the text stays in memory and is still served.
+    #[test]
+    fn policy_text_archived_or_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archived, _) = core(dir.path());
+        let p = archived.policy();
+        assert!(p.text.is_none(), "archived, so not held in memory");
+        let text = archived.policy_text(&p).unwrap();
+        assert_eq!(crate::policy::hash_bytes(text.as_bytes()), p.hash);
+
+        let blocked = tempfile::tempdir().unwrap();
+        std::fs::write(blocked.path().join("policies"), b"a file, not a directory").unwrap();
+        let (in_memory, _) = core(blocked.path());
+        let p = in_memory.policy();
+        assert!(
+            p.text.is_some(),
+            "kept in memory when the archive is unwritable"
+        );
+        assert_eq!(in_memory.policy_text(&p).unwrap(), text);
+    }
+
     /// Invariant 4: when the durable write fails, no signature leaves and nothing counts.
     #[tokio::test]
     async fn failed_ledger_write_releases_no_signature() {
