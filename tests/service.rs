@@ -8,7 +8,7 @@ use common::*;
 use secrecy::SecretBox;
 use tonic::Code;
 use tron_proto::sig::{is_low_s, recover_address};
-use tron_proto::signer::{GetPolicyRequest, ListKeysRequest};
+use tron_proto::signer::{GetPolicyRequest, ListKeysRequest, ReadPolicyTextRequest};
 use tron_proto::Address;
 use tron_signer::keys::SoftKey;
 
@@ -641,6 +641,28 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
         .into_inner();
     assert_ne!(p.hash, before);
     assert_eq!(p.text, frozen);
+    assert_eq!(p.text_size, frozen.len() as u64);
+    assert!(!p.text_omitted);
+    // ReadPolicyText serves the policy in force, and any earlier one by its hash.
+    let (hash, text) = read_policy_text(&mut srv, "").await.unwrap();
+    assert_eq!(
+        (hash.as_str(), text.as_slice()),
+        (p.hash.as_str(), frozen.as_bytes())
+    );
+    let (hash, text) = read_policy_text(&mut srv, &before).await.unwrap();
+    assert_eq!(
+        (hash.as_str(), text.as_slice()),
+        (before.as_str(), good.as_bytes())
+    );
+    let never = hex::encode([0x5a; 32]);
+    let st = read_policy_text(&mut srv, &never).await.unwrap_err();
+    assert_eq!(st.code(), Code::NotFound, "{st:?}");
+    assert_eq!(reason(&st), "policy_not_archived", "{st:?}");
+    for bad in ["not hex", &before[..62], &format!("{before}00")] {
+        let st = read_policy_text(&mut srv, bad).await.unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument, "{bad}: {st:?}");
+        assert_eq!(reason(&st), "policy_hash_invalid", "{st:?}");
+    }
     let st = srv
         .client
         .sign(request(
@@ -675,6 +697,17 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     assert_eq!(st.code(), tonic::Code::Internal);
     assert!(st.message().contains("[policy_archive]"), "{st:?}");
     assert!(st.message().contains("does not match its hash"), "{st:?}");
+    let st = read_policy_text(&mut srv, "").await.unwrap_err();
+    assert_eq!(st.code(), Code::Internal, "{st:?}");
+    assert_eq!(reason(&st), "policy_archive", "{st:?}");
+    // An earlier policy's archive edited, or gone: refused, never served.
+    std::fs::write(archived(&before), good.replace("hot 1", "hot one")).unwrap();
+    let st = read_policy_text(&mut srv, &before).await.unwrap_err();
+    assert_eq!(st.code(), Code::Internal, "{st:?}");
+    assert!(st.message().contains("does not match its hash"), "{st:?}");
+    std::fs::remove_file(archived(&before)).unwrap();
+    let st = read_policy_text(&mut srv, &before).await.unwrap_err();
+    assert_eq!(reason(&st), "policy_not_archived", "{st:?}");
     srv.stop();
 
     let export = s.dir.path().join("audit.jsonl");
@@ -696,6 +729,69 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
         text.contains("\"reason_code\":\"policy_reloaded\""),
         "reload not audited"
     );
+}
+
+/// `ReadPolicyText`, its chunks put together: (hash, text bytes). Checks that every chunk
+/// names the same hash and none is over the documented chunk size.
+async fn read_policy_text(
+    srv: &mut Server,
+    hash: &str,
+) -> Result<(String, Vec<u8>), tonic::Status> {
+    let mut stream = srv
+        .client
+        .read_policy_text(ReadPolicyTextRequest { hash: hash.into() })
+        .await?
+        .into_inner();
+    let (mut named, mut text) = (None::<String>, Vec::new());
+    while let Some(chunk) = stream.message().await? {
+        assert!(chunk.data.len() <= tron_signer::service::grpc::POLICY_TEXT_CHUNK);
+        assert!(!chunk.data.is_empty(), "no empty chunks");
+        match &named {
+            Some(h) => assert_eq!(h, &chunk.hash, "every chunk names one hash"),
+            None => named = Some(chunk.hash.clone()),
+        }
+        text.extend_from_slice(&chunk.data);
+    }
+    Ok((named.unwrap_or_default(), text))
+}
+
+/// A policy text over the 4 MiB message limit of a default gRPC client: `GetPolicy` still
+/// answers (hash, name, size, text left out and said so) and `ReadPolicyText` streams the
+/// exact bytes that were hashed.
+#[tokio::test]
+async fn large_policy_text_is_streamed_not_inlined() {
+    use sha2::Digest;
+    let mut text = policy();
+    // The last [[key]] in the file takes these destinations.
+    let label = "x".repeat(120);
+    let mut n = 0u32;
+    while text.len() <= tron_signer::service::grpc::MAX_INLINE_POLICY_TEXT + 100_000 {
+        let [_, b1, b2, b3] = n.to_be_bytes();
+        let mut evm = [0x7e; 20];
+        evm[17..].copy_from_slice(&[b1, b2, b3]);
+        text.push_str(&format!(
+            "\n  [[key.destination]]\n  address = \"{}\"\n  label = \"{label} {n}\"\n  assets = [\"TRX\"]\n  per_tx_max = {{ TRX = \"1\" }}\n",
+            Address::from_evm(evm)
+        ));
+        n += 1;
+    }
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &text);
+    let mut srv = s.start().await;
+    let p = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .expect("GetPolicy answers under the client's default message limit")
+        .into_inner();
+    assert!(p.text_omitted);
+    assert!(p.text.is_empty());
+    assert_eq!(p.text_size, text.len() as u64);
+    assert_eq!(p.name, "service test policy");
+    let (hash, streamed) = read_policy_text(&mut srv, "").await.unwrap();
+    assert_eq!(hash, p.hash);
+    assert_eq!(streamed, text.as_bytes());
+    assert_eq!(hex::encode(sha2::Sha256::digest(&streamed)), p.hash);
+    srv.stop();
 }
 
 async fn wait_for_log(srv: &Server, needle: &str) {

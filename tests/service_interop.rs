@@ -102,7 +102,13 @@ windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
     assert_eq!(v["health"], "SERVING");
     assert_eq!(
         v["methods"],
-        json!(["Evaluate", "GetPolicy", "ListKeys", "Sign"])
+        json!([
+            "Evaluate",
+            "GetPolicy",
+            "ListKeys",
+            "ReadPolicyText",
+            "Sign"
+        ])
     );
     assert_eq!(v["keys"], json!([KEY1]));
     assert_eq!(v["allowed"], true);

@@ -155,6 +155,21 @@ impl Core {
         }
     }
 
+    /// The text of the policy with this hash: the one in force (even when its text could not
+    /// be archived and lives only in memory), or any earlier one from the archive, checked by
+    /// hash. Blocking file I/O.
+    pub fn policy_text_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<String, crate::policy::archive::ArchiveError> {
+        let current = self.policy();
+        if current.hash == *hash {
+            self.policy_text(&current)
+        } else {
+            crate::policy::archive::read(self.ledger.dir(), hash)
+        }
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> Arc<LoadedPolicy> {
         match self.policy.read() {

@@ -8,8 +8,10 @@ use tonic::{Request, Response, Status};
 use tron_proto::signer::signer_server::Signer;
 use tron_proto::signer::{
     Decision, EvaluateResponse, GetPolicyRequest, GetPolicyResponse, KeyInfo, ListKeysRequest,
-    ListKeysResponse, SignRequest, SignResponse,
+    ListKeysResponse, PolicyTextChunk, ReadPolicyTextRequest, SignRequest, SignResponse,
 };
+
+use crate::policy::archive::ArchiveError;
 
 use super::core::{Core, Refusal, RefusalKind};
 
@@ -17,6 +19,13 @@ use super::core::{Core, Refusal, RefusalKind};
 pub const REASON_CODE_KEY: &str = "reason-code";
 /// Metadata key carrying the audit sequence number of a refusal.
 pub const AUDIT_SEQUENCE_KEY: &str = "audit-sequence";
+
+/// `GetPolicy` leaves out a policy text over this size: with the other fields it would pass
+/// the 4 MiB message limit most gRPC clients apply. `ReadPolicyText` serves it in chunks.
+pub const MAX_INLINE_POLICY_TEXT: usize = 3 * 1024 * 1024;
+
+/// `ReadPolicyText` sends the text in chunks of this size.
+pub const POLICY_TEXT_CHUNK: usize = 1024 * 1024;
 
 /// The `Signer` service over a shared [`Core`].
 #[derive(Clone)]
@@ -52,6 +61,44 @@ pub fn caller<T>(req: &Request<T>) -> String {
     }
 }
 
+/// A status carrying a stable reason code, in the message and the `reason-code` metadata.
+fn coded(code: tonic::Code, reason: &'static str, message: String) -> Status {
+    let mut s = Status::new(code, format!("[{reason}] {message}"));
+    s.metadata_mut()
+        .insert(REASON_CODE_KEY, MetadataValue::from_static(reason));
+    s
+}
+
+/// Reading a policy text from the archive failed. An earlier policy missing from the archive
+/// is NOT_FOUND (it was never in force here); anything else, and any failure for the policy
+/// in force, is INTERNAL, and nothing is served.
+fn archive_status(e: ArchiveError, in_force: bool) -> Status {
+    match e {
+        ArchiveError::Missing { .. } if !in_force => coded(
+            tonic::Code::NotFound,
+            "policy_not_archived",
+            format!("no policy with this hash has been in force here ({e})"),
+        ),
+        other => coded(tonic::Code::Internal, "policy_archive", other.to_string()),
+    }
+}
+
+/// A hash given as 64 hex digits.
+fn parse_policy_hash(hex_text: &str) -> Result<[u8; 32], Status> {
+    let invalid = || {
+        coded(
+            tonic::Code::InvalidArgument,
+            "policy_hash_invalid",
+            format!(
+                "a policy hash is 64 hex digits (SHA-256 of the policy text); got {} characters",
+                hex_text.chars().count()
+            ),
+        )
+    };
+    let bytes = hex::decode(hex_text).map_err(|_| invalid())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| invalid())
+}
+
 /// Turns a refusal into a status with its reason code attached.
 pub fn status(r: Refusal) -> Status {
     let code = match r.kind {
@@ -70,8 +117,13 @@ pub fn status(r: Refusal) -> Status {
     s
 }
 
+type PolicyTextStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PolicyTextChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Signer for GrpcSigner {
+    type ReadPolicyTextStream = PolicyTextStream;
+
     async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
         let who = caller(&request);
         let req = request.into_inner();
@@ -147,12 +199,46 @@ impl Signer for GrpcSigner {
         let text = tokio::task::spawn_blocking(move || core.policy_text(&snapshot))
             .await
             .map_err(|_| Status::internal("[policy_archive] reading the policy text failed"))?
-            .map_err(|e| Status::internal(format!("[policy_archive] {e}")))?;
+            .map_err(|e| archive_status(e, true))?;
+        let text_size = text.len() as u64;
+        let text_omitted = text.len() > MAX_INLINE_POLICY_TEXT;
         Ok(Response::new(GetPolicyResponse {
             hash: p.hash_hex(),
             version: p.version,
             name: p.name.clone(),
-            text,
+            text: if text_omitted { String::new() } else { text },
+            text_size,
+            text_omitted,
         }))
+    }
+
+    async fn read_policy_text(
+        &self,
+        request: Request<ReadPolicyTextRequest>,
+    ) -> Result<Response<Self::ReadPolicyTextStream>, Status> {
+        let asked = request.into_inner().hash;
+        let in_force = self.core.policy().hash;
+        let hash = if asked.is_empty() {
+            in_force
+        } else {
+            parse_policy_hash(&asked)?
+        };
+        let core = Arc::clone(&self.core);
+        let text = tokio::task::spawn_blocking(move || core.policy_text_by_hash(&hash))
+            .await
+            .map_err(|_| Status::internal("[policy_archive] reading the policy text failed"))?
+            .map_err(|e| archive_status(e, hash == in_force))?;
+        let hash_hex = hex::encode(hash);
+        let bytes = text.into_bytes();
+        let chunks: Vec<Result<PolicyTextChunk, Status>> = bytes
+            .chunks(POLICY_TEXT_CHUNK)
+            .map(|c| {
+                Ok(PolicyTextChunk {
+                    hash: hash_hex.clone(),
+                    data: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }

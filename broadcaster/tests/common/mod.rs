@@ -280,6 +280,15 @@ impl Signer for MockSigner {
     ) -> Result<tonic::Response<GetPolicyResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("mock"))
     }
+    type ReadPolicyTextStream = tokio_stream::Iter<
+        std::vec::IntoIter<Result<tron_proto::signer::PolicyTextChunk, tonic::Status>>,
+    >;
+    async fn read_policy_text(
+        &self,
+        _: tonic::Request<tron_proto::signer::ReadPolicyTextRequest>,
+    ) -> Result<tonic::Response<Self::ReadPolicyTextStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("mock"))
+    }
 }
 
 impl MockSigner {
