@@ -2,9 +2,10 @@
 # Service load benchmark (issue 3, item 7): the release signer with 10,000 keys and a
 # 100,000-entry allowlist, fsync on, driven over gRPC on a Unix socket by the load generator
 # on the same machine. Prints the closed-loop peak, then an open-loop run at half that rate
-# (for p99), each beside the raw single-core k256 sign rate measured in the same run.
+# (for p99), each beside the raw single-core k256 sign rate measured in the same run. RATES
+# adds open-loop runs at those rates afterwards (latency against load).
 #
-#   KEYS=10000 DESTS=100000 CLIENTS=256 SECS=15 bash scripts/bench-service.sh
+#   KEYS=10000 DESTS=100000 CLIENTS=256 SECS=15 [RATES="500 1500 3000"] bash scripts/bench-service.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-10000}
@@ -40,3 +41,7 @@ peak=$(awk '/^throughput/ {print $2}' "$dir/peak.txt")
 half=$(( peak / 2 ))
 echo "== open loop at half the peak: ${half}/s, ${SECS}s"
 run --rate "$half" --connections 8 --seconds "$SECS" --run-id half
+for rate in ${RATES:-}; do
+    echo "== open loop at ${rate}/s, ${SECS}s"
+    run --rate "$rate" --connections 8 --seconds "$SECS" --run-id "rate-$rate"
+done

@@ -213,6 +213,22 @@ fn raw_sign_rate(seconds: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Idle (idle + iowait) and total jiffies over all CPUs, from /proc/stat: how much of the
+/// shared machine the server and this generator left unused while the load ran.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = fields.get(3)? + fields.get(4)?;
+    // user nice system idle iowait irq softirq steal; guest time is already in user/nice.
+    Some((idle, fields.iter().take(8).sum()))
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -341,6 +357,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first_error = Arc::new(Mutex::new(None::<String>));
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     let deadline = Duration::from_secs_f64(args.seconds);
+    let cpu_before = cpu_jiffies();
     let start = Instant::now();
 
     let one = {
@@ -434,6 +451,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_after = cpu_jiffies();
     // Measured again after the load, so drift on a shared machine shows and averages out.
     let raw_after = match &args.raw_pkcs11_module {
         Some(m) => Some(raw_pkcs11_rate(&args, m, args.raw_seconds)?),
@@ -472,6 +490,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "raw k256 sign     {raw:.0}/s on one core (before {raw_rate:.0}/s, after {after:.0}/s)"
         );
         println!("ratio             {:.2} x raw single-core rate", rate / raw);
+    }
+    if let (Some((idle0, total0)), Some((idle1, total1))) = (cpu_before, cpu_after) {
+        if total1 > total0 {
+            let idle = 100.0 * idle1.saturating_sub(idle0) as f64 / (total1 - total0) as f64;
+            println!("machine idle      {idle:.0} % of all CPUs during the load (incl. iowait)");
+        }
     }
     if let Some(kib) = rss {
         println!("server peak RSS   {:.1} MiB", kib as f64 / 1024.0);
