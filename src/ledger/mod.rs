@@ -148,6 +148,25 @@ fn open_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
     }
 }
 
+/// The ledger file, created readable by its owner only: it names callers, destinations and
+/// amounts. A file made by an earlier build with wider permissions is narrowed to 0600.
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let file = opts.open(path)?;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    opts.open(path)
+}
+
 impl Ledger {
     /// Opens (creating if missing) `dir/ledger.redb` and rebuilds the in-memory index from the
     /// entries whose expiration is at or after `now_ms - retention_ms`.
@@ -155,10 +174,12 @@ impl Ledger {
         crate::durable_file::create_dir_private(dir).map_err(|e| open_err(dir, e))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
+        let file = open_private(&path).map_err(|e| open_err(&path, e))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| open_err(&path, e))?;
         let db = Database::builder()
             .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
             .set_cache_size(CACHE_BYTES)
-            .create(&path)
+            .create_with_backend(backend)
             .map_err(|e| open_err(&path, e))?;
         if !existed {
             // Make the new file's directory entry durable too; best effort where the platform

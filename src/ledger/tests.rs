@@ -866,3 +866,30 @@ async fn cli_verify_and_export() {
     .unwrap_err();
     assert_eq!(err.bad_sequence(), Some(2));
 }
+
+/// The ledger file is the owner's alone (callers, destinations, amounts); one left readable
+/// by others is narrowed at open. Nothing in it is lost either way.
+#[cfg(unix)]
+#[tokio::test]
+async fn ledger_file_is_private_and_a_wider_one_is_narrowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let file = dir.path().join(DB_FILE);
+    let mode = || std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    {
+        let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
+        assert_eq!(
+            sign(&ledger, pending(1, 100, "p1", T0, T0 + 60_000)).await,
+            Ok(1)
+        );
+    }
+    assert_eq!(mode(), 0o600);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ledger = Ledger::open(dir.path(), 24 * HOUR, T0).unwrap();
+    assert_eq!(mode(), 0o600);
+    let found = ledger.state().find_txid(&txid(1)).unwrap();
+    match found {
+        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(1)),
+        other => panic!("expected the committed entry, got {other:?}"),
+    }
+}
