@@ -457,6 +457,11 @@ async fn every_refusal_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&export).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "an export is the owner's alone");
+    }
     for (code, ..) in &cases {
         let n = text
             .lines()
@@ -658,7 +663,8 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     let st = read_policy_text(&mut srv, &never).await.unwrap_err();
     assert_eq!(st.code(), Code::NotFound, "{st:?}");
     assert_eq!(reason(&st), "policy_not_archived", "{st:?}");
-    for bad in ["not hex", &before[..62], &format!("{before}00")] {
+    let not_hex = "zz".repeat(32);
+    for bad in ["not hex", &before[..62], &format!("{before}00"), &not_hex] {
         let st = read_policy_text(&mut srv, bad).await.unwrap_err();
         assert_eq!(st.code(), Code::InvalidArgument, "{bad}: {st:?}");
         assert_eq!(reason(&st), "policy_hash_invalid", "{st:?}");
@@ -697,17 +703,36 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     assert_eq!(st.code(), tonic::Code::Internal);
     assert!(st.message().contains("[policy_archive]"), "{st:?}");
     assert!(st.message().contains("does not match its hash"), "{st:?}");
-    let st = read_policy_text(&mut srv, "").await.unwrap_err();
+    let data_dir = path_str(&s.data_dir).to_owned();
+    for asked in ["", p.hash.as_str()] {
+        let st = read_policy_text(&mut srv, asked).await.unwrap_err();
+        assert_eq!(st.code(), Code::Internal, "{st:?}");
+        assert_eq!(reason(&st), "policy_archive", "{st:?}");
+        assert!(st.message().contains("does not match its hash"), "{st:?}");
+        assert!(!st.message().contains(&data_dir), "no server paths: {st:?}");
+    }
+    // The archive of the policy in force gone: an internal fault, not "never in force".
+    std::fs::remove_file(archived(&p.hash)).unwrap();
+    let st = read_policy_text(&mut srv, &p.hash).await.unwrap_err();
     assert_eq!(st.code(), Code::Internal, "{st:?}");
+    assert_eq!(reason(&st), "policy_archive", "{st:?}");
+    let st = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(reason(&st), "policy_archive", "{st:?}");
     // An earlier policy's archive edited, or gone: refused, never served.
     std::fs::write(archived(&before), good.replace("hot 1", "hot one")).unwrap();
     let st = read_policy_text(&mut srv, &before).await.unwrap_err();
     assert_eq!(st.code(), Code::Internal, "{st:?}");
+    assert_eq!(reason(&st), "policy_archive", "{st:?}");
     assert!(st.message().contains("does not match its hash"), "{st:?}");
     std::fs::remove_file(archived(&before)).unwrap();
     let st = read_policy_text(&mut srv, &before).await.unwrap_err();
+    assert_eq!(st.code(), Code::NotFound, "{st:?}");
     assert_eq!(reason(&st), "policy_not_archived", "{st:?}");
+    assert!(!st.message().contains(&data_dir), "no server paths: {st:?}");
     srv.stop();
 
     let export = s.dir.path().join("audit.jsonl");

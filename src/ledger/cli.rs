@@ -53,11 +53,12 @@ pub fn run_audit(cmd: AuditCommand, out: &mut dyn Write) -> Result<(), LedgerErr
                 Ledger::export_audit(&data_dir, out).map(|_| ())
             } else {
                 // Never overwrite an earlier export: audit evidence is not silently replaced.
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&dest)
-                    .map_err(output)?;
+                // Owner-only, like the ledger it comes from.
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let file = opts.open(&dest).map_err(output)?;
                 let mut w = std::io::BufWriter::new(file);
                 let n = Ledger::export_audit(&data_dir, &mut w)?;
                 let file = w.into_inner().map_err(|e| output(e.into_error()))?;

@@ -159,7 +159,10 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
         opts.mode(0o600);
         let file = opts.open(path)?;
         if file.metadata()?.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("narrowing its mode to 0600: {e}"))
+                })?;
         }
         Ok(file)
     }

@@ -41,6 +41,8 @@ pub struct LoadedPolicy {
     /// The file's text; `None` once the service has archived it under the data directory
     /// ([`archive`]), where `GetPolicy` reads it back by hash.
     pub text: Option<String>,
+    /// Length of the text in bytes (known without reading the archive).
+    pub text_len: usize,
     /// sha256 of the file bytes.
     pub hash: [u8; 32],
     pub version: u32,
@@ -93,6 +95,7 @@ fn loaded(parsed: load::Parsed, text: String, source_name: &str) -> LoadedPolicy
     LoadedPolicy {
         path: PathBuf::from(source_name),
         hash: hash_bytes(text.as_bytes()),
+        text_len: text.len(),
         text: Some(text),
         version: parsed.version,
         name: parsed.name,

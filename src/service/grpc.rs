@@ -31,11 +31,42 @@ pub const POLICY_TEXT_CHUNK: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct GrpcSigner {
     core: Arc<Core>,
+    /// Reading a policy text back (file read and SHA-256 of up to tens of MiB) takes a
+    /// blocking thread on a machine that also signs: at most this many at once.
+    text_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Policy text reads that may run at once; the rest wait their turn.
+const CONCURRENT_TEXT_READS: usize = 2;
 
 impl GrpcSigner {
     pub fn new(core: Arc<Core>) -> Self {
-        GrpcSigner { core }
+        GrpcSigner {
+            core,
+            text_reads: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_TEXT_READS)),
+        }
+    }
+
+    /// The text of the policy with `hash`, read on the blocking pool under the read limit.
+    async fn read_text(&self, hash: [u8; 32], in_force: bool) -> Result<String, Status> {
+        let _permit = self.text_reads.acquire().await.map_err(|_| {
+            coded(
+                tonic::Code::Internal,
+                "policy_archive",
+                "shutting down".into(),
+            )
+        })?;
+        let core = Arc::clone(&self.core);
+        tokio::task::spawn_blocking(move || core.policy_text_by_hash(&hash))
+            .await
+            .map_err(|_| {
+                coded(
+                    tonic::Code::Internal,
+                    "policy_archive",
+                    "reading the policy text failed".into(),
+                )
+            })?
+            .map_err(|e| archive_status(e, &hash, in_force))
     }
 }
 
@@ -70,33 +101,58 @@ fn coded(code: tonic::Code, reason: &'static str, message: String) -> Status {
 }
 
 /// Reading a policy text from the archive failed. An earlier policy missing from the archive
-/// is NOT_FOUND (it was never in force here); anything else, and any failure for the policy
-/// in force, is INTERNAL, and nothing is served.
-fn archive_status(e: ArchiveError, in_force: bool) -> Status {
+/// is NOT_FOUND; anything else, and any failure for the policy in force, is INTERNAL, and
+/// nothing is served. Callers get the hash; the file's path stays in the signer's log.
+fn archive_status(e: ArchiveError, hash: &[u8; 32], in_force: bool) -> Status {
+    let hash = hex::encode(hash);
+    tracing::error!(policy = %hash, "policy text not served: {e}");
     match e {
         ArchiveError::Missing { .. } if !in_force => coded(
             tonic::Code::NotFound,
             "policy_not_archived",
-            format!("no policy with this hash has been in force here ({e})"),
+            format!(
+                "policy {hash} is not in this signer's policy archive: it was never in force \
+                 here, or its archived copy is gone"
+            ),
         ),
-        other => coded(tonic::Code::Internal, "policy_archive", other.to_string()),
+        ArchiveError::Missing { .. } => coded(
+            tonic::Code::Internal,
+            "policy_archive",
+            format!("the archived copy of policy {hash}, which is in force, is missing"),
+        ),
+        ArchiveError::Tampered { .. } => coded(
+            tonic::Code::Internal,
+            "policy_archive",
+            format!(
+                "the archived copy of policy {hash} does not match its hash (edited or \
+                 damaged); not served"
+            ),
+        ),
+        ArchiveError::Io { .. } => coded(
+            tonic::Code::Internal,
+            "policy_archive",
+            format!("the archived copy of policy {hash} could not be read (see the signer's log)"),
+        ),
     }
 }
 
-/// A hash given as 64 hex digits.
+/// A hash given as 64 hex digits (either case).
 fn parse_policy_hash(hex_text: &str) -> Result<[u8; 32], Status> {
-    let invalid = || {
+    let invalid = |what: String| {
         coded(
             tonic::Code::InvalidArgument,
             "policy_hash_invalid",
-            format!(
-                "a policy hash is 64 hex digits (SHA-256 of the policy text); got {} characters",
-                hex_text.chars().count()
-            ),
+            format!("a policy hash is 64 hex digits (SHA-256 of the policy text): {what}"),
         )
     };
-    let bytes = hex::decode(hex_text).map_err(|_| invalid())?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| invalid())
+    let len = hex_text.chars().count();
+    if len != 64 {
+        return Err(invalid(format!("got {len} characters")));
+    }
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut hash)
+        .map_err(|_| invalid("got a character that is not a hex digit".into()))?;
+    Ok(hash)
 }
 
 /// Turns a refusal into a status with its reason code attached.
@@ -193,21 +249,21 @@ impl Signer for GrpcSigner {
         &self,
         _request: Request<GetPolicyRequest>,
     ) -> Result<Response<GetPolicyResponse>, Status> {
-        // One snapshot for hash and text, so a reload in between cannot mix them.
+        // One snapshot for hash and text, so a reload in between cannot mix them. A text too
+        // large to send is not read at all.
         let p = self.core.policy();
-        let (core, snapshot) = (Arc::clone(&self.core), Arc::clone(&p));
-        let text = tokio::task::spawn_blocking(move || core.policy_text(&snapshot))
-            .await
-            .map_err(|_| Status::internal("[policy_archive] reading the policy text failed"))?
-            .map_err(|e| archive_status(e, true))?;
-        let text_size = text.len() as u64;
-        let text_omitted = text.len() > MAX_INLINE_POLICY_TEXT;
+        let text_omitted = p.text_len > MAX_INLINE_POLICY_TEXT;
+        let text = if text_omitted {
+            String::new()
+        } else {
+            self.read_text(p.hash, true).await?
+        };
         Ok(Response::new(GetPolicyResponse {
             hash: p.hash_hex(),
             version: p.version,
             name: p.name.clone(),
-            text: if text_omitted { String::new() } else { text },
-            text_size,
+            text,
+            text_size: p.text_len as u64,
             text_omitted,
         }))
     }
@@ -223,22 +279,17 @@ impl Signer for GrpcSigner {
         } else {
             parse_policy_hash(&asked)?
         };
-        let core = Arc::clone(&self.core);
-        let text = tokio::task::spawn_blocking(move || core.policy_text_by_hash(&hash))
-            .await
-            .map_err(|_| Status::internal("[policy_archive] reading the policy text failed"))?
-            .map_err(|e| archive_status(e, hash == in_force))?;
+        let text = Arc::new(self.read_text(hash, hash == in_force).await?.into_bytes());
         let hash_hex = hex::encode(hash);
-        let bytes = text.into_bytes();
-        let chunks: Vec<Result<PolicyTextChunk, Status>> = bytes
-            .chunks(POLICY_TEXT_CHUNK)
-            .map(|c| {
-                Ok(PolicyTextChunk {
-                    hash: hash_hex.clone(),
-                    data: c.to_vec(),
-                })
+        // Chunks are cut as the client reads them: one copy of the text per stream.
+        let chunks = text.len().div_ceil(POLICY_TEXT_CHUNK);
+        let stream = tokio_stream::iter((0..chunks).map(move |i| {
+            let end = text.len().min((i + 1) * POLICY_TEXT_CHUNK);
+            Ok(PolicyTextChunk {
+                hash: hash_hex.clone(),
+                data: text[i * POLICY_TEXT_CHUNK..end].to_vec(),
             })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        }));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
