@@ -27,6 +27,15 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// The failed step, on which path, and why.
+fn fail(step: &'static str, path: &Path, source: std::io::Error) -> WriteError {
+    WriteError {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl WriteError {
     pub fn already_exists(&self) -> bool {
         self.source.kind() == ErrorKind::AlreadyExists
@@ -62,11 +71,6 @@ pub fn write_atomic(
     mode: Mode,
     before_commit: &dyn Fn() -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
-    let fail = |step, path: &Path, source| WriteError {
-        step,
-        path: path.to_path_buf(),
-        source,
-    };
     if mode == Mode::CreateNew && fs::symlink_metadata(path).is_ok() {
         let taken = std::io::Error::new(ErrorKind::AlreadyExists, "the file exists");
         return Err(fail("create", path, taken));
@@ -99,11 +103,6 @@ fn write_then_commit(
     mode: Mode,
     before_commit: &dyn Fn() -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
-    let fail = |step, path: &Path, source| WriteError {
-        step,
-        path: path.to_path_buf(),
-        source,
-    };
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

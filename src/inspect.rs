@@ -96,13 +96,8 @@ impl View {
 mod tests {
     use super::*;
     use crate::decode::{Envelope, Trc20Transfer, TrxTransfer};
-    use tron_proto::{Address, U256};
-
-    fn addr(b: u8) -> Address {
-        let mut raw = [b; 21];
-        raw[0] = 0x41;
-        Address::from_bytes(&raw).unwrap()
-    }
+    use crate::test_util::addr;
+    use tron_proto::U256;
 
     fn decoded(intent: Intent) -> Decoded {
         Decoded {

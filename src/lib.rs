@@ -17,3 +17,5 @@ pub mod ledger;
 pub mod policy;
 pub mod secret_source;
 pub mod service;
+#[cfg(test)]
+mod test_util;

@@ -7,15 +7,10 @@ use super::audit::seal;
 use super::schema::{AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_HEAD};
 use super::*;
 use crate::decode::Asset;
+use crate::test_util::addr;
 
 const HOUR: u64 = 3_600_000;
 const T0: i64 = 1_700_000_000_000;
-
-fn addr(b: u8) -> Address {
-    let mut raw = [b; 21];
-    raw[0] = 0x41;
-    Address::from_bytes(&raw).unwrap()
-}
 
 fn txid(n: u32) -> [u8; 32] {
     let mut t = [0xabu8; 32];

@@ -355,12 +355,7 @@ impl UsageIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(b: u8) -> Address {
-        let mut raw = [b; 21];
-        raw[0] = 0x41;
-        Address::from_bytes(&raw).unwrap()
-    }
+    use crate::test_util::addr;
 
     fn brute(entries: &[(i64, U256)], window: u64, now: i64) -> U256 {
         let c = cutoff(window, now);
