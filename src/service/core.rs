@@ -183,12 +183,23 @@ impl Core {
         let old_hash = self.policy().hash_hex();
         let new_hash = new.hash_hex();
         let new = archived(&self.ledger, new);
-        {
+        let old = {
             let mut slot = match self.policy.write() {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            *slot = Arc::new(new);
+            std::mem::replace(&mut *slot, Arc::new(new))
+        };
+        // An outgoing policy whose archive could not be written has its only copy in memory:
+        // one more try, so audit records naming it can still be resolved to its text.
+        if let Some(text) = &old.text {
+            match crate::policy::archive::store(self.ledger.dir(), text.as_bytes(), &old.hash) {
+                Ok(_) => tracing::info!(policy = %old_hash, "outgoing policy archived"),
+                Err(e) => tracing::error!(
+                    policy = %old_hash,
+                    "policy left force with no archived copy of its text: {e}"
+                ),
+            }
         }
         let rec = self.record(caller, "Reload", &new_hash);
         self.write_audit(AuditRecord {
@@ -815,6 +826,28 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             "kept in memory when the archive is unwritable"
         );
         assert_eq!(in_memory.policy_text(&p).unwrap(), text);
+    }
+
+    /// A policy kept in memory because its archive could not be written is archived when a
+    /// reload replaces it, if the archive has become writable: its hash stays resolvable.
+    #[tokio::test]
+    async fn outgoing_policy_kept_in_memory_is_archived_at_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("policies");
+        std::fs::write(&blocker, b"a file, not a directory").unwrap();
+        let (core, _) = core(dir.path());
+        let first = core.policy();
+        let text = first.text.clone().expect("kept in memory");
+        std::fs::remove_file(&blocker).unwrap();
+        let next_text = text.replace("name = \"core test\"", "name = \"core test, next\"");
+        assert_ne!(next_text, text);
+        let next = crate::policy::parse(&next_text, "next.toml").unwrap();
+        core.replace_policy(next, "test").await.unwrap();
+        assert_eq!(
+            crate::policy::archive::read(dir.path(), &first.hash).unwrap(),
+            text
+        );
+        assert!(core.policy().text.is_none(), "the new one is archived too");
     }
 
     /// Invariant 4: when the durable write fails, no signature leaves and nothing counts.
