@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod keys;
 pub mod keystore;
 pub mod ledger;
+pub mod no_dumps;
 pub mod policy;
 pub mod secret_source;
 pub mod service;

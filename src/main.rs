@@ -108,6 +108,9 @@ fn main() -> ExitCode {
             exit_after_demo,
         } => dev(dir, listen, exit_after_demo),
         Command::Keys { cmd } => {
+            if let Err(e) = tron_signer::no_dumps::deny_core_dumps_and_tracing() {
+                eprintln!("warning: {e}");
+            }
             let result = run_keys_cli(
                 cmd,
                 &mut std::io::stdin().lock(),
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         }
         Command::Batch { cmd } => {
             init_logging();
+            protect_key_memory();
             let result = run_batch(cmd, &mut std::io::stdout().lock());
             report(result.map(|_| ()).map_err(|e| (e.code(), e.to_string())))
         }
@@ -161,8 +165,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, (&'static str, String)> {
         .map_err(|e| ("runtime", e.to_string()))
 }
 
+/// Before any key is read: no core dumps, no same-user tracing (see `no_dumps`).
+fn protect_key_memory() {
+    if let Err(e) = tron_signer::no_dumps::deny_core_dumps_and_tracing() {
+        tracing::warn!("{e}; key material could reach a core dump");
+    }
+}
+
 fn serve(config: PathBuf) -> ExitCode {
     init_logging();
+    protect_key_memory();
     let result = (|| {
         let cfg = Config::load(&config).map_err(|e| (e.code(), e.to_string()))?;
         let rt = runtime()?;
@@ -180,6 +192,7 @@ fn serve(config: PathBuf) -> ExitCode {
 
 fn dev(dir: PathBuf, listen: Listen, exit_after_demo: bool) -> ExitCode {
     init_logging();
+    protect_key_memory();
     let result = runtime().and_then(|rt| {
         rt.block_on(tron_signer::dev::run_dev(&dir, listen, exit_after_demo))
             .map_err(|e| ("dev_failed", e.to_string()))

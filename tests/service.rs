@@ -129,6 +129,17 @@ const TRX: u128 = 1_000_000;
 async fn allowed_trx_and_usdt_payouts_recover_to_the_owner() {
     let s = setup();
     let mut srv = s.start().await;
+    // The process holding the keys allows no core dump (soft and hard limit 0).
+    #[cfg(target_os = "linux")]
+    {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", srv.child.id())).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(fields[4..6], ["0", "0"], "{core}");
+    }
     let keys = srv
         .client
         .list_keys(ListKeysRequest {})
