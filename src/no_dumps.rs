@@ -10,19 +10,30 @@
 /// Applies both protections. Called before any key is read; a failure is reported to the
 /// caller to log (the signer still runs, like with an mlock the OS refuses).
 pub fn deny_core_dumps_and_tracing() -> Result<(), String> {
+    // Both are tried whatever the other does: not dumpable also stops a core piped to a
+    // handler, which the size limit alone does not.
+    let mut failed = Vec::new();
     #[cfg(unix)]
-    rustix::process::setrlimit(
+    if let Err(e) = rustix::process::setrlimit(
         rustix::process::Resource::Core,
         rustix::process::Rlimit {
             current: Some(0),
             maximum: Some(0),
         },
-    )
-    .map_err(|e| format!("could not set the core dump size limit to 0: {e}"))?;
+    ) {
+        failed.push(format!("could not set the core dump size limit to 0: {e}"));
+    }
     #[cfg(target_os = "linux")]
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .map_err(|e| format!("could not mark the process not dumpable: {e}"))?;
-    Ok(())
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        failed.push(format!("could not mark the process not dumpable: {e}"));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 #[cfg(test)]

@@ -827,6 +827,42 @@ async fn large_policy_text_is_streamed_not_inlined() {
     assert_eq!(hash, p.hash);
     assert_eq!(streamed, text.as_bytes());
     assert_eq!(hex::encode(sha2::Sha256::digest(&streamed)), p.hash);
+
+    // Streams nobody reads hold a copy of the text each: only so many may be open at once.
+    let max = tron_signer::service::grpc::MAX_POLICY_TEXT_STREAMS;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        // Answered (so the signer holds the stream open), then never read: the text is far
+        // over the client's flow-control window, so the stream cannot finish.
+        let stream = srv
+            .client
+            .read_policy_text(ReadPolicyTextRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        open.push(stream);
+    }
+    let st = srv
+        .client
+        .read_policy_text(ReadPolicyTextRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+    assert_eq!(reason(&st), "policy_reads_busy", "{st:?}");
+    // A client that goes away frees its stream.
+    drop(open);
+    let mut freed = false;
+    for _ in 0..100 {
+        if read_policy_text(&mut srv, "").await.is_ok() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        freed,
+        "streams dropped by their client must free their slots"
+    );
     srv.stop();
 }
 

@@ -180,7 +180,6 @@ impl Core {
 
     /// Puts a new, already validated policy in force atomically; audited.
     pub async fn replace_policy(&self, new: LoadedPolicy, caller: &str) -> Result<u64, Refusal> {
-        let old_hash = self.policy().hash_hex();
         let new_hash = new.hash_hex();
         let new = archived(&self.ledger, new);
         let old = {
@@ -190,6 +189,7 @@ impl Core {
             };
             std::mem::replace(&mut *slot, Arc::new(new))
         };
+        let old_hash = old.hash_hex();
         // An outgoing policy whose archive could not be written has its only copy in memory:
         // one more try, so audit records naming it can still be resolved to its text.
         if let Some(text) = &old.text {
@@ -197,7 +197,7 @@ impl Core {
                 Ok(_) => tracing::info!(policy = %old_hash, "outgoing policy archived"),
                 Err(e) => tracing::error!(
                     policy = %old_hash,
-                    "policy left force with no archived copy of its text: {e}"
+                    "policy no longer in force and its text could not be archived: {e}"
                 ),
             }
         }

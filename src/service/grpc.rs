@@ -12,6 +12,7 @@ use tron_proto::signer::{
 };
 
 use crate::policy::archive::ArchiveError;
+use crate::policy::LoadedPolicy;
 
 use super::core::{Core, Refusal, RefusalKind};
 
@@ -34,39 +35,66 @@ pub struct GrpcSigner {
     /// Reading a policy text back (file read and SHA-256 of up to tens of MiB) takes a
     /// blocking thread on a machine that also signs: at most this many at once.
     text_reads: Arc<tokio::sync::Semaphore>,
+    /// Each open `ReadPolicyText` stream holds one copy of its text until the client has
+    /// read it: at most this many streams at once, so unread streams cannot pile up memory.
+    text_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Policy text reads that may run at once; the rest wait their turn.
 const CONCURRENT_TEXT_READS: usize = 2;
+
+/// `ReadPolicyText` streams that may be open at once; one more is refused
+/// (RESOURCE_EXHAUSTED, `policy_reads_busy`).
+pub const MAX_POLICY_TEXT_STREAMS: usize = 4;
 
 impl GrpcSigner {
     pub fn new(core: Arc<Core>) -> Self {
         GrpcSigner {
             core,
             text_reads: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_TEXT_READS)),
+            text_streams: Arc::new(tokio::sync::Semaphore::new(MAX_POLICY_TEXT_STREAMS)),
         }
     }
 
     /// The text of the policy with `hash`, read on the blocking pool under the read limit.
-    async fn read_text(&self, hash: [u8; 32], in_force: bool) -> Result<String, Status> {
-        let _permit = self.text_reads.acquire().await.map_err(|_| {
-            coded(
-                tonic::Code::Internal,
-                "policy_archive",
-                "shutting down".into(),
-            )
-        })?;
-        let core = Arc::clone(&self.core);
-        tokio::task::spawn_blocking(move || core.policy_text_by_hash(&hash))
+    /// `snapshot` is the policy in force as the caller saw it: if `hash` is its hash, its
+    /// text is served even if a reload has replaced it since.
+    async fn read_text(
+        &self,
+        hash: [u8; 32],
+        snapshot: Arc<LoadedPolicy>,
+    ) -> Result<String, Status> {
+        let in_force = snapshot.hash == hash;
+        // Owned by the blocking task: a cancelled request cannot free its slot while the read
+        // it started still runs.
+        let permit = Arc::clone(&self.text_reads)
+            .acquire_owned()
             .await
             .map_err(|_| {
                 coded(
                     tonic::Code::Internal,
                     "policy_archive",
-                    "reading the policy text failed".into(),
+                    "shutting down".into(),
                 )
-            })?
-            .map_err(|e| archive_status(e, &hash, in_force))
+            })?;
+        let core = Arc::clone(&self.core);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if in_force {
+                core.policy_text(&snapshot)
+            } else {
+                core.policy_text_by_hash(&hash)
+            }
+        })
+        .await
+        .map_err(|_| {
+            coded(
+                tonic::Code::Internal,
+                "policy_archive",
+                "reading the policy text failed".into(),
+            )
+        })?
+        .map_err(|e| archive_status(e, &hash, in_force))
     }
 }
 
@@ -105,7 +133,11 @@ fn coded(code: tonic::Code, reason: &'static str, message: String) -> Status {
 /// nothing is served. Callers get the hash; the file's path stays in the signer's log.
 fn archive_status(e: ArchiveError, hash: &[u8; 32], in_force: bool) -> Status {
     let hash = hex::encode(hash);
-    tracing::error!(policy = %hash, "policy text not served: {e}");
+    match (&e, in_force) {
+        // Any caller can ask for any hash: not worth an error line each time.
+        (ArchiveError::Missing { .. }, false) => tracing::info!(policy = %hash, "{e}"),
+        _ => tracing::error!(policy = %hash, "policy text not served: {e}"),
+    }
     match e {
         ArchiveError::Missing { .. } if !in_force => coded(
             tonic::Code::NotFound,
@@ -256,7 +288,7 @@ impl Signer for GrpcSigner {
         let text = if text_omitted {
             String::new()
         } else {
-            self.read_text(p.hash, true).await?
+            self.read_text(p.hash, Arc::clone(&p)).await?
         };
         Ok(Response::new(GetPolicyResponse {
             hash: p.hash_hex(),
@@ -273,17 +305,31 @@ impl Signer for GrpcSigner {
         request: Request<ReadPolicyTextRequest>,
     ) -> Result<Response<Self::ReadPolicyTextStream>, Status> {
         let asked = request.into_inner().hash;
-        let in_force = self.core.policy().hash;
+        let current = self.core.policy();
         let hash = if asked.is_empty() {
-            in_force
+            current.hash
         } else {
             parse_policy_hash(&asked)?
         };
-        let text = Arc::new(self.read_text(hash, hash == in_force).await?.into_bytes());
+        // Held by the stream until it ends or the client goes away.
+        let open = Arc::clone(&self.text_streams)
+            .try_acquire_owned()
+            .map_err(|_| {
+                coded(
+                    tonic::Code::ResourceExhausted,
+                    "policy_reads_busy",
+                    format!(
+                        "{MAX_POLICY_TEXT_STREAMS} policy text streams are already open; \
+                         try again when one has been read"
+                    ),
+                )
+            })?;
+        let text = self.read_text(hash, current).await?.into_bytes();
         let hash_hex = hex::encode(hash);
         // Chunks are cut as the client reads them: one copy of the text per stream.
         let chunks = text.len().div_ceil(POLICY_TEXT_CHUNK);
         let stream = tokio_stream::iter((0..chunks).map(move |i| {
+            let _open = &open;
             let end = text.len().min((i + 1) * POLICY_TEXT_CHUNK);
             Ok(PolicyTextChunk {
                 hash: hash_hex.clone(),
