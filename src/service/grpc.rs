@@ -65,18 +65,21 @@ impl GrpcSigner {
         snapshot: Arc<LoadedPolicy>,
     ) -> Result<String, Status> {
         let in_force = snapshot.hash == hash;
+        // The read slots are never closed and a read does not panic; should either happen,
+        // the caller gets an internal error, not a text.
+        let failed = || {
+            coded(
+                tonic::Code::Internal,
+                "policy_archive",
+                "reading the policy text failed".into(),
+            )
+        };
         // Owned by the blocking task: a cancelled request cannot free its slot while the read
         // it started still runs.
         let permit = Arc::clone(&self.text_reads)
             .acquire_owned()
             .await
-            .map_err(|_| {
-                coded(
-                    tonic::Code::Internal,
-                    "policy_archive",
-                    "shutting down".into(),
-                )
-            })?;
+            .map_err(|_| failed())?;
         let core = Arc::clone(&self.core);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -87,13 +90,7 @@ impl GrpcSigner {
             }
         })
         .await
-        .map_err(|_| {
-            coded(
-                tonic::Code::Internal,
-                "policy_archive",
-                "reading the policy text failed".into(),
-            )
-        })?
+        .map_err(|_| failed())?
         .map_err(|e| archive_status(e, &hash, in_force))
     }
 }
