@@ -16,6 +16,7 @@ pub mod keystore;
 pub mod ledger;
 pub mod no_dumps;
 pub mod policy;
+pub mod reason;
 pub mod secret_source;
 pub mod service;
 #[cfg(test)]

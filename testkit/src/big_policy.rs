@@ -1,0 +1,1 @@
+//! Large synthetic policies (many keys, many destinations) for benchmarks and load tests.
