@@ -162,7 +162,7 @@ pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> Sig
                 payout_id: item.payout_id.clone(),
                 // The hash of the bytes as received, so the broadcaster can match its own.
                 txid: Some(tron_proto::txid(&item.raw_data)),
-                reason_code: r.code,
+                reason_code: r.code.as_str().to_owned(),
                 message: r.message,
             },
         };

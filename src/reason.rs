@@ -25,6 +25,8 @@ pub enum Category {
     PolicyAdmin,
     /// The durable ledger.
     Ledger,
+    /// Approvals of a payout (M-of-N sign-off).
+    Approval,
     /// The key backend (soft keystore or PKCS#11 token).
     KeyBackend,
 }
@@ -56,6 +58,105 @@ macro_rules! reason_codes {
 }
 
 reason_codes! {
+    // --- outcomes (audit records of requests that were not refused) ---
+    /// Signed and released.
+    Signed = "signed", Outcome;
+    /// The same txid asked again: the stored signature returned, not counted again.
+    Replayed = "replayed", Outcome;
+    /// Evaluate: Sign would sign this.
+    WouldSign = "would_sign", Outcome;
+
+    // --- the request around the bytes ---
+    /// `key` is not a Tron address.
+    BadKeyAddress = "bad_key_address", Request;
+    /// `payout_id` is empty, too long or not printable ASCII.
+    BadPayoutId = "bad_payout_id", Request;
+    /// No key with this address is loaded in this signer.
+    KeyNotLoaded = "key_not_loaded", Request;
+    /// The txid was signed before for another payout id or key.
+    TxidReused = "txid_reused", Request;
+    /// Another request is signing this txid right now; retry.
+    TxidInFlight = "txid_in_flight", Request;
+    /// The payout id has another transaction that can still land.
+    PayoutInFlight = "payout_in_flight", Request;
+
+    // --- decode: the raw_data bytes (`decode::DecodeError`) ---
+    InputTooLarge = "input_too_large", Decode;
+    Truncated = "truncated", Decode;
+    VarintOverflow = "varint_overflow", Decode;
+    NonMinimalVarint = "non_minimal_varint", Decode;
+    InvalidTag = "invalid_tag", Decode;
+    TrailingBytes = "trailing_bytes", Decode;
+    UnknownField = "unknown_field", Decode;
+    WrongWireType = "wrong_wire_type", Decode;
+    DuplicateField = "duplicate_field", Decode;
+    FieldOrder = "field_order", Decode;
+    DefaultValueEncoded = "default_value_encoded", Decode;
+    Int32OutOfRange = "int32_out_of_range", Decode;
+    InvalidUtf8 = "invalid_utf8", Decode;
+    NonCanonical = "non_canonical", Decode;
+    NoContract = "no_contract", Decode;
+    MultipleContracts = "multiple_contracts", Decode;
+    UnsupportedContractType = "unsupported_contract_type", Decode;
+    TypeUrlMismatch = "type_url_mismatch", Decode;
+    AuthsPresent = "auths_present", Decode;
+    ScriptsPresent = "scripts_present", Decode;
+    RefBlockNumSet = "ref_block_num_set", Decode;
+    ProviderPresent = "provider_present", Decode;
+    ContractNamePresent = "contract_name_present", Decode;
+    PermissionIdUnsupported = "permission_id_unsupported", Decode;
+    RefBlockBytesLength = "ref_block_bytes_length", Decode;
+    RefBlockHashLength = "ref_block_hash_length", Decode;
+    ExpirationMissing = "expiration_missing", Decode;
+    NegativeExpiration = "negative_expiration", Decode;
+    NegativeTimestamp = "negative_timestamp", Decode;
+    NegativeFeeLimit = "negative_fee_limit", Decode;
+    BadAddress = "bad_address", Decode;
+    AmountNotPositive = "amount_not_positive", Decode;
+    Trc20DataLength = "trc20_data_length", Decode;
+    Trc20Selector = "trc20_selector", Decode;
+    Trc20AddressPadding = "trc20_address_padding", Decode;
+    Trc20ZeroAmount = "trc20_zero_amount", Decode;
+    CallValueNonzero = "call_value_nonzero", Decode;
+    CallTokenValueNonzero = "call_token_value_nonzero", Decode;
+    TokenIdNonzero = "token_id_nonzero", Decode;
+
+    // --- policy: the policy in force refused (`policy::DenyCode`) ---
+    Frozen = "frozen", Policy;
+    UnknownKey = "unknown_key", Policy;
+    OwnerMismatch = "owner_mismatch", Policy;
+    AssetNotAllowed = "asset_not_allowed", Policy;
+    DestinationNotAllowed = "destination_not_allowed", Policy;
+    DestinationAssetNotAllowed = "destination_asset_not_allowed", Policy;
+    ZeroAmount = "zero_amount", Policy;
+    OverPerTxMax = "over_per_tx_max", Policy;
+    FeeLimitTooHigh = "fee_limit_too_high", Policy;
+    ExpirationTooFar = "expiration_too_far", Policy;
+    Expired = "expired", Policy;
+    TimestampInFuture = "timestamp_in_future", Policy;
+    MemoNotAllowed = "memo_not_allowed", Policy;
+    MemoTooLong = "memo_too_long", Policy;
+    OverDestinationWindow = "over_destination_window", Policy;
+    OverKeyWindow = "over_key_window", Policy;
+
+    // --- the policy in force: reloads and its archive ---
+    /// A reload put a new policy in force.
+    PolicyReloaded = "policy_reloaded", PolicyAdmin;
+    /// A reload was refused; the old policy stays in force.
+    PolicyInvalid = "policy_invalid", PolicyAdmin;
+    /// A policy hash in a request is not 64 hex digits.
+    PolicyHashInvalid = "policy_hash_invalid", PolicyAdmin;
+    /// No policy with this hash was ever in force here.
+    PolicyNotArchived = "policy_not_archived", PolicyAdmin;
+    /// The archived text is missing, unreadable or does not match its hash.
+    PolicyArchive = "policy_archive", PolicyAdmin;
+    /// Too many policy text reads at once; retry.
+    PolicyReadsBusy = "policy_reads_busy", PolicyAdmin;
+
+    // --- ledger ---
+    /// The ledger could not be read or written; nothing was signed.
+    LedgerUnavailable = "ledger_unavailable", Ledger;
+
     // --- key backend ---
     /// The soft backend has no key for this address.
     SoftKeyMissing = "soft_key_missing", KeyBackend;
@@ -123,7 +224,8 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(
                 !s.is_empty()
-                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{s} is not snake_case"
             );
             assert_eq!(s.parse::<ReasonCode>(), Ok(c));

@@ -2,7 +2,9 @@
 
 use tron_proto::AddressError;
 
-/// Why a `raw_data` was refused. Each variant has a stable [`DecodeError::code`];
+use crate::reason::ReasonCode;
+
+/// Why a `raw_data` was refused. Each variant has a stable [`DecodeError::reason`];
 /// messages are for people and may be reworded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -131,48 +133,151 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Stable, machine-readable reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> ReasonCode {
         use DecodeError::*;
         match self {
-            TooLarge { .. } => "input_too_large",
-            Truncated { .. } => "truncated",
-            VarintOverflow { .. } => "varint_overflow",
-            NonMinimalVarint { .. } => "non_minimal_varint",
-            InvalidTag { .. } => "invalid_tag",
-            TrailingBytes { .. } => "trailing_bytes",
-            UnknownField { .. } => "unknown_field",
-            WrongWireType { .. } => "wrong_wire_type",
-            DuplicateField { .. } => "duplicate_field",
-            FieldOrder { .. } => "field_order",
-            DefaultValueEncoded { .. } => "default_value_encoded",
-            Int32OutOfRange { .. } => "int32_out_of_range",
-            InvalidUtf8 { .. } => "invalid_utf8",
-            NonCanonical => "non_canonical",
-            NoContract => "no_contract",
-            MultipleContracts { .. } => "multiple_contracts",
-            UnsupportedContractType { .. } => "unsupported_contract_type",
-            TypeUrlMismatch { .. } => "type_url_mismatch",
-            AuthsPresent => "auths_present",
-            ScriptsPresent => "scripts_present",
-            RefBlockNumSet => "ref_block_num_set",
-            ProviderPresent => "provider_present",
-            ContractNamePresent => "contract_name_present",
-            PermissionId { .. } => "permission_id_unsupported",
-            RefBlockBytesLength { .. } => "ref_block_bytes_length",
-            RefBlockHashLength { .. } => "ref_block_hash_length",
-            ExpirationMissing => "expiration_missing",
-            NegativeExpiration { .. } => "negative_expiration",
-            NegativeTimestamp { .. } => "negative_timestamp",
-            NegativeFeeLimit { .. } => "negative_fee_limit",
-            BadAddress { .. } => "bad_address",
-            AmountNotPositive { .. } => "amount_not_positive",
-            Trc20DataLength { .. } => "trc20_data_length",
-            Trc20Selector { .. } => "trc20_selector",
-            Trc20AddressPadding => "trc20_address_padding",
-            Trc20ZeroAmount => "trc20_zero_amount",
-            CallValueNonZero { .. } => "call_value_nonzero",
-            CallTokenValueNonZero { .. } => "call_token_value_nonzero",
-            TokenIdNonZero { .. } => "token_id_nonzero",
+            TooLarge { .. } => ReasonCode::InputTooLarge,
+            Truncated { .. } => ReasonCode::Truncated,
+            VarintOverflow { .. } => ReasonCode::VarintOverflow,
+            NonMinimalVarint { .. } => ReasonCode::NonMinimalVarint,
+            InvalidTag { .. } => ReasonCode::InvalidTag,
+            TrailingBytes { .. } => ReasonCode::TrailingBytes,
+            UnknownField { .. } => ReasonCode::UnknownField,
+            WrongWireType { .. } => ReasonCode::WrongWireType,
+            DuplicateField { .. } => ReasonCode::DuplicateField,
+            FieldOrder { .. } => ReasonCode::FieldOrder,
+            DefaultValueEncoded { .. } => ReasonCode::DefaultValueEncoded,
+            Int32OutOfRange { .. } => ReasonCode::Int32OutOfRange,
+            InvalidUtf8 { .. } => ReasonCode::InvalidUtf8,
+            NonCanonical => ReasonCode::NonCanonical,
+            NoContract => ReasonCode::NoContract,
+            MultipleContracts { .. } => ReasonCode::MultipleContracts,
+            UnsupportedContractType { .. } => ReasonCode::UnsupportedContractType,
+            TypeUrlMismatch { .. } => ReasonCode::TypeUrlMismatch,
+            AuthsPresent => ReasonCode::AuthsPresent,
+            ScriptsPresent => ReasonCode::ScriptsPresent,
+            RefBlockNumSet => ReasonCode::RefBlockNumSet,
+            ProviderPresent => ReasonCode::ProviderPresent,
+            ContractNamePresent => ReasonCode::ContractNamePresent,
+            PermissionId { .. } => ReasonCode::PermissionIdUnsupported,
+            RefBlockBytesLength { .. } => ReasonCode::RefBlockBytesLength,
+            RefBlockHashLength { .. } => ReasonCode::RefBlockHashLength,
+            ExpirationMissing => ReasonCode::ExpirationMissing,
+            NegativeExpiration { .. } => ReasonCode::NegativeExpiration,
+            NegativeTimestamp { .. } => ReasonCode::NegativeTimestamp,
+            NegativeFeeLimit { .. } => ReasonCode::NegativeFeeLimit,
+            BadAddress { .. } => ReasonCode::BadAddress,
+            AmountNotPositive { .. } => ReasonCode::AmountNotPositive,
+            Trc20DataLength { .. } => ReasonCode::Trc20DataLength,
+            Trc20Selector { .. } => ReasonCode::Trc20Selector,
+            Trc20AddressPadding => ReasonCode::Trc20AddressPadding,
+            Trc20ZeroAmount => ReasonCode::Trc20ZeroAmount,
+            CallValueNonZero { .. } => ReasonCode::CallValueNonzero,
+            CallTokenValueNonZero { .. } => ReasonCode::CallTokenValueNonzero,
+            TokenIdNonZero { .. } => ReasonCode::TokenIdNonzero,
         }
+    }
+
+    /// One value of every variant, for exhaustive tests: the decode tests check that their
+    /// codes are distinct and are exactly the `Decode` codes of [`ReasonCode::ALL`], so a
+    /// variant added with a new code fails there until it is listed here.
+    pub fn examples() -> Vec<DecodeError> {
+        use DecodeError::*;
+        vec![
+            TooLarge { len: 0, max: 0 },
+            Truncated {
+                message: "",
+                field: "",
+            },
+            VarintOverflow {
+                message: "",
+                field: "",
+            },
+            NonMinimalVarint {
+                message: "",
+                field: "",
+            },
+            InvalidTag {
+                message: "",
+                offset: 0,
+            },
+            TrailingBytes {
+                message: "",
+                count: 0,
+            },
+            UnknownField {
+                message: "",
+                number: 0,
+            },
+            WrongWireType {
+                message: "",
+                field: "",
+                expected: 0,
+                found: 0,
+            },
+            DuplicateField {
+                message: "",
+                field: "",
+            },
+            FieldOrder {
+                message: "",
+                field: "",
+            },
+            DefaultValueEncoded {
+                message: "",
+                field: "",
+            },
+            Int32OutOfRange {
+                message: "",
+                field: "",
+            },
+            InvalidUtf8 {
+                message: "",
+                field: "",
+            },
+            NonCanonical,
+            NoContract,
+            MultipleContracts { count: 0 },
+            UnsupportedContractType {
+                type_code: 0,
+                name: "",
+            },
+            TypeUrlMismatch {
+                expected: String::new(),
+                found: String::new(),
+            },
+            AuthsPresent,
+            ScriptsPresent,
+            RefBlockNumSet,
+            ProviderPresent,
+            ContractNamePresent,
+            PermissionId { id: 0 },
+            RefBlockBytesLength { len: 0 },
+            RefBlockHashLength { len: 0 },
+            ExpirationMissing,
+            NegativeExpiration { value: 0 },
+            NegativeTimestamp { value: 0 },
+            NegativeFeeLimit { value: 0 },
+            BadAddress {
+                field: "",
+                source: tron_proto::AddressError::Empty,
+            },
+            AmountNotPositive { amount: 0 },
+            Trc20DataLength { len: 0 },
+            Trc20Selector {
+                selector: String::new(),
+                name: "",
+            },
+            Trc20AddressPadding,
+            Trc20ZeroAmount,
+            CallValueNonZero { value: 0 },
+            CallTokenValueNonZero { value: 0 },
+            TokenIdNonZero { value: 0 },
+        ]
+    }
+
+    /// The reason code as text (what `inspect` prints).
+    pub fn code(&self) -> &'static str {
+        self.reason().as_str()
     }
 }

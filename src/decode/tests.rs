@@ -778,100 +778,19 @@ fn refuses_call_value_token_value_and_token_id() {
     }
 }
 
+/// Every variant has its own code, and the decode codes are exactly the `Decode` category
+/// of [`ReasonCode::ALL`]: a variant added with a new code fails here until it has an example.
 #[test]
-fn every_code_is_distinct() {
-    use std::collections::HashSet;
-    let samples = [
-        DecodeError::TooLarge { len: 0, max: 0 },
-        DecodeError::Truncated {
-            message: "",
-            field: "",
-        },
-        DecodeError::VarintOverflow {
-            message: "",
-            field: "",
-        },
-        DecodeError::NonMinimalVarint {
-            message: "",
-            field: "",
-        },
-        DecodeError::InvalidTag {
-            message: "",
-            offset: 0,
-        },
-        DecodeError::TrailingBytes {
-            message: "",
-            count: 0,
-        },
-        DecodeError::UnknownField {
-            message: "",
-            number: 0,
-        },
-        DecodeError::WrongWireType {
-            message: "",
-            field: "",
-            expected: 0,
-            found: 0,
-        },
-        DecodeError::DuplicateField {
-            message: "",
-            field: "",
-        },
-        DecodeError::FieldOrder {
-            message: "",
-            field: "",
-        },
-        DecodeError::DefaultValueEncoded {
-            message: "",
-            field: "",
-        },
-        DecodeError::Int32OutOfRange {
-            message: "",
-            field: "",
-        },
-        DecodeError::InvalidUtf8 {
-            message: "",
-            field: "",
-        },
-        DecodeError::NonCanonical,
-        DecodeError::NoContract,
-        DecodeError::MultipleContracts { count: 0 },
-        DecodeError::UnsupportedContractType {
-            type_code: 0,
-            name: "",
-        },
-        DecodeError::TypeUrlMismatch {
-            expected: String::new(),
-            found: String::new(),
-        },
-        DecodeError::AuthsPresent,
-        DecodeError::ScriptsPresent,
-        DecodeError::RefBlockNumSet,
-        DecodeError::ProviderPresent,
-        DecodeError::ContractNamePresent,
-        DecodeError::PermissionId { id: 0 },
-        DecodeError::RefBlockBytesLength { len: 0 },
-        DecodeError::RefBlockHashLength { len: 0 },
-        DecodeError::ExpirationMissing,
-        DecodeError::NegativeExpiration { value: 0 },
-        DecodeError::NegativeTimestamp { value: 0 },
-        DecodeError::NegativeFeeLimit { value: 0 },
-        DecodeError::BadAddress {
-            field: "",
-            source: tron_proto::AddressError::Empty,
-        },
-        DecodeError::AmountNotPositive { amount: 0 },
-        DecodeError::Trc20DataLength { len: 0 },
-        DecodeError::Trc20Selector {
-            selector: String::new(),
-            name: "",
-        },
-        DecodeError::Trc20AddressPadding,
-        DecodeError::Trc20ZeroAmount,
-        DecodeError::CallValueNonZero { value: 0 },
-        DecodeError::CallTokenValueNonZero { value: 0 },
-        DecodeError::TokenIdNonZero { value: 0 },
-    ];
-    let codes: HashSet<_> = samples.iter().map(|e| e.code()).collect();
-    assert_eq!(codes.len(), samples.len());
+fn every_code_is_distinct_and_listed() {
+    use crate::reason::{Category, ReasonCode};
+    use std::collections::BTreeSet;
+    let samples = DecodeError::examples();
+    let codes: BTreeSet<ReasonCode> = samples.iter().map(|e| e.reason()).collect();
+    assert_eq!(codes.len(), samples.len(), "two variants share a code");
+    let listed: BTreeSet<ReasonCode> = ReasonCode::ALL
+        .iter()
+        .copied()
+        .filter(|c| c.category() == Category::Decode)
+        .collect();
+    assert_eq!(codes, listed);
 }

@@ -16,6 +16,7 @@ mod audit;
 mod cli;
 mod entry;
 mod error;
+mod intent_json;
 mod schema;
 mod state;
 mod usage;
@@ -40,6 +41,7 @@ pub use audit::{AuditRecord, ChainedRecord, Decision};
 pub use cli::{run_audit, AuditCommand};
 pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
+pub use intent_json::{intent_json, intent_value};
 pub use state::{Lookup, PayoutRef};
 pub use verify::VerifyReport;
 

@@ -11,6 +11,7 @@ use tron_proto::{Address, U256};
 use super::amount::format_amount;
 use super::model::{AssetInfo, KeyPolicy, Policy, Window};
 use crate::decode::{Asset, Decoded};
+use crate::reason::ReasonCode;
 
 /// Rolling-window usage, supplied by the ledger.
 pub trait Usage {
@@ -59,7 +60,7 @@ pub struct Deny {
     pub message: String,
 }
 
-/// Why a request was refused. The strings from [`DenyCode::as_str`] are a public contract.
+/// Why the policy refused a request: the [`ReasonCode`]s of the `Policy` category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DenyCode {
     Frozen,
@@ -101,25 +102,30 @@ impl DenyCode {
         DenyCode::OverKeyWindow,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The code in the signer's one reason-code list.
+    pub const fn reason(self) -> ReasonCode {
         match self {
-            DenyCode::Frozen => "frozen",
-            DenyCode::UnknownKey => "unknown_key",
-            DenyCode::OwnerMismatch => "owner_mismatch",
-            DenyCode::AssetNotAllowed => "asset_not_allowed",
-            DenyCode::DestinationNotAllowed => "destination_not_allowed",
-            DenyCode::DestinationAssetNotAllowed => "destination_asset_not_allowed",
-            DenyCode::ZeroAmount => "zero_amount",
-            DenyCode::OverPerTxMax => "over_per_tx_max",
-            DenyCode::FeeLimitTooHigh => "fee_limit_too_high",
-            DenyCode::ExpirationTooFar => "expiration_too_far",
-            DenyCode::Expired => "expired",
-            DenyCode::TimestampInFuture => "timestamp_in_future",
-            DenyCode::MemoNotAllowed => "memo_not_allowed",
-            DenyCode::MemoTooLong => "memo_too_long",
-            DenyCode::OverDestinationWindow => "over_destination_window",
-            DenyCode::OverKeyWindow => "over_key_window",
+            DenyCode::Frozen => ReasonCode::Frozen,
+            DenyCode::UnknownKey => ReasonCode::UnknownKey,
+            DenyCode::OwnerMismatch => ReasonCode::OwnerMismatch,
+            DenyCode::AssetNotAllowed => ReasonCode::AssetNotAllowed,
+            DenyCode::DestinationNotAllowed => ReasonCode::DestinationNotAllowed,
+            DenyCode::DestinationAssetNotAllowed => ReasonCode::DestinationAssetNotAllowed,
+            DenyCode::ZeroAmount => ReasonCode::ZeroAmount,
+            DenyCode::OverPerTxMax => ReasonCode::OverPerTxMax,
+            DenyCode::FeeLimitTooHigh => ReasonCode::FeeLimitTooHigh,
+            DenyCode::ExpirationTooFar => ReasonCode::ExpirationTooFar,
+            DenyCode::Expired => ReasonCode::Expired,
+            DenyCode::TimestampInFuture => ReasonCode::TimestampInFuture,
+            DenyCode::MemoNotAllowed => ReasonCode::MemoNotAllowed,
+            DenyCode::MemoTooLong => ReasonCode::MemoTooLong,
+            DenyCode::OverDestinationWindow => ReasonCode::OverDestinationWindow,
+            DenyCode::OverKeyWindow => ReasonCode::OverKeyWindow,
         }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.reason().as_str()
     }
 }
 
@@ -377,4 +383,24 @@ fn envelope(key: &KeyPolicy, req: &Request<'_>) -> Option<Decision> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DenyCode;
+    use crate::reason::{Category, ReasonCode};
+    use std::collections::BTreeSet;
+
+    /// The policy's deny codes are exactly the `Policy` category of the one code list.
+    #[test]
+    fn deny_codes_are_the_policy_reason_codes() {
+        let deny: BTreeSet<ReasonCode> = DenyCode::ALL.iter().map(|d| d.reason()).collect();
+        assert_eq!(deny.len(), DenyCode::ALL.len());
+        let listed: BTreeSet<ReasonCode> = ReasonCode::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.category() == Category::Policy)
+            .collect();
+        assert_eq!(deny, listed);
+    }
 }

@@ -1,39 +1,20 @@
-//! The decision path shared by every front end (gRPC now, batch files later):
+//! The decision path shared by every front end (gRPC and batch files):
 //! bytes → intent → decision → durable record → signature.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tron_proto::Address;
 
-use crate::decode::{decode, Decoded};
-use crate::inspect;
-use crate::keys::{KeyError, KeyRing};
-use crate::ledger::{self, AuditRecord, Ledger, Lookup, PendingEntry, StateGuard};
+use crate::keys::KeyRing;
+use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
+use crate::policy::archive::ArchiveError;
 use crate::policy::{Decision, LoadedPolicy, Request, Usage};
+use crate::reason::ReasonCode;
 
-/// Longest payout id accepted; ids are the caller's idempotency keys, not free text.
-pub const MAX_PAYOUT_ID_LEN: usize = 128;
-
-/// How a refusal maps onto transport status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalKind {
-    /// The request itself is malformed (undecodable bytes, bad address or payout id).
-    InvalidArgument,
-    /// Policy or ledger said no.
-    Denied,
-    /// A dependency (key backend, ledger) is down; retrying later may work.
-    Unavailable,
-}
-
-/// A refused request: a stable reason code and a message a person understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub kind: RefusalKind,
-    pub code: String,
-    pub message: String,
-    /// The audit record of the refusal, when it could be written.
-    pub audit_sequence: Option<u64>,
-}
+use super::audit_draft::{self, Draft};
+use super::policy_slot::PolicySlot;
+use super::refusal::{Refusal, RefusalKind};
+use super::request::{self, Checked};
 
 /// A released signature and what it rests on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +36,8 @@ pub struct Evaluated {
     pub txid: [u8; 32],
     pub allowed: bool,
     pub rule: String,
-    pub reason_code: String,
+    /// Why Sign would refuse; `None` when it would sign.
+    pub reason_code: Option<ReasonCode>,
     pub message: String,
     pub policy_hash: String,
     pub audit_sequence: u64,
@@ -77,22 +59,9 @@ pub fn system_clock() -> Clock {
 /// Everything one signing decision needs.
 pub struct Core {
     keys: KeyRing,
-    policy: RwLock<Arc<LoadedPolicy>>,
+    policy: PolicySlot,
     ledger: Ledger,
     clock: Clock,
-}
-
-/// Archives the policy's text under the ledger's data directory and drops it from memory.
-/// If the archive cannot be written the text stays in memory (and `GetPolicy` keeps
-/// working); the failure is logged, since the archive then lacks this policy.
-fn archived(ledger: &Ledger, mut policy: LoadedPolicy) -> LoadedPolicy {
-    if let Some(text) = &policy.text {
-        match crate::policy::archive::store(ledger.dir(), text.as_bytes(), &policy.hash) {
-            Ok(_) => policy.text = None,
-            Err(e) => tracing::warn!("policy {} kept in memory: {e}", policy.hash_hex()),
-        }
-    }
-    policy
 }
 
 /// What [`Core::begin`] hands on.
@@ -100,13 +69,7 @@ struct Begun {
     policy: Arc<LoadedPolicy>,
     now: i64,
     checked: Checked,
-    base: AuditRecord,
-}
-
-/// A validated request, ready for the ledger and policy.
-struct Checked {
-    key: Address,
-    decoded: Decoded,
+    draft: Draft,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,10 +89,9 @@ impl Method {
 
 impl Core {
     pub fn new(keys: KeyRing, policy: LoadedPolicy, ledger: Ledger, clock: Clock) -> Self {
-        let policy = archived(&ledger, policy);
         Core {
             keys,
-            policy: RwLock::new(Arc::new(policy)),
+            policy: PolicySlot::new(policy, ledger.dir().to_path_buf()),
             ledger,
             clock,
         }
@@ -145,82 +107,43 @@ impl Core {
 
     /// The text of `policy` (one this core put in force): from memory, or from the archive,
     /// checked by hash. Blocking file I/O when archived.
-    pub fn policy_text(
-        &self,
-        policy: &LoadedPolicy,
-    ) -> Result<String, crate::policy::archive::ArchiveError> {
-        match &policy.text {
-            Some(t) => Ok(t.clone()),
-            None => crate::policy::archive::read(self.ledger.dir(), &policy.hash),
-        }
+    pub fn policy_text(&self, policy: &LoadedPolicy) -> Result<String, ArchiveError> {
+        self.policy.text(policy)
     }
 
-    /// The text of the policy with this hash: the one in force (even when its text could not
-    /// be archived and lives only in memory), or any earlier one from the archive, checked by
-    /// hash. Blocking file I/O.
-    pub fn policy_text_by_hash(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<String, crate::policy::archive::ArchiveError> {
-        let current = self.policy();
-        if current.hash == *hash {
-            self.policy_text(&current)
-        } else {
-            crate::policy::archive::read(self.ledger.dir(), hash)
-        }
+    /// The text of the policy with this hash: the one in force, or any earlier one from the
+    /// archive, checked by hash. Blocking file I/O.
+    pub fn policy_text_by_hash(&self, hash: &[u8; 32]) -> Result<String, ArchiveError> {
+        self.policy.text_by_hash(hash)
     }
 
     /// The policy in force.
     pub fn policy(&self) -> Arc<LoadedPolicy> {
-        match self.policy.read() {
-            Ok(p) => Arc::clone(&p),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        self.policy.current()
     }
 
     /// Puts a new, already validated policy in force atomically; audited.
     pub async fn replace_policy(&self, new: LoadedPolicy, caller: &str) -> Result<u64, Refusal> {
         let new_hash = new.hash_hex();
-        let new = archived(&self.ledger, new);
-        let old = {
-            let mut slot = match self.policy.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            std::mem::replace(&mut *slot, Arc::new(new))
-        };
-        let old_hash = old.hash_hex();
-        // An outgoing policy whose archive could not be written has its only copy in memory:
-        // one more try, so audit records naming it can still be resolved to its text.
-        if let Some(text) = &old.text {
-            match crate::policy::archive::store(self.ledger.dir(), text.as_bytes(), &old.hash) {
-                Ok(_) => tracing::info!(policy = %old_hash, "outgoing policy archived"),
-                Err(e) => tracing::error!(
-                    policy = %old_hash,
-                    "policy no longer in force and its text could not be archived: {e}"
-                ),
-            }
-        }
-        let rec = self.record(caller, "Reload", &new_hash);
-        self.write_audit(AuditRecord {
-            decision: ledger::Decision::Allow,
-            reason_code: "policy_reloaded".into(),
-            message: format!("policy {old_hash} replaced by {new_hash}"),
-            ..rec
-        })
-        .await
+        let old_hash = self.policy.swap(new).hash_hex();
+        let rec = self.draft(caller, "Reload", &new_hash).outcome(
+            ledger::Decision::Allow,
+            ReasonCode::PolicyReloaded,
+            format!("policy {old_hash} replaced by {new_hash}"),
+        );
+        audit_draft::write(&self.ledger, rec).await
     }
 
     /// Records a reload that was refused (the old policy stays in force).
     pub async fn reload_refused(&self, caller: &str, problems: &str) -> Result<u64, Refusal> {
-        let rec = self.record(caller, "Reload", &self.policy().hash_hex());
-        self.write_audit(AuditRecord {
-            decision: ledger::Decision::Deny,
-            reason_code: "policy_invalid".into(),
-            message: format!("new policy refused, old one stays in force: {problems}"),
-            ..rec
-        })
-        .await
+        let rec = self
+            .draft(caller, "Reload", &self.policy().hash_hex())
+            .outcome(
+                ledger::Decision::Deny,
+                ReasonCode::PolicyInvalid,
+                format!("new policy refused, old one stays in force: {problems}"),
+            );
+        audit_draft::write(&self.ledger, rec).await
     }
 
     /// Decide, record durably, then sign (DESIGN invariants 1-7).
@@ -235,20 +158,22 @@ impl Core {
             policy,
             now,
             checked,
-            base,
+            draft,
         } = self
             .begin(Method::Sign, caller, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
-            return Err(self.refuse(base, key_not_loaded(&checked.key)).await);
+            return Err(self
+                .refuse(draft, Refusal::key_not_loaded(&checked.key))
+                .await);
         };
 
         let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, now) {
-            Step::Refuse(r) => return Err(self.refuse(base, r).await),
+            Step::Refuse(r) => return Err(self.refuse(draft, r).await),
             Step::Replay(entry) => {
                 return self
-                    .replay(base, &checked, raw, payout_id, *entry, &policy)
+                    .replay(draft, &checked, raw, payout_id, *entry, &policy)
                     .await
             }
             Step::Reserved(reservation, rule) => (reservation, rule),
@@ -258,20 +183,15 @@ impl Core {
             Ok(s) => s,
             Err(e) => {
                 drop(reservation);
-                return Err(self.refuse(base, key_refusal(&e)).await);
+                return Err(self.refuse(draft, Refusal::key_backend(&e)).await);
             }
         };
-        let audit = AuditRecord {
-            decision: ledger::Decision::Allow,
-            reason_code: "signed".into(),
-            message: rule.clone(),
-            ..base
-        };
+        let audit = draft.outcome(ledger::Decision::Allow, ReasonCode::Signed, rule.clone());
         // Invariant 4: the signature leaves only after this commit returned.
         let audit_sequence = reservation.commit(signature, audit).await.map_err(|e| {
-            refusal(
+            Refusal::new(
                 RefusalKind::Unavailable,
-                "ledger_unavailable",
+                ReasonCode::LedgerUnavailable,
                 format!("the ledger could not record the signature, so it was not released: {e}"),
             )
         })?;
@@ -298,37 +218,24 @@ impl Core {
             policy,
             now,
             checked,
-            base,
+            draft,
         } = self
             .begin(Method::Evaluate, caller, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
-        let outcome = self.judge(&policy, &checked, payout_id, now);
-        let (allowed, rule, reason_code, message) = match outcome {
-            Ok(rule) => (true, rule, String::new(), String::new()),
-            Err(r) if r.kind == RefusalKind::Denied => (false, String::new(), r.code, r.message),
-            Err(r) => return Err(self.refuse(base, r).await),
+        let (allowed, rule, reason_code, message) =
+            match self.judge(&policy, &checked, payout_id, now) {
+                Ok(rule) => (true, rule, None, String::new()),
+                Err(r) if r.kind == RefusalKind::Denied => {
+                    (false, String::new(), Some(r.code), r.message)
+                }
+                Err(r) => return Err(self.refuse(draft, r).await),
+            };
+        let rec = match reason_code {
+            None => draft.outcome(ledger::Decision::Allow, ReasonCode::WouldSign, rule.clone()),
+            Some(code) => draft.outcome(ledger::Decision::Deny, code, message.clone()),
         };
-        let audit_sequence = self
-            .write_audit(AuditRecord {
-                decision: if allowed {
-                    ledger::Decision::Allow
-                } else {
-                    ledger::Decision::Deny
-                },
-                reason_code: if allowed {
-                    "would_sign".into()
-                } else {
-                    reason_code.clone()
-                },
-                message: if allowed {
-                    rule.clone()
-                } else {
-                    message.clone()
-                },
-                ..base
-            })
-            .await?;
+        let audit_sequence = audit_draft::write(&self.ledger, rec).await?;
         Ok(Evaluated {
             txid,
             allowed,
@@ -363,7 +270,7 @@ impl Core {
             policy_hash: policy.hash,
         }) {
             Ok(r) => Step::Reserved(Box::new(r), rule),
-            Err(e) => Step::Refuse(ledger_refusal(&e)),
+            Err(e) => Step::Refuse(Refusal::ledger(&e)),
         }
     }
 
@@ -376,7 +283,7 @@ impl Core {
         now: i64,
     ) -> Result<String, Refusal> {
         if self.keys.get(&checked.key).is_none() {
-            return Err(key_not_loaded(&checked.key));
+            return Err(Refusal::key_not_loaded(&checked.key));
         }
         let state = self.ledger.state();
         match decide(&state, policy, checked, payout_id, now)? {
@@ -397,50 +304,25 @@ impl Core {
     ) -> Result<Begun, Refusal> {
         let policy = self.policy();
         let now = (self.clock)();
-        let base = AuditRecord {
-            payout_id: Some(payout_id.to_owned()),
-            ..self.record(caller, method.as_str(), &policy.hash_hex())
-        };
-        let checked = match self.check_request(key, raw, payout_id) {
+        let draft = self
+            .draft(caller, method.as_str(), &policy.hash_hex())
+            .payout(payout_id);
+        let checked = match request::check(key, raw, payout_id) {
             Ok(c) => c,
-            Err(r) => return Err(self.refuse(base, r).await),
+            Err(r) => return Err(self.refuse(draft, r).await),
         };
-        let base = AuditRecord {
-            key: Some(checked.key.to_base58()),
-            txid: Some(hex::encode(checked.decoded.envelope.txid)),
-            intent: Some(inspect::view_json(&checked.decoded)),
-            ..base
-        };
+        let draft = draft.request(&checked.key, &checked.decoded);
         Ok(Begun {
             policy,
             now,
             checked,
-            base,
+            draft,
         })
-    }
-
-    fn check_request(&self, key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
-        let key: Address = key.trim().parse().map_err(|e: tron_proto::AddressError| {
-            refusal(
-                RefusalKind::InvalidArgument,
-                "bad_key_address",
-                format!("key {key:?} is not a Tron address: {e}"),
-            )
-        })?;
-        check_payout_id(payout_id)?;
-        let decoded = decode(raw).map_err(|e| {
-            refusal(
-                RefusalKind::InvalidArgument,
-                e.code(),
-                format!("raw_data refused: {e}"),
-            )
-        })?;
-        Ok(Checked { key, decoded })
     }
 
     async fn replay(
         &self,
-        base: AuditRecord,
+        draft: Draft,
         checked: &Checked,
         raw: &[u8],
         payout_id: &str,
@@ -449,9 +331,9 @@ impl Core {
     ) -> Result<Signed, Refusal> {
         let p = &entry.pending;
         if p.key != checked.key || p.payout_id != payout_id {
-            let r = refusal(
+            let r = Refusal::new(
                 RefusalKind::Denied,
-                "txid_reused",
+                ReasonCode::TxidReused,
                 format!(
                     "transaction {} was already signed for payout {:?} with key {}",
                     hex::encode(p.txid),
@@ -459,17 +341,14 @@ impl Core {
                     p.key
                 ),
             );
-            return Err(self.refuse(base, r).await);
+            return Err(self.refuse(draft, r).await);
         }
-        let audit_sequence = self
-            .write_audit(AuditRecord {
-                decision: ledger::Decision::Allow,
-                reason_code: "replayed".into(),
-                message: "same txid asked again; stored signature returned, not counted again"
-                    .into(),
-                ..base
-            })
-            .await?;
+        let rec = draft.outcome(
+            ledger::Decision::Allow,
+            ReasonCode::Replayed,
+            "same txid asked again; stored signature returned, not counted again".into(),
+        );
+        let audit_sequence = audit_draft::write(&self.ledger, rec).await?;
         Ok(Signed {
             txid: entry.pending.txid,
             signature: entry.signature,
@@ -481,90 +360,14 @@ impl Core {
         })
     }
 
-    fn record(&self, caller: &str, method: &str, policy_hash: &str) -> AuditRecord {
-        AuditRecord {
-            time_ms: (self.clock)(),
-            caller: caller.to_owned(),
-            method: method.to_owned(),
-            key: None,
-            txid: None,
-            payout_id: None,
-            intent: None,
-            decision: ledger::Decision::Error,
-            reason_code: String::new(),
-            message: String::new(),
-            policy_hash: policy_hash.to_owned(),
-        }
+    /// The audit draft of a request from `caller`, stamped with the signer's clock.
+    fn draft(&self, caller: &str, method: &str, policy_hash: &str) -> Draft {
+        Draft::new((self.clock)(), caller, method, policy_hash)
     }
 
     /// Audits a refusal and returns it with its audit sequence filled in.
-    async fn refuse(&self, base: AuditRecord, mut r: Refusal) -> Refusal {
-        let decision = match r.kind {
-            RefusalKind::Denied | RefusalKind::InvalidArgument => ledger::Decision::Deny,
-            RefusalKind::Unavailable => ledger::Decision::Error,
-        };
-        let rec = AuditRecord {
-            decision,
-            reason_code: r.code.clone(),
-            message: r.message.clone(),
-            ..base
-        };
-        match self.ledger.audit(rec).await {
-            Ok(seq) => r.audit_sequence = Some(seq),
-            Err(e) => {
-                tracing::error!(error = %e, code = %r.code, "could not audit a refusal");
-            }
-        }
-        r
-    }
-
-    async fn write_audit(&self, rec: AuditRecord) -> Result<u64, Refusal> {
-        self.ledger.audit(rec).await.map_err(|e| {
-            refusal(
-                RefusalKind::Unavailable,
-                "ledger_unavailable",
-                format!("the audit log could not be written: {e}"),
-            )
-        })
-    }
-}
-
-fn refusal(kind: RefusalKind, code: &str, message: String) -> Refusal {
-    Refusal {
-        kind,
-        code: code.to_owned(),
-        message,
-        audit_sequence: None,
-    }
-}
-
-/// Both kinds are UNAVAILABLE to the caller (nothing was signed; the ledger reservation is
-/// released, so the same payout may be retried), and the reason code is the backend's own
-/// (`pkcs11_token_not_found`, `pkcs11_session_lost`, ...), so monitoring can tell a pulled
-/// token from a wrong key without parsing messages.
-fn key_refusal(e: &KeyError) -> Refusal {
-    let kind = match e {
-        KeyError::Unavailable { .. } => RefusalKind::Unavailable,
-        KeyError::Failed { .. } => RefusalKind::Unavailable,
-    };
-    refusal(kind, e.reason(), e.to_string())
-}
-
-/// Payout ids are idempotency keys: short, printable ASCII, no spaces.
-fn check_payout_id(id: &str) -> Result<(), Refusal> {
-    let ok =
-        !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(refusal(
-            RefusalKind::InvalidArgument,
-            "bad_payout_id",
-            format!(
-                "payout_id must be 1-{MAX_PAYOUT_ID_LEN} printable ASCII characters without spaces (got {} bytes)",
-                id.len()
-            ),
-        ))
+    async fn refuse(&self, draft: Draft, r: Refusal) -> Refusal {
+        audit_draft::refuse(&self.ledger, draft, r).await
     }
 }
 
@@ -592,12 +395,12 @@ fn prior(
 ) -> Result<Prior, Refusal> {
     let txid = checked.decoded.envelope.txid;
     match state.find_txid(&txid) {
-        Err(e) => return Err(ledger_refusal(&e)),
+        Err(e) => return Err(Refusal::ledger(&e)),
         Ok(Some(Lookup::Committed(entry))) => return Ok(Prior::Replay(entry)),
         Ok(Some(Lookup::InFlight)) => {
-            return Err(refusal(
+            return Err(Refusal::new(
                 RefusalKind::Unavailable,
-                "txid_in_flight",
+                ReasonCode::TxidInFlight,
                 format!(
                     "transaction {} is being signed by another request; retry",
                     hex::encode(txid)
@@ -611,9 +414,9 @@ fn prior(
         // policy's clock skew since the node's clock is not ours.
         let can_land = p.in_flight || p.expiration_ms.saturating_add(skew_ms) >= now;
         if p.txid != txid && can_land {
-            return Err(refusal(
+            return Err(Refusal::new(
                 RefusalKind::Denied,
-                "payout_in_flight",
+                ReasonCode::PayoutInFlight,
                 format!(
                     "payout {payout_id:?} already has transaction {} that can land until {} ms; a new one is allowed only after that",
                     hex::encode(p.txid),
@@ -652,7 +455,11 @@ fn decide(
     };
     match policy.policy.evaluate(&req, &LedgerUsage(state)) {
         Decision::Allow(a) => Ok(Decided::Allow(a.rule)),
-        Decision::Deny(d) => Err(refusal(RefusalKind::Denied, d.code.as_str(), d.message)),
+        Decision::Deny(d) => Err(Refusal::new(
+            RefusalKind::Denied,
+            d.code.reason(),
+            d.message,
+        )),
     }
 }
 
@@ -665,25 +472,6 @@ fn skew_ms(policy: &LoadedPolicy, key: &Address) -> i64 {
         .unwrap_or(crate::policy::MAX_CLOCK_SKEW_MS)
         .try_into()
         .unwrap_or(i64::MAX)
-}
-
-fn key_not_loaded(key: &Address) -> Refusal {
-    refusal(
-        RefusalKind::Denied,
-        "key_not_loaded",
-        format!("no key {key} is loaded in this signer"),
-    )
-}
-
-fn ledger_refusal(e: &ledger::LedgerError) -> Refusal {
-    refusal(
-        RefusalKind::Unavailable,
-        "ledger_unavailable",
-        format!(
-            "the ledger could not be read or written ({}): {e}",
-            e.code()
-        ),
-    )
 }
 
 /// The ledger's usage index, seen through the policy's [`Usage`] trait.
@@ -706,7 +494,7 @@ impl Usage for LedgerUsage<'_, '_> {
 mod tests {
     use super::*;
     use crate::decode::{encode, Envelope, Intent, TrxTransfer};
-    use crate::keys::{KeyBackend, SignFuture, SoftKey};
+    use crate::keys::{KeyBackend, KeyError, SignFuture, SoftKey};
     use secrecy::SecretBox;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -730,13 +518,13 @@ mod tests {
             let r = if self.down.load(Ordering::SeqCst) {
                 Err(KeyError::Unavailable {
                     backend: "test",
-                    reason: "test_device_off",
+                    reason: "pkcs11_device_unavailable",
                     detail: "device switched off".into(),
                 })
             } else {
                 self.key.sign_txid(txid).map_err(|e| KeyError::Failed {
                     backend: "test",
-                    reason: "test_sign_failed",
+                    reason: "soft_sign_failed",
                     detail: e.to_string(),
                 })
             };
@@ -863,7 +651,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
-        assert_eq!(r.code, "ledger_unavailable");
+        assert_eq!(r.code, ReasonCode::LedgerUnavailable);
         assert!(!r.message.contains("signature\":"), "{}", r.message);
         // Nothing was recorded or counted: the same payout signs now, with the whole limit.
         let s = core
@@ -876,7 +664,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .sign("test", &owner.to_base58(), &over, "p2")
             .await
             .unwrap_err();
-        assert_eq!(r.code, "over_key_window");
+        assert_eq!(r.code, ReasonCode::OverKeyWindow);
     }
 
     /// A key backend that is down: UNAVAILABLE, reservation rolled back, then recovery.
@@ -892,7 +680,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
-        assert_eq!(r.code, "test_device_off");
+        assert_eq!(r.code, ReasonCode::Pkcs11DeviceUnavailable);
         assert!(r.audit_sequence.is_some());
         key.down.store(false, Ordering::SeqCst);
         let s = core
@@ -936,22 +724,22 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap_err();
         assert_eq!(
-            (r.kind, r.code.as_str()),
-            (RefusalKind::Unavailable, "txid_in_flight")
+            (r.kind, r.code),
+            (RefusalKind::Unavailable, ReasonCode::TxidInFlight)
         );
         let r = core
             .evaluate("test", &owner.to_base58(), &tx, "p1")
             .await
             .unwrap_err();
-        assert_eq!(r.code, "txid_in_flight");
+        assert_eq!(r.code, ReasonCode::TxidInFlight);
         let other = raw(owner, 1_000_000, 2);
         let r = core
             .sign("test", &owner.to_base58(), &other, "p1")
             .await
             .unwrap_err();
         assert_eq!(
-            (r.kind, r.code.as_str()),
-            (RefusalKind::Denied, "payout_in_flight")
+            (r.kind, r.code),
+            (RefusalKind::Denied, ReasonCode::PayoutInFlight)
         );
         drop(held);
         let s = core
@@ -983,25 +771,6 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap();
         assert!(!e.allowed);
-        assert_eq!(e.reason_code, "over_key_window");
-    }
-
-    #[test]
-    fn payout_ids() {
-        assert!(check_payout_id("p-1").is_ok());
-        assert!(check_payout_id(&"a".repeat(MAX_PAYOUT_ID_LEN)).is_ok());
-        for bad in [
-            "",
-            "has space",
-            "tab\t",
-            "é",
-            &"a".repeat(MAX_PAYOUT_ID_LEN + 1),
-        ] {
-            assert_eq!(
-                check_payout_id(bad).unwrap_err().code,
-                "bad_payout_id",
-                "{bad:?}"
-            );
-        }
+        assert_eq!(e.reason_code, Some(ReasonCode::OverKeyWindow));
     }
 }

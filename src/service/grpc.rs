@@ -14,7 +14,10 @@ use tron_proto::signer::{
 use crate::policy::archive::ArchiveError;
 use crate::policy::LoadedPolicy;
 
-use super::core::{Core, Refusal, RefusalKind};
+use crate::reason::ReasonCode;
+
+use super::core::Core;
+use super::refusal::{Refusal, RefusalKind};
 
 /// Metadata key carrying a refusal's stable reason code.
 pub const REASON_CODE_KEY: &str = "reason-code";
@@ -70,7 +73,7 @@ impl GrpcSigner {
         let failed = || {
             coded(
                 tonic::Code::Internal,
-                "policy_archive",
+                ReasonCode::PolicyArchive,
                 "reading the policy text failed".into(),
             )
         };
@@ -118,10 +121,10 @@ pub fn caller<T>(req: &Request<T>) -> String {
 }
 
 /// A status carrying a stable reason code, in the message and the `reason-code` metadata.
-fn coded(code: tonic::Code, reason: &'static str, message: String) -> Status {
+fn coded(code: tonic::Code, reason: ReasonCode, message: String) -> Status {
     let mut s = Status::new(code, format!("[{reason}] {message}"));
     s.metadata_mut()
-        .insert(REASON_CODE_KEY, MetadataValue::from_static(reason));
+        .insert(REASON_CODE_KEY, MetadataValue::from_static(reason.as_str()));
     s
 }
 
@@ -138,7 +141,7 @@ fn archive_status(e: ArchiveError, hash: &[u8; 32], in_force: bool) -> Status {
     match e {
         ArchiveError::Missing { .. } if !in_force => coded(
             tonic::Code::NotFound,
-            "policy_not_archived",
+            ReasonCode::PolicyNotArchived,
             format!(
                 "policy {hash} is not in this signer's policy archive: it was never in force \
                  here, or its archived copy is gone"
@@ -146,12 +149,12 @@ fn archive_status(e: ArchiveError, hash: &[u8; 32], in_force: bool) -> Status {
         ),
         ArchiveError::Missing { .. } => coded(
             tonic::Code::Internal,
-            "policy_archive",
+            ReasonCode::PolicyArchive,
             format!("the archived copy of policy {hash}, which is in force, is missing"),
         ),
         ArchiveError::Tampered { .. } => coded(
             tonic::Code::Internal,
-            "policy_archive",
+            ReasonCode::PolicyArchive,
             format!(
                 "the archived copy of policy {hash} does not match its hash (edited or \
                  damaged); not served"
@@ -159,7 +162,7 @@ fn archive_status(e: ArchiveError, hash: &[u8; 32], in_force: bool) -> Status {
         ),
         ArchiveError::Io { .. } => coded(
             tonic::Code::Internal,
-            "policy_archive",
+            ReasonCode::PolicyArchive,
             format!("the archived copy of policy {hash} could not be read (see the signer's log)"),
         ),
     }
@@ -170,7 +173,7 @@ fn parse_policy_hash(hex_text: &str) -> Result<[u8; 32], Status> {
     let invalid = |what: String| {
         coded(
             tonic::Code::InvalidArgument,
-            "policy_hash_invalid",
+            ReasonCode::PolicyHashInvalid,
             format!("a policy hash is 64 hex digits (SHA-256 of the policy text): {what}"),
         )
     };
@@ -191,10 +194,7 @@ pub fn status(r: Refusal) -> Status {
         RefusalKind::Denied => tonic::Code::PermissionDenied,
         RefusalKind::Unavailable => tonic::Code::Unavailable,
     };
-    let mut s = Status::new(code, format!("[{}] {}", r.code, r.message));
-    if let Ok(v) = MetadataValue::try_from(r.code.as_str()) {
-        s.metadata_mut().insert(REASON_CODE_KEY, v);
-    }
+    let mut s = coded(code, r.code, r.message);
     if let Some(seq) = r.audit_sequence {
         s.metadata_mut()
             .insert(AUDIT_SEQUENCE_KEY, MetadataValue::from(seq));
@@ -251,7 +251,10 @@ impl Signer for GrpcSigner {
                 policy_hash: e.policy_hash,
                 rule: e.rule,
                 audit_sequence: e.audit_sequence,
-                reason_code: e.reason_code,
+                reason_code: e
+                    .reason_code
+                    .map(|c| c.as_str().to_owned())
+                    .unwrap_or_default(),
                 message: e.message,
             }),
         }))
@@ -314,7 +317,7 @@ impl Signer for GrpcSigner {
             .map_err(|_| {
                 coded(
                     tonic::Code::ResourceExhausted,
-                    "policy_reads_busy",
+                    ReasonCode::PolicyReadsBusy,
                     format!(
                         "{MAX_POLICY_TEXT_STREAMS} policy text streams are already open; \
                          try again when one has been read"

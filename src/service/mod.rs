@@ -1,9 +1,19 @@
 //! The signing service: the shared decision path ([`core`]) and its gRPC front end
 //! ([`grpc`]), plus the server that runs them ([`server`]).
+//!
+//! `core` reads top to bottom as the decision path; what it leans on has a module each:
+//! request validation (`request`), refusals (`refusal`), the policy in force
+//! (`policy_slot`) and the audit record of each request (`audit_draft`).
 
+mod audit_draft;
 pub mod core;
 pub mod grpc;
+mod policy_slot;
+mod refusal;
+mod request;
 pub mod run;
 pub mod server;
 
-pub use self::core::{Core, Evaluated, Refusal, RefusalKind, Signed};
+pub use self::core::{Core, Evaluated, Signed};
+pub use self::refusal::{Refusal, RefusalKind};
+pub use self::request::MAX_PAYOUT_ID_LEN;

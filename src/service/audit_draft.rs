@@ -1,0 +1,90 @@
+//! Assembling and writing the audit record of one request (DESIGN invariant 7): every Sign,
+//! Evaluate and reload, allowed or refused, ends as exactly one record.
+
+use tron_proto::Address;
+
+use crate::decode::Decoded;
+use crate::ledger::{self, intent_json, AuditRecord, Ledger};
+use crate::reason::ReasonCode;
+
+use super::refusal::{Refusal, RefusalKind};
+
+/// An audit record filled in as the request moves along the decision path; it becomes a
+/// record only with its outcome.
+pub(super) struct Draft(AuditRecord);
+
+impl Draft {
+    /// Who asked for what, at `time_ms`, under the policy with this hash.
+    pub fn new(time_ms: i64, caller: &str, method: &str, policy_hash: &str) -> Self {
+        Draft(AuditRecord {
+            time_ms,
+            caller: caller.to_owned(),
+            method: method.to_owned(),
+            key: None,
+            txid: None,
+            payout_id: None,
+            intent: None,
+            decision: ledger::Decision::Error,
+            reason_code: String::new(),
+            message: String::new(),
+            policy_hash: policy_hash.to_owned(),
+        })
+    }
+
+    /// The caller's payout id, as given (validated or not: a refusal records what was asked).
+    pub fn payout(mut self, payout_id: &str) -> Self {
+        self.0.payout_id = Some(payout_id.to_owned());
+        self
+    }
+
+    /// The validated key and the decoded transaction: txid and the intent's JSON view.
+    pub fn request(mut self, key: &Address, decoded: &Decoded) -> Self {
+        self.0.key = Some(key.to_base58());
+        self.0.txid = Some(hex::encode(decoded.envelope.txid));
+        self.0.intent = Some(intent_json(decoded));
+        self
+    }
+
+    /// The finished record.
+    pub fn outcome(
+        self,
+        decision: ledger::Decision,
+        code: ReasonCode,
+        message: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            decision,
+            reason_code: code.as_str().to_owned(),
+            message,
+            ..self.0
+        }
+    }
+}
+
+/// Writes `rec`; a failed write is a refusal (nothing may be released without its record).
+pub(super) async fn write(ledger: &Ledger, rec: AuditRecord) -> Result<u64, Refusal> {
+    ledger.audit(rec).await.map_err(|e| {
+        Refusal::new(
+            RefusalKind::Unavailable,
+            ReasonCode::LedgerUnavailable,
+            format!("the audit log could not be written: {e}"),
+        )
+    })
+}
+
+/// Audits a refusal and returns it with its audit sequence filled in. A refusal whose record
+/// cannot be written is still returned (it released nothing) and the failure is logged.
+pub(super) async fn refuse(ledger: &Ledger, draft: Draft, mut r: Refusal) -> Refusal {
+    let decision = match r.kind {
+        RefusalKind::Denied | RefusalKind::InvalidArgument => ledger::Decision::Deny,
+        RefusalKind::Unavailable => ledger::Decision::Error,
+    };
+    let rec = draft.outcome(decision, r.code, r.message.clone());
+    match ledger.audit(rec).await {
+        Ok(seq) => r.audit_sequence = Some(seq),
+        Err(e) => {
+            tracing::error!(error = %e, code = %r.code, "could not audit a refusal");
+        }
+    }
+    r
+}

@@ -1,0 +1,80 @@
+//! The request fields around the transaction bytes, validated before the ledger or the
+//! policy sees them: the signing key's address, the payout id, and the strict decode.
+
+use tron_proto::Address;
+
+use crate::decode::{decode, Decoded};
+use crate::reason::ReasonCode;
+
+use super::refusal::{Refusal, RefusalKind};
+
+/// Longest payout id accepted; ids are the caller's idempotency keys, not free text.
+pub const MAX_PAYOUT_ID_LEN: usize = 128;
+
+/// A validated request, ready for the ledger and policy.
+pub(super) struct Checked {
+    pub key: Address,
+    pub decoded: Decoded,
+}
+
+/// Parses the key, checks the payout id, then decodes the bytes (DESIGN invariants 1-2).
+pub(super) fn check(key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
+    let key: Address = key.trim().parse().map_err(|e: tron_proto::AddressError| {
+        Refusal::new(
+            RefusalKind::InvalidArgument,
+            ReasonCode::BadKeyAddress,
+            format!("key {key:?} is not a Tron address: {e}"),
+        )
+    })?;
+    check_payout_id(payout_id)?;
+    let decoded = decode(raw).map_err(|e| {
+        Refusal::new(
+            RefusalKind::InvalidArgument,
+            e.reason(),
+            format!("raw_data refused: {e}"),
+        )
+    })?;
+    Ok(Checked { key, decoded })
+}
+
+/// Payout ids are idempotency keys: short, printable ASCII, no spaces.
+fn check_payout_id(id: &str) -> Result<(), Refusal> {
+    let ok =
+        !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            RefusalKind::InvalidArgument,
+            ReasonCode::BadPayoutId,
+            format!(
+                "payout_id must be 1-{MAX_PAYOUT_ID_LEN} printable ASCII characters without spaces (got {} bytes)",
+                id.len()
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payout_ids() {
+        assert!(check_payout_id("p-1").is_ok());
+        assert!(check_payout_id(&"a".repeat(MAX_PAYOUT_ID_LEN)).is_ok());
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "é",
+            &"a".repeat(MAX_PAYOUT_ID_LEN + 1),
+        ] {
+            assert_eq!(
+                check_payout_id(bad).unwrap_err().code,
+                ReasonCode::BadPayoutId,
+                "{bad:?}"
+            );
+        }
+    }
+}
