@@ -119,8 +119,8 @@ impl Inner {
 
 /// redb's page cache. Every table the hot path writes is keyed to append (entries and audit
 /// by sequence, expirations nearly so), and lookups by txid hit the in-memory state first, so
-/// a small cache costs no throughput (measured: 8 and 32 MiB sign at the same rate) and keeps
-/// the signer's memory bounded; redb's default would let it grow to a gigabyte.
+/// a small cache costs no throughput (BENCHMARKS.md) and keeps the signer's memory bounded;
+/// redb's default would let it grow to a gigabyte.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Handle on the ledger; cheap to clone, all clones share one database and one writer thread.

@@ -65,9 +65,8 @@ struct Slot {
 }
 
 /// Every map here is a `BTreeMap`: it grows a node at a time. A hash map doubles and rehashes
-/// the whole table in one insert, which at a quarter of a million entries held the state lock
-/// (and so every request) for ~100 ms; lookups in a B-tree of that size cost well under a
-/// microsecond more.
+/// the whole table in one insert, which at large sizes holds the state lock (and so every
+/// request) for a long pause; a B-tree lookup costs little more (BENCHMARKS.md, ledger).
 #[derive(Debug)]
 pub(crate) struct State {
     txids: BTreeMap<[u8; 32], Slot>,
