@@ -6,9 +6,11 @@
 
 pub mod abi;
 pub mod address;
+pub mod amount;
 pub mod batch;
 pub mod client;
 pub mod contract_type;
+pub mod duration;
 pub mod sig;
 
 pub use address::{Address, AddressError};
