@@ -98,9 +98,7 @@ impl Address {
         let payload = match bs58::decode(s).with_check(None).into_vec() {
             Ok(payload) => payload,
             // Too short to hold a checksum at all.
-            Err(bs58::decode::Error::NoChecksum) => {
-                return Err(AddressError::BadLength { len: 0 })
-            }
+            Err(bs58::decode::Error::NoChecksum) => return Err(AddressError::BadLength { len: 0 }),
             // A wrong length is reported as such, before the checksum it also fails: only
             // this error path decodes a second time, without the check, to learn it.
             Err(bs58::decode::Error::InvalidChecksum { .. }) => {

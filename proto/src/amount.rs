@@ -209,10 +209,7 @@ mod tests {
         assert_eq!(p("0.000001"), Ok(U256::ONE));
         assert_eq!(p("0.5"), Ok(U256::from(500_000u32)));
         assert_eq!(p("10.100000"), Ok(U256::from(10_100_000u32)));
-        assert_eq!(
-            parse("42", 0, Spelling::Canonical),
-            Ok(U256::from(42u8))
-        );
+        assert_eq!(parse("42", 0, Spelling::Canonical), Ok(U256::from(42u8)));
     }
 
     #[test]

@@ -103,12 +103,9 @@ pub fn parse(text: &str, rules: Rules) -> Result<u64, DurationError> {
     let syntax = DurationError::Syntax {
         millis: rules.millis,
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or(syntax)?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(syntax)?;
     let (digits, unit) = text.split_at(split);
-    if digits.is_empty() || (!rules.leading_zeros && digits.len() > 1 && digits.starts_with('0'))
-    {
+    if digits.is_empty() || (!rules.leading_zeros && digits.len() > 1 && digits.starts_with('0')) {
         return Err(syntax);
     }
     let per = UNITS
@@ -167,8 +164,24 @@ mod tests {
     #[test]
     fn policy_refuses_everything_else() {
         for s in [
-            "", "s", "1", "1.5h", "1h30m", " 1h", "1h ", "-1h", "+1h", "1w", "1H", "01h", "1 h",
-            "é", "1é", "1ms", "0ms", "99999999999999999999ms",
+            "",
+            "s",
+            "1",
+            "1.5h",
+            "1h30m",
+            " 1h",
+            "1h ",
+            "-1h",
+            "+1h",
+            "1w",
+            "1H",
+            "01h",
+            "1 h",
+            "é",
+            "1é",
+            "1ms",
+            "0ms",
+            "99999999999999999999ms",
         ] {
             assert_eq!(policy(s), Err(POLICY_SYNTAX), "{s:?}");
         }
@@ -196,8 +209,14 @@ mod tests {
         ] {
             assert_eq!(config(bad), Err(CONFIG_SYNTAX), "{bad}");
         }
-        assert_eq!(config("99999999999999999999s"), Err(DurationError::Overflow));
-        assert_eq!(config("18446744073709551615d"), Err(DurationError::Overflow));
+        assert_eq!(
+            config("99999999999999999999s"),
+            Err(DurationError::Overflow)
+        );
+        assert_eq!(
+            config("18446744073709551615d"),
+            Err(DurationError::Overflow)
+        );
     }
 
     #[test]

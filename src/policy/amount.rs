@@ -28,7 +28,10 @@ mod tests {
     /// the canonical spelling.
     #[test]
     fn policy_amounts_are_canonical() {
-        assert_eq!(parse_amount("50000.5", 6), Ok(U256::from(50_000_500_000u64)));
+        assert_eq!(
+            parse_amount("50000.5", 6),
+            Ok(U256::from(50_000_500_000u64))
+        );
         assert_eq!(parse_amount("007", 6), Err(AmountError::LeadingZero));
         assert!(matches!(
             parse_amount("1.0000000", 6),
