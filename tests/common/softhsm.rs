@@ -35,10 +35,7 @@ impl SoftHsm {
     pub fn env(&self, pin: &str) -> Vec<(String, String)> {
         let (conf_var, conf) = self.conf_env();
         vec![
-            (
-                conf_var.into(),
-                conf.to_str().expect("utf-8 path").into(),
-            ),
+            (conf_var.into(), conf.to_str().expect("utf-8 path").into()),
             (PIN_VAR.into(), pin.into()),
         ]
     }
