@@ -1,4 +1,9 @@
 //! Starts the real `tron-signer` binary on a temporary data directory and talks gRPC to it.
+//!
+//! Written once for every integration test: test policies ([`policy`]), a data directory
+//! with keystore and config ([`Setup`]), starting `serve` and waiting until it answers
+//! ([`Setup::start`]) or until it exits ([`Setup::serve_until_exit`]), and SoftHSM tokens
+//! ([`softhsm`], on `tron_testkit::softhsm`).
 #![allow(dead_code)]
 
 pub mod interop;
