@@ -6,8 +6,6 @@
 //! The token lives in a temporary directory created here. After criterion's figures the
 //! bench prints both rates from one interleaved run and their ratio (see BENCHMARKS.md).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,39 +18,19 @@ use tron_signer::keys::pkcs11::{
     generate_key, module, KeySelector, Pkcs11Backend, Pkcs11Config, Pkcs11Module, Pkcs11Token,
 };
 use tron_signer::keys::KeyBackend;
+use tron_testkit::softhsm::{module_path, SoftHsm};
 
 const TOKEN: &str = "bench";
 const PIN: &str = "5678";
 const THREADS: u64 = 2;
 
-fn module_path() -> PathBuf {
-    std::env::var_os("SOFTHSM2_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
-}
-
-/// Makes a token in `dir` and points this process's SoftHSM at it (before C_Initialize).
-fn make_token(dir: &std::path::Path) {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).expect("token dir");
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .expect("conf");
+/// Makes a token and points this process's SoftHSM at it (before C_Initialize).
+fn make_token() -> SoftHsm {
+    let hsm = SoftHsm::with_token(TOKEN, PIN);
+    let (var, conf) = hsm.conf_env();
     // Single-threaded here: nothing else reads the environment yet.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let ok = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", TOKEN])
-        .args(["--so-pin", "1234", "--pin", PIN])
-        .status()
-        .expect("softhsm2-util (apt-get install softhsm2)")
-        .success();
-    assert!(ok, "softhsm2-util --init-token failed");
+    std::env::set_var(var, conf);
+    hsm
 }
 
 fn raw_sign_parallel(m: &Pkcs11Module, key_id: &[u8], iters: u64) -> Duration {
@@ -106,8 +84,7 @@ fn ours_parallel(rt: &tokio::runtime::Runtime, key: &Arc<Pkcs11Backend>, iters: 
 }
 
 fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    make_token(dir.path());
+    let _hsm = make_token();
     let m = module(&module_path()).expect("module");
     let pin = SecretString::from(PIN);
     let generated = generate_key(&m, TOKEN, &pin, "bench-key").expect("generate");

@@ -1,5 +1,6 @@
 //! Compiles the protocol subset and the signer API with protox (pure Rust), so no system
 //! `protoc` is needed, and keeps the encoded descriptor set for gRPC server reflection.
+//! The gRPC client is generated only with the `client` feature.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("signer_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // The generated client (and its `connect`) only with the `client` feature: it needs
+    // tonic's transport, which the wire crate does not link by default.
+    let client = std::env::var_os("CARGO_FEATURE_CLIENT").is_some();
+    tonic_prost_build::configure()
+        .build_client(client)
+        .build_transport(client)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -14,7 +14,8 @@ module="${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 target="${CARGO_TARGET_DIR:-target}"
 [ -e "$module" ] || { echo "missing $module: apt-get install softhsm2" >&2; exit 1; }
 
-cargo build --release --bins -q
+# The signer and the load generator (its own package: tools/, tron-signer-tools).
+cargo build --release -q -p tron-signer --bin tron-signer -p tron-signer-tools --bin tron-signer-load
 bin="$target/release/tron-signer"
 load="$target/release/tron-signer-load"
 

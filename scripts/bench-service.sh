@@ -13,7 +13,8 @@ DESTS=${DESTS:-100000}
 CLIENTS=${CLIENTS:-256}
 SECS=${SECS:-15}
 
-cargo build --release --quiet --bin tron-signer --bin tron-signer-load
+# The load generator lives in its own package (tools/, tron-signer-tools).
+cargo build --release --quiet -p tron-signer --bin tron-signer -p tron-signer-tools --bin tron-signer-load
 bin=target/release
 # On the project's disk (not a tmpfs), so fsync costs what it costs.
 dir=$(mktemp -d "$PWD/target/bench-service.XXXXXX")

@@ -18,27 +18,18 @@ fn dest_a() -> Address {
 
 /// USDT to destination A only: per transaction 30, 24 h per key 50.
 fn policy() -> String {
-    format!(
-        r#"{preamble}
-
-[[key]]
-address = "{k1}"
-label = "hot 1"
-assets = ["USDT", "TRX"]
-windows = [
-  {{ asset = "USDT", window = "24h", max = "50" }},
-  {{ asset = "TRX", window = "24h", max = "10" }},
-]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["USDT", "TRX"]
-  per_tx_max = {{ USDT = "30", TRX = "5" }}
-"#,
-        preamble = policy_preamble("batch test policy", "60s"),
-        k1 = KEY1,
-        a = dest_a(),
-    )
+    PolicyText::new("batch test policy")
+        .key(
+            Key::new(KEY1, "hot 1", &["USDT", "TRX"])
+                .window("USDT", "24h", "50")
+                .window("TRX", "24h", "10")
+                .destination(
+                    Destination::new(dest_a(), "exchange", &["USDT", "TRX"])
+                        .per_tx_max("USDT", "30")
+                        .per_tx_max("TRX", "5"),
+                ),
+        )
+        .text()
 }
 
 fn item(id: &str, raw: Vec<u8>) -> UnsignedItem {

@@ -44,34 +44,21 @@ fn stranger() -> Address {
 
 /// TRX: 50 per hour for the key, 40 per transaction; USDT: 1000 per hour.
 fn policy() -> String {
-    format!(
-        r#"{preamble}
-
-[[key]]
-address = "{k1}"
-label = "hot"
-assets = ["TRX", "USDT"]
-windows = [
-  {{ asset = "TRX", window = "1h", max = "50" }},
-  {{ asset = "USDT", window = "1h", max = "1000" }},
-]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["TRX", "USDT"]
-  per_tx_max = {{ TRX = "40", USDT = "500" }}
-
-  [[key.destination]]
-  address = "{b}"
-  label = "treasury"
-  assets = ["TRX", "USDT"]
-  per_tx_max = {{ TRX = "40", USDT = "500" }}
-"#,
-        preamble = policy_preamble("e2e policy", "1s"),
-        k1 = KEY1,
-        a = allowed(),
-        b = allowed_b(),
-    )
+    let both = |to: Address, label: &str| {
+        Destination::new(to, label, &["TRX", "USDT"])
+            .per_tx_max("TRX", "40")
+            .per_tx_max("USDT", "500")
+    };
+    PolicyText::new("e2e policy")
+        .clock_skew("1s")
+        .key(
+            Key::new(KEY1, "hot", &["TRX", "USDT"])
+                .window("TRX", "1h", "50")
+                .window("USDT", "1h", "1000")
+                .destination(both(allowed(), "exchange"))
+                .destination(both(allowed_b(), "treasury")),
+        )
+        .text()
 }
 
 /// The broadcaster binary next to the signer binary cargo built for this test.

@@ -10,7 +10,6 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use common::softhsm::{module_path, SoftHsm, TOKEN, USER_PIN};
 use common::*;
@@ -30,26 +29,18 @@ fn dest_a() -> Address {
 
 /// One HSM key: TRX and USDT to one exchange address, with room for every test here.
 fn policy(key: &str) -> String {
-    format!(
-        r#"{preamble}
-
-[[key]]
-address = "{key}"
-label = "hsm hot 1"
-assets = ["TRX", "USDT"]
-windows = [
-  {{ asset = "TRX", window = "1h", max = "1000" }},
-  {{ asset = "USDT", window = "24h", max = "1000" }},
-]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["USDT", "TRX"]
-  per_tx_max = {{ USDT = "100", TRX = "100" }}
-"#,
-        preamble = policy_preamble("pkcs11 service test policy", "60s"),
-        a = dest_a(),
-    )
+    PolicyText::new("pkcs11 service test policy")
+        .key(
+            Key::new(key, "hsm hot 1", &["TRX", "USDT"])
+                .window("TRX", "1h", "1000")
+                .window("USDT", "24h", "1000")
+                .destination(
+                    Destination::new(dest_a(), "exchange", &["USDT", "TRX"])
+                        .per_tx_max("USDT", "100")
+                        .per_tx_max("TRX", "100"),
+                ),
+        )
+        .text()
 }
 
 /// `tron-signer keys ... --backend pkcs11` against `hsm`.
@@ -217,38 +208,6 @@ async fn token_moved_away_is_unavailable_and_recovers_without_restart() {
     assert!(sig["signature"].as_str().is_some());
 }
 
-/// Runs `serve` expecting it to exit by itself; returns its status and combined output.
-fn serve_must_fail(setup: &Setup) -> (std::process::ExitStatus, String) {
-    let log = setup
-        .dir
-        .path()
-        .join(format!("failed-start-{}.log", now_ms()));
-    let f = std::fs::File::create(&log).expect("log");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&setup.config)
-        .envs(setup.env.iter().map(|(k, v)| (k, v)))
-        .stdout(f.try_clone().expect("dup"))
-        .stderr(f)
-        .spawn()
-        .expect("spawn serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return (status, std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "serve kept running: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn startup_faults_exit_with_specific_errors() {
     let hsm = SoftHsm::new();
@@ -257,7 +216,7 @@ fn startup_faults_exit_with_specific_errors() {
     // Wrong PIN: a specific error, exit non-zero, the PIN never printed.
     let wrong_pin = "98765432";
     setup.env = hsm.env(wrong_pin);
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("pkcs11_pin_incorrect"), "{out}");
     eprintln!("wrong PIN:\n{out}");
@@ -274,7 +233,7 @@ fn startup_faults_exit_with_specific_errors() {
         &format!("token_label = \"{TOKEN}\""),
         "token_label = \"no-such-token\"",
     ));
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("pkcs11_token_not_found"), "{out}");
 
@@ -283,13 +242,13 @@ fn startup_faults_exit_with_specific_errors() {
         &module_path().display().to_string(),
         "/nonexistent/libpkcs11-nope.so",
     ));
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("pkcs11_module_load"), "{out}");
 
     // A key the config names but the token lacks (after a successful login).
     setup.write_config(&hsm.config_section(&[KEY_LABEL, "not-on-token"]));
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("pkcs11_key_not_found"), "{out}");
 
@@ -297,13 +256,13 @@ fn startup_faults_exit_with_specific_errors() {
     setup.env = hsm.env(USER_PIN);
     setup.env.retain(|(k, _)| k != common::softhsm::PIN_VAR);
     setup.write_config(&section);
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("secret_env_missing"), "{out}");
 
     // Neither [keystore] nor [pkcs11].
     setup.write_config("");
-    let (status, out) = serve_must_fail(&setup);
+    let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("config_no_key_source"), "{out}");
 }

@@ -22,17 +22,12 @@ use tron_signer::keys::pkcs11::{
     Pkcs11Token,
 };
 use tron_signer::keys::{KeyBackend, KeyError, KeyRing};
+use tron_testkit::softhsm::{module_path, SoftHsm};
 
 const SCENARIO_ENV: &str = "TRON_SIGNER_PKCS11_SCENARIO";
 const TOKEN_DIR_ENV: &str = "TRON_SIGNER_PKCS11_TOKEN_DIR";
 const TOKEN: &str = "payouts";
 const USER_PIN: &str = "5678";
-
-fn module_path() -> PathBuf {
-    std::env::var_os("SOFTHSM2_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
-}
 
 fn pin() -> SecretString {
     SecretString::from(USER_PIN)
@@ -47,39 +42,13 @@ fn isolated(name: &str, scenario: fn(&Path)) {
         }
         return;
     }
-    assert!(
-        module_path().exists(),
-        "SoftHSM2 module {} missing: apt-get install softhsm2 (scripts/test.sh does)",
-        module_path().display()
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).expect("token dir");
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .expect("conf");
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", TOKEN])
-        .args(["--so-pin", "1234", "--pin", USER_PIN])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(
-        init.status.success(),
-        "softhsm2-util: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    let hsm = SoftHsm::with_token(TOKEN, USER_PIN);
+    let (conf_var, conf) = hsm.conf_env();
     let out = Command::new(std::env::current_exe().expect("test binary"))
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(SCENARIO_ENV, name)
-        .env(TOKEN_DIR_ENV, &tokens)
-        .env("SOFTHSM2_CONF", &conf)
+        .env(TOKEN_DIR_ENV, &hsm.tokens)
+        .env(conf_var, conf)
         .output()
         .expect("child test runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

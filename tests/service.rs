@@ -38,76 +38,44 @@ fn policy_only_key() -> Address {
 
 /// USDT: 1h 100 / 24h 150 per key; A: per-tx 60, 24h 80; B: per-tx 60.
 fn policy() -> String {
-    format!(
-        r#"{preamble}
-
-[[key]]
-address = "{k1}"
-label = "hot 1"
-assets = ["TRX", "USDT"]
-windows = [
-  {{ asset = "TRX", window = "1h", max = "100" }},
-  {{ asset = "TRX", window = "24h", max = "200" }},
-  {{ asset = "USDT", window = "1h", max = "100" }},
-  {{ asset = "USDT", window = "24h", max = "150" }},
-]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["USDT", "TRX"]
-  per_tx_max = {{ USDT = "60", TRX = "50" }}
-  windows = [ {{ asset = "USDT", window = "24h", max = "80" }} ]
-
-  [[key.destination]]
-  address = "{b}"
-  label = "treasury"
-  assets = ["USDT"]
-  per_tx_max = {{ USDT = "60" }}
-
-[[key]]
-address = "{k2}"
-label = "frozen key"
-frozen = true
-assets = ["TRX"]
-windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["TRX"]
-  per_tx_max = {{ TRX = "1" }}
-
-[[key]]
-address = "{k3}"
-label = "memo key"
-assets = ["TRX"]
-windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
-memo_allowed = true
-max_memo_len = 64
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["TRX"]
-  per_tx_max = {{ TRX = "1" }}
-
-[[key]]
-address = "{k4}"
-label = "not loaded"
-assets = ["TRX"]
-windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
-  [[key.destination]]
-  address = "{a}"
-  label = "exchange"
-  assets = ["TRX"]
-  per_tx_max = {{ TRX = "1" }}
-"#,
-        preamble = policy_preamble("service test policy", "60s"),
-        k1 = KEY1,
-        k2 = KEY2,
-        k3 = address_of(KEY3_MEMO_SECRET),
-        k4 = policy_only_key(),
-        a = dest_a(),
-        b = dest_b(),
-    )
+    // The policy's own keys each send at most 1 TRX to A.
+    let exchange_1_trx = || Destination::new(dest_a(), "exchange", &["TRX"]).per_tx_max("TRX", "1");
+    PolicyText::new("service test policy")
+        .key(
+            Key::new(KEY1, "hot 1", &["TRX", "USDT"])
+                .window("TRX", "1h", "100")
+                .window("TRX", "24h", "200")
+                .window("USDT", "1h", "100")
+                .window("USDT", "24h", "150")
+                .destination(
+                    Destination::new(dest_a(), "exchange", &["USDT", "TRX"])
+                        .per_tx_max("USDT", "60")
+                        .per_tx_max("TRX", "50")
+                        .window("USDT", "24h", "80"),
+                )
+                .destination(
+                    Destination::new(dest_b(), "treasury", &["USDT"]).per_tx_max("USDT", "60"),
+                ),
+        )
+        .key(
+            Key::new(KEY2, "frozen key", &["TRX"])
+                .setting("frozen = true")
+                .window("TRX", "1h", "10")
+                .destination(exchange_1_trx()),
+        )
+        .key(
+            Key::new(address_of(KEY3_MEMO_SECRET), "memo key", &["TRX"])
+                .setting("memo_allowed = true")
+                .setting("max_memo_len = 64")
+                .window("TRX", "1h", "10")
+                .destination(exchange_1_trx()),
+        )
+        .key(
+            Key::new(policy_only_key(), "not loaded", &["TRX"])
+                .window("TRX", "1h", "10")
+                .destination(exchange_1_trx()),
+        )
+        .text()
 }
 
 fn setup() -> Setup {

@@ -13,24 +13,18 @@ use serde_json::{json, Value};
 async fn tronweb_and_tronpy_verify_service_signatures() {
     let env = interop_setup();
     let to = dest(0xa1);
-    let policy = format!(
-        r#"{preamble}
-[[key]]
-address = "{KEY1}"
-label = "hot"
-assets = ["TRX", "USDT"]
-windows = [
-  {{ asset = "TRX", window = "1h", max = "100000" }},
-  {{ asset = "USDT", window = "1h", max = "100000" }},
-]
-  [[key.destination]]
-  address = "{to}"
-  label = "exchange"
-  assets = ["TRX", "USDT"]
-  per_tx_max = {{ TRX = "1000", USDT = "1000" }}
-"#,
-        preamble = policy_preamble("interop", "60s")
-    );
+    let policy = PolicyText::new("interop")
+        .key(
+            Key::new(KEY1, "hot", &["TRX", "USDT"])
+                .window("TRX", "1h", "100000")
+                .window("USDT", "1h", "100000")
+                .destination(
+                    Destination::new(to, "exchange", &["TRX", "USDT"])
+                        .per_tx_max("TRX", "1000")
+                        .per_tx_max("USDT", "1000"),
+                ),
+        )
+        .text();
     let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
     let mut srv = s.start().await;
     let mut signed: Vec<Value> = Vec::new();
@@ -62,21 +56,13 @@ windows = [
 async fn python_grpcio_uses_the_api_through_reflection() {
     let env = interop_setup();
     let to = dest(0xa1);
-    let policy = format!(
-        r#"{preamble}
-[[key]]
-address = "{KEY1}"
-label = "hot"
-assets = ["TRX"]
-windows = [ {{ asset = "TRX", window = "1h", max = "100" }} ]
-  [[key.destination]]
-  address = "{to}"
-  label = "exchange"
-  assets = ["TRX"]
-  per_tx_max = {{ TRX = "10" }}
-"#,
-        preamble = policy_preamble("grpcio", "60s")
-    );
+    let policy = PolicyText::new("grpcio")
+        .key(
+            Key::new(KEY1, "hot", &["TRX"])
+                .window("TRX", "1h", "100")
+                .destination(Destination::new(to, "exchange", &["TRX"]).per_tx_max("TRX", "10")),
+        )
+        .text();
     let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
     let srv = s.start().await;
     let allowed = Tx::trx(KEY1, to, 1_000_000).raw();

@@ -1,11 +1,17 @@
-//! Exact parsing of human decimal amounts into base units (sun or token units).
+//! Payout amounts: human decimals into base units (sun or token units), with the API's
+//! four stable error codes.
 //!
-//! Never through floats: `"0.1"` must be exactly 100000 units, and anything with more
-//! decimals than the asset has is refused rather than rounded, because rounding a payout
-//! silently changes what the payment backend asked for.
+//! The grammar is the shared one of [`tron_proto::amount`] (documented there, with why the
+//! sides differ) in its padded spelling: `"007.5"` and `"1.500000000"` are accepted, since
+//! they change no value, while a non-zero digit beyond 6 decimals is refused rather than
+//! rounded, because rounding a payout silently changes what the payment backend asked for.
+//! On top: a payout is positive and fits Tron's `int64` amount field.
+
+use tron_proto::amount::{AmountError as Shared, Spelling};
+use tron_proto::U256;
 
 /// Decimals of both supported assets (TRX in sun, USDT in its token units).
-pub const DECIMALS: u32 = 6;
+pub const DECIMALS: u8 = 6;
 
 /// Why an amount string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,60 +39,36 @@ impl AmountError {
 
 /// Parses `"12.5"` into `12_500_000`. The result fits an `i64` (Tron's amount field).
 pub fn parse(s: &str) -> Result<u64, AmountError> {
-    if let Some(rest) = s.strip_prefix('-') {
-        // A well-formed negative number is reported as such, not as a syntax error.
-        if parse(rest).is_ok() || rest.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Err(AmountError::NotPositive(s.into()));
+    let units = tron_proto::amount::parse(s, DECIMALS, Spelling::Padded).map_err(|e| {
+        match e {
+            // A well-formed negative number is reported as such, not as a syntax error.
+            Shared::Signed { unsigned }
+                if s.starts_with('-')
+                    && unsigned.chars().all(|c| c.is_ascii_digit() || c == '.') =>
+            {
+                AmountError::NotPositive(s.into())
+            }
+            Shared::TooManyDecimals { .. } => AmountError::TooPrecise(s.into()),
+            Shared::Overflow => AmountError::TooLarge(s.into()),
+            Shared::Empty
+            | Shared::Signed { .. }
+            | Shared::BadCharacter { .. }
+            | Shared::DanglingPoint
+            | Shared::LeadingZero => AmountError::Syntax(s.into()),
         }
+    })?;
+    if units > U256::from(i64::MAX as u64) {
+        return Err(AmountError::TooLarge(s.into()));
     }
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (s, ""),
-    };
-    let digits_ok = |p: &str| p.chars().all(|c| c.is_ascii_digit());
-    if int.is_empty() || !digits_ok(int) || !digits_ok(frac) || (s.contains('.') && frac.is_empty())
-    {
-        return Err(AmountError::Syntax(s.into()));
-    }
-    let frac_trimmed = frac.trim_end_matches('0');
-    if frac_trimmed.len() > DECIMALS as usize {
-        return Err(AmountError::TooPrecise(s.into()));
-    }
-    let too_large = || AmountError::TooLarge(s.into());
-    let int_trimmed = int.trim_start_matches('0');
-    let whole: u64 = if int_trimmed.is_empty() {
-        0
-    } else {
-        int_trimmed.parse().map_err(|_| too_large())?
-    };
-    let mut frac_units: u64 = 0;
-    for (i, c) in frac_trimmed.chars().enumerate() {
-        let d = u64::from(c.to_digit(10).unwrap_or(0));
-        frac_units += d * 10u64.pow(DECIMALS - 1 - i as u32);
-    }
-    let total = whole
-        .checked_mul(10u64.pow(DECIMALS))
-        .and_then(|w| w.checked_add(frac_units))
-        .ok_or_else(too_large)?;
-    if total > i64::MAX as u64 {
-        return Err(too_large());
-    }
-    if total == 0 {
+    if units == U256::ZERO {
         return Err(AmountError::NotPositive(s.into()));
     }
-    Ok(total)
+    Ok(units.as_u64())
 }
 
 /// Formats base units back as the canonical decimal string (no trailing zeros).
 pub fn format(units: u64) -> String {
-    let scale = 10u64.pow(DECIMALS);
-    let whole = units / scale;
-    let frac = units % scale;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let f = format!("{frac:06}");
-    format!("{whole}.{}", f.trim_end_matches('0'))
+    tron_proto::amount::format(U256::from(units), DECIMALS)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Durations written the way operators write them in a config: `"90s"`, `"10m"`, `"12h"`.
 //!
-//! Kept tiny and local so the config format does not depend on a parsing crate's
-//! extensions (e.g. fractional or compound units an auditor would have to learn).
+//! The grammar is the shared one of [`tron_proto::duration`] (documented there, with why the
+//! sides differ) under [`Rules::CONFIG`]: `ms` and zero are accepted here, unlike in policies.
 
 use std::time::Duration;
+
+use tron_proto::duration::{DurationError as Shared, Rules};
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,30 +25,15 @@ impl DurationError {
     }
 }
 
-/// Parses `<digits><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`.
+/// Parses `<digits><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`; zero is accepted
+/// (fields that must be non-zero are checked by the config loader).
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| DurationError::Syntax(s.into()))?;
-    let (digits, unit) = s.split_at(split);
-    if digits.is_empty() {
-        return Err(DurationError::Syntax(s.into()));
+    match tron_proto::duration::parse(s, Rules::CONFIG) {
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(Shared::Overflow) => Err(DurationError::Overflow(s.into())),
+        // `Zero` cannot happen under `Rules::CONFIG`; any refusal but size is syntax.
+        Err(Shared::Syntax { .. } | Shared::Zero) => Err(DurationError::Syntax(s.into())),
     }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| DurationError::Overflow(s.into()))?;
-    let ms_per: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(DurationError::Syntax(s.into())),
-    };
-    let ms = n
-        .checked_mul(ms_per)
-        .ok_or_else(|| DurationError::Overflow(s.into()))?;
-    Ok(Duration::from_millis(ms))
 }
 
 /// Serde adapter: a duration field written as a string.

@@ -4,8 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest, Sha256};
-use sha3::Keccak256;
+use sha3::{Digest, Keccak256};
 
 /// The mainnet/testnet address prefix byte.
 pub const ADDRESS_PREFIX: u8 = 0x41;
@@ -90,31 +89,34 @@ impl Address {
     }
 
     /// Parses Base58Check (`T…`, 34 characters).
+    ///
+    /// Errors in this order: characters, length, checksum, prefix.
     pub fn from_base58(s: &str) -> Result<Self, AddressError> {
         if s.is_empty() {
             return Err(AddressError::Empty);
         }
-        let decoded = bs58::decode(s).into_vec().map_err(|e| match e {
-            bs58::decode::Error::InvalidCharacter { character, index } => {
-                AddressError::BadCharacter { character, index }
+        let payload = match bs58::decode(s).with_check(None).into_vec() {
+            Ok(payload) => payload,
+            // Too short to hold a checksum at all.
+            Err(bs58::decode::Error::NoChecksum) => return Err(AddressError::BadLength { len: 0 }),
+            // A wrong length is reported as such, before the checksum it also fails: only
+            // this error path decodes a second time, without the check, to learn it.
+            Err(bs58::decode::Error::InvalidChecksum { .. }) => {
+                let len = bs58::decode(s)
+                    .into_vec()
+                    .map_or(0, |raw| raw.len().saturating_sub(4));
+                return Err(if len == ADDRESS_LEN {
+                    AddressError::BadChecksum
+                } else {
+                    AddressError::BadLength { len }
+                });
             }
-            bs58::decode::Error::NonAsciiCharacter { index } => AddressError::BadCharacter {
-                character: s[index..].chars().next().unwrap_or('\u{fffd}'),
-                index,
-            },
-            // Not produced by into_vec; map to the closest meaning.
-            _ => AddressError::BadLength { len: 0 },
-        })?;
-        if decoded.len() != ADDRESS_LEN + 4 {
-            return Err(AddressError::BadLength {
-                len: decoded.len().saturating_sub(4),
-            });
+            Err(e) => return Err(decode_error(s, e)),
+        };
+        if payload.len() != ADDRESS_LEN {
+            return Err(AddressError::BadLength { len: payload.len() });
         }
-        let (payload, check) = decoded.split_at(ADDRESS_LEN);
-        if checksum(payload) != check {
-            return Err(AddressError::BadChecksum);
-        }
-        Address::from_bytes(payload)
+        Address::from_bytes(&payload)
     }
 
     /// Parses 42 hex digits starting with `41` (an optional `0x` is accepted).
@@ -143,11 +145,9 @@ impl Address {
         Address::from_bytes(&bytes)
     }
 
+    /// Base58Check with the 4-byte double-SHA-256 checksum (`T…`).
     pub fn to_base58(&self) -> String {
-        let mut buf = [0u8; ADDRESS_LEN + 4];
-        buf[..ADDRESS_LEN].copy_from_slice(&self.0);
-        buf[ADDRESS_LEN..].copy_from_slice(&checksum(&self.0));
-        bs58::encode(buf).into_string()
+        bs58::encode(self.0).with_check().into_string()
     }
 
     pub fn to_hex(&self) -> String {
@@ -155,9 +155,19 @@ impl Address {
     }
 }
 
-fn checksum(payload: &[u8]) -> [u8; 4] {
-    let h = Sha256::digest(Sha256::digest(payload));
-    [h[0], h[1], h[2], h[3]]
+/// Maps the character errors of a Base58 decode (the others cannot happen for a string).
+fn decode_error(s: &str, e: bs58::decode::Error) -> AddressError {
+    match e {
+        bs58::decode::Error::InvalidCharacter { character, index } => {
+            AddressError::BadCharacter { character, index }
+        }
+        bs58::decode::Error::NonAsciiCharacter { index } => AddressError::BadCharacter {
+            character: s[index..].chars().next().unwrap_or('\u{fffd}'),
+            index,
+        },
+        // Not produced when decoding a string into a vector; map to the closest meaning.
+        _ => AddressError::BadLength { len: 0 },
+    }
 }
 
 impl FromStr for Address {
@@ -263,9 +273,7 @@ mod tests {
         // A valid Base58Check string of 21 bytes with prefix 0x00 (a Bitcoin-style payload).
         let mut payload = [0u8; 21];
         payload[1..].copy_from_slice(&[7u8; 20]);
-        let mut buf = payload.to_vec();
-        buf.extend_from_slice(&checksum(&payload));
-        let s = bs58::encode(buf).into_string();
+        let s = bs58::encode(payload).with_check().into_string();
         assert_eq!(
             Address::from_base58(&s),
             Err(AddressError::BadPrefix { prefix: 0 })

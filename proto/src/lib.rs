@@ -1,14 +1,18 @@
 //! The wire contract shared by the trusted signer and the untrusted broadcaster.
 //!
 //! Everything here is pure: no keys, no I/O. The broadcaster may depend on this crate
-//! without pulling in any key backend.
+//! without pulling in any key backend. The one exception, the gRPC client that connects to
+//! a signer, is behind the `client` feature (off by default).
 #![forbid(unsafe_code)]
 
 pub mod abi;
 pub mod address;
+pub mod amount;
 pub mod batch;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod contract_type;
+pub mod duration;
 pub mod sig;
 
 pub use address::{Address, AddressError};
@@ -20,7 +24,8 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
 }
 
-/// The tron-signer gRPC API (`protos/signer.proto`): client and server.
+/// The tron-signer gRPC API (`protos/signer.proto`): messages and server; the client too
+/// with the `client` feature.
 #[allow(clippy::all, missing_docs)]
 pub mod signer {
     tonic::include_proto!("tronsigner.v1");

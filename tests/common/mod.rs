@@ -1,8 +1,19 @@
 //! Starts the real `tron-signer` binary on a temporary data directory and talks gRPC to it.
+//!
+//! Written once for every integration test: test policies ([`policy`]), a data directory
+//! with keystore and config ([`Setup`]), starting `serve` and waiting until it answers
+//! ([`Setup::start`]) or until it exits ([`Setup::serve_until_exit`]), and SoftHSM tokens
+//! ([`softhsm`], on `tron_testkit::softhsm`).
 #![allow(dead_code)]
 
 pub mod interop;
+pub mod policy;
 pub mod softhsm;
+
+// Not every test binary writes a policy (hence the allow); `policy_preamble` is for a test
+// that writes its own `[[key]]` text after the shared preamble.
+#[allow(unused_imports)]
+pub use policy::{policy_preamble, Destination, Key, PolicyText};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,28 +41,6 @@ pub const KEY3_SECRET: &str = "0000000000000000000000000000000000000000000000000
 pub const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 pub const PASSPHRASE_VAR: &str = "TRON_SIGNER_TEST_PASSPHRASE";
 pub const PASSPHRASE: &str = "correct horse battery staple";
-
-/// The part every test policy shares: format version, name, the global envelope rules and
-/// the Nile USDT token. Callers append their `[[key]]` sections.
-pub fn policy_preamble(name: &str, clock_skew: &str) -> String {
-    format!(
-        r#"version = 1
-name = "{name}"
-
-[global]
-frozen = false
-max_fee_limit = "50"
-max_expiration = "10m"
-clock_skew = "{clock_skew}"
-memo_allowed = false
-
-[[token]]
-symbol = "USDT"
-contract = "{NILE_USDT}"
-decimals = 6
-"#
-    )
-}
 
 pub fn addr(s: &str) -> Address {
     s.parse().expect("valid test address")
@@ -269,21 +258,33 @@ impl Setup {
             .unwrap_or_else(|out| panic!("signer did not start:\n{out}"))
     }
 
-    /// Starts the server; on failure returns what it printed.
-    pub async fn start_with_passphrase(&self, passphrase: &str) -> Result<Server, String> {
-        let _ = std::fs::remove_file(&self.socket);
-        let log = self.dir.path().join(format!("serve-{}.log", now_ms()));
+    /// Spawns `tron-signer serve --config` with this setup's environment (and the keystore
+    /// passphrase, when given), its output going to a new log file under the setup's directory.
+    fn spawn_serve(&self, passphrase: Option<&str>, log_prefix: &str) -> (Child, PathBuf) {
+        let log = self
+            .dir
+            .path()
+            .join(format!("{log_prefix}-{}.log", now_ms()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env(PASSPHRASE_VAR, passphrase)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"]).arg(&self.config);
+        if let Some(passphrase) = passphrase {
+            cmd.env(PASSPHRASE_VAR, passphrase);
+        }
+        let child = cmd
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file)
             .spawn()
             .expect("spawn serve");
+        (child, log)
+    }
+
+    /// Starts the server; on failure returns what it printed.
+    pub async fn start_with_passphrase(&self, passphrase: &str) -> Result<Server, String> {
+        let _ = std::fs::remove_file(&self.socket);
+        let (mut child, log) = self.spawn_serve(Some(passphrase), "serve");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(_)) = child.try_wait() {
@@ -311,6 +312,27 @@ impl Setup {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `serve` expecting it to exit by itself (a start-up that must fail); returns its
+    /// status and combined output. Panics if it is still running after 30 s.
+    pub fn serve_until_exit(&self) -> (std::process::ExitStatus, String) {
+        let (mut child, log) = self.spawn_serve(None, "failed-start");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "serve kept running: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
