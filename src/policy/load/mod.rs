@@ -78,45 +78,65 @@ pub(crate) fn load(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
 }
 
 /// The sections of a file sorted by what reads them.
+///
+/// Destination sections are only counted here: the walk finds a key's again by lexing
+/// from the end of its `[[key]]` section to the next one, so a 100,000-destination file
+/// never holds a list of them.
 struct Plan {
     root: Section,
-    globals: Vec<Section>,
-    tokens: Vec<Section>,
-    /// Each `[[key]]` section with the `[[key.destination]]` sections below it.
-    keys: Vec<(Section, Vec<Section>)>,
-    /// Destination sections above every `[[key]]`, and headers the format does not have.
-    strays: Vec<Section>,
+    /// `[global]`, `[[token]]`, destinations above every `[[key]]`, and headers the format
+    /// does not have, in file order.
+    others: Vec<Section>,
+    /// Each `[[key]]` section and how many destination sections follow it.
+    keys: Vec<(Section, usize)>,
 }
 
 impl Plan {
-    fn new(all: Vec<Section>) -> Plan {
-        let mut all = all.into_iter();
+    fn new(mut all: impl Iterator<Item = Section>) -> Plan {
         let root = all.next().unwrap_or(Section {
             header: Header::Root,
             range: 0..0,
-            header_span: 0..0,
+            header_at: 0,
         });
         let mut plan = Plan {
             root,
-            globals: Vec::new(),
-            tokens: Vec::new(),
+            others: Vec::new(),
             keys: Vec::new(),
-            strays: Vec::new(),
         };
         for s in all {
-            match s.header {
-                Header::Global => plan.globals.push(s),
-                Header::Token => plan.tokens.push(s),
-                Header::Key => plan.keys.push((s, Vec::new())),
-                Header::Destination => match plan.keys.last_mut() {
-                    Some((_, dests)) => dests.push(s),
-                    None => plan.strays.push(s),
-                },
-                Header::Root | Header::Other(_) => plan.strays.push(s),
+            match (&s.header, plan.keys.last_mut()) {
+                (Header::Key, _) => {}
+                (Header::Destination, Some((_, n))) => {
+                    *n += 1;
+                    continue;
+                }
+                _ => {
+                    plan.others.push(s);
+                    continue;
+                }
             }
+            plan.keys.push((s, 0));
         }
         plan
     }
+
+    fn with(&self, header: Header) -> impl Iterator<Item = &Section> {
+        self.others.iter().filter(move |s| s.header == header)
+    }
+
+    /// Destination sections above every `[[key]]`, and headers the format does not have.
+    fn strays(&self) -> impl Iterator<Item = &Section> {
+        self.others
+            .iter()
+            .filter(|s| matches!(s.header, Header::Destination | Header::Other(_)))
+    }
+}
+
+/// The destination sections of the key whose section is `key`.
+fn destinations_of<'t>(text: &'t str, key: &Section) -> impl Iterator<Item = Section> + 't {
+    sections::sections_after(text, key.range.end)
+        .take_while(|s| s.header != Header::Key)
+        .filter(|s| s.header == Header::Destination)
 }
 
 fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
@@ -150,10 +170,11 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
         }
     }
 
-    let global = read_global(p, text, &root, &plan.globals);
-    let catalog = read_tokens(p, text, &root, &plan.tokens);
+    let globals: Vec<&Section> = plan.with(Header::Global).collect();
+    let global = read_global(p, text, &root, &globals);
+    let catalog = read_tokens(p, text, &root, plan.with(Header::Token));
     let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
-    for s in &plan.strays {
+    for s in plan.strays() {
         stray(p, text, s);
     }
 
@@ -219,7 +240,7 @@ fn entry<'a, 'i>(t: &'a DeTable<'i>, name: &str) -> Option<&'a table::Value<'i>>
 /// rules the whole-file parser would enforce: one `[global]`, no array both inline and as
 /// sections).
 fn redefined(p: &mut Problems<'_>, s: &Section, message: String) {
-    p.syntax(s.header_span.start, format!("TOML syntax: {message}"));
+    p.syntax(s.header_at, format!("TOML syntax: {message}"));
 }
 
 fn line_of(p: &Problems<'_>, at: Range<usize>) -> usize {
@@ -230,12 +251,12 @@ fn read_global(
     p: &mut Problems<'_>,
     text: &str,
     root: &Fields<'_, '_>,
-    sections: &[Section],
+    sections: &[&Section],
 ) -> global::Global {
     let inline = root.peek(&GLOBAL).map(|v| v.span());
     let mut first: Option<&Section> = None;
     let mut out = None;
-    for s in sections {
+    for &s in sections {
         let tree = parse(p, text, s);
         if let Some(at) = &inline {
             let line = line_of(p, at.clone());
@@ -243,7 +264,7 @@ fn read_global(
             continue;
         }
         if let Some(f) = first {
-            let line = line_of(p, f.header_span.clone());
+            let line = p.line_col(f.header_at).0;
             redefined(p, s, format!("[global] is already defined on line {line}"));
             continue;
         }
@@ -262,11 +283,11 @@ fn read_global(
     }
 }
 
-fn read_tokens(
+fn read_tokens<'s>(
     p: &mut Problems<'_>,
     text: &str,
     root: &Fields<'_, '_>,
-    sections: &[Section],
+    sections: impl Iterator<Item = &'s Section>,
 ) -> Catalog {
     let mut catalog = Catalog::default();
     if let Some(items) = root.array(p, &TOKEN) {
@@ -324,7 +345,7 @@ fn read_keys(
             }
         }
     }
-    for (s, dests) in &plan.keys {
+    for (s, count) in &plan.keys {
         let tree = parse(p, text, s);
         if let Some(at) = inline.map(|v| v.span()) {
             let line = line_of(p, at);
@@ -334,13 +355,13 @@ fn read_keys(
                 format!("[[key]] cannot add to the key array defined inline on line {line}"),
             );
         }
-        let draft = match &tree {
+        let mut draft = match &tree {
             Some(tree) if inline.is_none() => element(tree, &["key"], s.start())
-                .and_then(|node| Draft::begin(p, node, catalog, global, &mut seen, dests.len())),
+                .and_then(|node| Draft::begin(p, node, catalog, global, &mut seen, *count)),
             _ => None,
         };
-        let mut draft = draft;
-        for d in dests {
+        for d in destinations_of(text, s) {
+            let d = &d;
             let Some(dtree) = parse(p, text, d) else {
                 continue;
             };
@@ -348,7 +369,7 @@ fn read_keys(
                 continue;
             };
             if key.inline_destinations {
-                let line = line_of(p, s.header_span.clone());
+                let line = p.line_col(s.header_at).0;
                 redefined(
                     p,
                     d,
@@ -380,27 +401,26 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
             s,
             "[[key.destination]] must follow the [[key]] it belongs to".into(),
         ),
-        Header::Other(Some(path)) if path.first().is_some_and(|(name, _)| !is_root_field(name)) => {
-            if let Some((name, span)) = path.first() {
-                p.at(
-                    span.clone(),
-                    C::UnknownField,
-                    format!(
-                        "unknown field {name:?} in the policy file (allowed: {})",
-                        ROOT.allowed()
-                    ),
-                );
-            }
-        }
-        // Like a syntax error, it changes what the sections around it mean, so it is
-        // reported alone.
-        _ => p.syntax(
-            s.header_span.start,
-            format!(
-                "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]] and [[key.destination]]; write nested tables and arrays inline in their section",
-                text.get(s.header_span.clone()).unwrap_or("")
+        Header::Other(foreign) => match foreign.path.as_deref().and_then(|p| p.first()) {
+            Some((name, span)) if !is_root_field(name) => p.at(
+                span.clone(),
+                C::UnknownField,
+                format!(
+                    "unknown field {name:?} in the policy file (allowed: {})",
+                    ROOT.allowed()
+                ),
             ),
-        ),
+            // Like a syntax error, it changes what the sections around it mean, so it is
+            // reported alone.
+            _ => p.syntax(
+                s.header_at,
+                format!(
+                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]] and [[key.destination]]; write nested tables and arrays inline in their section",
+                    text.get(foreign.span.clone()).unwrap_or("")
+                ),
+            ),
+        },
+        _ => {}
     }
 }
 
@@ -409,11 +429,11 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
 #[cfg(test)]
 pub(crate) fn load_whole(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
     let mut p = Problems::new(file, text);
-    let plan = Plan::new(vec![Section {
+    let plan = Plan::new(std::iter::once(Section {
         header: Header::Root,
         range: 0..text.len(),
-        header_span: 0..0,
-    }]);
+        header_at: 0,
+    }));
     let parsed = walk(&mut p, text, &plan);
     match parsed {
         Some(parsed) if p.is_empty() => Ok(parsed),
@@ -424,7 +444,5 @@ pub(crate) fn load_whole(text: &str, file: &str) -> Result<Parsed, PolicyLoadErr
 /// Whether `text` has a section header the format does not have (see `stray`).
 #[cfg(test)]
 pub(crate) fn has_foreign_header(text: &str) -> bool {
-    sections::sections(text)
-        .iter()
-        .any(|s| matches!(s.header, Header::Other(_)))
+    sections::sections(text).any(|s| matches!(s.header, Header::Other(_)))
 }

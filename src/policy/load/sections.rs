@@ -24,18 +24,30 @@ pub(super) enum Header {
     Key,
     /// `[[key.destination]]`: a destination of the last `[[key]]` above it.
     Destination,
-    /// Any other header: `path` is its keys with their spans, `None` when it is not a plain
-    /// header (the section's parse then reports the syntax error).
-    Other(Option<Vec<(String, Range<usize>)>>),
+    /// Any other header (boxed: a section list can be 100,000 long).
+    Other(Box<Foreign>),
 }
+
+/// A header the format does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Foreign {
+    /// The header, brackets included.
+    pub(super) span: Range<usize>,
+    /// Its keys with their spans; `None` when it is not a plain header (the section's
+    /// parse then reports the syntax error).
+    pub(super) path: Option<Path>,
+}
+
+/// A header's keys with their spans.
+pub(super) type Path = Vec<(String, Range<usize>)>;
 
 /// One section: `range` covers its header line and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Section {
     pub(super) header: Header,
     pub(super) range: Range<usize>,
-    /// The header's span (its brackets included); empty for the root section.
-    pub(super) header_span: Range<usize>,
+    /// Where the header starts (its first bracket); 0 for the root section.
+    pub(super) header_at: usize,
 }
 
 impl Section {
@@ -46,55 +58,104 @@ impl Section {
 }
 
 /// Every section of `text` in file order, the root section first (possibly empty).
-pub(super) fn sections(text: &str) -> Vec<Section> {
-    let mut out = vec![Section {
-        header: Header::Root,
-        range: 0..text.len(),
-        header_span: 0..0,
-    }];
-    let mut depth: usize = 0;
-    let mut line_start = 0;
-    let mut at_line_start = true;
-    // The current header line's tokens (and the line's start), while one is being read.
-    let mut header: Option<(usize, Vec<(T, Range<usize>)>)> = None;
-    for token in Source::new(text).lex() {
-        let kind = token.kind();
-        let span = token.span().start()..token.span().end();
-        if kind == T::LeftSquareBracket && at_line_start && depth == 0 && header.is_none() {
-            header = Some((line_start, Vec::new()));
-        }
-        if let Some((start, tokens)) = header.as_mut() {
-            if matches!(kind, T::Newline | T::Eof) {
-                let start = *start;
-                if let Some(prev) = out.last_mut() {
-                    prev.range.end = start;
-                }
-                let (kind, header_span) = classify(text, tokens);
-                out.push(Section {
-                    header: kind,
-                    range: start..text.len(),
-                    header_span,
-                });
-                header = None;
-            } else {
-                tokens.push((kind, span.clone()));
-            }
-        }
-        match kind {
-            T::LeftSquareBracket | T::LeftCurlyBracket => depth += 1,
-            T::RightSquareBracket | T::RightCurlyBracket => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        match kind {
-            T::Newline => {
-                at_line_start = true;
-                line_start = span.end;
-            }
-            T::Whitespace => {}
-            _ => at_line_start = false,
+pub(super) fn sections(text: &str) -> Sections<'_> {
+    Sections::from(text, 0, Some((Header::Root, 0, 0)))
+}
+
+/// The sections that start at or after `at`, which must be where a section starts.
+pub(super) fn sections_after(text: &str, at: usize) -> Sections<'_> {
+    Sections::from(text, at, None)
+}
+
+/// Sections found while lexing; each is yielded once the next header (or the end) is seen.
+pub(super) struct Sections<'t> {
+    text: &'t str,
+    base: usize,
+    lexer: toml_parser::lexer::Lexer<'t>,
+    depth: usize,
+    line_start: usize,
+    at_line_start: bool,
+    /// The start of the header line being read, if one is.
+    header: Option<usize>,
+    /// That header line's tokens (the buffer is reused from one header to the next).
+    tokens: Vec<(T, Range<usize>)>,
+    /// The section being read: its header, start and header position.
+    open: Option<(Header, usize, usize)>,
+}
+
+impl<'t> Sections<'t> {
+    fn from(text: &'t str, at: usize, open: Option<(Header, usize, usize)>) -> Self {
+        let rest = text.get(at..).unwrap_or("");
+        Sections {
+            text,
+            base: at,
+            lexer: Source::new(rest).lex(),
+            depth: 0,
+            line_start: at,
+            at_line_start: true,
+            header: None,
+            tokens: Vec::new(),
+            open,
         }
     }
-    out
+}
+
+impl Iterator for Sections<'_> {
+    type Item = Section;
+
+    fn next(&mut self) -> Option<Section> {
+        while let Some(token) = self.lexer.next() {
+            let kind = token.kind();
+            let span = self.base + token.span().start()..self.base + token.span().end();
+            if kind == T::LeftSquareBracket
+                && self.at_line_start
+                && self.depth == 0
+                && self.header.is_none()
+            {
+                self.header = Some(self.line_start);
+                self.tokens.clear();
+            }
+            let mut done = None;
+            if let Some(start) = self.header {
+                if matches!(kind, T::Newline | T::Eof) {
+                    let (found, found_at) = classify(self.text, &self.tokens);
+                    self.header = None;
+                    done = self.open.replace((found, start, found_at.start)).map(
+                        |(header, from, header_at)| Section {
+                            header,
+                            range: from..start,
+                            header_at,
+                        },
+                    );
+                } else {
+                    self.tokens.push((kind, span.clone()));
+                }
+            }
+            match kind {
+                T::LeftSquareBracket | T::LeftCurlyBracket => self.depth += 1,
+                T::RightSquareBracket | T::RightCurlyBracket => {
+                    self.depth = self.depth.saturating_sub(1)
+                }
+                _ => {}
+            }
+            match kind {
+                T::Newline => {
+                    self.at_line_start = true;
+                    self.line_start = span.end;
+                }
+                T::Whitespace => {}
+                _ => self.at_line_start = false,
+            }
+            if done.is_some() {
+                return done;
+            }
+        }
+        self.open.take().map(|(header, from, header_at)| Section {
+            header,
+            range: from..self.text.len(),
+            header_at,
+        })
+    }
 }
 
 /// Reads a header line's tokens: `[a.b]` or `[[a.b]]`, then blanks or a comment.
@@ -103,11 +164,9 @@ fn classify(text: &str, tokens: &[(T, Range<usize>)]) -> (Header, Range<usize>) 
         .iter()
         .position(|(k, _)| *k == T::Comment)
         .unwrap_or(tokens.len());
-    let significant: Vec<&(T, Range<usize>)> = tokens[..end]
-        .iter()
-        .filter(|(k, _)| *k != T::Whitespace)
-        .collect();
-    let span = match (significant.first(), significant.last()) {
+    let mut significant = tokens[..end].iter().filter(|(k, _)| *k != T::Whitespace);
+    let first = significant.next();
+    let span = match (first, significant.next_back().or(first)) {
         (Some(first), Some(last)) => first.1.start..last.1.end,
         _ => 0..0,
     };
@@ -119,20 +178,23 @@ fn classify(text: &str, tokens: &[(T, Range<usize>)]) -> (Header, Range<usize>) 
                 (true, ["token"]) => Header::Token,
                 (true, ["key"]) => Header::Key,
                 (true, ["key", "destination"]) => Header::Destination,
-                _ => Header::Other(Some(keys)),
+                _ => Header::Other(Box::new(Foreign {
+                    span: span.clone(),
+                    path: Some(keys),
+                })),
             }
         })
-        .unwrap_or(Header::Other(None));
+        .unwrap_or_else(|| {
+            Header::Other(Box::new(Foreign {
+                span: span.clone(),
+                path: None,
+            }))
+        });
     (header, span)
 }
 
 /// Whether the header is an array of tables, and its keys; `None` when it is not plain.
-#[allow(clippy::type_complexity)]
-fn path(
-    text: &str,
-    tokens: &[(T, Range<usize>)],
-    end: usize,
-) -> Option<(bool, Vec<(String, Range<usize>)>)> {
+fn path(text: &str, tokens: &[(T, Range<usize>)], end: usize) -> Option<(bool, Path)> {
     let toks = &tokens[..end];
     let open = |i: usize| toks.get(i).filter(|(k, _)| *k == T::LeftSquareBracket);
     let first = open(0)?;
@@ -189,13 +251,17 @@ mod tests {
 
     const TEXT: &str = "a = 1\n[[key]]\nx = \"[[key.destination]]\"\n[[key.destination]]\nb = 1\n\n[[key.destination]] # two\nc = [\n[1]]\n[global]\n[[ key . 'destination' ]]\nd = 2";
 
+    fn s_start(text: &str, header: &str) -> usize {
+        text.find(header).unwrap()
+    }
+
     fn headers(text: &str) -> Vec<Header> {
-        sections(text).into_iter().map(|s| s.header).collect()
+        sections(text).map(|s| s.header).collect()
     }
 
     #[test]
     fn finds_headers_outside_strings_and_arrays() {
-        let s = sections(TEXT);
+        let s: Vec<Section> = sections(TEXT).collect();
         let got: Vec<(Header, &str)> = s
             .iter()
             .map(|s| (s.header.clone(), &TEXT[s.range.clone()]))
@@ -215,10 +281,10 @@ mod tests {
             ]
         );
         let second = TEXT.find("[[key.destination]] #").unwrap();
-        assert_eq!(
-            s[3].header_span,
-            second..second + "[[key.destination]]".len()
-        );
+        assert_eq!(s[3].header_at, second);
+        // An indented header starts at its bracket; its section at the line.
+        let indented: Vec<Section> = sections("[[key]]\n  [[key.destination]]\n").collect();
+        assert_eq!((indented[2].start(), indented[2].header_at), (8, 10));
         assert_eq!(s[3].start(), second);
     }
 
@@ -227,17 +293,22 @@ mod tests {
         let t = "[key.destination.per_tx_max]\n[[key.windows]]\n[ [key.destination] ]\n[\"glob\\u0061l\"]\n[[key.destination]] x = 1\n[key]\n";
         let h = headers(t);
         let names = |h: &Header| match h {
-            Header::Other(Some(keys)) => keys.iter().map(|(k, _)| k.clone()).collect(),
+            Header::Other(f) => f.path.iter().flatten().map(|(k, _)| k.clone()).collect(),
             _ => Vec::new(),
         };
         assert_eq!(names(&h[1]), ["key", "destination", "per_tx_max"]);
         assert_eq!(names(&h[2]), ["key", "windows"]);
         // Not plain: left to the section's parse.
-        assert_eq!(h[3], Header::Other(None));
-        assert_eq!(h[4], Header::Other(None));
-        assert_eq!(h[5], Header::Other(None));
+        for h in &h[3..6] {
+            assert!(matches!(h, Header::Other(f) if f.path.is_none()), "{h:?}");
+        }
         // A table header named like an array of tables.
         assert_eq!(names(&h[6]), ["key"]);
         assert_eq!(headers("no headers"), vec![Header::Root]);
+        // Resuming at a section start finds the same sections from there on.
+        let from = s_start(TEXT, "[global]");
+        let rest: Vec<Section> = sections_after(TEXT, from).collect();
+        let all: Vec<Section> = sections(TEXT).collect();
+        assert_eq!(rest, all[4..].to_vec());
     }
 }
