@@ -26,7 +26,7 @@ use toml::de::{DeTable, DeValue};
 use super::model::Policy;
 use super::problem::{PolicyLoadError, ProblemCode as C, Problems};
 use key::{Draft, Seen};
-use sections::{Header, Section};
+use sections::{destinations_of, Header, Plan, Section};
 use table::{field, Field, Fields, Kind, Node, Obj, Schema};
 use tokens::Catalog;
 
@@ -77,68 +77,6 @@ pub(crate) fn load(text: &str, file: &str) -> Result<Parsed, PolicyLoadError> {
     }
 }
 
-/// The sections of a file sorted by what reads them.
-///
-/// Destination sections are only counted here: the walk finds a key's again by lexing
-/// from the end of its `[[key]]` section to the next one, so a 100,000-destination file
-/// never holds a list of them.
-struct Plan {
-    root: Section,
-    /// `[global]`, `[[token]]`, destinations above every `[[key]]`, and headers the format
-    /// does not have, in file order.
-    others: Vec<Section>,
-    /// Each `[[key]]` section and how many destination sections follow it.
-    keys: Vec<(Section, usize)>,
-}
-
-impl Plan {
-    fn new(mut all: impl Iterator<Item = Section>) -> Plan {
-        let root = all.next().unwrap_or(Section {
-            header: Header::Root,
-            range: 0..0,
-            header_at: 0,
-        });
-        let mut plan = Plan {
-            root,
-            others: Vec::new(),
-            keys: Vec::new(),
-        };
-        for s in all {
-            match (&s.header, plan.keys.last_mut()) {
-                (Header::Key, _) => {}
-                (Header::Destination, Some((_, n))) => {
-                    *n += 1;
-                    continue;
-                }
-                _ => {
-                    plan.others.push(s);
-                    continue;
-                }
-            }
-            plan.keys.push((s, 0));
-        }
-        plan
-    }
-
-    fn with(&self, header: Header) -> impl Iterator<Item = &Section> {
-        self.others.iter().filter(move |s| s.header == header)
-    }
-
-    /// Destination sections above every `[[key]]`, and headers the format does not have.
-    fn strays(&self) -> impl Iterator<Item = &Section> {
-        self.others
-            .iter()
-            .filter(|s| matches!(s.header, Header::Destination | Header::Other(_)))
-    }
-}
-
-/// The destination sections of the key whose section is `key`.
-fn destinations_of<'t>(text: &'t str, key: &Section) -> impl Iterator<Item = Section> + 't {
-    sections::sections_after(text, key.range.end)
-        .take_while(|s| s.header != Header::Key)
-        .filter(|s| s.header == Header::Destination)
-}
-
 fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
     let root_tree = parse(p, text, &plan.root);
     let empty = DeTable::new();
@@ -170,8 +108,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
         }
     }
 
-    let globals: Vec<&Section> = plan.with(Header::Global).collect();
-    let global = read_global(p, text, &root, &globals);
+    let global = read_global(p, text, &root, plan.with(Header::Global));
     let catalog = read_tokens(p, text, &root, plan.with(Header::Token));
     let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
     for s in plan.strays() {
@@ -247,16 +184,16 @@ fn line_of(p: &Problems<'_>, at: Range<usize>) -> usize {
     p.line_col(at.start).0
 }
 
-fn read_global(
+fn read_global<'s>(
     p: &mut Problems<'_>,
     text: &str,
     root: &Fields<'_, '_>,
-    sections: &[&Section],
+    sections: impl Iterator<Item = &'s Section>,
 ) -> global::Global {
     let inline = root.peek(&GLOBAL).map(|v| v.span());
     let mut first: Option<&Section> = None;
     let mut out = None;
-    for &s in sections {
+    for s in sections {
         let tree = parse(p, text, s);
         if let Some(at) = &inline {
             let line = line_of(p, at.clone());

@@ -5,6 +5,7 @@
 //! own, so the loader parses one at a time at its place in the walk. Headers are found with
 //! the TOML lexer, which is context-free: text inside a string or a multi-line array is never
 //! taken for a header. Spans of a section parsed alone start at [`Section::start`].
+//! [`Plan`] sorts the sections by what reads them.
 
 use std::ops::Range;
 
@@ -57,6 +58,71 @@ impl Section {
     }
 }
 
+/// The sections of a file sorted by what reads them.
+///
+/// Destination sections are only counted here: the walk finds a key's again by lexing
+/// from the end of its `[[key]]` section to the next one, so a 100,000-destination file
+/// never holds a list of them.
+pub(super) struct Plan {
+    pub(super) root: Section,
+    /// `[global]`, `[[token]]`, destinations above every `[[key]]`, and headers the format
+    /// does not have, in file order.
+    others: Vec<Section>,
+    /// Each `[[key]]` section and how many destination sections follow it.
+    pub(super) keys: Vec<(Section, usize)>,
+}
+
+impl Plan {
+    pub(super) fn new(mut all: impl Iterator<Item = Section>) -> Plan {
+        let root = all.next().unwrap_or(Section {
+            header: Header::Root,
+            range: 0..0,
+            header_at: 0,
+        });
+        let mut plan = Plan {
+            root,
+            others: Vec::new(),
+            keys: Vec::new(),
+        };
+        for s in all {
+            match (&s.header, plan.keys.last_mut()) {
+                (Header::Key, _) => {}
+                (Header::Destination, Some((_, n))) => {
+                    *n += 1;
+                    continue;
+                }
+                _ => {
+                    plan.others.push(s);
+                    continue;
+                }
+            }
+            plan.keys.push((s, 0));
+        }
+        plan
+    }
+
+    pub(super) fn with(&self, header: Header) -> impl Iterator<Item = &Section> {
+        self.others.iter().filter(move |s| s.header == header)
+    }
+
+    /// Destination sections above every `[[key]]`, and headers the format does not have.
+    pub(super) fn strays(&self) -> impl Iterator<Item = &Section> {
+        self.others
+            .iter()
+            .filter(|s| matches!(s.header, Header::Destination | Header::Other(_)))
+    }
+}
+
+/// The destination sections of the key whose section is `key`.
+pub(super) fn destinations_of<'t>(
+    text: &'t str,
+    key: &Section,
+) -> impl Iterator<Item = Section> + 't {
+    sections_after(text, key.range.end)
+        .take_while(|s| s.header != Header::Key)
+        .filter(|s| s.header == Header::Destination)
+}
+
 /// Every section of `text` in file order, the root section first (possibly empty).
 pub(super) fn sections(text: &str) -> Sections<'_> {
     Sections::from(text, 0, Some((Header::Root, 0, 0)))
@@ -104,7 +170,7 @@ impl Iterator for Sections<'_> {
     type Item = Section;
 
     fn next(&mut self) -> Option<Section> {
-        while let Some(token) = self.lexer.next() {
+        for token in self.lexer.by_ref() {
             let kind = token.kind();
             let span = self.base + token.span().start()..self.base + token.span().end();
             if kind == T::LeftSquareBracket
