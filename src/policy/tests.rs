@@ -1196,6 +1196,11 @@ fn split_load_matches_whole_load() {
         (exchange_section, "[[key.destination]] x = 1\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\""),
         // Unknown asset and a problem in a key section between runs.
         ("assets = [\"TRX\", \"USDT\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }", "assets = [\"TRX\", \"DOGE\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }"),
+        // Headers for tables inside a section, right after it (they stay in its section).
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination.per_tx_max]"),
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination]"),
+        ("label = \"hot key\"", "label = \"hot key\"\n[[key.windows]]\nasset = \"TRX\""),
+        ("per_tx_max = { TRX = \"5\", USDT = \"10\" }\nwindows = [{ asset = \"USDT\", window = \"24h\", max = \"1000\" }]\n\n[[key]]", "per_tx_max = { TRX = \"5\", USDT = \"10\" }\n[[key.destination.windows]]\nasset = \"USDT\"\nwindow = \"24h\"\nmax = \"1000\"\n\n[[key]]"),
         // An unknown top-level section.
         ("[global]", "[limits]\nx = 1\n[global]"),
         // [global] twice, and a destination before any key.
@@ -1207,29 +1212,12 @@ fn split_load_matches_whole_load() {
         assert_same_as_whole(&t);
     }
 
-    // Headers for nested tables are not part of the format: reported at the header, whatever
-    // `toml` would have made of them.
-    for (from, to, marker) in [
-        (
-            "label = \"customer 2\"",
-            "label = \"customer 2\"\n[key.destination.per_tx_max]",
-            "[key.destination.per_tx_max]",
-        ),
-        (
-            "label = \"customer 2\"",
-            "label = \"customer 2\"\n[key.destination]",
-            "[key.destination]\n",
-        ),
-        (
-            "label = \"hot key\"",
-            "label = \"hot key\"\n[[key.windows]]\nasset = \"TRX\"",
-            "[[key.windows]]",
-        ),
-    ] {
-        let t = big.replacen(from, to, 1);
-        assert_ne!(t, big, "{from:?} not found");
-        expect_at(&t, ProblemCode::Syntax, marker);
-    }
+    // A header for a table inside a section that does not directly follow it (`toml` would
+    // still find the section) is reported at the header.
+    let t = format!("{big}\n[[token]]\nsymbol = \"USDX\"\ncontract = \"{STRANGER}\"\ndecimals = 2\n[key.destination.per_tx_max]\nTRX = \"1\"\n");
+    assert!(!toml_refuses(&t));
+    expect_at(&t, ProblemCode::Syntax, "[key.destination.per_tx_max]");
+    assert_eq!(problems(&t).len(), 1);
 }
 
 #[test]

@@ -352,7 +352,7 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
             _ => p.syntax(
                 s.header_at,
                 format!(
-                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]] and [[key.destination]]; write nested tables and arrays inline in their section",
+                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]] and [[key.destination]], and a header for a table inside one must directly follow it",
                     text.get(foreign.span.clone()).unwrap_or("")
                 ),
             ),

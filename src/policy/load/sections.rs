@@ -186,13 +186,19 @@ impl Iterator for Sections<'_> {
                 if matches!(kind, T::Newline | T::Eof) {
                     let (found, found_at) = classify(self.text, &self.tokens);
                     self.header = None;
-                    done = self.open.replace((found, start, found_at.start)).map(
-                        |(header, from, header_at)| Section {
-                            header,
-                            range: from..start,
-                            header_at,
-                        },
-                    );
+                    let nested = match (&self.open, &found) {
+                        (Some((owner, _, _)), Header::Other(f)) => nests(owner, f),
+                        _ => false,
+                    };
+                    if !nested {
+                        done = self.open.replace((found, start, found_at.start)).map(
+                            |(header, from, header_at)| Section {
+                                header,
+                                range: from..start,
+                                header_at,
+                            },
+                        );
+                    }
                 } else {
                     self.tokens.push((kind, span.clone()));
                 }
@@ -222,6 +228,23 @@ impl Iterator for Sections<'_> {
             header_at,
         })
     }
+}
+
+/// Whether `header` names a table inside the section `owner` (`[key.destination.per_tx_max]`
+/// right after a `[[key.destination]]`, `[limits]` right after the root): such a header
+/// stays in its owner's section, so the section's own parse gives it its TOML meaning.
+fn nests(owner: &Header, header: &Foreign) -> bool {
+    let owner: &[&str] = match owner {
+        Header::Root => &[],
+        Header::Global => &["global"],
+        Header::Token => &["token"],
+        Header::Key => &["key"],
+        Header::Destination => &["key", "destination"],
+        Header::Other(_) => return false,
+    };
+    header.path.as_ref().is_some_and(|path| {
+        path.len() > owner.len() && path.iter().zip(owner).all(|((name, _), o)| name == o)
+    })
 }
 
 /// Reads a header line's tokens: `[a.b]` or `[[a.b]]`, then blanks or a comment.
@@ -356,21 +379,44 @@ mod tests {
 
     #[test]
     fn other_headers_keep_their_path() {
-        let t = "[key.destination.per_tx_max]\n[[key.windows]]\n[ [key.destination] ]\n[\"glob\\u0061l\"]\n[[key.destination]] x = 1\n[key]\n";
+        let t = "[[token]]\n[key.destination.per_tx_max]\n[[key.windows]]\n[ [key.destination] ]\n[\"glob\\u0061l\"]\n[[key.destination]] x = 1\n[key]\n";
         let h = headers(t);
         let names = |h: &Header| match h {
             Header::Other(f) => f.path.iter().flatten().map(|(k, _)| k.clone()).collect(),
             _ => Vec::new(),
         };
-        assert_eq!(names(&h[1]), ["key", "destination", "per_tx_max"]);
-        assert_eq!(names(&h[2]), ["key", "windows"]);
+        assert_eq!(names(&h[2]), ["key", "destination", "per_tx_max"]);
+        assert_eq!(names(&h[3]), ["key", "windows"]);
         // Not plain: left to the section's parse.
-        for h in &h[3..6] {
+        for h in &h[4..7] {
             assert!(matches!(h, Header::Other(f) if f.path.is_none()), "{h:?}");
         }
         // A table header named like an array of tables.
-        assert_eq!(names(&h[6]), ["key"]);
+        assert_eq!(names(&h[7]), ["key"]);
         assert_eq!(headers("no headers"), vec![Header::Root]);
+    }
+
+    #[test]
+    fn nested_headers_stay_in_their_section() {
+        let t = "[limits]\n[[key]]\n[[key.windows]]\n[[key.destination]]\n[key.destination.per_tx_max]\n[[key.destination.windows]]\n[[token]]\n[key.x]\n";
+        let got: Vec<(Header, &str)> = sections(t)
+            .map(|s| (s.header.clone(), &t[s.range.clone()]))
+            .collect();
+        let other = &got[4];
+        assert_eq!(
+            got[..4],
+            [
+                (Header::Root, "[limits]\n"),
+                (Header::Key, "[[key]]\n[[key.windows]]\n"),
+                (
+                    Header::Destination,
+                    "[[key.destination]]\n[key.destination.per_tx_max]\n[[key.destination.windows]]\n"
+                ),
+                (Header::Token, "[[token]]\n"),
+            ]
+        );
+        // Not right after its key: a section of its own.
+        assert!(matches!(&other.0, Header::Other(_)) && other.1 == "[key.x]\n");
         // Resuming at a section start finds the same sections from there on.
         let from = s_start(TEXT, "[global]");
         let rest: Vec<Section> = sections_after(TEXT, from).collect();
