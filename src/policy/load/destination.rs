@@ -104,11 +104,9 @@ fn destination(
 
     let mut assets: Vec<Asset> = Vec::new();
     let listed = d.array(p, &ASSETS);
-    let listed = strings(
-        p,
-        listed.into_iter().flatten(),
-        &format!("assets of {}", d.what()),
-    );
+    let listed = strings(p, listed.into_iter().flatten(), || {
+        format!("assets of {}", d.what())
+    });
     for s in listed {
         let Some(info) = catalog.lookup(p, &s) else {
             continue;
@@ -211,12 +209,13 @@ fn per_tx_within_windows(
         .iter()
         .find(|a| a.asset == *asset)
         .and_then(|a| a.windows.iter().min_by_key(|w| w.max));
-    let key_scope = format!("set for {}", key.what);
-    for (w, whose) in [
-        (smallest_dest, "of this destination"),
-        (smallest_key, key_scope.as_str()),
-    ] {
+    for (w, of_key) in [(smallest_dest, false), (smallest_key, true)] {
         if let Some(w) = w.filter(|w| max > w.max) {
+            let whose = if of_key {
+                format!("set for {}", key.what)
+            } else {
+                "of this destination".to_owned()
+            };
             p.at(
                 span.clone(),
                 C::InconsistentLimit,
@@ -259,8 +258,8 @@ fn per_tx_max(
             );
             continue;
         }
-        let what = format!("{} {}", t.what, info.symbol);
-        if let Some(max) = positive_amount(p, v, info.decimals, &what) {
+        let what = || format!("{} {}", t.what, info.symbol);
+        if let Some(max) = positive_amount(p, v, info.decimals, what) {
             out.push((info.asset, max, v.span()));
         }
     }

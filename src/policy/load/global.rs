@@ -78,13 +78,13 @@ pub(super) fn envelope(p: &mut Problems<'_>, t: &Fields<'_, '_>) -> EnvSettings 
         ..EnvSettings::default()
     };
     if let Some(v) = t.value(p, &MAX_FEE_LIMIT) {
-        let what = format!("max_fee_limit (TRX) in {}", t.what());
-        if let Some(sun) = positive_amount(p, v, TRX_DECIMALS, &what) {
+        let what = || format!("max_fee_limit (TRX) in {}", t.what());
+        if let Some(sun) = positive_amount(p, v, TRX_DECIMALS, what) {
             if sun > U256::from(MAX_FEE_LIMIT_SUN) {
                 p.at(
                     v.span(),
                     C::OutOfRange,
-                    format!("{what} is above the network maximum of 15000 TRX"),
+                    format!("{} is above the network maximum of 15000 TRX", what()),
                 );
             } else {
                 s.max_fee_limit = u64::try_from(sun).ok();

@@ -141,11 +141,9 @@ impl Draft {
 fn key_assets(p: &mut Problems<'_>, k: &Fields<'_, '_>, catalog: &Catalog) -> Vec<KeyAsset> {
     let mut listed: Vec<(Asset, Range<usize>)> = Vec::new();
     let items = k.array(p, &ASSETS);
-    let symbols = strings(
-        p,
-        items.into_iter().flatten(),
-        &format!("assets of {}", k.what()),
-    );
+    let symbols = strings(p, items.into_iter().flatten(), || {
+        format!("assets of {}", k.what())
+    });
     for s in symbols {
         let Some(info) = catalog.lookup(p, &s) else {
             continue;

@@ -145,6 +145,8 @@ pub(super) struct Sections<'t> {
     header: Option<usize>,
     /// That header line's tokens (the buffer is reused from one header to the next).
     tokens: Vec<(T, Range<usize>)>,
+    /// Scratch space for its keys.
+    names: Vec<(&'t str, Range<usize>)>,
     /// The section being read: its header, start and header position.
     open: Option<(Header, usize, usize)>,
 }
@@ -161,6 +163,7 @@ impl<'t> Sections<'t> {
             at_line_start: true,
             header: None,
             tokens: Vec::new(),
+            names: Vec::new(),
             open,
         }
     }
@@ -184,7 +187,7 @@ impl Iterator for Sections<'_> {
             let mut done = None;
             if let Some(start) = self.header {
                 if matches!(kind, T::Newline | T::Eof) {
-                    let (found, found_at) = classify(self.text, &self.tokens);
+                    let (found, found_at) = classify(self.text, &self.tokens, &mut self.names);
                     self.header = None;
                     let nested = match (&self.open, &found) {
                         (Some((owner, _, _)), Header::Other(f)) => nests(owner, f),
@@ -247,8 +250,13 @@ fn nests(owner: &Header, header: &Foreign) -> bool {
     })
 }
 
-/// Reads a header line's tokens: `[a.b]` or `[[a.b]]`, then blanks or a comment.
-fn classify(text: &str, tokens: &[(T, Range<usize>)]) -> (Header, Range<usize>) {
+/// Reads a header line's tokens: `[a.b]` or `[[a.b]]`, then blanks or a comment. `names` is
+/// scratch space, reused so that the usual headers cost no allocation.
+fn classify<'t>(
+    text: &'t str,
+    tokens: &[(T, Range<usize>)],
+    names: &mut Vec<(&'t str, Range<usize>)>,
+) -> (Header, Range<usize>) {
     let end = tokens
         .iter()
         .position(|(k, _)| *k == T::Comment)
@@ -259,38 +267,45 @@ fn classify(text: &str, tokens: &[(T, Range<usize>)]) -> (Header, Range<usize>) 
         (Some(first), Some(last)) => first.1.start..last.1.end,
         _ => 0..0,
     };
-    let header = path(text, tokens, end)
-        .map(|(array, keys)| {
-            let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-            match (array, names.as_slice()) {
-                (false, ["global"]) => Header::Global,
-                (true, ["token"]) => Header::Token,
-                (true, ["key"]) => Header::Key,
-                (true, ["key", "destination"]) => Header::Destination,
-                _ => Header::Other(Box::new(Foreign {
-                    span: span.clone(),
-                    path: Some(keys),
-                })),
-            }
-        })
-        .unwrap_or_else(|| {
-            Header::Other(Box::new(Foreign {
-                span: span.clone(),
-                path: None,
-            }))
-        });
+    names.clear();
+    let Some(array) = path(text, &tokens[..end], names) else {
+        let foreign = Foreign {
+            span: span.clone(),
+            path: None,
+        };
+        return (Header::Other(Box::new(foreign)), span);
+    };
+    let is = |i: usize, name: &str| names.get(i).is_some_and(|(n, _)| *n == name);
+    let header = match (array, names.len()) {
+        (false, 1) if is(0, "global") => Header::Global,
+        (true, 1) if is(0, "token") => Header::Token,
+        (true, 1) if is(0, "key") => Header::Key,
+        (true, 2) if is(0, "key") && is(1, "destination") => Header::Destination,
+        _ => Header::Other(Box::new(Foreign {
+            span: span.clone(),
+            path: Some(
+                names
+                    .iter()
+                    .map(|(k, at)| ((*k).to_owned(), at.clone()))
+                    .collect(),
+            ),
+        })),
+    };
     (header, span)
 }
 
-/// Whether the header is an array of tables, and its keys; `None` when it is not plain.
-fn path(text: &str, tokens: &[(T, Range<usize>)], end: usize) -> Option<(bool, Path)> {
-    let toks = &tokens[..end];
+/// Whether a plain header is an array of tables, with its keys pushed onto `names`; `None`
+/// when it is not plain.
+fn path<'t>(
+    text: &'t str,
+    toks: &[(T, Range<usize>)],
+    names: &mut Vec<(&'t str, Range<usize>)>,
+) -> Option<bool> {
     let open = |i: usize| toks.get(i).filter(|(k, _)| *k == T::LeftSquareBracket);
     let first = open(0)?;
     // `[[` must be written without a blank between the brackets.
     let array = open(1).is_some_and(|second| second.1.start == first.1.end);
     let mut i = if array { 2 } else { 1 };
-    let mut keys = Vec::new();
     let mut want_key = true;
     loop {
         let (kind, span) = toks.get(i)?;
@@ -298,7 +313,7 @@ fn path(text: &str, tokens: &[(T, Range<usize>)], end: usize) -> Option<(bool, P
         match kind {
             T::Whitespace => {}
             T::Atom | T::BasicString | T::LiteralString if want_key => {
-                keys.push((key_name(text, *kind, span)?, span.clone()));
+                names.push((key_name(text, *kind, span)?, span.clone()));
                 want_key = false;
             }
             T::Dot if !want_key => want_key = true,
@@ -318,18 +333,16 @@ fn path(text: &str, tokens: &[(T, Range<usize>)], end: usize) -> Option<(bool, P
     toks[i..]
         .iter()
         .all(|(k, _)| *k == T::Whitespace)
-        .then_some((array, keys))
+        .then_some(array)
 }
 
 /// The name a key token spells; `None` for escapes (left to the section's own parse).
-fn key_name(text: &str, kind: T, span: &Range<usize>) -> Option<String> {
+fn key_name<'t>(text: &'t str, kind: T, span: &Range<usize>) -> Option<&'t str> {
     let raw = text.get(span.clone())?;
     match kind {
-        T::Atom => Some(raw.to_owned()),
-        T::LiteralString => Some(raw.strip_prefix('\'')?.strip_suffix('\'')?.to_owned()),
-        T::BasicString if !raw.contains('\\') => {
-            Some(raw.strip_prefix('"')?.strip_suffix('"')?.to_owned())
-        }
+        T::Atom => Some(raw),
+        T::LiteralString => raw.strip_prefix('\'')?.strip_suffix('\''),
+        T::BasicString if !raw.contains('\\') => raw.strip_prefix('"')?.strip_suffix('"'),
         _ => None,
     }
 }

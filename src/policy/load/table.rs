@@ -326,7 +326,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     /// A duration field ("24h").
     pub(super) fn duration(&self, p: &mut Problems<'_>, field: &Field) -> Option<At<u64>> {
         let s = self.str(p, field)?;
-        duration(p, &s, &format!("{:?} in {}", field.name, self.obj.what))
+        duration(p, &s, || format!("{:?} in {}", field.name, self.obj.what))
     }
 
     /// Whether the array `field` has an element table whose string `key` equals `value`
@@ -372,7 +372,12 @@ pub(super) fn address(p: &mut Problems<'_>, s: &At<&str>) -> Option<At<Address>>
     }
 }
 
-pub(super) fn duration(p: &mut Problems<'_>, s: &At<&str>, what: &str) -> Option<At<u64>> {
+/// Parses a duration ("24h"); `what` names it in a message (built only when there is one).
+pub(super) fn duration(
+    p: &mut Problems<'_>,
+    s: &At<&str>,
+    what: impl FnOnce() -> String,
+) -> Option<At<u64>> {
     match parse_duration(s.value) {
         Ok(ms) => Some(At {
             value: ms,
@@ -382,7 +387,7 @@ pub(super) fn duration(p: &mut Problems<'_>, s: &At<&str>, what: &str) -> Option
             p.at(
                 s.span.clone(),
                 ProblemCode::BadDuration,
-                format!("bad duration {:?} for {what}: {e}", s.value),
+                format!("bad duration {:?} for {}: {e}", s.value, what()),
             );
             None
         }
@@ -390,19 +395,21 @@ pub(super) fn duration(p: &mut Problems<'_>, s: &At<&str>, what: &str) -> Option
 }
 
 /// Parses an amount string (`"50000.5"`) exactly and refuses zero: every limit here must
-/// allow something; a limit of zero is written by removing the permission instead.
+/// allow something; a limit of zero is written by removing the permission instead. `what`
+/// names it in a message (built only when there is one).
 pub(super) fn positive_amount(
     p: &mut Problems<'_>,
     v: Node<'_, '_>,
     decimals: u8,
-    what: &str,
+    what: impl FnOnce() -> String,
 ) -> Option<U256> {
     let DeValue::String(s) = v.get_ref() else {
         p.at(
             v.span(),
             ProblemCode::WrongType,
             format!(
-                "{what} must be a quoted decimal string such as \"50000.5\" (so it is exact), found {}",
+                "{} must be a quoted decimal string such as \"50000.5\" (so it is exact), found {}",
+                what(),
                 v.type_str()
             ),
         );
@@ -413,7 +420,7 @@ pub(super) fn positive_amount(
             p.at(
                 v.span(),
                 ProblemCode::ZeroAmount,
-                format!("{what} must be greater than zero"),
+                format!("{} must be greater than zero", what()),
             );
             None
         }
@@ -422,18 +429,18 @@ pub(super) fn positive_amount(
             p.at(
                 v.span(),
                 ProblemCode::BadAmount,
-                format!("bad amount {s:?} for {what}: {e}"),
+                format!("bad amount {s:?} for {}: {e}", what()),
             );
             None
         }
     }
 }
 
-/// The strings of an array of strings, reporting non-strings.
+/// The strings of an array of strings, reporting non-strings (`what` names the array).
 pub(super) fn strings<'a, 'i: 'a>(
     p: &mut Problems<'_>,
     items: impl Iterator<Item = Node<'a, 'i>>,
-    what: &str,
+    what: impl Fn() -> String,
 ) -> Vec<At<&'a str>> {
     let mut out = Vec::new();
     for v in items {
@@ -445,7 +452,7 @@ pub(super) fn strings<'a, 'i: 'a>(
             other => p.at(
                 v.span(),
                 ProblemCode::WrongType,
-                format!("{what} must list strings, found {}", other.type_str()),
+                format!("{} must list strings, found {}", what(), other.type_str()),
             ),
         }
     }

@@ -61,7 +61,7 @@ pub(super) fn read(
         }
         let ms = dur
             .as_ref()
-            .and_then(|d| duration(p, d, &format!("a window of {}", t.what())));
+            .and_then(|d| duration(p, d, || format!("a window of {}", t.what())));
         if let Some(d) = &ms {
             if d.value > MAX_WINDOW_MS {
                 p.at(
@@ -72,12 +72,9 @@ pub(super) fn read(
             }
         }
         let max = match (info, max_value) {
-            (Some(info), Some(v)) => positive_amount(
-                p,
-                v,
-                info.decimals,
-                &format!("max of a {} window of {}", info.symbol, t.what()),
-            ),
+            (Some(info), Some(v)) => positive_amount(p, v, info.decimals, || {
+                format!("max of a {} window of {}", info.symbol, t.what())
+            }),
             _ => None,
         };
         if let (Some(info), Some(d), Some(max)) = (info, ms, max) {
