@@ -3,8 +3,10 @@
 
 use tron_proto::U256;
 
+use super::limits::{
+    MAX_CLOCK_SKEW_MS, MAX_EXPIRATION_MS, MAX_FEE_LIMIT_SUN, MAX_MEMO_LEN, TRX_DECIMALS,
+};
 use super::table::{field, positive_amount, Field, Fields, Kind, Obj, Schema};
-use super::{MAX_CLOCK_SKEW_MS, MAX_EXPIRATION_MS, MAX_FEE_LIMIT_SUN, MAX_MEMO_LEN, TRX_DECIMALS};
 use crate::policy::model::EnvelopeRules;
 use crate::policy::problem::{ProblemCode as C, Problems};
 

@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use tron_proto::Address;
 
+use super::limits::{MAX_DECIMALS, TRX_DECIMALS};
 use super::table::{field, At, Field, Fields, Kind, Obj, Schema};
-use super::{MAX_DECIMALS, TRX_DECIMALS};
 use crate::decode::Asset;
 use crate::policy::model::AssetInfo;
 use crate::policy::problem::{ProblemCode as C, Problems};

@@ -3,9 +3,9 @@
 
 use std::ops::Range;
 
+use super::limits::MAX_WINDOW_MS;
 use super::table::{duration, field, positive_amount, Field, Fields, Kind, Obj, Schema};
 use super::tokens::Catalog;
-use super::MAX_WINDOW_MS;
 use crate::decode::Asset;
 use crate::policy::amount::format_amount;
 use crate::policy::model::Window;
