@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use tron_proto::Address;
+use tron_testkit::big_policy::{Destinations, Window};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -116,12 +116,8 @@ fn vm_kib(field: &str) -> u64 {
         .expect("status field")
 }
 
-/// A valid policy: one key allowing TRX and USDT, `dests` distinct destinations each with
-/// both assets, per-transaction maxima and two windows.
-fn policy_text(dests: usize) -> String {
-    let mut s = String::with_capacity(dests * 260 + 1024);
-    s.push_str(
-        r#"version = 1
+/// The head of the benchmark policy: one key allowing TRX and USDT.
+const HEAD: &str = r#"version = 1
 name = "bench policy"
 
 [global]
@@ -142,16 +138,22 @@ windows = [
   { asset = "USDT", window = "1h", max = "1000000" },
   { asset = "TRX", window = "24h", max = "1000000" },
 ]
-"#,
-    );
-    for i in 0..dests {
-        let mut body = [0u8; 20];
-        body[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-        body[19] = 0x5a;
-        let a = Address::from_evm(body);
-        s.push_str(&format!(
-            "\n[[key.destination]]\naddress = \"{a}\"\nlabel = \"customer {i}\"\nassets = [\"TRX\", \"USDT\"]\nper_tx_max = {{ TRX = \"500\", USDT = \"250.5\" }}\nwindows = [{{ asset = \"USDT\", window = \"24h\", max = \"5000\" }}]\n"
-        ));
+"#;
+
+/// A valid policy: [`HEAD`] and `dests` distinct destinations, each with both assets,
+/// per-transaction maxima and a USDT window.
+fn policy_text(dests: usize) -> String {
+    Destinations {
+        count: dests,
+        tail: Destinations::tail_byte(0x5a),
+        label: "customer",
+        assets: &["TRX", "USDT"],
+        per_tx_max: &[("TRX", "500"), ("USDT", "250.5")],
+        windows: &[Window {
+            asset: "USDT",
+            window: "24h",
+            max: "5000",
+        }],
     }
-    s
+    .policy(HEAD)
 }

@@ -14,8 +14,6 @@ mod explain;
 mod load;
 mod model;
 mod problem;
-mod split;
-mod toml_walk;
 
 use std::path::{Path, PathBuf};
 

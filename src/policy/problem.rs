@@ -127,18 +127,16 @@ impl fmt::Display for PolicyLoadError {
     }
 }
 
-/// Collects problems against one text, turning byte spans into line and column.
+/// Collects problems against one text, turning file offsets into line and column.
 ///
-/// Spans may come from a part of the text parsed on its own (see `split`): `map` turns
-/// skeleton offsets into file offsets, and `base`, while set, is the file offset of the
-/// section being checked. Spans kept for later (first occurrences) are stored as file
-/// offsets via [`Problems::absolute`].
+/// TOML syntax errors are kept apart: after one, a section's parse tree is partial, and
+/// checking it would report fields as missing that are present, so when there is any syntax
+/// error only the syntax errors are listed.
 pub(crate) struct Problems<'t> {
     file: &'t str,
     text: &'t str,
     list: Vec<Problem>,
-    map: Vec<(usize, usize)>,
-    base: Option<usize>,
+    syntax: Vec<Problem>,
 }
 
 impl<'t> Problems<'t> {
@@ -147,61 +145,51 @@ impl<'t> Problems<'t> {
             file,
             text,
             list: Vec::new(),
-            map: Vec::new(),
-            base: None,
+            syntax: Vec::new(),
         }
     }
 
-    /// Spans from now on are offsets into the skeleton described by `map`.
-    pub(crate) fn set_map(&mut self, map: Vec<(usize, usize)>) {
-        self.map = map;
-    }
-
-    /// Spans from now on are offsets into a section starting at file offset `base`
-    /// (`None`: back to the skeleton).
-    pub(crate) fn set_base(&mut self, base: Option<usize>) {
-        self.base = base;
-    }
-
-    /// The file offsets of `span`.
-    pub(crate) fn absolute(&self, span: &Range<usize>) -> Range<usize> {
-        let start = self.to_file(span.start);
-        start..start + span.len()
-    }
-
-    fn to_file(&self, at: usize) -> usize {
-        match self.base {
-            Some(base) => base + at,
-            None => super::split::to_file(&self.map, at),
-        }
-    }
-
-    pub(crate) fn at(&mut self, span: Range<usize>, code: ProblemCode, message: impl Into<String>) {
-        let (line, column) = line_col(self.text, self.to_file(span.start));
-        self.list.push(Problem {
+    fn problem(&self, at: usize, code: ProblemCode, message: String) -> Problem {
+        let (line, column) = line_col(self.text, at);
+        Problem {
             file: self.file.to_owned(),
             line,
             column,
             code,
-            message: message.into(),
-        });
+            message,
+        }
     }
 
-    /// Line and column of a file offset (not translated: see [`Problems::absolute`]).
+    /// A problem at the file offsets `span`.
+    pub(crate) fn at(&mut self, span: Range<usize>, code: ProblemCode, message: impl Into<String>) {
+        let problem = self.problem(span.start, code, message.into());
+        self.list.push(problem);
+    }
+
+    /// A TOML syntax error at file offset `at`.
+    pub(crate) fn syntax(&mut self, at: usize, message: String) {
+        let problem = self.problem(at, ProblemCode::Syntax, message);
+        self.syntax.push(problem);
+    }
+
+    /// Line and column of a file offset.
     pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
         line_col(self.text, at)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_empty() && self.syntax.is_empty()
     }
 
-    pub(crate) fn into_error(mut self) -> PolicyLoadError {
+    pub(crate) fn into_error(self) -> PolicyLoadError {
+        let mut list = if self.syntax.is_empty() {
+            self.list
+        } else {
+            self.syntax
+        };
         // Stable sort: problems at one position keep the order they were found in.
-        self.list.sort_by_key(|p| (p.line, p.column));
-        PolicyLoadError {
-            problems: self.list,
-        }
+        list.sort_by_key(|p| (p.line, p.column));
+        PolicyLoadError { problems: list }
     }
 }
 

@@ -1116,32 +1116,58 @@ fn outcome(
         .map_err(|e| e.problems)
 }
 
-/// Cutting destination sections out (the low-memory path) must give exactly what parsing
-/// the whole file gives: same policy, or same problems at the same lines and columns.
+/// Parsing section by section must give exactly what the same checks give on the whole
+/// file parsed as one `toml` tree: same policy, or same problems at the same lines and
+/// columns. A file `toml` itself refuses is refused with syntax problems only.
 fn assert_same_as_whole(t: &str) {
-    assert_eq!(
-        outcome(super::load::load(t, "t.toml")),
-        outcome(super::load::load_whole(t, "t.toml")),
-        "split and whole loads differ for:\n{t}"
-    );
+    let whole = outcome(super::load::load_whole(t, "t.toml"));
+    let sections = outcome(super::load::load(t, "t.toml"));
+    if toml_refuses(t) {
+        assert!(
+            only_syntax(&whole) && only_syntax(&sections),
+            "both loads must report syntax problems only for:\n{t}\nwhole: {whole:?}\nsections: {sections:?}"
+        );
+    } else {
+        assert_eq!(sections, whole, "section and whole loads differ for:\n{t}");
+    }
+}
+
+fn toml_refuses(t: &str) -> bool {
+    !toml::de::DeTable::parse_recoverable(t).1.is_empty()
+}
+
+fn only_syntax<T>(r: &Result<T, Vec<Problem>>) -> bool {
+    matches!(r, Err(ps) if !ps.is_empty() && ps.iter().all(|p| p.code == ProblemCode::Syntax))
 }
 
 /// BASE with `n` more destinations for the hot key, after the two it has.
 fn with_destinations(n: usize) -> String {
-    let mut t = BASE.replacen("[[key]]\naddress = \"TSgT", "%%SECOND%%", 1);
-    let mut extra = String::new();
-    for i in 0..n {
-        let mut body = [0u8; 20];
-        body[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-        body[19] = 0xa5;
-        extra.push_str(&format!(
-            "[[key.destination]]\naddress = \"{}\"\nlabel = \"customer {i}\"\nassets = [\"TRX\", \"USDT\"]\nper_tx_max = {{ TRX = \"5\", USDT = \"10\" }}\nwindows = [{{ asset = \"USDT\", window = \"24h\", max = \"1000\" }}]\n\n",
-            Address::from_evm(body)
-        ));
+    let second = "\n[[key]]\naddress = \"TSgT";
+    let mut extra = tron_testkit::big_policy::Destinations {
+        count: n,
+        tail: tron_testkit::big_policy::Destinations::tail_byte(0xa5),
+        label: "customer",
+        assets: &["TRX", "USDT"],
+        per_tx_max: &[("TRX", "5"), ("USDT", "10")],
+        windows: &[tron_testkit::big_policy::Window {
+            asset: "USDT",
+            window: "24h",
+            max: "1000",
+        }],
     }
-    extra.push_str("[[key]]\naddress = \"TSgT");
-    t = t.replacen("%%SECOND%%", &extra, 1);
-    t
+    .policy("");
+    extra.push_str(second);
+    BASE.replacen(second, &extra, 1)
+}
+
+/// Asserts that `t` is refused with a problem of `code` on the line of `marker`.
+fn expect_at(t: &str, code: ProblemCode, marker: &str) {
+    let ps = problems(t);
+    let line = line_of(t, marker, 0);
+    assert!(
+        ps.iter().any(|p| p.code == code && p.line == line),
+        "expected {code:?} on line {line} in:\n{t}\ngot {ps:?}"
+    );
 }
 
 #[test]
@@ -1151,19 +1177,17 @@ fn split_load_matches_whole_load() {
     assert_same_as_whole(&big);
     let exchange_section = "[[key.destination]]\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\"";
     for (from, to) in [
-        // Problems inside cut sections, in the first and later sections of a run.
+        // Problems inside sections, in the first and later sections of a run.
         ("label = \"customer 2\"", "label = \"customer 2\"\nextra = 1"),
         ("label = \"customer 0\"", "label = 5"),
         ("per_tx_max = { TRX = \"5\", USDT = \"10\" }\nwindows = [{ asset = \"USDT\", window = \"24h\", max = \"1000\" }]\n\n[[key]]", "per_tx_max = { TRX = \"5\", USDT = \"0\" }\n\n[[key]]"),
         // A destination listed twice, across sections.
         ("label = \"customer 1\"", "label = \"customer 1\"\n[[key.destination]]\naddress = \"TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU\"\nlabel = \"again\"\nassets = [\"TRX\"]\nper_tx_max = { TRX = \"1\" }"),
-        // Syntax errors inside a cut section, including an unclosed string and a key twice.
+        // Syntax errors inside a section, including an unclosed string and a key twice.
         ("label = \"customer 1\"", "label = \"customer 1"),
         ("label = \"customer 1\"", "label = \"customer 1\"\nlabel = \"x\""),
         ("label = \"customer 2\"", "label = \"\"\"customer 2"),
-        // Headers that reach into the last destination, or clash with the array.
-        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination.per_tx_max]"),
-        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination]"),
+        // A key that lists destinations inline and as sections.
         ("label = \"hot key\"", "label = \"hot key\"\ndestination = 1"),
         (exchange_section, "[ [key.destination] ]\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\""),
         // A multi-line array whose lines start with '['.
@@ -1172,11 +1196,53 @@ fn split_load_matches_whole_load() {
         (exchange_section, "[[key.destination]] x = 1\naddress = \"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd\""),
         // Unknown asset and a problem in a key section between runs.
         ("assets = [\"TRX\", \"USDT\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }", "assets = [\"TRX\", \"DOGE\"]\nper_tx_max = { TRX = \"5\", USDT = \"10\" }"),
+        // Headers for tables inside a section, right after it (they stay in its section).
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination.per_tx_max]"),
+        ("label = \"customer 2\"", "label = \"customer 2\"\n[key.destination]"),
+        ("label = \"hot key\"", "label = \"hot key\"\n[[key.windows]]\nasset = \"TRX\""),
+        ("per_tx_max = { TRX = \"5\", USDT = \"10\" }\nwindows = [{ asset = \"USDT\", window = \"24h\", max = \"1000\" }]\n\n[[key]]", "per_tx_max = { TRX = \"5\", USDT = \"10\" }\n[[key.destination.windows]]\nasset = \"USDT\"\nwindow = \"24h\"\nmax = \"1000\"\n\n[[key]]"),
+        // An unknown top-level section.
+        ("[global]", "[limits]\nx = 1\n[global]"),
+        // [global] twice, and a destination before any key.
+        ("[[token]]\nsymbol = \"USDM\"", "[global]\n[[token]]\nsymbol = \"USDM\""),
+        ("[[token]]\nsymbol = \"USDM\"", "[[key.destination]]\n[[token]]\nsymbol = \"USDM\""),
     ] {
         let t = big.replacen(from, to, 1);
         assert_ne!(t, big, "{from:?} not found");
         assert_same_as_whole(&t);
     }
+
+    // A header for a table inside a section that does not directly follow it (`toml` would
+    // still find the section) is reported at the header.
+    let t = format!("{big}\n[[token]]\nsymbol = \"USDX\"\ncontract = \"{STRANGER}\"\ndecimals = 2\n[key.destination.per_tx_max]\nTRX = \"1\"\n");
+    assert!(!toml_refuses(&t));
+    expect_at(&t, ProblemCode::Syntax, "[key.destination.per_tx_max]");
+    assert_eq!(problems(&t).len(), 1);
+}
+
+#[test]
+fn sections_can_come_in_any_order() {
+    // [global] and the tokens after the keys; one key's destinations after another's token.
+    let head_end = BASE.find("[global]").unwrap();
+    let keys_at = BASE.find("[[key]]").unwrap();
+    let t = format!(
+        "{}{}\n{}",
+        &BASE[..head_end],
+        &BASE[keys_at..],
+        &BASE[head_end..keys_at]
+    );
+    let moved = parse(&t, "moved.toml").unwrap();
+    assert_eq!(moved.policy, base().policy);
+    assert_same_as_whole(&t);
+    // A destination after a token section still belongs to the last key above it.
+    let late = format!(
+        "{BASE}\n[[token]]\nsymbol = \"USDX\"\ncontract = \"{STRANGER}\"\ndecimals = 2\n\n[[key.destination]]\naddress = \"{EXCHANGE}\"\nlabel = \"late\"\nassets = [\"TRX\"]\nper_tx_max = {{ TRX = \"1\" }}\n"
+    );
+    let p = parse(&late, "late.toml").unwrap();
+    let frozen_key = p.policy.key(&addr(OTHER_KEY)).unwrap();
+    assert_eq!(frozen_key.destinations.len(), 1);
+    assert_eq!(p.policy.assets.len(), 4);
+    assert_same_as_whole(&late);
 }
 
 #[test]
@@ -1218,9 +1284,17 @@ proptest! {
         let mut at = at.min(t.len());
         while !t.is_char_boundary(at) { at -= 1; }
         t.insert_str(at, &ch);
-        prop_assert_eq!(
-            outcome(super::load::load(&t, "t.toml")),
-            outcome(super::load::load_whole(&t, "t.toml"))
-        );
+        let sections = outcome(super::load::load(&t, "t.toml"));
+        if toml_refuses(&t) {
+            prop_assert!(only_syntax(&sections), "{:?}", sections);
+            prop_assert!(only_syntax(&outcome(super::load::load_whole(&t, "t.toml"))));
+        } else if super::load::has_foreign_header(&t) {
+            prop_assert!(
+                matches!(&sections, Err(ps) if ps.iter().any(|p| matches!(p.code, ProblemCode::Syntax | ProblemCode::UnknownField))),
+                "{:?}", sections
+            );
+        } else {
+            prop_assert_eq!(sections, outcome(super::load::load_whole(&t, "t.toml")));
+        }
     }
 }

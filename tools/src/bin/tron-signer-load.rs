@@ -287,17 +287,20 @@ windows = [
         keys = a.keys,
         n = a.destinations
     );
-    for i in 0..a.destinations {
-        let mut body = [0u8; 20];
-        body[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-        body[8] = 0xd5;
-        let d = Address::from_evm(body).to_base58();
+    let mut tail = [0u8; 12];
+    tail[0] = 0xd5;
+    let allowlist = tron_testkit::big_policy::Destinations {
+        count: a.destinations,
+        tail,
+        label: "bench destination",
+        assets: &["TRX", "USDT"],
+        per_tx_max: &[("TRX", "1000"), ("USDT", "1000")],
+        windows: &[],
+    };
+    for d in allowlist.addresses() {
         writeln!(dests, "{d}")?;
-        write!(
-            policy,
-            "\n[[key.destination]]\naddress = \"{d}\"\nlabel = \"bench destination {i}\"\nassets = [\"TRX\", \"USDT\"]\nper_tx_max = {{ TRX = \"1000\", USDT = \"1000\" }}\n"
-        )?;
     }
+    allowlist.write_to(&mut policy);
     std::fs::write(a.dir.join("policy.toml"), policy)?;
     std::fs::write(a.dir.join("destinations.txt"), dests)?;
     std::fs::write(
