@@ -547,7 +547,7 @@ fn key_refusal(e: &KeyError) -> Refusal {
         KeyError::Unavailable { .. } => RefusalKind::Unavailable,
         KeyError::Failed { .. } => RefusalKind::Unavailable,
     };
-    refusal(kind, e.reason(), e.to_string())
+    refusal(kind, e.reason().as_str(), e.to_string())
 }
 
 /// Payout ids are idempotency keys: short, printable ASCII, no spaces.
@@ -730,13 +730,13 @@ mod tests {
             let r = if self.down.load(Ordering::SeqCst) {
                 Err(KeyError::Unavailable {
                     backend: "test",
-                    reason: "test_device_off",
+                    reason: crate::reason::ReasonCode::Pkcs11DeviceUnavailable,
                     detail: "device switched off".into(),
                 })
             } else {
                 self.key.sign_txid(txid).map_err(|e| KeyError::Failed {
                     backend: "test",
-                    reason: "test_sign_failed",
+                    reason: crate::reason::ReasonCode::SoftSignFailed,
                     detail: e.to_string(),
                 })
             };
@@ -892,7 +892,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
-        assert_eq!(r.code, "test_device_off");
+        assert_eq!(r.code, "pkcs11_device_unavailable");
         assert!(r.audit_sequence.is_some());
         key.down.store(false, Ordering::SeqCst);
         let s = core

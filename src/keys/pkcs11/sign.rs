@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 use k256::ecdsa::{Signature, VerifyingKey};
 use k256::elliptic_curve::ops::{LinearCombination, Reduce};
@@ -20,11 +20,10 @@ use tron_proto::Address;
 
 use super::config::{KeySelector, Pkcs11Config};
 use super::context::module;
-use super::ec_point::{public_key, SECP256K1_EC_PARAMS};
-use super::error::Pkcs11Error;
-use super::keygen::{find, read_bytes};
-use super::pool::{Lease, PoolStats, SessionPool};
-use crate::keys::{KeyBackend, KeyError, SignFuture};
+use super::error::{Pkcs11Error, BACKEND};
+use super::object::lookup;
+use super::pool::{Admission, Lease, PoolStats, SessionPool};
+use crate::keys::backend::{KeyBackend, KeyError, SignFuture};
 
 /// A digest signed once per key lookup to prove the private key found belongs to the
 /// public key that names it.
@@ -54,7 +53,8 @@ impl Pkcs11Token {
     /// Finds the key named by `selector`, checks its two halves belong together, and
     /// returns a backend bound to its address. Blocking.
     pub fn load_key(&self, selector: &KeySelector) -> Result<Pkcs11Backend, Pkcs11Error> {
-        let lease = self.pool.checkout()?;
+        let admitted = self.pool.admit_blocking()?;
+        let lease = self.pool.checkout(&admitted)?;
         let found = lookup(lease.session(), selector)?;
         let inner = KeyInner {
             pool: Arc::clone(&self.pool),
@@ -82,7 +82,7 @@ impl Pkcs11Token {
     /// Takes one of the token's admission permits (one per session) and holds it until the
     /// permit is dropped, as a signature in progress would. For tests of a saturated pool.
     #[doc(hidden)]
-    pub async fn hold_admission(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Pkcs11Error> {
+    pub async fn hold_admission(&self) -> Result<Admission, Pkcs11Error> {
         self.pool.admit().await
     }
 }
@@ -115,14 +115,18 @@ impl std::fmt::Debug for Pkcs11Backend {
 }
 
 impl Pkcs11Backend {
-    /// Signs on the calling thread, recovering from a lost session once. Blocks: the
-    /// async [`KeyBackend::sign`] runs it on tokio's blocking pool.
-    pub fn sign_blocking(&self, txid: &[u8; 32]) -> Result<RecoverableSignature, Pkcs11Error> {
+    /// Signs on the calling thread under `admitted`, recovering from a lost session once.
+    /// Blocks: the async [`KeyBackend::sign`] runs it on tokio's blocking pool.
+    fn sign_admitted(
+        &self,
+        txid: &[u8; 32],
+        admitted: &Admission,
+    ) -> Result<RecoverableSignature, Pkcs11Error> {
         let inner = &self.inner;
         let mut retried = false;
         loop {
             let epoch = inner.pool.module_epoch();
-            let lease = match inner.pool.checkout() {
+            let lease = match inner.pool.checkout(admitted) {
                 Ok(lease) => lease,
                 Err(e) if !retried && module_may_be_stale(&e) => {
                     // The token may be back but invisible until the module is
@@ -143,7 +147,7 @@ impl Pkcs11Backend {
                 }
                 Err(e) => {
                     if e.needs_reset() {
-                        inner.pool.reset(lease.generation());
+                        inner.pool.reset(&lease);
                     }
                     drop(lease);
                     if matches!(e, Pkcs11Error::SessionLost { .. }) && !retried {
@@ -269,82 +273,13 @@ fn finish_signature(
     Ok(out)
 }
 
-struct Found {
-    private: ObjectHandle,
-    label: String,
-    address: Address,
-    verifying_key: VerifyingKey,
-}
-
-/// Finds exactly one EC private key for `selector` and the public key with the same
-/// CKA_ID (or, for a key without an id, the same label), and derives its address.
-fn lookup(session: &Session, selector: &KeySelector) -> Result<Found, Pkcs11Error> {
-    let name = selector.to_string();
-    let by = match selector {
-        KeySelector::Label(l) => Attribute::Label(l.as_bytes().to_vec()),
-        KeySelector::Id(id) => Attribute::Id(id.clone()),
-    };
-    let privates = find(
-        session,
-        &[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::KeyType(KeyType::EC),
-            by.clone(),
-        ],
-    )?;
-    let private = match privates.as_slice() {
-        [one] => *one,
-        [] => return Err(Pkcs11Error::KeyNotFound { selector: name }),
-        many => {
-            return Err(Pkcs11Error::KeyAmbiguous {
-                selector: name,
-                count: many.len(),
-            })
-        }
-    };
-    let id = read_bytes(session, private, AttributeType::Id)?.unwrap_or_default();
-    let label = read_bytes(session, private, AttributeType::Label)?.unwrap_or_default();
-    let public_by = if id.is_empty() { by } else { Attribute::Id(id) };
-    let publics = find(
-        session,
-        &[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::EC),
-            public_by,
-        ],
-    )?;
-    let public = match publics.as_slice() {
-        [one] => *one,
-        [] => return Err(Pkcs11Error::PublicKeyMissing { selector: name }),
-        many => {
-            return Err(Pkcs11Error::KeyAmbiguous {
-                selector: name,
-                count: many.len(),
-            })
-        }
-    };
-    let params = read_bytes(session, public, AttributeType::EcParams)?;
-    if params.as_deref() != Some(&SECP256K1_EC_PARAMS[..]) {
-        return Err(Pkcs11Error::NotSecp256k1 { selector: name });
-    }
-    let point = read_bytes(session, public, AttributeType::EcPoint)?
-        .ok_or(Pkcs11Error::PublicKeyMissing { selector: name })?;
-    let (verifying_key, address) = public_key(&point)?;
-    Ok(Found {
-        private,
-        label: String::from_utf8_lossy(&label).into_owned(),
-        address,
-        verifying_key,
-    })
-}
-
 impl KeyBackend for Pkcs11Backend {
     fn address(&self) -> Address {
         self.inner.address
     }
 
     fn backend(&self) -> &'static str {
-        super::BACKEND
+        BACKEND
     }
 
     fn label(&self) -> &str {
@@ -355,11 +290,10 @@ impl KeyBackend for Pkcs11Backend {
         let this = self.clone();
         let txid = *txid;
         Box::pin(async move {
-            let permit = this.inner.pool.admit().await.map_err(KeyError::from)?;
-            tokio::task::spawn_blocking(move || {
-                let _held_until_done = permit;
-                this.sign_blocking(&txid)
-            })
+            let admitted = this.inner.pool.admit().await.map_err(KeyError::from)?;
+            // The admission moves into the task and is released when the token is done,
+            // even if this request is cancelled meanwhile.
+            tokio::task::spawn_blocking(move || this.sign_admitted(&txid, &admitted))
             .await
             .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
             .map_err(KeyError::from)
