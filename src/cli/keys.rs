@@ -75,9 +75,11 @@ pub struct SoftBackend;
 fn soft_backend_only(value: &str) -> Result<SoftBackend, String> {
     match value {
         "soft" => Ok(SoftBackend),
-        "pkcs11" => Err("token keys have their own commands: `tron-signer keys pkcs11 \
+        "pkcs11" => Err(
+            "token keys have their own commands: `tron-signer keys pkcs11 \
                          generate | list --module PATH --token-label LABEL`"
-            .into()),
+                .into(),
+        ),
         _ => Err("the keystore commands take only `--backend soft`".into()),
     }
 }

@@ -59,7 +59,11 @@ pub fn generate(
 
 /// Prints the token's secp256k1 keys: address, label, CKA_ID (hex) and whether the private
 /// half is there (a public key alone cannot sign), as text lines or one JSON array.
-pub fn list(token: &TokenArgs, json: bool, stdout: &mut dyn Write) -> Result<(), TokenCommandError> {
+pub fn list(
+    token: &TokenArgs,
+    json: bool,
+    stdout: &mut dyn Write,
+) -> Result<(), TokenCommandError> {
     let pin = token
         .pin
         .read_secret(PIN_PROMPT)

@@ -11,10 +11,7 @@ use super::ec_point::{public_key, SECP256K1_EC_PARAMS};
 use super::error::Pkcs11Error;
 
 /// The objects matching `template`.
-pub fn find(
-    session: &Session,
-    template: &[Attribute],
-) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
+pub fn find(session: &Session, template: &[Attribute]) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
     session
         .find_objects(template)
         .map_err(|e| Pkcs11Error::from_cryptoki("C_FindObjects", e))

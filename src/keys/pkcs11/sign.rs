@@ -294,9 +294,9 @@ impl KeyBackend for Pkcs11Backend {
             // The admission moves into the task and is released when the token is done,
             // even if this request is cancelled meanwhile.
             tokio::task::spawn_blocking(move || this.sign_admitted(&txid, &admitted))
-            .await
-            .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
-            .map_err(KeyError::from)
+                .await
+                .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
+                .map_err(KeyError::from)
         })
     }
 }

@@ -261,7 +261,6 @@ mod tests {
         KdfParams::insecure_for_tests()
     }
 
-
     fn store_args(path: &Path, passfile: &Path) -> KeystoreArgs {
         KeystoreArgs {
             keystore: path.to_path_buf(),
