@@ -41,6 +41,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Decode an unsigned raw_data (hex) strictly and print what it would do, as JSON.
