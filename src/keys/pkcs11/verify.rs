@@ -15,8 +15,9 @@ use tron_proto::Address;
 /// For a valid (r, s) over z by key Q, R = (z/s)·G + (r/s)·Q has x-coordinate r, and v is
 /// R's y parity (flipped when s is replaced by n − s). Computing R once is exactly an
 /// ECDSA verification; it yields the same v as trial recovery (the tests hold it to
-/// [`complete_signature`](tron_proto::sig::complete_signature)) for a third of the arithmetic, which matters because it shares
-/// the cores with the HSM client. Anything that does not verify is an error, never an answer.
+/// [`complete_signature`](tron_proto::sig::complete_signature)) for a third of the
+/// arithmetic, which matters because it shares the cores with the HSM client. Anything
+/// that does not verify is an error, never an answer.
 pub fn finish_signature(
     txid: &[u8; 32],
     rs: &[u8],
