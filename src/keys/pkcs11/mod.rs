@@ -9,7 +9,7 @@
 //! - [`object`]: finding keys on a token and reading their attributes.
 //! - [`keygen`]: generating and listing keys.
 //! - [`sign`]: [`Pkcs11Backend`], the [`KeyBackend`](crate::keys::KeyBackend).
-//! - [`verify`]: the checks every signature from the token passes before release.
+//! - `verify`: the checks every signature from the token passes before release.
 //! - [`commands`]: `keys pkcs11 generate | list`, without the parsing.
 //! - [`error`]: failures and which of them are transient.
 
@@ -22,7 +22,7 @@ pub mod keygen;
 pub mod object;
 pub mod pool;
 pub mod sign;
-pub mod verify;
+mod verify;
 
 pub use config::{KeySelector, Pkcs11Config};
 pub use context::{module, Pkcs11Module};

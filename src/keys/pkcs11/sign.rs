@@ -1,7 +1,7 @@
 //! `Pkcs11Backend`: one configured key on a token, signing through the session pool.
 //!
 //! Safety of the answer does not rest on the token: every raw (r, s) goes through
-//! [`finish_signature`] before it is returned.
+//! `verify::finish_signature` before it is returned.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

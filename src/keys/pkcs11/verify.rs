@@ -18,7 +18,7 @@ use tron_proto::Address;
 /// [`complete_signature`](tron_proto::sig::complete_signature)) for a third of the
 /// arithmetic, which matters because it shares the cores with the HSM client. Anything
 /// that does not verify is an error, never an answer.
-pub fn finish_signature(
+pub(super) fn finish_signature(
     txid: &[u8; 32],
     rs: &[u8],
     key: &VerifyingKey,
