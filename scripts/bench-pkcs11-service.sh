@@ -30,7 +30,7 @@ printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level 
 export SOFTHSM2_CONF="$work/softhsm2.conf"
 export BENCH_PKCS11_PIN=5678
 softhsm2-util --init-token --free --label bench --so-pin 1234 --pin "$BENCH_PKCS11_PIN" >/dev/null
-key="$("$bin" keys generate --backend pkcs11 --module "$module" --token-label bench \
+key="$("$bin" keys pkcs11 generate --module "$module" --token-label bench \
     --label bench-key --pin-env BENCH_PKCS11_PIN)"
 dest=TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf
 

@@ -21,19 +21,14 @@ use crate::service::core::system_clock;
 use crate::service::run::{build_core, StartError};
 use crate::service::Core;
 
-/// `tron-signer batch …`.
-#[derive(Debug, clap::Subcommand)]
+/// `tron-signer batch …`, already parsed (the flags are in `crate::cli::batch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchCommand {
-    /// Sign an unsigned batch file from the broadcaster; refusals are listed with reasons.
+    /// Sign the unsigned batch `input` (exported by `tron-broadcaster batch export`) with the
+    /// `serve` configuration `config`, writing the answers to `out`, which must not exist yet.
     Sign {
-        /// The same configuration file `serve` uses (keystore, policy, data directory).
-        #[arg(long)]
         config: PathBuf,
-        /// The unsigned batch exported by `tron-broadcaster batch export`.
-        #[arg(long = "in")]
         input: PathBuf,
-        /// Where to write the signed batch; must not exist yet.
-        #[arg(long)]
         out: PathBuf,
     },
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+#[cfg(feature = "pkcs11")]
 use crate::keys::pkcs11::Pkcs11Config;
 use crate::secret_source::SecretSource;
 
@@ -59,12 +60,34 @@ pub struct KeystoreConfig {
 
 /// The `[pkcs11]` section: the token and keys ([`Pkcs11Config`]) plus where the user PIN
 /// comes from. Kept apart from `Pkcs11Config` so the backend never sees a config format.
+#[cfg(feature = "pkcs11")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pkcs11Section {
     pub token: Pkcs11Config,
     pub pin: SecretSource,
 }
 
+/// In a build without the `pkcs11` feature no `[pkcs11]` section can exist: reading one
+/// fails with [`NO_PKCS11`], so a config meant for an HSM never starts without its keys.
+#[cfg(not(feature = "pkcs11"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pkcs11Section {}
+
+/// Why a `[pkcs11]` section is refused by a build without PKCS#11 support.
+#[cfg(not(feature = "pkcs11"))]
+pub const NO_PKCS11: &str =
+    "[pkcs11]: this tron-signer was built without PKCS#11 support (the `pkcs11` feature)";
+
+#[cfg(not(feature = "pkcs11"))]
+impl<'de> Deserialize<'de> for Pkcs11Section {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        serde::de::IgnoredAny::deserialize(d)?;
+        Err(D::Error::custom(NO_PKCS11))
+    }
+}
+
+#[cfg(feature = "pkcs11")]
 impl<'de> Deserialize<'de> for Pkcs11Section {
     /// `pin` is taken out and the rest must be a valid `Pkcs11Config` (unknown keys refused).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -156,6 +179,7 @@ impl Config {
             }
         }
         // The module path is left as written: a bare name is for the dynamic loader to find.
+        #[cfg(feature = "pkcs11")]
         if let Some(SecretSource::File(p)) = cfg.pkcs11.as_mut().map(|p| &mut p.pin) {
             rel(p);
         }
@@ -220,6 +244,7 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
         assert!(c.pkcs11.is_none());
     }
 
+    #[cfg(feature = "pkcs11")]
     #[test]
     fn pkcs11_section_alone_or_beside_the_keystore() {
         let dir = tempfile::tempdir().unwrap();
@@ -255,6 +280,7 @@ pin = { file = "pin.txt" }
         assert_eq!(c.pkcs11.unwrap().pin, SecretSource::Env("PIN".into()));
     }
 
+    #[cfg(feature = "pkcs11")]
     #[test]
     fn pkcs11_section_refusals() {
         let dir = tempfile::tempdir().unwrap();
@@ -288,6 +314,19 @@ pin = { file = "pin.txt" }
             assert!(e.to_string().contains(needle), "{e}");
             assert!(!e.to_string().contains("5678"), "{e}");
         }
+    }
+
+    #[cfg(not(feature = "pkcs11"))]
+    #[test]
+    fn pkcs11_section_refused_without_the_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.toml");
+        let body = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n\
+                    [pkcs11]\nmodule = \"m\"\ntoken_label = \"t\"\nkeys = []\npin = \"prompt\"\n";
+        std::fs::write(&path, body).unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert_eq!(e.code(), "config_invalid");
+        assert!(e.to_string().contains(NO_PKCS11), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tron_proto::{Address, U256};
 
 use crate::config::{Config, KeystoreConfig, Listen};
 use crate::decode::{encode, Asset, Decoded, Envelope, Intent, Trc20Transfer};
-use crate::keystore::{KdfParams, Keystore};
+use crate::keys::soft::keystore::{KdfParams, Keystore, KeystoreError};
 use crate::secret_source::SecretSource;
 use crate::service::run::{self, StartError};
 
@@ -37,7 +37,7 @@ pub enum DevError {
         source: std::io::Error,
     },
     #[error("dev keystore: {0}")]
-    Keystore(#[from] crate::keystore::KeystoreError),
+    Keystore(#[from] KeystoreError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("demo client: {0}")]

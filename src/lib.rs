@@ -2,22 +2,26 @@
 //!
 //! Data flows one way: bytes ([`decode`]) to intent, intent to decision ([`policy`]),
 //! decision to durable record ([`ledger`]), record to signature ([`keys`]); [`service`]
-//! runs that path for gRPC callers.
+//! runs that path for gRPC callers and [`batch`] for batch files; [`cli`] is the command
+//! line. Modules only the command line uses (`dev`, `inspect`, `no_dumps`) are private.
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod cli;
 pub mod config;
 pub mod decode;
-pub mod dev;
+mod dev;
 pub mod durable_file;
-pub mod inspect;
+mod inspect;
 pub mod keys;
-pub mod keystore;
 pub mod ledger;
-pub mod no_dumps;
+mod no_dumps;
 pub mod policy;
 pub mod reason;
 pub mod secret_source;
 pub mod service;
 #[cfg(test)]
 mod test_util;
+
+/// The soft backend's keystore file, at the path benchmarks and tools have always used.
+pub use keys::soft::keystore;

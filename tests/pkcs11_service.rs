@@ -1,5 +1,5 @@
-//! The real `tron-signer` binary with a key inside a SoftHSM2 token: `keys generate` and
-//! `keys list --backend pkcs11`, then `serve` with a `[pkcs11]` config signing TRX and USDT
+//! The real `tron-signer` binary with a key inside a SoftHSM2 token: `keys pkcs11 generate` and
+//! `keys pkcs11 list`, then `serve` with a `[pkcs11]` config signing TRX and USDT
 //! payouts through the full gRPC path (policy, ledger, audit), checked by recovery and by
 //! TronWeb and tronpy; faults through the running service (token directory moved away and
 //! back) and at startup (wrong PIN, missing token, missing module).
@@ -43,10 +43,10 @@ fn policy(key: &str) -> String {
         .text()
 }
 
-/// `tron-signer keys ... --backend pkcs11` against `hsm`.
+/// `tron-signer keys pkcs11 ...` against `hsm`.
 fn keys_cmd(hsm: &SoftHsm, sub: &str, extra: &[&str], pin: &str) -> Output {
     Command::new(BIN)
-        .args(["keys", sub])
+        .args(["keys", "pkcs11", sub])
         .args(hsm.cli_args())
         .args(extra)
         .envs(hsm.env(pin))

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use tron_proto::sig::{is_low_s, recover_address};
 use tron_proto::Address;
 use tron_signer::keys::pkcs11::context::{find_slot, open_logged_in};
-use tron_signer::keys::pkcs11::keygen::read_bool;
+use tron_signer::keys::pkcs11::object::read_bool;
 use tron_signer::keys::pkcs11::{
     generate_key, list_keys, module, KeySelector, Pkcs11Backend, Pkcs11Config, Pkcs11Error,
     Pkcs11Token,
@@ -262,7 +262,7 @@ fn saturated_pool_times_out_then_recovers() {
                 .expect_err("no room within the wait");
             assert!(started.elapsed() >= std::time::Duration::from_millis(300));
             assert_eq!(err.code(), "key_backend_unavailable", "{err}");
-            assert_eq!(err.reason(), "pkcs11_pool_timeout", "{err}");
+            assert_eq!(err.reason().as_str(), "pkcs11_pool_timeout", "{err}");
             drop(held);
             let txid = tron_proto::txid(b"after the pool freed up");
             let sig = key.sign(&txid).await.expect("signs once there is room");

@@ -1,29 +1,20 @@
-//! `tron-signer audit verify | export`, as a clap subcommand the binary mounts.
+//! What `tron-signer audit verify | export` do, given already-parsed arguments (the flags
+//! themselves are in `crate::cli::audit`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::Subcommand;
-
 use super::error::LedgerError;
 use super::Ledger;
 
-#[derive(Debug, Clone, Subcommand)]
+/// An audit-chain command on the signer's data directory (which holds ledger.redb).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditCommand {
     /// Recompute the audit hash chain; name the first bad sequence number if it is broken.
-    Verify {
-        /// The signer's data directory (holds ledger.redb).
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-    /// Write every audit record as one JSON object per line.
-    Export {
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Output file (must not exist yet), or "-" for standard output.
-        #[arg(long, default_value = "-")]
-        out: String,
-    },
+    Verify { data_dir: PathBuf },
+    /// Write every audit record as one JSON object per line to `out`: a file that must not
+    /// exist yet, or "-" for standard output.
+    Export { data_dir: PathBuf, out: String },
 }
 
 fn output(e: std::io::Error) -> LedgerError {

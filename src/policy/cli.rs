@@ -1,30 +1,20 @@
-//! `tron-signer policy check | hash | explain`: the lead wires [`PolicyCommand`] into main.
+//! What `tron-signer policy check | hash | explain` do, given already-parsed arguments
+//! (the flags themselves are in `crate::cli::policy`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-
 use super::{hash_bytes, load_file};
 
-/// Policy file tools for operators and auditors.
-#[derive(Debug, Clone, Subcommand)]
+/// Policy file tools for operators and auditors; each names the policy TOML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyCommand {
-    /// Validate a policy file; lists every problem and exits non-zero if there is any.
-    Check {
-        /// The policy TOML file.
-        file: PathBuf,
-    },
+    /// Validate; list every problem and exit non-zero if there is any.
+    Check { file: PathBuf },
     /// Print the sha256 (hex) of the exact file bytes, as recorded with every decision.
-    Hash {
-        /// The policy TOML file.
-        file: PathBuf,
-    },
+    Hash { file: PathBuf },
     /// Print a plain-language summary of what the policy allows.
-    Explain {
-        /// The policy TOML file.
-        file: PathBuf,
-    },
+    Explain { file: PathBuf },
 }
 
 /// Exit code for a refused file.

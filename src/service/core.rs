@@ -518,13 +518,13 @@ mod tests {
             let r = if self.down.load(Ordering::SeqCst) {
                 Err(KeyError::Unavailable {
                     backend: "test",
-                    reason: "pkcs11_device_unavailable",
+                    reason: ReasonCode::Pkcs11DeviceUnavailable,
                     detail: "device switched off".into(),
                 })
             } else {
                 self.key.sign_txid(txid).map_err(|e| KeyError::Failed {
                     backend: "test",
-                    reason: "soft_sign_failed",
+                    reason: ReasonCode::SoftSignFailed,
                     detail: e.to_string(),
                 })
             };

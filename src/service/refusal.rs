@@ -44,9 +44,7 @@ impl Refusal {
     /// code is the backend's own (`pkcs11_token_not_found`, `pkcs11_session_lost`, ...), so
     /// monitoring can tell a pulled token from a wrong key without parsing messages.
     pub fn key_backend(e: &KeyError) -> Self {
-        // Until every backend reports a `ReasonCode`: an unlisted backend code is a failure.
-        let code = e.reason().parse().unwrap_or(ReasonCode::SoftSignFailed);
-        Refusal::new(RefusalKind::Unavailable, code, e.to_string())
+        Refusal::new(RefusalKind::Unavailable, e.reason(), e.to_string())
     }
 
     /// The ledger could not be read or written: nothing was signed.

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::config::{Config, KeystoreConfig, Pkcs11Section};
+#[cfg(feature = "pkcs11")]
 use crate::keys::pkcs11::{self, Pkcs11Error};
-use crate::keys::{KeyBackend, KeyRing};
-use crate::keystore::{backend, Keystore, KeystoreError};
+use crate::keys::soft::add_to_ring;
+use crate::keys::soft::keystore::{Keystore, KeystoreError};
+#[cfg(feature = "pkcs11")]
+use crate::keys::KeyBackend;
+use crate::keys::KeyRing;
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, PolicyLoadError};
 use crate::secret_source::SecretSourceError;
@@ -24,6 +28,7 @@ pub enum StartError {
     Passphrase(#[from] SecretSourceError),
     #[error("PKCS#11 user PIN: {0}")]
     Pin(SecretSourceError),
+    #[cfg(feature = "pkcs11")]
     #[error("PKCS#11 token {token:?} via {module}: {source}")]
     Pkcs11 {
         module: String,
@@ -47,6 +52,7 @@ impl StartError {
     pub fn code(&self) -> &'static str {
         match self {
             StartError::Passphrase(e) | StartError::Pin(e) => e.code(),
+            #[cfg(feature = "pkcs11")]
             StartError::Pkcs11 { source, .. } => source.code(),
             StartError::Keystore { source, .. } => source.code(),
             StartError::Policy(e) => e.code(),
@@ -108,7 +114,7 @@ fn add_keystore(
         source,
     })?;
     drop(passphrase);
-    let n = backend::add_to_ring(Arc::new(store), keys).map_err(StartError::DuplicateKey)?;
+    let n = add_to_ring(Arc::new(store), keys).map_err(StartError::DuplicateKey)?;
     tracing::info!(keys = n, "keystore unlocked");
     Ok(())
 }
@@ -117,6 +123,7 @@ fn add_keystore(
 /// which is acceptable once at startup. Any failure stops the start: a wrong PIN is never
 /// retried (that would lock it), and a key the config names but the token lacks is an
 /// operator's mistake, not a transient fault.
+#[cfg(feature = "pkcs11")]
 fn add_pkcs11(section: &Pkcs11Section, keys: &mut KeyRing) -> Result<(), StartError> {
     let pin = section
         .pin
@@ -144,6 +151,13 @@ fn add_pkcs11(section: &Pkcs11Section, keys: &mut KeyRing) -> Result<(), StartEr
         "PKCS#11 token logged in"
     );
     Ok(())
+}
+
+/// A build without the `pkcs11` feature never reads a `[pkcs11]` section (the config
+/// refuses it), so there is nothing to add.
+#[cfg(not(feature = "pkcs11"))]
+fn add_pkcs11(section: &Pkcs11Section, _keys: &mut KeyRing) -> Result<(), StartError> {
+    match *section {}
 }
 
 /// Runs the service until `shutdown` resolves, reloading the policy on SIGHUP.

@@ -53,11 +53,9 @@ impl SoftHsm {
         )
     }
 
-    /// Arguments selecting this token for `keys generate|list --backend pkcs11`.
+    /// Arguments selecting this token for `keys pkcs11 generate|list`.
     pub fn cli_args(&self) -> Vec<String> {
         vec![
-            "--backend".into(),
-            "pkcs11".into(),
             "--module".into(),
             module_path().to_str().expect("utf-8 path").into(),
             "--token-label".into(),

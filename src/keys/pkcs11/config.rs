@@ -103,23 +103,6 @@ impl fmt::Display for KeySelector {
     }
 }
 
-/// CLI flags for `keys generate|list --backend pkcs11`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Pkcs11Args {
-    /// Path to the vendor's PKCS#11 module.
-    #[arg(long, value_name = "PATH")]
-    pub module: PathBuf,
-    /// Label of the token to use.
-    #[arg(long, value_name = "LABEL")]
-    pub token_label: String,
-    /// Read the user PIN from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "pin_file")]
-    pub pin_env: Option<String>,
-    /// Read the user PIN from the first line of this file.
-    #[arg(long, value_name = "PATH")]
-    pub pin_file: Option<PathBuf>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

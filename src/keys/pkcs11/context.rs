@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -15,16 +15,18 @@ use cryptoki::slot::Slot;
 use secrecy::SecretString;
 
 use super::error::Pkcs11Error;
-use super::pool::SessionPool;
 
 static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11Module>>> = OnceLock::new();
 
 /// A loaded, initialised PKCS#11 module, shared by every pool and command in the process.
 ///
 /// Some modules (SoftHSM among them) never bring a token back once it has vanished until
-/// C_Finalize/C_Initialize; [`Pkcs11Module::reinitialize`] does that safely: a gate keeps
-/// every PKCS#11 call out while it runs, and pools forget (never close) the sessions the
-/// re-initialisation invalidates, since their handle numbers may be reused afterwards.
+/// C_Finalize/C_Initialize; [`Pkcs11Module::reinitialize`] does that safely: it waits until
+/// no PKCS#11 call is in flight (every call runs inside [`Pkcs11Module::enter`]) and bumps
+/// the [epoch](Pkcs11Module::epoch). The module knows nothing of its session pools: each
+/// pool compares the epoch its sessions were opened in with the current one and forgets
+/// (never closes) sessions a re-initialisation invalidated, since their handle numbers may
+/// be reused afterwards.
 #[derive(Clone)]
 pub struct Pkcs11Module {
     inner: Arc<ModuleInner>,
@@ -33,32 +35,18 @@ pub struct Pkcs11Module {
 struct ModuleInner {
     path: PathBuf,
     ctx: Pkcs11,
-    gate: Mutex<GateState>,
-    gate_cv: Condvar,
-    pools: Mutex<Vec<Weak<SessionPool>>>,
+    /// Shared by PKCS#11 calls in flight, exclusive for a re-initialisation. The standard
+    /// lock on Linux lets a waiting writer go before new readers, so a re-initialisation
+    /// is not starved by a steady stream of signatures.
+    calls: RwLock<()>,
     /// Bumped by each re-initialisation, so concurrent requests that all failed before
-    /// it coalesce into one.
+    /// it coalesce into one, and pools see that their sessions are gone.
     epoch: AtomicU64,
 }
 
-#[derive(Default)]
-struct GateState {
-    readers: usize,
-    writer: bool,
-}
-
 /// Held while PKCS#11 calls (or sessions) are in use; re-initialisation waits for none.
-pub struct GateGuard {
-    module: Arc<ModuleInner>,
-}
-
-impl Drop for GateGuard {
-    fn drop(&mut self) {
-        let mut g = lock(&self.module.gate);
-        g.readers -= 1;
-        drop(g);
-        self.module.gate_cv.notify_all();
-    }
+pub struct CallGuard<'a> {
+    _shared: RwLockReadGuard<'a, ()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,9 +71,7 @@ impl Pkcs11Module {
             inner: Arc::new(ModuleInner {
                 path: path.to_owned(),
                 ctx,
-                gate: Mutex::new(GateState::default()),
-                gate_cv: Condvar::new(),
-                pools: Mutex::new(Vec::new()),
+                calls: RwLock::new(()),
                 epoch: AtomicU64::new(0),
             }),
         };
@@ -101,75 +87,28 @@ impl Pkcs11Module {
     /// Enters the module: PKCS#11 calls and sessions are used only while a guard is held.
     /// Never take a second guard while holding one (a waiting re-initialisation would
     /// deadlock the two).
-    pub fn enter(&self) -> GateGuard {
-        let mut g = lock(&self.inner.gate);
-        while g.writer {
-            g = self
-                .inner
-                .gate_cv
-                .wait(g)
-                .unwrap_or_else(|p| p.into_inner());
+    pub fn enter(&self) -> CallGuard<'_> {
+        CallGuard {
+            _shared: self.inner.calls.read().unwrap_or_else(|p| p.into_inner()),
         }
-        g.readers += 1;
-        GateGuard {
-            module: Arc::clone(&self.inner),
-        }
-    }
-
-    pub(crate) fn register(&self, pool: &Arc<SessionPool>) {
-        let mut pools = lock(&self.inner.pools);
-        pools.retain(|p| p.strong_count() > 0);
-        pools.push(Arc::downgrade(pool));
     }
 
     /// The re-initialisation count; read it before an attempt whose failure may call
-    /// [`Pkcs11Module::reinitialize`].
+    /// [`Pkcs11Module::reinitialize`]. Stable while a [`CallGuard`] is held.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
     }
 
     /// C_Finalize then C_Initialize, once no call is in flight, so a token that vanished
-    /// and came back is seen again. Every pool on the module moves to a new generation.
-    /// Does nothing if the module was re-initialised since `seen_epoch` (another request
-    /// already did it). Must be called without holding a [`GateGuard`].
+    /// and came back is seen again; every session of the module dies with it. Does nothing
+    /// if the module was re-initialised since `seen_epoch` (another request already did
+    /// it). Must be called without holding a [`CallGuard`].
     pub fn reinitialize(&self, seen_epoch: u64) -> Result<(), Pkcs11Error> {
-        {
-            let mut g = lock(&self.inner.gate);
-            while g.writer {
-                g = self
-                    .inner
-                    .gate_cv
-                    .wait(g)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-            g.writer = true;
-            while g.readers > 0 {
-                g = self
-                    .inner
-                    .gate_cv
-                    .wait(g)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
+        let _exclusive = self.inner.calls.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch() != seen_epoch {
+            return Ok(());
         }
-        let result = if self.epoch() == seen_epoch {
-            self.reinitialize_exclusive()
-        } else {
-            Ok(())
-        };
-        lock(&self.inner.gate).writer = false;
-        self.inner.gate_cv.notify_all();
-        result
-    }
-
-    fn reinitialize_exclusive(&self) -> Result<(), Pkcs11Error> {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        let pools: Vec<_> = lock(&self.inner.pools)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for pool in &pools {
-            pool.forget_all();
-        }
         // Sessions are gone with the finalisation; errors here mean it was already down.
         let _ = self.inner.ctx.clone().finalize();
         initialize(&self.inner.ctx, &self.inner.path)

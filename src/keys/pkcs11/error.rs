@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use cryptoki::error::{Error as CkError, RvError};
 use tron_proto::Address;
 
-use crate::keys::KeyError;
+use crate::keys::backend::KeyError;
+use crate::reason::ReasonCode;
+
+/// `KeyBackend::backend()` for these keys, and the backend [`KeyError`]s name.
+pub const BACKEND: &str = "pkcs11";
 
 /// How the backend reacts to a PKCS#11 return value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,34 +137,39 @@ pub enum Pkcs11Error {
 }
 
 impl Pkcs11Error {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The stable reason code.
+    pub fn reason(&self) -> ReasonCode {
         match self {
-            Pkcs11Error::ModuleLoad { .. } => "pkcs11_module_load",
-            Pkcs11Error::ModuleInit { .. } => "pkcs11_module_init",
-            Pkcs11Error::TokenNotFound { .. } => "pkcs11_token_not_found",
-            Pkcs11Error::TokenAmbiguous { .. } => "pkcs11_token_ambiguous",
-            Pkcs11Error::PinIncorrect => "pkcs11_pin_incorrect",
-            Pkcs11Error::PinLocked => "pkcs11_pin_locked",
-            Pkcs11Error::PinRejected { .. } => "pkcs11_pin_rejected",
-            Pkcs11Error::KeyNotFound { .. } => "pkcs11_key_not_found",
-            Pkcs11Error::KeyAmbiguous { .. } => "pkcs11_key_ambiguous",
-            Pkcs11Error::PublicKeyMissing { .. } => "pkcs11_public_key_missing",
-            Pkcs11Error::NotSecp256k1 { .. } => "pkcs11_not_secp256k1",
-            Pkcs11Error::EcPointFormat { .. } => "pkcs11_ec_point_format",
-            Pkcs11Error::EcPointInvalid => "pkcs11_ec_point_invalid",
-            Pkcs11Error::KeyChanged { .. } => "pkcs11_key_changed",
-            Pkcs11Error::KeyPairMismatch { .. } => "pkcs11_key_pair_mismatch",
-            Pkcs11Error::SignatureInvalid { .. } => "pkcs11_signature_invalid",
-            Pkcs11Error::LabelExists { .. } => "pkcs11_label_exists",
-            Pkcs11Error::BadSelector { .. } => "pkcs11_bad_selector",
-            Pkcs11Error::SessionLost { .. } => "pkcs11_session_lost",
-            Pkcs11Error::DeviceUnavailable { .. } => "pkcs11_device_unavailable",
-            Pkcs11Error::Busy { .. } => "pkcs11_busy",
-            Pkcs11Error::PoolTimeout { .. } => "pkcs11_pool_timeout",
-            Pkcs11Error::Refused { .. } => "pkcs11_refused",
-            Pkcs11Error::TaskFailed => "pkcs11_task_failed",
+            Pkcs11Error::ModuleLoad { .. } => ReasonCode::Pkcs11ModuleLoad,
+            Pkcs11Error::ModuleInit { .. } => ReasonCode::Pkcs11ModuleInit,
+            Pkcs11Error::TokenNotFound { .. } => ReasonCode::Pkcs11TokenNotFound,
+            Pkcs11Error::TokenAmbiguous { .. } => ReasonCode::Pkcs11TokenAmbiguous,
+            Pkcs11Error::PinIncorrect => ReasonCode::Pkcs11PinIncorrect,
+            Pkcs11Error::PinLocked => ReasonCode::Pkcs11PinLocked,
+            Pkcs11Error::PinRejected { .. } => ReasonCode::Pkcs11PinRejected,
+            Pkcs11Error::KeyNotFound { .. } => ReasonCode::Pkcs11KeyNotFound,
+            Pkcs11Error::KeyAmbiguous { .. } => ReasonCode::Pkcs11KeyAmbiguous,
+            Pkcs11Error::PublicKeyMissing { .. } => ReasonCode::Pkcs11PublicKeyMissing,
+            Pkcs11Error::NotSecp256k1 { .. } => ReasonCode::Pkcs11NotSecp256k1,
+            Pkcs11Error::EcPointFormat { .. } => ReasonCode::Pkcs11EcPointFormat,
+            Pkcs11Error::EcPointInvalid => ReasonCode::Pkcs11EcPointInvalid,
+            Pkcs11Error::KeyChanged { .. } => ReasonCode::Pkcs11KeyChanged,
+            Pkcs11Error::KeyPairMismatch { .. } => ReasonCode::Pkcs11KeyPairMismatch,
+            Pkcs11Error::SignatureInvalid { .. } => ReasonCode::Pkcs11SignatureInvalid,
+            Pkcs11Error::LabelExists { .. } => ReasonCode::Pkcs11LabelExists,
+            Pkcs11Error::BadSelector { .. } => ReasonCode::Pkcs11BadSelector,
+            Pkcs11Error::SessionLost { .. } => ReasonCode::Pkcs11SessionLost,
+            Pkcs11Error::DeviceUnavailable { .. } => ReasonCode::Pkcs11DeviceUnavailable,
+            Pkcs11Error::Busy { .. } => ReasonCode::Pkcs11Busy,
+            Pkcs11Error::PoolTimeout { .. } => ReasonCode::Pkcs11PoolTimeout,
+            Pkcs11Error::Refused { .. } => ReasonCode::Pkcs11Refused,
+            Pkcs11Error::TaskFailed => ReasonCode::Pkcs11TaskFailed,
         }
+    }
+
+    /// [`Pkcs11Error::reason`] as text, for command-line errors.
+    pub fn code(&self) -> &'static str {
+        self.reason().as_str()
     }
 
     /// True when retrying later may succeed without an operator: the service answers
@@ -218,14 +227,14 @@ impl From<Pkcs11Error> for KeyError {
         let detail = format!("{} ({})", e, e.code());
         if e.is_transient() {
             KeyError::Unavailable {
-                backend: super::BACKEND,
-                reason: e.code(),
+                backend: BACKEND,
+                reason: e.reason(),
                 detail,
             }
         } else {
             KeyError::Failed {
-                backend: super::BACKEND,
-                reason: e.code(),
+                backend: BACKEND,
+                reason: e.reason(),
                 detail,
             }
         }
@@ -362,7 +371,7 @@ mod tests {
             assert!(e.is_transient());
             let k = KeyError::from(e);
             assert_eq!(k.code(), "key_backend_unavailable");
-            assert_eq!(k.reason(), code);
+            assert_eq!(k.reason().as_str(), code);
             assert!(k.to_string().contains("pkcs11"));
         }
         let e = Pkcs11Error::from_cryptoki(

@@ -11,6 +11,7 @@ use tron_proto::Address;
 use super::context::{find_slot, open_logged_in, Pkcs11Module};
 use super::ec_point::{public_key, SECP256K1_EC_PARAMS};
 use super::error::Pkcs11Error;
+use super::object::{find, read_bytes};
 
 /// SoftHSM 2.6 can interleave a concurrent find and create badly; one generation at a
 /// time per process is cheap insurance for every module.
@@ -167,54 +168,4 @@ pub fn list_keys(
     }
     out.sort_by(|a, b| a.label.cmp(&b.label).then(a.id_hex.cmp(&b.id_hex)));
     Ok(out)
-}
-
-pub(crate) fn find(
-    session: &Session,
-    template: &[Attribute],
-) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
-    session
-        .find_objects(template)
-        .map_err(|e| Pkcs11Error::from_cryptoki("C_FindObjects", e))
-}
-
-/// Reads one byte-valued attribute; `None` when the object does not have it.
-pub(crate) fn read_bytes(
-    session: &Session,
-    handle: ObjectHandle,
-    which: AttributeType,
-) -> Result<Option<Vec<u8>>, Pkcs11Error> {
-    let attrs = session
-        .get_attributes(handle, &[which])
-        .map_err(|e| Pkcs11Error::from_cryptoki("C_GetAttributeValue", e))?;
-    Ok(attrs.into_iter().find_map(|a| match a {
-        Attribute::EcPoint(v) | Attribute::EcParams(v) | Attribute::Label(v) | Attribute::Id(v) => {
-            Some(v)
-        }
-        _ => None,
-    }))
-}
-
-/// Reads one boolean attribute; `None` when the object does not have it.
-pub fn read_bool(
-    session: &Session,
-    handle: ObjectHandle,
-    which: AttributeType,
-) -> Result<Option<bool>, Pkcs11Error> {
-    let attrs = session
-        .get_attributes(handle, &[which])
-        .map_err(|e| Pkcs11Error::from_cryptoki("C_GetAttributeValue", e))?;
-    Ok(attrs.into_iter().find_map(|a| match a {
-        Attribute::Sensitive(b)
-        | Attribute::Extractable(b)
-        | Attribute::AlwaysSensitive(b)
-        | Attribute::NeverExtractable(b)
-        | Attribute::Sign(b)
-        | Attribute::Decrypt(b)
-        | Attribute::Unwrap(b)
-        | Attribute::Derive(b)
-        | Attribute::Token(b)
-        | Attribute::Private(b) => Some(b),
-        _ => None,
-    }))
 }

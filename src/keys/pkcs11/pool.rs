@@ -1,19 +1,28 @@
 //! A pool of logged-in sessions on one token that rebuilds itself after faults.
 //!
-//! A PKCS#11 session runs one operation at a time, so concurrency needs several. When a
-//! fault says sessions, login state or object handles can no longer be trusted, the pool
-//! moves to a new generation: idle sessions are closed, sessions still lent out are closed
-//! when returned, and the next checkout finds the token again by label, opens a fresh
-//! session and logs in. Key handles are cached per generation by the callers.
+//! A PKCS#11 session runs one operation at a time, so concurrency needs several. Admission
+//! is one semaphore with a permit per session: a request waits for a permit (on the async
+//! runtime, up to the pool's wait), and with one in hand a session is always idle or may be
+//! opened, so checking out never waits. The permit travels into the blocking task, so a
+//! request cancelled while its signature runs still holds it until the token is done: no
+//! more blocking signs run than there are sessions.
+//!
+//! When a fault says sessions, login state or object handles can no longer be trusted, the
+//! pool moves to a new generation: idle sessions are closed, sessions still lent out are
+//! closed when returned, and the next checkout finds the token again by label, opens a
+//! fresh session and logs in. A module re-initialisation (seen as a new module epoch)
+//! does the same, except that the old sessions are forgotten, not closed. Key handles are
+//! cached per generation by the callers.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 use secrecy::SecretString;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::context::{find_slot, open_logged_in, GateGuard, Pkcs11Module};
+use super::context::{find_slot, open_logged_in, CallGuard, Pkcs11Module};
 use super::error::Pkcs11Error;
 
 /// Counters an operator (or a test) can read to see recovery happen.
@@ -29,12 +38,15 @@ pub struct PoolStats {
 
 struct State {
     generation: u64,
+    /// The module epoch the current generation's sessions were opened in.
+    epoch: u64,
     slot: Option<Slot>,
     idle: Vec<Session>,
     live: usize,
     opened: u64,
 }
 
+/// Logged-in sessions on one token, at most `capacity` of them in use at once.
 pub struct SessionPool {
     module: Pkcs11Module,
     token_label: String,
@@ -43,23 +55,26 @@ pub struct SessionPool {
     capacity: usize,
     wait: Duration,
     state: Mutex<State>,
-    freed: Condvar,
-    /// One permit per session: async callers wait here, on the runtime, before taking a
-    /// blocking thread, so a burst of requests does not park hundreds of OS threads on
-    /// `freed` (measured: kernel scheduling was 17 % of the signer's CPU under 256 clients).
-    admission: Arc<tokio::sync::Semaphore>,
+    /// One permit per session; see the module documentation.
+    permits: Arc<Semaphore>,
+}
+
+/// The right to use one session. Keep it until the PKCS#11 work it admits is finished.
+#[must_use = "the permit admits one operation; dropping it lets another in"]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A session lent out by the pool; goes back (or is closed, if the pool moved on) on drop.
-pub struct Lease {
-    pool: Arc<SessionPool>,
+pub struct Lease<'a> {
+    pool: &'a SessionPool,
     session: Option<Session>,
     generation: u64,
     // Declared last: dropped after the session has gone back or been closed.
-    _gate: GateGuard,
+    _call: CallGuard<'a>,
 }
 
-impl Lease {
+impl Lease<'_> {
     pub fn session(&self) -> &Session {
         // Only `Drop` takes the session out.
         self.session.as_ref().unwrap_or_else(|| unreachable!())
@@ -70,12 +85,16 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
+impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
             self.pool.give_back(session, self.generation);
         }
     }
+}
+
+fn waited_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl SessionPool {
@@ -89,25 +108,27 @@ impl SessionPool {
         capacity: usize,
         wait: Duration,
     ) -> Result<Arc<Self>, Pkcs11Error> {
+        let capacity = capacity.max(1);
+        let epoch = module.epoch();
         let pool = Arc::new(SessionPool {
             module,
             token_label: token_label.to_owned(),
             pin,
             read_write,
-            capacity: capacity.max(1),
+            capacity,
             wait,
             state: Mutex::new(State {
                 generation: 0,
+                epoch,
                 slot: None,
                 idle: Vec::new(),
                 live: 0,
                 opened: 0,
             }),
-            freed: Condvar::new(),
-            admission: Arc::new(tokio::sync::Semaphore::new(capacity.max(1))),
+            permits: Arc::new(Semaphore::new(capacity)),
         });
-        pool.module.register(&pool);
-        drop(pool.checkout()?);
+        let admitted = pool.admit_blocking()?;
+        drop(pool.checkout(&admitted)?);
         Ok(pool)
     }
 
@@ -115,18 +136,35 @@ impl SessionPool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for room to run one blocking operation (at most one per session), up to the
-    /// pool's checkout wait. Move the permit into the blocking task, so that it is released
-    /// when the operation ends, not when a cancelled request stops waiting for it.
-    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Pkcs11Error> {
+    /// Waits, on the runtime, for room to run one blocking operation, up to the pool's
+    /// wait. Move the admission into the blocking task, so that it is released when the
+    /// operation ends, not when a cancelled request stops waiting for it.
+    pub async fn admit(&self) -> Result<Admission, Pkcs11Error> {
         let started = Instant::now();
-        let admission = Arc::clone(&self.admission);
-        match tokio::time::timeout(self.wait, admission.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+        let permits = Arc::clone(&self.permits);
+        match tokio::time::timeout(self.wait, permits.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Admission { _permit: permit }),
             // The semaphore is never closed; both arms mean no room in time.
             Ok(Err(_)) | Err(_) => Err(Pkcs11Error::PoolTimeout {
-                waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                waited_ms: waited_ms(started),
             }),
+        }
+    }
+
+    /// [`SessionPool::admit`] for the few callers outside the runtime (startup, loading a
+    /// key). It polls, which is fine for those cold paths; signatures use `admit`.
+    pub fn admit_blocking(&self) -> Result<Admission, Pkcs11Error> {
+        let started = Instant::now();
+        loop {
+            if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+                return Ok(Admission { _permit: permit });
+            }
+            if started.elapsed() >= self.wait {
+                return Err(Pkcs11Error::PoolTimeout {
+                    waited_ms: waited_ms(started),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -143,97 +181,92 @@ impl SessionPool {
         }
     }
 
-    /// Borrows a logged-in session, opening one if the pool is below capacity, waiting
-    /// for one otherwise. Blocks: call it from a blocking thread only.
-    pub fn checkout(self: &Arc<Self>) -> Result<Lease, Pkcs11Error> {
-        let deadline = Instant::now() + self.wait;
-        let gate = self.module.enter();
+    /// Borrows a logged-in session, opening one if none is idle. Never waits for another
+    /// request: the admission guarantees a session is free or may be opened. Blocks on the
+    /// token when opening: call it from a blocking thread only.
+    pub fn checkout(&self, _admitted: &Admission) -> Result<Lease<'_>, Pkcs11Error> {
+        let call = self.module.enter();
         let mut st = self.lock();
-        loop {
-            if let Some(session) = st.idle.pop() {
-                return Ok(Lease {
-                    pool: Arc::clone(self),
+        self.follow_module_epoch(&mut st);
+        if let Some(session) = st.idle.pop() {
+            return Ok(Lease {
+                pool: self,
+                session: Some(session),
+                generation: st.generation,
+                _call: call,
+            });
+        }
+        if st.live >= self.capacity {
+            // Cannot happen while every lease is taken under its own admission; refuse
+            // rather than open more sessions than configured.
+            return Err(Pkcs11Error::PoolTimeout { waited_ms: 0 });
+        }
+        // Opening happens under the lock: it is rare (startup, recovery) and keeps a herd
+        // of requests from all re-finding the token at once.
+        let generation = st.generation;
+        let slot = match st.slot {
+            Some(s) => s,
+            None => {
+                let s = find_slot(self.module.context(), &self.token_label)?;
+                st.slot = Some(s);
+                s
+            }
+        };
+        match open_logged_in(self.module.context(), slot, self.read_write, &self.pin) {
+            Ok(session) => {
+                st.live += 1;
+                st.opened += 1;
+                Ok(Lease {
+                    pool: self,
                     session: Some(session),
-                    generation: st.generation,
-                    _gate: gate,
-                });
+                    generation,
+                    _call: call,
+                })
             }
-            if st.live < self.capacity {
-                // Opening happens under the lock: it is rare (startup, recovery) and keeps
-                // a herd of requests from all re-finding the token at once.
-                let generation = st.generation;
-                let slot = match st.slot {
-                    Some(s) => s,
-                    None => {
-                        let s = find_slot(self.module.context(), &self.token_label)?;
-                        st.slot = Some(s);
-                        s
-                    }
-                };
-                let opened =
-                    open_logged_in(self.module.context(), slot, self.read_write, &self.pin);
-                return match opened {
-                    Ok(session) => {
-                        st.live += 1;
-                        st.opened += 1;
-                        Ok(Lease {
-                            pool: Arc::clone(self),
-                            session: Some(session),
-                            generation,
-                            _gate: gate,
-                        })
-                    }
-                    Err(e) => {
-                        if e.needs_reset() {
-                            Self::reset_locked(&mut st, generation);
-                        }
-                        Err(e)
-                    }
-                };
+            Err(e) => {
+                if e.needs_reset() {
+                    let stale = Self::next_generation(&mut st);
+                    drop(st);
+                    // Still inside the call guard: the handles are this epoch's.
+                    drop(stale);
+                }
+                Err(e)
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Pkcs11Error::PoolTimeout {
-                    waited_ms: u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-            st = self
-                .freed
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
-    /// Forgets every session and the slot of `generation` (if it is still current), so the
-    /// next checkout starts from the token label again.
-    pub fn reset(&self, generation: u64) {
+    /// Forgets every session and the slot of the lease's generation (if it is still
+    /// current), so the next checkout starts from the token label again.
+    pub fn reset(&self, lease: &Lease<'_>) {
         let idle = {
             let mut st = self.lock();
-            Self::reset_locked(&mut st, generation)
+            if st.generation != lease.generation {
+                return;
+            }
+            Self::next_generation(&mut st)
         };
-        // Closing may block on a sick device; do it outside the lock. Errors on close
-        // (the session is already gone) are expected and ignored by cryptoki.
+        // Closing may block on a sick device; do it outside the lock but inside the lease's
+        // call guard. Errors on close (the session is already gone) are ignored by cryptoki.
         drop(idle);
-        self.freed.notify_all();
     }
 
-    fn reset_locked(st: &mut State, generation: u64) -> Vec<Session> {
-        if st.generation != generation {
-            return Vec::new();
-        }
+    fn next_generation(st: &mut State) -> Vec<Session> {
         st.generation += 1;
         st.slot = None;
         st.live = 0;
         std::mem::take(&mut st.idle)
     }
 
-    /// Called by module re-initialisation with no lease out: the sessions' handles die
-    /// with C_Finalize and their numbers may be reused, so they are leaked, not closed.
-    pub(crate) fn forget_all(&self) {
-        let mut st = self.lock();
-        let generation = st.generation;
-        for session in Self::reset_locked(&mut st, generation) {
+    /// After a module re-initialisation, the sessions' handles died with C_Finalize and
+    /// their numbers may be reused, so they are leaked, not closed. Called inside a call
+    /// guard, so the epoch cannot move meanwhile.
+    fn follow_module_epoch(&self, st: &mut State) {
+        let epoch = self.module.epoch();
+        if st.epoch == epoch {
+            return;
+        }
+        st.epoch = epoch;
+        for session in Self::next_generation(st) {
             std::mem::forget(session);
         }
     }
@@ -253,11 +286,22 @@ impl SessionPool {
         let mut st = self.lock();
         if st.generation == generation {
             st.idle.push(session);
-            drop(st);
         } else {
             drop(st);
             drop(session);
         }
-        self.freed.notify_one();
+    }
+}
+
+impl Drop for SessionPool {
+    fn drop(&mut self) {
+        let epoch = self.module.epoch();
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if st.epoch != epoch {
+            // Opened before a re-initialisation: the handles are not ours to close.
+            for session in st.idle.drain(..) {
+                std::mem::forget(session);
+            }
+        }
     }
 }

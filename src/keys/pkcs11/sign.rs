@@ -1,30 +1,26 @@
 //! `Pkcs11Backend`: one configured key on a token, signing through the session pool.
 //!
-//! Safety of the answer does not rest on the token: every raw (r, s) is verified against
-//! the public key the key was loaded with (which also yields v, identical to trial
-//! recovery), normalised to low S, and checked against the key's address before return.
+//! Safety of the answer does not rest on the token: every raw (r, s) goes through
+//! `verify::finish_signature` before it is returned.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
-use k256::ecdsa::{Signature, VerifyingKey};
-use k256::elliptic_curve::ops::{LinearCombination, Reduce};
-use k256::elliptic_curve::point::AffineCoordinates;
-use k256::{FieldBytes, ProjectivePoint, Scalar, U256};
+use k256::ecdsa::VerifyingKey;
 use secrecy::SecretString;
 use tron_proto::sig::RecoverableSignature;
 use tron_proto::Address;
 
 use super::config::{KeySelector, Pkcs11Config};
 use super::context::module;
-use super::ec_point::{public_key, SECP256K1_EC_PARAMS};
-use super::error::Pkcs11Error;
-use super::keygen::{find, read_bytes};
-use super::pool::{Lease, PoolStats, SessionPool};
-use crate::keys::{KeyBackend, KeyError, SignFuture};
+use super::error::{Pkcs11Error, BACKEND};
+use super::object::lookup;
+use super::pool::{Admission, Lease, PoolStats, SessionPool};
+use super::verify::finish_signature;
+use crate::keys::backend::{KeyBackend, KeyError, SignFuture};
 
 /// A digest signed once per key lookup to prove the private key found belongs to the
 /// public key that names it.
@@ -54,7 +50,8 @@ impl Pkcs11Token {
     /// Finds the key named by `selector`, checks its two halves belong together, and
     /// returns a backend bound to its address. Blocking.
     pub fn load_key(&self, selector: &KeySelector) -> Result<Pkcs11Backend, Pkcs11Error> {
-        let lease = self.pool.checkout()?;
+        let admitted = self.pool.admit_blocking()?;
+        let lease = self.pool.checkout(&admitted)?;
         let found = lookup(lease.session(), selector)?;
         let inner = KeyInner {
             pool: Arc::clone(&self.pool),
@@ -82,7 +79,7 @@ impl Pkcs11Token {
     /// Takes one of the token's admission permits (one per session) and holds it until the
     /// permit is dropped, as a signature in progress would. For tests of a saturated pool.
     #[doc(hidden)]
-    pub async fn hold_admission(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Pkcs11Error> {
+    pub async fn hold_admission(&self) -> Result<Admission, Pkcs11Error> {
         self.pool.admit().await
     }
 }
@@ -115,14 +112,18 @@ impl std::fmt::Debug for Pkcs11Backend {
 }
 
 impl Pkcs11Backend {
-    /// Signs on the calling thread, recovering from a lost session once. Blocks: the
-    /// async [`KeyBackend::sign`] runs it on tokio's blocking pool.
-    pub fn sign_blocking(&self, txid: &[u8; 32]) -> Result<RecoverableSignature, Pkcs11Error> {
+    /// Signs on the calling thread under `admitted`, recovering from a lost session once.
+    /// Blocks: the async [`KeyBackend::sign`] runs it on tokio's blocking pool.
+    fn sign_admitted(
+        &self,
+        txid: &[u8; 32],
+        admitted: &Admission,
+    ) -> Result<RecoverableSignature, Pkcs11Error> {
         let inner = &self.inner;
         let mut retried = false;
         loop {
             let epoch = inner.pool.module_epoch();
-            let lease = match inner.pool.checkout() {
+            let lease = match inner.pool.checkout(admitted) {
                 Ok(lease) => lease,
                 Err(e) if !retried && module_may_be_stale(&e) => {
                     // The token may be back but invisible until the module is
@@ -143,7 +144,7 @@ impl Pkcs11Backend {
                 }
                 Err(e) => {
                     if e.needs_reset() {
-                        inner.pool.reset(lease.generation());
+                        inner.pool.reset(&lease);
                     }
                     drop(lease);
                     if matches!(e, Pkcs11Error::SessionLost { .. }) && !retried {
@@ -227,124 +228,13 @@ impl KeyInner {
     }
 }
 
-/// Low S, v, and verification in one step, then a check against `address`.
-///
-/// For a valid (r, s) over z by key Q, R = (z/s)·G + (r/s)·Q has x-coordinate r, and v is
-/// R's y parity (flipped when s is replaced by n − s). Computing R once is exactly an
-/// ECDSA verification; it yields the same v as trial recovery (the tests hold it to
-/// [`complete_signature`]) for a third of the arithmetic, which matters because it shares
-/// the cores with the HSM client. Anything that does not verify is an error, never an answer.
-fn finish_signature(
-    txid: &[u8; 32],
-    rs: &[u8],
-    key: &VerifyingKey,
-    address: &Address,
-) -> Result<RecoverableSignature, String> {
-    if Address::from_verifying_key(key) != *address {
-        return Err("the public key is not the address's".into());
-    }
-    let sig = Signature::from_slice(rs).map_err(|_| format!("not a {}-byte r||s", 64))?;
-    let (r, s) = sig.split_scalars();
-    let z = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*txid));
-    let s_inv = Option::<Scalar>::from(s.invert()).ok_or("s is not invertible")?;
-    let q = ProjectivePoint::from(*key.as_affine());
-    let big_r =
-        ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &q, &(*r * s_inv))
-            .to_affine();
-    if big_r.x() != r.to_bytes() {
-        // Either not a signature by this key, or R.x ≥ n, which no Tron v can express.
-        return Err("does not verify against the key's public key".into());
-    }
-    let mut y_odd = bool::from(big_r.y_is_odd());
-    let sig = match sig.normalize_s() {
-        Some(low) => {
-            y_odd = !y_odd;
-            low
-        }
-        None => sig,
-    };
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&sig.to_bytes());
-    out[64] = u8::from(y_odd);
-    Ok(out)
-}
-
-struct Found {
-    private: ObjectHandle,
-    label: String,
-    address: Address,
-    verifying_key: VerifyingKey,
-}
-
-/// Finds exactly one EC private key for `selector` and the public key with the same
-/// CKA_ID (or, for a key without an id, the same label), and derives its address.
-fn lookup(session: &Session, selector: &KeySelector) -> Result<Found, Pkcs11Error> {
-    let name = selector.to_string();
-    let by = match selector {
-        KeySelector::Label(l) => Attribute::Label(l.as_bytes().to_vec()),
-        KeySelector::Id(id) => Attribute::Id(id.clone()),
-    };
-    let privates = find(
-        session,
-        &[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::KeyType(KeyType::EC),
-            by.clone(),
-        ],
-    )?;
-    let private = match privates.as_slice() {
-        [one] => *one,
-        [] => return Err(Pkcs11Error::KeyNotFound { selector: name }),
-        many => {
-            return Err(Pkcs11Error::KeyAmbiguous {
-                selector: name,
-                count: many.len(),
-            })
-        }
-    };
-    let id = read_bytes(session, private, AttributeType::Id)?.unwrap_or_default();
-    let label = read_bytes(session, private, AttributeType::Label)?.unwrap_or_default();
-    let public_by = if id.is_empty() { by } else { Attribute::Id(id) };
-    let publics = find(
-        session,
-        &[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::EC),
-            public_by,
-        ],
-    )?;
-    let public = match publics.as_slice() {
-        [one] => *one,
-        [] => return Err(Pkcs11Error::PublicKeyMissing { selector: name }),
-        many => {
-            return Err(Pkcs11Error::KeyAmbiguous {
-                selector: name,
-                count: many.len(),
-            })
-        }
-    };
-    let params = read_bytes(session, public, AttributeType::EcParams)?;
-    if params.as_deref() != Some(&SECP256K1_EC_PARAMS[..]) {
-        return Err(Pkcs11Error::NotSecp256k1 { selector: name });
-    }
-    let point = read_bytes(session, public, AttributeType::EcPoint)?
-        .ok_or(Pkcs11Error::PublicKeyMissing { selector: name })?;
-    let (verifying_key, address) = public_key(&point)?;
-    Ok(Found {
-        private,
-        label: String::from_utf8_lossy(&label).into_owned(),
-        address,
-        verifying_key,
-    })
-}
-
 impl KeyBackend for Pkcs11Backend {
     fn address(&self) -> Address {
         self.inner.address
     }
 
     fn backend(&self) -> &'static str {
-        super::BACKEND
+        BACKEND
     }
 
     fn label(&self) -> &str {
@@ -355,14 +245,13 @@ impl KeyBackend for Pkcs11Backend {
         let this = self.clone();
         let txid = *txid;
         Box::pin(async move {
-            let permit = this.inner.pool.admit().await.map_err(KeyError::from)?;
-            tokio::task::spawn_blocking(move || {
-                let _held_until_done = permit;
-                this.sign_blocking(&txid)
-            })
-            .await
-            .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
-            .map_err(KeyError::from)
+            let admitted = this.inner.pool.admit().await.map_err(KeyError::from)?;
+            // The admission moves into the task and is released when the token is done,
+            // even if this request is cancelled meanwhile.
+            tokio::task::spawn_blocking(move || this.sign_admitted(&txid, &admitted))
+                .await
+                .map_err(|_| KeyError::from(Pkcs11Error::TaskFailed))?
+                .map_err(KeyError::from)
         })
     }
 }
@@ -376,65 +265,4 @@ pub fn load_backends(
     let token = Pkcs11Token::open(config, pin)?;
     let keys = token.load_keys(config)?;
     Ok((token, keys))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k256::ecdsa::SigningKey;
-    use tron_proto::sig::{complete_signature, is_low_s, recover_address};
-
-    fn key(b: u8) -> SigningKey {
-        SigningKey::from_slice(&[b; 32]).unwrap()
-    }
-
-    #[test]
-    fn high_s_from_the_device_is_normalised_and_verified() {
-        let k = key(7);
-        let addr = Address::from_verifying_key(k.verifying_key());
-        for i in 0u16..256 {
-            let txid = tron_proto::txid(&i.to_be_bytes());
-            let (sig, _) = k.sign_prehash_recoverable(&txid).unwrap();
-            let high = Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
-            for rs in [sig.to_bytes(), high.to_bytes()] {
-                let out = finish_signature(&txid, &rs, k.verifying_key(), &addr).unwrap();
-                assert!(is_low_s(&out));
-                assert_eq!(recover_address(&txid, &out).unwrap(), addr);
-                // Same bytes as trial recovery would give.
-                assert_eq!(
-                    out,
-                    complete_signature(&txid, &rs, k.verifying_key()).unwrap()
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn signature_from_another_key_is_refused() {
-        let k = key(7);
-        let other = key(8);
-        let addr = Address::from_verifying_key(k.verifying_key());
-        let txid = tron_proto::txid(b"payout");
-        let (sig, _) = other.sign_prehash_recoverable(&txid).unwrap();
-        assert!(finish_signature(&txid, &sig.to_bytes(), k.verifying_key(), &addr).is_err());
-        // A signature by the right key over another txid.
-        let (sig2, _) = k.sign_prehash_recoverable(&[0x55; 32]).unwrap();
-        assert!(finish_signature(&txid, &sig2.to_bytes(), k.verifying_key(), &addr).is_err());
-        // Garbage and short answers too.
-        assert!(finish_signature(&txid, &[0u8; 64], k.verifying_key(), &addr).is_err());
-        assert!(finish_signature(&txid, &[1u8; 63], k.verifying_key(), &addr).is_err());
-    }
-
-    #[test]
-    fn final_check_catches_a_public_key_that_is_not_the_address() {
-        // The token's public key and the address the key was loaded as disagree: trial
-        // recovery succeeds against the public key, the address check must still refuse.
-        let k = key(7);
-        let wrong_addr = Address::from_verifying_key(key(9).verifying_key());
-        let txid = tron_proto::txid(b"payout");
-        let (sig, _) = k.sign_prehash_recoverable(&txid).unwrap();
-        let err =
-            finish_signature(&txid, &sig.to_bytes(), k.verifying_key(), &wrong_addr).unwrap_err();
-        assert!(err.contains("not the address"), "{err}");
-    }
 }

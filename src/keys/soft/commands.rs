@@ -1,4 +1,5 @@
-//! `tron-signer keys generate | import | list`. The lead wires [`KeysCommand`] into main.
+//! What `tron-signer keys generate | import | list` do to a keystore, given already-parsed
+//! arguments (the flags themselves are in `crate::cli::keys`).
 //!
 //! Private keys enter only through standard input, never argv (argv is visible to every
 //! local user in /proc and lands in shell history).
@@ -6,26 +7,22 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use zeroize::Zeroizing;
 
-use super::{KdfParams, Keystore, KeystoreError};
+use super::keystore::{KdfParams, Keystore, KeystoreError};
 use crate::secret_source::SecretSource;
 
 const WHAT: &str = "keystore passphrase";
 
 /// Which keystore, and where its passphrase comes from (default: prompt on the terminal).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct KeystoreArgs {
     /// Keystore file.
-    #[arg(long, value_name = "PATH")]
     pub keystore: PathBuf,
     /// Read the passphrase from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file")]
     pub passphrase_env: Option<String>,
     /// Read the passphrase from this file (one trailing newline is ignored).
-    #[arg(long, value_name = "PATH")]
     pub passphrase_file: Option<PathBuf>,
 }
 
@@ -39,17 +36,15 @@ impl KeystoreArgs {
     }
 }
 
-/// argon2id cost for a new file, or to re-key an existing one on this write.
-#[derive(Debug, Clone, Default, Args)]
+/// argon2id cost for a new file, or to re-key an existing one on this write; each `None`
+/// keeps the current (or default) value.
+#[derive(Debug, Clone, Default)]
 pub struct KdfArgs {
     /// argon2id memory in KiB (default 65536 = 64 MiB).
-    #[arg(long, value_name = "KIB")]
     pub kdf_m_cost: Option<u32>,
     /// argon2id passes (default 3).
-    #[arg(long, value_name = "N")]
     pub kdf_t_cost: Option<u32>,
     /// argon2id lanes (default 1).
-    #[arg(long, value_name = "N")]
     pub kdf_p_cost: Option<u32>,
 }
 
@@ -68,36 +63,28 @@ impl KdfArgs {
 }
 
 /// Options shared by the commands that add a key.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct AddKeyArgs {
-    #[command(flatten)]
     pub store: KeystoreArgs,
     /// Operator-facing name of the key (unique within the keystore).
-    #[arg(long)]
     pub label: String,
-    #[command(flatten)]
     pub kdf: KdfArgs,
     /// Replace an existing file that is not a keystore openable with this passphrase.
-    #[arg(long)]
     pub force: bool,
 }
 
-#[derive(Debug, Clone, Subcommand)]
+/// One keystore command.
+#[derive(Debug, Clone)]
 pub enum KeysCommand {
     /// Generate a key from OS randomness (creating the keystore if missing); prints its address.
     Generate(AddKeyArgs),
     /// Import a private key given as 64 hex digits on standard input; prints its address.
     Import(AddKeyArgs),
-    /// List the keys' addresses, labels and creation times.
-    List {
-        #[command(flatten)]
-        store: KeystoreArgs,
-        /// One JSON array instead of text lines.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the keys' addresses, labels and creation times (as one JSON array with `json`).
+    List { store: KeystoreArgs, json: bool },
 }
 
+/// Runs one keystore command: reads the passphrase from its source, prints to `stdout`.
 pub fn run_keys(
     cmd: KeysCommand,
     stdin: &mut dyn Read,
@@ -255,5 +242,164 @@ mod tests {
             assert_eq!(e.code(), "keystore_invalid_key_encoding");
             assert!(!e.to_string().contains("279ff36d"));
         }
+    }
+
+    // ---- commands on a keystore file (moved here from keystore/tests.rs) ----
+
+    use std::path::Path;
+
+    use crate::keys::soft::keystore::KdfParams;
+
+    const VECTOR_HEX: &str = "279ff36d9bf9f305af3280034bb4187c6dd299bac6b26a3c20b999c7c0d50e6e";
+    const VECTOR_ADDR: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+
+    fn pass(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    fn cheap() -> KdfParams {
+        KdfParams::insecure_for_tests()
+    }
+
+    fn store_args(path: &Path, passfile: &Path) -> KeystoreArgs {
+        KeystoreArgs {
+            keystore: path.to_path_buf(),
+            passphrase_env: None,
+            passphrase_file: Some(passfile.to_path_buf()),
+        }
+    }
+
+    fn add(path: &Path, passfile: &Path, label: &str, force: bool) -> AddKeyArgs {
+        AddKeyArgs {
+            store: store_args(path, passfile),
+            label: label.into(),
+            kdf: KdfArgs {
+                kdf_m_cost: Some(8),
+                kdf_t_cost: Some(1),
+                kdf_p_cost: None,
+            },
+            force,
+        }
+    }
+
+    fn run(cmd: KeysCommand, stdin: &str) -> Result<String, KeystoreError> {
+        let mut out = Vec::new();
+        run_keys(cmd, &mut stdin.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn cli_generate_import_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ks");
+        let pf = dir.path().join("pass");
+        std::fs::write(&pf, "cli pass\n").unwrap();
+
+        let a = run(KeysCommand::Generate(add(&path, &pf, "hot", false)), "").unwrap();
+        let a = a.trim().to_string();
+        assert!(a.starts_with('T') && a.len() == 34);
+        let b = run(
+            KeysCommand::Import(add(&path, &pf, "imported", false)),
+            &format!("{VECTOR_HEX}\n"),
+        )
+        .unwrap();
+        assert_eq!(b.trim(), VECTOR_ADDR);
+
+        let listed = run(
+            KeysCommand::List {
+                store: store_args(&path, &pf),
+                json: true,
+            },
+            "",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(v[0]["address"], a.as_str());
+        assert_eq!(v[0]["label"], "hot");
+        assert_eq!(v[1]["address"], VECTOR_ADDR);
+        assert_eq!(v[1]["label"], "imported");
+        assert!(!listed.contains(&VECTOR_HEX[..16]));
+        let text = run(
+            KeysCommand::List {
+                store: store_args(&path, &pf),
+                json: false,
+            },
+            "",
+        )
+        .unwrap();
+        assert_eq!(text.lines().count(), 2);
+
+        // Duplicate import and bad stdin change nothing.
+        let before = std::fs::read(&path).unwrap();
+        let e = run(
+            KeysCommand::Import(add(&path, &pf, "again", false)),
+            VECTOR_HEX,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "keystore_duplicate_address");
+        let e = run(KeysCommand::Import(add(&path, &pf, "bad", false)), "nothex").unwrap_err();
+        assert_eq!(e.code(), "keystore_invalid_key_encoding");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn cli_refuses_to_replace_what_it_cannot_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ks");
+        let pf = dir.path().join("pass");
+        let wrong = dir.path().join("wrong");
+        std::fs::write(&pf, "right").unwrap();
+        std::fs::write(&wrong, "wrong").unwrap();
+
+        std::fs::write(&path, b"precious non-keystore data").unwrap();
+        match run(KeysCommand::Generate(add(&path, &pf, "k", false)), "") {
+            Err(KeystoreError::ExistingUnopenable { cause, .. }) => {
+                assert_eq!(cause.code(), "keystore_bad_magic")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious non-keystore data");
+        run(KeysCommand::Generate(add(&path, &pf, "k", true)), "").unwrap();
+
+        match run(KeysCommand::Generate(add(&path, &wrong, "k2", false)), "") {
+            Err(KeystoreError::ExistingUnopenable { cause, .. }) => {
+                assert_eq!(cause.code(), "keystore_wrong_passphrase")
+            }
+            other => panic!("{other:?}"),
+        }
+        let ks = Keystore::open(&path, &pass("right")).unwrap();
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks.params(), cheap());
+    }
+
+    #[test]
+    fn cli_missing_passphrase_source_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ks");
+        let mut args = add(&path, &dir.path().join("absent-pass"), "k", false);
+        let e = run(KeysCommand::Generate(args.clone()), "").unwrap_err();
+        assert_eq!(e.code(), "secret_file_missing");
+        assert!(e.to_string().contains("absent-pass"));
+        args.store.passphrase_file = None;
+        args.store.passphrase_env = Some("TRON_SIGNER_TEST_KEYSTORE_NO_SUCH_VAR".into());
+        let e = run(KeysCommand::Generate(args), "").unwrap_err();
+        assert_eq!(e.code(), "secret_env_missing");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn secret_is_used_verbatim_from_env_source() {
+        // The passphrase from the env source opens what the file source wrote.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ks");
+        let pf = dir.path().join("pass");
+        std::fs::write(&pf, "same secret\n").unwrap();
+        run(KeysCommand::Generate(add(&path, &pf, "k", false)), "").unwrap();
+        let var = "TRON_SIGNER_TEST_KEYSTORE_ENV_PASS";
+        std::env::set_var(var, "same secret");
+        let src = crate::secret_source::SecretSource::Env(var.into());
+        let p = src.read_secret("keystore passphrase").unwrap();
+        assert_eq!(p.expose_secret(), "same secret");
+        assert_eq!(Keystore::open(&path, &p).unwrap().len(), 1);
     }
 }

@@ -6,8 +6,13 @@ use std::sync::Arc;
 use tron_proto::sig::RecoverableSignature;
 use tron_proto::Address;
 
-use super::Keystore;
-use crate::keys::{KeyBackend, KeyError, KeyRing, SignFuture};
+use super::keystore::Keystore;
+use crate::keys::backend::{KeyBackend, KeyError, SignFuture};
+use crate::keys::ring::KeyRing;
+use crate::reason::ReasonCode;
+
+/// `KeyBackend::backend()` for these keys.
+pub const BACKEND: &str = "soft";
 
 /// One key of an unlocked, shared keystore.
 pub struct KeystoreKey {
@@ -22,13 +27,13 @@ impl KeystoreKey {
             .store
             .get(&self.address)
             .ok_or_else(|| KeyError::Failed {
-                backend: "soft",
-                reason: "soft_key_missing",
+                backend: BACKEND,
+                reason: ReasonCode::SoftKeyMissing,
                 detail: format!("key {} is no longer in the keystore", self.address),
             })?;
         key.sign_txid(txid).map_err(|e| KeyError::Failed {
-            backend: "soft",
-            reason: "soft_sign_failed",
+            backend: BACKEND,
+            reason: ReasonCode::SoftSignFailed,
             detail: e.to_string(),
         })
     }
@@ -40,7 +45,7 @@ impl KeyBackend for KeystoreKey {
     }
 
     fn backend(&self) -> &'static str {
-        "soft"
+        BACKEND
     }
 
     fn label(&self) -> &str {

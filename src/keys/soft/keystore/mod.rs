@@ -6,8 +6,6 @@
 //! [`SealedKeystore::decrypt`] (AEAD; tampering is detected here), then
 //! [`Keystore::from_plaintext`] (builds the [`SoftKey`]s).
 
-pub mod backend;
-pub mod cli;
 mod crypto;
 mod error;
 mod format;
@@ -25,8 +23,7 @@ use secrecy::{SecretBox, SecretString};
 use tron_proto::Address;
 use zeroize::Zeroizing;
 
-use crate::keys::soft::SoftKeyError;
-use crate::keys::SoftKey;
+use super::key::{SoftKey, SoftKeyError};
 
 pub use crypto::{KdfParams, UnlockKey, MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST};
 pub use error::KeystoreError;
