@@ -13,7 +13,7 @@
 //! are forgotten in memory as time moves on, so a longer window would undercount.
 
 mod audit;
-mod cli;
+mod commands;
 mod entry;
 mod error;
 mod intent_json;
@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 use tron_proto::{Address, U256};
 
 pub use audit::{AuditRecord, ChainedRecord, Decision};
-pub use cli::{run_audit, AuditCommand};
+pub use commands::{run_audit, AuditCommand};
 pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
 pub use intent_json::{intent_json, intent_value};

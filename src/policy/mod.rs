@@ -7,7 +7,7 @@
 
 pub mod amount;
 pub mod archive;
-mod cli;
+mod commands;
 pub mod duration;
 mod eval;
 mod explain;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use amount::{format_amount, parse_amount, AmountError};
-pub use cli::{run_policy, PolicyCommand};
+pub use commands::{run_policy, PolicyCommand};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use eval::{Allow, Decision, Deny, DenyCode, Request, Usage};
 pub use load::{
