@@ -18,3 +18,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # --no-fail-fast: one failing test binary must not hide the others' results.
 cargo test --workspace --locked --no-fail-fast
+# The signer without its PKCS#11 backend (the `pkcs11` feature links cryptoki): it must build,
+# lint clean and pass its own tests.
+cargo clippy -p tron-signer --no-default-features --lib --locked -- -D warnings
+cargo test -p tron-signer --no-default-features --lib --locked --no-fail-fast

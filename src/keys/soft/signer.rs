@@ -52,8 +52,8 @@ impl KeyBackend for KeystoreKey {
         &self.label
     }
 
-    /// A software signature takes ~50 µs, less than a thread hand-off costs, so it runs
-    /// inline on the caller's worker.
+    /// A software signature costs about what a thread hand-off does (BENCHMARKS.md,
+    /// `decode_sign`), so it runs inline on the caller's worker.
     fn sign<'a>(&'a self, txid: &'a [u8; 32]) -> SignFuture<'a> {
         let result = self.sign_now(txid);
         Box::pin(std::future::ready(result))

@@ -40,7 +40,8 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// 64 MiB, 3 passes, 1 lane: about half a second on one core, costly to brute-force.
+    /// 64 MiB, 3 passes, 1 lane: slow to brute-force, and a load time BENCHMARKS.md
+    /// (`keystore_load`) measures.
     fn default() -> Self {
         KdfParams {
             m_cost_kib: 64 * 1024,
