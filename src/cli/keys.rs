@@ -389,33 +389,25 @@ mod tests {
     #[cfg(feature = "pkcs11")]
     #[test]
     fn missing_module_and_pin_are_specific() {
+        let list_with = |var: &str| {
+            run(&[
+                "pkcs11",
+                "list",
+                "--module",
+                "/nonexistent/libnope.so",
+                "--token-label",
+                "t",
+                "--pin-env",
+                var,
+            ])
+            .unwrap_err()
+        };
         let var = "TRON_SIGNER_TEST_KEYS_CLI_PIN_UNSET";
         std::env::remove_var(var);
-        let e = run(&[
-            "pkcs11",
-            "list",
-            "--module",
-            "/nonexistent/libnope.so",
-            "--token-label",
-            "t",
-            "--pin-env",
-            var,
-        ])
-        .unwrap_err();
-        assert_eq!(e.code(), "secret_env_missing");
+        assert_eq!(list_with(var).code(), "secret_env_missing");
         let var = "TRON_SIGNER_TEST_KEYS_CLI_PIN_SET";
         std::env::set_var(var, "9999");
-        let e = run(&[
-            "pkcs11",
-            "list",
-            "--module",
-            "/nonexistent/libnope.so",
-            "--token-label",
-            "t",
-            "--pin-env",
-            var,
-        ])
-        .unwrap_err();
+        let e = list_with(var);
         assert_eq!(e.code(), "pkcs11_module_load");
         assert!(!e.to_string().contains("9999"));
     }

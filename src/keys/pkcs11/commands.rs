@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::context::module;
+use secrecy::SecretString;
+
+use super::context::{module, Pkcs11Module};
 use super::error::Pkcs11Error;
 use super::keygen::{generate_key, list_keys};
 use crate::secret_source::{SecretSource, SecretSourceError};
@@ -42,17 +44,23 @@ impl TokenCommandError {
 
 const PIN_PROMPT: &str = "PKCS#11 user PIN";
 
+/// The PIN first (so a missing PIN is reported before the module is touched), then the
+/// loaded module.
+fn open(token: &TokenArgs) -> Result<(Pkcs11Module, SecretString), TokenCommandError> {
+    let pin = token
+        .pin
+        .read_secret(PIN_PROMPT)
+        .map_err(TokenCommandError::Pin)?;
+    Ok((module(&token.module)?, pin))
+}
+
 /// Generates a key labelled `label` inside the token and prints its address.
 pub fn generate(
     token: &TokenArgs,
     label: &str,
     stdout: &mut dyn Write,
 ) -> Result<(), TokenCommandError> {
-    let pin = token
-        .pin
-        .read_secret(PIN_PROMPT)
-        .map_err(TokenCommandError::Pin)?;
-    let module = module(&token.module)?;
+    let (module, pin) = open(token)?;
     let key = generate_key(&module, &token.token_label, &pin, label)?;
     writeln!(stdout, "{}", key.address).map_err(TokenCommandError::Output)
 }
@@ -64,11 +72,7 @@ pub fn list(
     json: bool,
     stdout: &mut dyn Write,
 ) -> Result<(), TokenCommandError> {
-    let pin = token
-        .pin
-        .read_secret(PIN_PROMPT)
-        .map_err(TokenCommandError::Pin)?;
-    let module = module(&token.module)?;
+    let (module, pin) = open(token)?;
     let keys = list_keys(&module, &token.token_label, &pin)?;
     if json {
         let v: Vec<serde_json::Value> = keys
