@@ -17,6 +17,7 @@ pub mod keys;
 pub mod ledger;
 mod no_dumps;
 pub mod policy;
+pub mod private_file;
 pub mod reason;
 pub mod secret_source;
 pub mod service;

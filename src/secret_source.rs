@@ -9,6 +9,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::private_file::{self, PrivateFileError};
+
 /// `"prompt"`, `{ env = "VAR" }` or `{ file = "/path" }` in TOML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -61,6 +63,11 @@ pub enum SecretSourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "secret file {path}: permissions {mode:04o} are too open (no group or other access \
+         is allowed; chmod 600 it)"
+    )]
+    FileTooOpen { path: PathBuf, mode: u32 },
     #[error("secret file {path} is not valid UTF-8")]
     FileNotUnicode { path: PathBuf },
     #[error("cannot prompt for the {what}: {source}")]
@@ -80,6 +87,7 @@ impl SecretSourceError {
             SecretSourceError::EnvNotUnicode { .. } => "secret_env_not_unicode",
             SecretSourceError::FileMissing { .. } => "secret_file_missing",
             SecretSourceError::FileUnreadable { .. } => "secret_file_unreadable",
+            SecretSourceError::FileTooOpen { .. } => "secret_file_too_open",
             SecretSourceError::FileNotUnicode { .. } => "secret_file_not_unicode",
             SecretSourceError::Prompt { .. } => "secret_prompt_failed",
             SecretSourceError::Empty { .. } => "secret_empty",
@@ -110,15 +118,20 @@ impl SecretSource {
                 }
             },
             SecretSource::File(path) => {
-                let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| {
-                    if source.kind() == std::io::ErrorKind::NotFound {
+                let bytes = Zeroizing::new(private_file::read(path).map_err(|e| match e {
+                    PrivateFileError::TooOpen { mode } => SecretSourceError::FileTooOpen {
+                        path: path.clone(),
+                        mode,
+                    },
+                    PrivateFileError::Io(source)
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
                         SecretSourceError::FileMissing { path: path.clone() }
-                    } else {
-                        SecretSourceError::FileUnreadable {
-                            path: path.clone(),
-                            source,
-                        }
                     }
+                    PrivateFileError::Io(source) => SecretSourceError::FileUnreadable {
+                        path: path.clone(),
+                        source,
+                    },
                 })?);
                 let text = std::str::from_utf8(&bytes)
                     .map_err(|_| SecretSourceError::FileNotUnicode { path: path.clone() })?;
@@ -153,6 +166,32 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    /// A secret file as an operator should write it: owner-only.
+    fn write_private(p: &std::path::Path, content: impl AsRef<[u8]>) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, content).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn file_readable_by_others_refused_without_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pin");
+        write_private(&p, "1234\n");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = SecretSource::File(p.clone())
+            .read_secret("PIN")
+            .unwrap_err();
+        assert_eq!(e.code(), "secret_file_too_open");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("0644") && msg.contains(&p.display().to_string()),
+            "{msg}"
+        );
+        assert!(!msg.contains("1234"), "{msg}");
+    }
+
     #[test]
     fn file_strips_one_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
@@ -164,7 +203,7 @@ mod tests {
             (" spaced pass \n", " spaced pass "),
         ] {
             let p = dir.path().join("pass");
-            std::fs::write(&p, content).unwrap();
+            write_private(&p, content);
             let s = SecretSource::File(p).read_secret("passphrase").unwrap();
             assert_eq!(s.expose_secret(), want);
         }
@@ -186,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for content in ["", "\n", "\r\n"] {
             let p = dir.path().join("pass");
-            std::fs::write(&p, content).unwrap();
+            write_private(&p, content);
             let e = SecretSource::File(p).read_secret("passphrase").unwrap_err();
             assert_eq!(e.code(), "secret_empty");
         }
@@ -196,7 +235,7 @@ mod tests {
     fn file_not_utf8_refused_without_content() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pass");
-        std::fs::write(&p, [0xff, 0xfe, b'x']).unwrap();
+        write_private(&p, [0xff, 0xfe, b'x']);
         let e = SecretSource::File(p).read_secret("passphrase").unwrap_err();
         assert_eq!(e.code(), "secret_file_not_unicode");
     }

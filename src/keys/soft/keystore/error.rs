@@ -12,6 +12,11 @@ use crate::secret_source::SecretSourceError;
 pub enum KeystoreError {
     #[error("keystore file {path} does not exist")]
     NotFound { path: PathBuf },
+    #[error(
+        "keystore file {path}: permissions {mode:04o} are too open (no group or other access \
+         is allowed; chmod 600 it, as ssh requires of private keys)"
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -78,6 +83,7 @@ impl KeystoreError {
     pub fn code(&self) -> &'static str {
         match self {
             KeystoreError::NotFound { .. } => "keystore_not_found",
+            KeystoreError::TooOpen { .. } => "keystore_too_open",
             KeystoreError::Io { .. } => "keystore_io",
             KeystoreError::BadMagic => "keystore_bad_magic",
             KeystoreError::UnsupportedVersion(_) => "keystore_unsupported_version",

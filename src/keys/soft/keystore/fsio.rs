@@ -1,21 +1,23 @@
 //! Reading the keystore file and replacing it atomically.
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
 use super::error::KeystoreError;
 use crate::durable_file::{self, Mode};
+use crate::private_file::{self, PrivateFileError};
 
+/// Reads the keystore file, refusing one that group or others can access.
 pub fn read(path: &Path) -> Result<Vec<u8>, KeystoreError> {
-    fs::read(path).map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            KeystoreError::NotFound {
-                path: path.to_path_buf(),
-            }
-        } else {
-            KeystoreError::io("read", path, e)
-        }
+    private_file::read(path).map_err(|e| match e {
+        PrivateFileError::TooOpen { mode } => KeystoreError::TooOpen {
+            path: path.to_path_buf(),
+            mode,
+        },
+        PrivateFileError::Io(e) if e.kind() == ErrorKind::NotFound => KeystoreError::NotFound {
+            path: path.to_path_buf(),
+        },
+        PrivateFileError::Io(e) => KeystoreError::io("read", path, e),
     })
 }
 

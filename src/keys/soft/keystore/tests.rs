@@ -132,6 +132,23 @@ fn each_save_uses_fresh_salt_and_nonce() {
     assert_ne!(a[24..80], b[24..80]);
 }
 
+/// Issue 11 item 11: a keystore that group or others can read is refused before it is
+/// decrypted, naming the mode; the owner-only file the signer writes opens.
+#[test]
+fn keystore_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, path, _) = fixture();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "saved owner-only");
+    assert!(Keystore::open(&path, &pass("pw")).is_ok());
+    for bad in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+        let e = Keystore::open(&path, &pass("pw")).unwrap_err();
+        assert_eq!(e.code(), "keystore_too_open", "{bad:o}");
+        assert!(e.to_string().contains(&format!("{bad:04o}")), "{e}");
+    }
+}
+
 #[test]
 fn wrong_passphrase() {
     let (_dir, path, _) = fixture();
