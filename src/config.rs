@@ -50,6 +50,67 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// Who may connect to the Unix socket: its mode and group, set explicitly at start, never
+/// left to the umask. Until callers are named in the policy, the socket's permissions are
+/// the gate, so others may never have access.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "UnixSocketRepr")]
+pub struct UnixSocketConfig {
+    /// Permission bits, `0600` (owner only) unless configured.
+    pub mode: u32,
+    /// A group name (from /etc/group) or a numeric gid; `None` keeps the signer's own group.
+    pub group: Option<String>,
+}
+
+impl Default for UnixSocketConfig {
+    fn default() -> Self {
+        UnixSocketConfig {
+            mode: 0o600,
+            group: None,
+        }
+    }
+}
+
+/// `[unix_socket]` as written: `mode = "0660"`, `group = "tron-broadcaster"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnixSocketRepr {
+    mode: Option<String>,
+    group: Option<String>,
+}
+
+impl TryFrom<UnixSocketRepr> for UnixSocketConfig {
+    type Error = String;
+
+    fn try_from(r: UnixSocketRepr) -> Result<Self, String> {
+        let mode = match r.mode {
+            None => 0o600,
+            Some(text) => {
+                let mode = u32::from_str_radix(&text, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777 && text.len() == 4 && text.starts_with('0'))
+                    .ok_or_else(|| {
+                        format!("unix_socket.mode {text:?} is not four octal digits like \"0660\"")
+                    })?;
+                if mode & 0o007 != 0 {
+                    return Err(format!(
+                        "unix_socket.mode {text:?} gives others access; the socket is the gate \
+                         to signing: use a group (\"0660\" with unix_socket.group)"
+                    ));
+                }
+                mode
+            }
+        };
+        if r.group.as_deref() == Some("") {
+            return Err("unix_socket.group is empty".into());
+        }
+        Ok(UnixSocketConfig {
+            mode,
+            group: r.group,
+        })
+    }
+}
+
 /// The encrypted keystore and how to get its passphrase.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +175,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The policy file; re-read on SIGHUP.
     pub policy: PathBuf,
+    /// Mode and group of the Unix socket (when `listen` is one).
+    #[serde(default)]
+    pub unix_socket: UnixSocketConfig,
     #[serde(default)]
     pub keystore: Option<KeystoreConfig>,
     #[serde(default)]
@@ -242,6 +306,48 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
         assert_eq!(c.policy, PathBuf::from("/etc/tron-signer/policy.toml"));
         assert_eq!(c.keystore.unwrap().path, dir.path().join("keys.tks"));
         assert!(c.pkcs11.is_none());
+    }
+
+    /// `[unix_socket]`: owner-only by default; a group mode is allowed; anything that gives
+    /// others access, or is not written as four octal digits, is refused with its reason.
+    #[test]
+    fn unix_socket_mode_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.toml");
+        let load = |section: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "listen = \"unix:s.sock\"\ndata_dir = \"d\"\npolicy = \"p.toml\"\n{section}\n\
+                     [keystore]\npath = \"k.tks\"\npassphrase = \"prompt\"\n"
+                ),
+            )
+            .unwrap();
+            Config::load(&path)
+        };
+        assert_eq!(load("").unwrap().unix_socket, UnixSocketConfig::default());
+        assert_eq!(load("").unwrap().unix_socket.mode, 0o600);
+        let c = load("[unix_socket]\nmode = \"0660\"\ngroup = \"tron-broadcaster\"").unwrap();
+        assert_eq!(
+            c.unix_socket,
+            UnixSocketConfig {
+                mode: 0o660,
+                group: Some("tron-broadcaster".into())
+            }
+        );
+        for (bad, why) in [
+            ("mode = \"0666\"", "gives others access"),
+            ("mode = \"0602\"", "gives others access"),
+            ("mode = \"660\"", "four octal digits"),
+            ("mode = \"0680\"", "four octal digits"),
+            ("mode = \"4660\"", "four octal digits"),
+            ("group = \"\"", "group is empty"),
+            ("owner = \"root\"", "unknown field"),
+        ] {
+            let e = load(&format!("[unix_socket]\n{bad}")).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 
     #[cfg(feature = "pkcs11")]

@@ -72,6 +72,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         listen,
         data_dir: dir.join("data"),
         policy,
+        unix_socket: Default::default(),
         keystore: Some(KeystoreConfig {
             path: keystore,
             passphrase: SecretSource::Env(DEV_PASSPHRASE_VAR.into()),

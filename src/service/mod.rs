@@ -13,6 +13,7 @@ mod refusal;
 mod request;
 pub mod run;
 pub mod server;
+pub mod unix_socket;
 
 pub use self::core::{Core, Evaluated, Signed};
 pub use self::refusal::{Refusal, RefusalKind};

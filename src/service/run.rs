@@ -19,6 +19,7 @@ use crate::policy::{self, PolicyLoadError};
 use crate::secret_source::SecretSourceError;
 use crate::service::core::system_clock;
 use crate::service::server::{self, ServeError};
+use crate::service::unix_socket::SocketError;
 use crate::service::Core;
 
 /// Why the service did not start. Messages name files and causes, never secrets.
@@ -58,6 +59,9 @@ impl StartError {
             StartError::Policy(e) => e.code(),
             StartError::Ledger(e) => e.code(),
             StartError::DuplicateKey(_) => "duplicate_key",
+            StartError::Serve(ServeError::Socket(SocketError::NotASocket { .. })) => {
+                "socket_path_not_a_socket"
+            }
             StartError::Serve(_) => "serve_failed",
         }
     }
@@ -167,7 +171,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     server::spawn_reload_on_sighup(Arc::clone(&core), cfg.policy.clone())?;
-    server::serve(core, &cfg.listen, shutdown).await?;
+    server::serve(core, &cfg.listen, &cfg.unix_socket, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,8 +10,9 @@ use tonic::transport::Server;
 use tron_proto::signer::signer_server::SignerServer;
 
 use super::grpc::GrpcSigner;
+use super::unix_socket::{self, SocketError};
 use super::Core;
-use crate::config::Listen;
+use crate::config::{Listen, UnixSocketConfig};
 use crate::policy;
 
 /// Why the server could not start or stopped abnormally.
@@ -22,6 +23,8 @@ pub enum ServeError {
         listen: String,
         source: std::io::Error,
     },
+    #[error("unix socket: {0}")]
+    Socket(#[from] SocketError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
@@ -72,6 +75,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5
 pub async fn serve(
     core: Arc<Core>,
     listen: &Listen,
+    socket: &UnixSocketConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -79,7 +83,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(());
     };
-    let serving = serve_until(core, listen, signal);
+    let serving = serve_until(core, listen, socket, signal);
     tokio::pin!(serving);
     tokio::select! {
         r = &mut serving => return r,
@@ -99,6 +103,7 @@ pub async fn serve(
 async fn serve_until(
     core: Arc<Core>,
     listen: &Listen,
+    socket: &UnixSocketConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -137,16 +142,8 @@ async fn serve_until(
                 .await?;
         }
         Listen::Unix(path) => {
-            // A stale socket from a previous run would make bind fail.
-            if path.exists() {
-                let _ = std::fs::remove_file(path);
-            }
-            let listener =
-                tokio::net::UnixListener::bind(path).map_err(|source| ServeError::Bind {
-                    listen: listen.to_string(),
-                    source,
-                })?;
-            tracing::info!(listen = %listen, "serving gRPC");
+            let listener = unix_socket::bind(path, socket)?;
+            tracing::info!(listen = %listen, mode = format!("{:04o}", socket.mode), "serving gRPC");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
