@@ -28,7 +28,8 @@ pub use load::{
     MAX_MEMO_LEN, MAX_WINDOW_MS, TRX_DECIMALS,
 };
 pub use model::{
-    AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Policy, Window,
+    AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Network, Policy,
+    Window,
 };
 pub use problem::{PolicyLoadError, Problem, ProblemCode};
 

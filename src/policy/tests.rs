@@ -16,10 +16,13 @@ const TREASURY: &str = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU";
 const STRANGER: &str = "TCXnvdyuSYwMdXt2RY2UDWfaS9gGtzJrem";
 const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 const MAINNET_USDT: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+/// The made-up contract of BASE's second token (not in the well-known table).
+const USDM_CONTRACT: &str = "TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV";
 
 /// A valid policy; load tests change one line at a time.
 const BASE: &str = r#"version = 1
 name = "test policy"
+network = "nile"
 
 [global]
 frozen = false
@@ -36,7 +39,7 @@ decimals = 6
 
 [[token]]
 symbol = "USDM"
-contract = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+contract = "TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV"
 decimals = 6
 
 [[key]]
@@ -80,6 +83,89 @@ fn base() -> LoadedPolicy {
     match parse(BASE, "base.toml") {
         Ok(p) => p,
         Err(e) => panic!("base policy must load:\n{e}"),
+    }
+}
+
+// ---------------------------------------------------------------- network, well-known tokens
+
+#[test]
+fn network_is_required_and_must_be_known() {
+    assert_eq!(base().policy.network, Network::Nile);
+    let t = with("network = \"nile\"\n", "");
+    expect(&t, ProblemCode::MissingField, 1);
+    let t = with("network = \"nile\"", "network = \"Nile\"");
+    expect(&t, ProblemCode::BadNetwork, line_of(&t, "network", 0));
+    let t = with("network = \"nile\"", "network = \"tron\"");
+    expect(&t, ProblemCode::BadNetwork, line_of(&t, "network", 0));
+    for n in Network::ALL {
+        assert_eq!(Network::from_name(n.as_str()), Some(n));
+    }
+}
+
+#[test]
+fn well_known_token_with_wrong_decimals_is_refused_at_its_position() {
+    // USDT with 18 decimals would make "3000" mean 3 * 10^21 base units.
+    let t = with("decimals = 6\n\n[[token]]", "decimals = 18\n\n[[token]]");
+    let ps = problems(&t);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let p = &ps[0];
+    assert_eq!(p.code, ProblemCode::KnownTokenDecimals);
+    assert_eq!(
+        (p.line, p.column),
+        (line_of(&t, "decimals = 18", 0), "decimals = ".len() + 1)
+    );
+    assert!(
+        p.message.contains(NILE_USDT) && p.message.contains("6 decimals, not 18"),
+        "{}",
+        p.message
+    );
+    let shown = p.to_string();
+    assert!(
+        shown.starts_with(&format!("t.toml:{}:12: ", p.line))
+            && shown.ends_with(" [known_token_decimals]"),
+        "{shown}"
+    );
+    // The real decimals load; a contract the table does not know keeps any decimals.
+    base();
+    let t = with(
+        "symbol = \"USDM\"\ncontract = \"TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV\"\ndecimals = 6",
+        "symbol = \"USDM\"\ncontract = \"TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV\"\ndecimals = 18",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn well_known_token_of_another_network_is_refused() {
+    // Mainnet USDT under a Nile policy.
+    let t = with(USDM_CONTRACT, MAINNET_USDT);
+    expect(&t, ProblemCode::TokenNetwork, line_of(&t, MAINNET_USDT, 0));
+    // The same file labelled mainnet now has the Nile contract on the wrong network.
+    let t = t.replacen("network = \"nile\"", "network = \"mainnet\"", 1);
+    expect(&t, ProblemCode::TokenNetwork, line_of(&t, NILE_USDT, 0));
+    // Wrong decimals and wrong network are both reported.
+    let t = with("decimals = 6\n\n[[token]]", "decimals = 8\n\n[[token]]").replacen(
+        "network = \"nile\"",
+        "network = \"shasta\"",
+        1,
+    );
+    let codes: Vec<ProblemCode> = problems(&t).iter().map(|p| p.code).collect();
+    assert_eq!(
+        codes,
+        vec![ProblemCode::TokenNetwork, ProblemCode::KnownTokenDecimals]
+    );
+}
+
+#[test]
+fn explain_shows_network_and_limits_in_base_units() {
+    let text = base().explain();
+    for needle in [
+        "Network: nile",
+        "at most 3000 (3000000000 base units) in any 1h",
+        "USDT: at most 600 (600000000 base units) per transaction",
+        "TRX: at most 50 (50000000 sun) per transaction",
+        "at most 100 TRX (100000000 sun) per transaction",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
 }
 
@@ -275,7 +361,9 @@ fn wrong_types() {
     let t = with("frozen = true", "frozen = \"yes\"");
     expect(&t, ProblemCode::WrongType, line_of(&t, "\"yes\"", 0));
     // Sections of the wrong kind.
-    let ps = problems("version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\n");
+    let ps = problems(
+        "version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\nnetwork = \"nile\"\n",
+    );
     let got: Vec<(ProblemCode, usize)> = ps.iter().map(|p| (p.code, p.line)).collect();
     assert_eq!(
         got,
@@ -410,7 +498,7 @@ fn duplicates() {
     // Token symbol, token contract, TRX as a token, an asset listed twice.
     let t = with("symbol = \"USDM\"", "symbol = \"usdt\"");
     expect(&t, ProblemCode::DuplicateAsset, line_of(&t, "usdt", 0));
-    let t = with(MAINNET_USDT, NILE_USDT);
+    let t = with(USDM_CONTRACT, NILE_USDT);
     expect(&t, ProblemCode::DuplicateAsset, line_of(&t, NILE_USDT, 1));
     let t = with("symbol = \"USDM\"", "symbol = \"TRX\"");
     expect(
@@ -766,7 +854,7 @@ fn deny_unknown_key_and_owner_mismatch() {
 fn deny_asset_and_destination() {
     let p = base().policy;
     // USDM is declared but this key does not list it; an undeclared token likewise.
-    for token in [MAINNET_USDT, STRANGER] {
+    for token in [USDM_CONTRACT, STRANGER] {
         let mut d = usdt(EXCHANGE, U);
         if let Intent::Trc20(t) = &mut d.intent {
             t.token = addr(token);
@@ -1011,7 +1099,7 @@ fn cli_check_hash_explain() {
     assert_eq!(rc, 0);
     assert!(
         out.contains("EXAMPLE exchange hot wallet")
-            && out.contains("USDT: at most 10000 per transaction"),
+            && out.contains("USDT: at most 10000 (10000000000 base units) per transaction"),
         "{out}"
     );
 

@@ -547,6 +547,7 @@ mod tests {
             &format!(
                 r#"version = 1
 name = "core test"
+network = "nile"
 [global]
 max_fee_limit = "10"
 max_expiration = "10m"
