@@ -1,6 +1,7 @@
 //! `tron-signer policy check | explain` on the real binary against the careless-operator
 //! mistakes of issue 11: a wrong `decimals` for USDT, a token contract of another network, a
-//! policy without a network; and `explain` showing what the signer compares.
+//! policy without a network, a clock skew as long as a window; and `explain` showing what the
+//! signer compares.
 
 mod common;
 
@@ -73,6 +74,25 @@ fn mainnet_usdt_under_a_nile_policy_is_refused() {
     assert!(
         err.contains(&format!("policy.toml:{line}:{}: ", col - 1))
             && err.contains("[token_network]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clock_skew_as_long_as_a_window_is_refused() {
+    // The issue's reproduction: a 1h skew and a 30 min window.
+    let text = policy_with("clock_skew = \"60s\"", "clock_skew = \"1h\"").replacen(
+        "window = \"1h\"",
+        "window = \"30m\"",
+        1,
+    );
+    let (rc, err) = check(&text);
+    assert_eq!(rc, Some(1), "{err}");
+    let (line, col) = position(&text, "\"1h\"");
+    assert!(
+        err.contains(&format!("policy.toml:{line}:{col}: "))
+            && err.contains("[clock_skew_too_long]")
+            && err.contains("30m"),
         "{err}"
     );
 }

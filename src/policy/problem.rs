@@ -40,6 +40,8 @@ pub enum ProblemCode {
     KnownTokenDecimals,
     /// A well-known token contract that belongs to another network than the policy's.
     TokenNetwork,
+    /// A clock skew not shorter than a window it applies to (the window would never close).
+    ClockSkewTooLong,
 }
 
 impl ProblemCode {
@@ -67,6 +69,7 @@ impl ProblemCode {
             ProblemCode::BadNetwork => "bad_network",
             ProblemCode::KnownTokenDecimals => "known_token_decimals",
             ProblemCode::TokenNetwork => "token_network",
+            ProblemCode::ClockSkewTooLong => "clock_skew_too_long",
         }
     }
 }

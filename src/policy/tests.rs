@@ -169,6 +169,102 @@ fn explain_shows_network_and_limits_in_base_units() {
     }
 }
 
+// ---------------------------------------------------------------- clock skew against windows
+
+#[test]
+fn clock_skew_not_shorter_than_a_window_is_refused() {
+    // The case: a 1h skew against a 30m window, here the key's own skew.
+    let t = with(
+        "label = \"hot key\"\n",
+        "label = \"hot key\"\nclock_skew = \"1h\"\n",
+    )
+    .replacen(
+        "{ asset = \"USDT\", window = \"1h\", max = \"3000\" }",
+        "{ asset = \"USDT\", window = \"30m\", max = \"3000\" }",
+        1,
+    );
+    let ps = problems(&t);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].code, ProblemCode::ClockSkewTooLong);
+    assert_eq!(
+        (ps[0].line, ps[0].column),
+        (
+            line_of(&t, "clock_skew = \"1h\"", 0),
+            "clock_skew = ".len() + 1
+        )
+    );
+    assert!(ps[0].message.contains("30m"), "{}", ps[0].message);
+    // Equal is refused too: the skew must be shorter.
+    let t = with(
+        "label = \"hot key\"\n",
+        "label = \"hot key\"\nclock_skew = \"1h\"\n",
+    );
+    expect(
+        &t,
+        ProblemCode::ClockSkewTooLong,
+        line_of(&t, "clock_skew = \"1h\"", 0),
+    );
+    // The global skew is checked against every key that inherits it, a destination's
+    // window included; the problem points at [global].
+    let t = with(
+        "  { asset = \"USDT\", window = \"24h\", max = \"2000\" },",
+        "  { asset = \"USDT\", window = \"1m\", max = \"2000\" },",
+    );
+    let ps = problems(&t);
+    assert!(
+        ps.iter().all(|p| p.code == ProblemCode::ClockSkewTooLong
+            && p.line == line_of(&t, "clock_skew", 0)
+            && p.message
+                .contains("destination \"exchange hot wallet\" 1m window")),
+        "{ps:?}"
+    );
+    // Just shorter loads.
+    let t = with(
+        "  { asset = \"USDT\", window = \"24h\", max = \"2000\" },",
+        "  { asset = \"USDT\", window = \"61s\", max = \"2000\" },",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn a_window_plus_the_skew_must_fit_in_the_ledger_history() {
+    let t = with(
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" }",
+        "{ asset = \"TRX\", window = \"31d\", max = \"100\" }",
+    );
+    expect(&t, ProblemCode::OutOfRange, line_of(&t, "clock_skew", 0));
+    let t = t.replacen("clock_skew = \"1m\"", "clock_skew = \"1s\"", 1);
+    expect(&t, ProblemCode::OutOfRange, line_of(&t, "clock_skew", 0));
+    let t = with(
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" }",
+        "{ asset = \"TRX\", window = \"30d\", max = \"100\" }",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn windows_count_what_can_still_land_inside_them() {
+    // BASE: 1m skew; the treasury has no window of its own, the key's 1h USDT cap is 3000.
+    let p = base().policy;
+    let mut ledger = MemUsage::default();
+    let spent = Entry {
+        key: addr(KEY),
+        asset: Asset::Token(addr(NILE_USDT)),
+        to: addr(TREASURY),
+        amount: U256::from(3000 * U),
+        // Expired 1h 30s ago: it could still land 30s after the start of the 1h window.
+        expiration: NOW - 3_630_000,
+    };
+    ledger.0.push(spent);
+    assert_eq!(
+        decide(&p, KEY, &usdt(TREASURY, 1), &ledger).deny_code(),
+        Some(DenyCode::OverKeyWindow)
+    );
+    // Once expiration + skew is before the window's start, it no longer counts.
+    ledger.0[0].expiration = NOW - 3_660_001;
+    assert!(decide(&p, KEY, &usdt(TREASURY, 1), &ledger).is_allow());
+}
+
 // ---------------------------------------------------------------- examples and identity
 
 #[test]
@@ -986,12 +1082,13 @@ fn deny_destination_window_then_key_window() {
         format!("would exceed the 1h USDT limit of 3000 for key {KEY}: used 3000, asked 0.000001")
     );
 
-    // Entries whose expiration left the window no longer count.
+    // Entries that can no longer land in the window (expiration plus the 1m skew is before
+    // its start) no longer count.
     let later = addr(KEY);
     let req = Request {
         key: &later,
         decoded: &usdt(TREASURY, 1),
-        now_ms: NOW + 60_000 + 3_600_001,
+        now_ms: NOW + 60_000 + 60_000 + 3_600_001,
     };
     let mut d = usdt(TREASURY, 1);
     d.envelope.expiration = req.now_ms + 60_000;

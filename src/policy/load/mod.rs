@@ -288,7 +288,7 @@ fn read_keys(
     if let Some(items) = root.array(p, &KEY) {
         for item in items {
             if let Some(key) = Draft::begin(p, item, catalog, global, &mut seen, 0) {
-                out.extend(key.finish());
+                out.extend(key.finish(p));
             }
         }
     }
@@ -328,7 +328,7 @@ fn read_keys(
                 key.add_destination(p, node, catalog);
             }
         }
-        out.extend(draft.and_then(Draft::finish));
+        out.extend(draft.and_then(|d| d.finish(p)));
     }
     out
 }
