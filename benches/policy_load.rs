@@ -119,6 +119,7 @@ fn vm_kib(field: &str) -> u64 {
 /// The head of the benchmark policy: one key allowing TRX and USDT.
 const HEAD: &str = r#"version = 1
 name = "bench policy"
+network = "mainnet"
 
 [global]
 max_fee_limit = "100"

@@ -37,6 +37,7 @@ dest=TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf
 cat > "$work/policy.toml" <<POLICY
 version = 1
 name = "pkcs11 bench: huge limits"
+network = "nile"
 
 [global]
 frozen = false

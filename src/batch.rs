@@ -4,7 +4,9 @@
 //! same decode, policy, ledger and audit path a gRPC call takes, with the caller identity
 //! `batch:<input file name>`, so limits consumed here count for gRPC and the other way
 //! round. A file whose checksum, envelope or hex is wrong is refused whole before the
-//! keystore is even opened: nothing in it is signed.
+//! keystore is even opened: nothing in it is signed. A file for another network than the
+//! policy's gets an answer file in which every item is refused with `network_mismatch`:
+//! Tron addresses look the same on every network, so only the policy can tell them apart.
 //!
 //! The answer file is written to a temporary file beside the target, fsynced, then linked
 //! into place, so it either appears complete or not at all, and an existing file is never
@@ -17,6 +19,7 @@ use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
 
 use crate::config::{Config, ConfigError};
 use crate::durable_file;
+use crate::reason::ReasonCode;
 use crate::service::core::system_clock;
 use crate::service::run::{build_core, StartError};
 use crate::service::Core;
@@ -140,9 +143,23 @@ pub fn caller_for(input: &Path) -> String {
 }
 
 /// Signs every item through the decision core, in file order, and collects the answers.
+/// Items of a batch for another network than the policy's are refused without being asked.
 pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> SignedBatch {
+    let network = core.policy().policy.network;
     let mut items = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
+        if batch.network != network.as_str() {
+            items.push(SignedItem::Refused {
+                payout_id: item.payout_id.clone(),
+                txid: Some(tron_proto::txid(&item.raw_data)),
+                reason_code: ReasonCode::NetworkMismatch.as_str().to_owned(),
+                message: format!(
+                    "the batch is for network {:?} but this signer's policy is for {network}; nothing in it was signed",
+                    bounded(&batch.network)
+                ),
+            });
+            continue;
+        }
         let answer = match core
             .sign(caller, &item.key, &item.raw_data, &item.payout_id)
             .await
@@ -167,6 +184,15 @@ pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> Sig
         created_at_ms: (system_clock())(),
         network: batch.network.clone(),
         items,
+    }
+}
+
+/// At most 32 characters of a name from the file, for messages (the network is free text).
+fn bounded(s: &str) -> String {
+    const MAX: usize = 32;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
     }
 }
 

@@ -79,6 +79,8 @@ reason_codes! {
     TxidInFlight = "txid_in_flight", Request;
     /// The payout id has another transaction that can still land.
     PayoutInFlight = "payout_in_flight", Request;
+    /// A batch file (or request) for another network than the policy's.
+    NetworkMismatch = "network_mismatch", Request;
 
     // --- decode: the raw_data bytes (`decode::DecodeError`) ---
     InputTooLarge = "input_too_large", Decode;

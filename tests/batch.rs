@@ -234,3 +234,59 @@ fn tampered_batch_is_refused_whole_and_nothing_is_signed() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("batch_wrong_kind"));
     assert!(!out.exists());
 }
+
+/// A batch labelled mainnet carried to a signer whose policy is for Nile: the same keys and
+/// addresses would be valid there, so only the label tells. Every item is answered
+/// `network_mismatch`, nothing is signed, and the limits stay untouched.
+#[test]
+fn batch_for_another_network_is_refused_item_by_item() {
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let raw = Tx::usdt(KEY1, dest_a(), 20 * USDT).raw();
+    let path = s.dir.path().join("mainnet-batch.json");
+    let b = UnsignedBatch {
+        created_at_ms: now_ms(),
+        network: "mainnet".into(),
+        items: vec![
+            item("m-1", raw.clone()),
+            item("m-2", Tx::trx(KEY1, dest_a(), 1_000_000).raw()),
+        ],
+    };
+    std::fs::write(&path, b.to_json_bytes()).expect("write batch");
+    let out = s.dir.path().join("mainnet-batch.signed.json");
+    let run = sign(&s, &path, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("0 signed, 2 refused"));
+    let signed = read_signed(&out);
+    assert_eq!(signed.network, "mainnet");
+    assert_eq!(signed.items.len(), 2);
+    for item in &signed.items {
+        let (code, message) = refusal(item);
+        assert_eq!(code, "network_mismatch");
+        assert!(
+            message.contains("\"mainnet\"") && message.contains("nile"),
+            "{message}"
+        );
+    }
+    let SignedItem::Refused { txid, .. } = &signed.items[0] else {
+        unreachable!("checked above")
+    };
+    assert_eq!(*txid, Some(tron_proto::txid(&raw)));
+
+    // The same transaction in a Nile batch is signed: the refusal consumed no limit.
+    let nile = write_batch(&s, "nile-batch.json", vec![item("m-1", raw)]);
+    let out = s.dir.path().join("nile-batch.signed.json");
+    let run = sign(&s, &nile, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(matches!(
+        read_signed(&out).items[0],
+        SignedItem::Signed { .. }
+    ));
+}

@@ -121,15 +121,16 @@ impl State {
         })
     }
 
+    /// What counts at `now_ms` for a lookback of window plus clock skew (`policy::landing`).
     pub(crate) fn used(
         &self,
         key: &Address,
         asset: Asset,
         dest: Option<&Address>,
-        window_ms: u64,
+        lookback_ms: u64,
         now_ms: i64,
     ) -> U256 {
-        self.usage.used(key, asset, dest, window_ms, now_ms)
+        self.usage.used(key, asset, dest, lookback_ms, now_ms)
     }
 
     /// Loads a committed entry at open. Newest audit sequence wins a payout id.
@@ -214,7 +215,9 @@ impl State {
     }
 
     /// Forgets committed entries whose expiration is older than `now - retention`: they no
-    /// longer count in any window the ledger was opened for, and their payout ids are free.
+    /// longer count in any window the ledger was opened for (a policy's windows plus its
+    /// clock skew fit in the retention, which the policy loader checks), and their payout ids
+    /// are free.
     fn prune(&mut self, now_ms: i64) {
         let cutoff = now_ms.saturating_sub(i64::try_from(self.retention_ms).unwrap_or(i64::MAX));
         while let Some(entry) = self.expiry.first_entry() {

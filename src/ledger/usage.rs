@@ -3,10 +3,12 @@
 //! Each series (key, asset) and (key, asset, destination) keeps its live amounts in a
 //! `BTreeMap` of buckets keyed by expiration: all entries expiring in the same millisecond
 //! share one bucket (their sum and count). That is exact, because whether an entry counts
-//! depends only on its expiration (`expiration >= now - window`), and it is compact: Tron
+//! depends only on its expiration (`expiration >= now - lookback`, where the policy asks with
+//! lookback = window + clock skew, `policy::landing`: a window counts what can still land
+//! inside it), and it is compact: Tron
 //! expirations are usually a block timestamp plus a constant, so many payouts share one.
 //! A window query asks for the sum of buckets at or after the cutoff. Per series and per
-//! window length we cache that sum together with the cutoff it was computed for; the next
+//! lookback length we cache that sum together with the cutoff it was computed for; the next
 //! query moves the cutoff and adds or subtracts only the buckets between the old and the new
 //! cutoff (a range read on the map). Inserts and removals adjust every cached window whose
 //! cutoff they fall on or after.
@@ -37,7 +39,7 @@ struct SeriesKey {
 
 #[derive(Debug, Clone, Copy)]
 struct WindowSum {
-    window_ms: u64,
+    lookback_ms: u64,
     cutoff: i64,
     sum: U256,
     last_used: u64,
@@ -210,9 +212,9 @@ pub(crate) struct UsageIndex {
     series: BTreeMap<SeriesKey, Series>,
 }
 
-/// `now - window`, saturating; entries with expiration at or after it still count.
-fn cutoff(window_ms: u64, now_ms: i64) -> i64 {
-    let w = i64::try_from(window_ms).unwrap_or(i64::MAX);
+/// `now - lookback`, saturating; entries with expiration at or after it still count.
+fn cutoff(lookback_ms: u64, now_ms: i64) -> i64 {
+    let w = i64::try_from(lookback_ms).unwrap_or(i64::MAX);
     now_ms.saturating_sub(w)
 }
 
@@ -285,12 +287,13 @@ impl UsageIndex {
         });
     }
 
+    /// The sum of the series' entries expiring at or after `now_ms - lookback_ms`.
     pub(crate) fn used(
         &self,
         key: &Address,
         asset: Asset,
         dest: Option<&Address>,
-        window_ms: u64,
+        lookback_ms: u64,
         now_ms: i64,
     ) -> U256 {
         let sk = SeriesKey {
@@ -301,18 +304,18 @@ impl UsageIndex {
         let Some(series) = self.series.get(&sk) else {
             return U256::ZERO;
         };
-        let target = cutoff(window_ms, now_ms);
+        let target = cutoff(lookback_ms, now_ms);
         let mut clock = series.clock.borrow_mut();
         *clock += 1;
         let mut windows = series.windows.borrow_mut();
-        let idx = match windows.iter().position(|w| w.window_ms == window_ms) {
+        let idx = match windows.iter().position(|w| w.lookback_ms == lookback_ms) {
             Some(i) => i,
             None => {
                 let sum = series
                     .buckets
                     .sum_range(Bound::Included(target), Bound::Unbounded);
                 let fresh = WindowSum {
-                    window_ms,
+                    lookback_ms,
                     cutoff: target,
                     sum,
                     last_used: *clock,

@@ -9,14 +9,17 @@ use std::fmt;
 use tron_proto::{Address, U256};
 
 use super::amount::format_amount;
+use super::landing::lookback_ms;
 use super::model::{AssetInfo, KeyPolicy, Policy, Window};
 use crate::decode::{Asset, Decoded};
 use crate::reason::ReasonCode;
 
 /// Rolling-window usage, supplied by the ledger.
 pub trait Usage {
-    /// Base units of `asset` signed by `key` (only to `dest` when Some) that count toward a
-    /// window of `window_ms` ending at `now_ms`.
+    /// Base units of `asset` signed by `key` (only to `dest` when Some) whose expiration is
+    /// at or after `now_ms - lookback_ms`. The policy asks with
+    /// [`lookback_ms`](super::landing::lookback_ms) (window plus clock skew), so a window
+    /// counts everything that can still land inside it.
     ///
     /// An implementation that cannot answer (storage error) must fail closed, for example by
     /// returning `U256::MAX`, so the request is refused rather than allowed.
@@ -25,7 +28,7 @@ pub trait Usage {
         key: &Address,
         asset: &Asset,
         dest: Option<&Address>,
-        window_ms: u64,
+        lookback_ms: u64,
         now_ms: i64,
     ) -> U256;
 }
@@ -256,8 +259,10 @@ impl Policy {
         if let Some(d) = envelope(key, req) {
             return d;
         }
+        let skew_ms = key.envelope.clock_skew_ms;
         for w in &dest_asset.windows {
-            let used = usage.used(req.key, &asset, Some(to), w.window_ms, req.now_ms);
+            let back = lookback_ms(w.window_ms, skew_ms);
+            let used = usage.used(req.key, &asset, Some(to), back, req.now_ms);
             if over(used, amount, w) {
                 return deny(
                     DenyCode::OverDestinationWindow,
@@ -273,7 +278,8 @@ impl Policy {
         }
         let key_windows = key.asset(&asset).map_or(&[][..], |a| &a.windows[..]);
         for w in key_windows {
-            let used = usage.used(req.key, &asset, None, w.window_ms, req.now_ms);
+            let back = lookback_ms(w.window_ms, skew_ms);
+            let used = usage.used(req.key, &asset, None, back, req.now_ms);
             if over(used, amount, w) {
                 return deny(
                     DenyCode::OverKeyWindow,

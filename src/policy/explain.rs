@@ -1,8 +1,12 @@
 //! A plain-language summary of a loaded policy, for auditors who do not read TOML.
 //!
 //! Written from the validated model, not the text: what it says is what the signer enforces.
+//! Every limit is shown in token units and in base units (what the signer compares), so a
+//! wrong `decimals` cannot hide behind a familiar number.
 
 use std::fmt::Write as _;
+
+use tron_proto::U256;
 
 use super::amount::format_amount;
 use super::duration::format_duration;
@@ -25,6 +29,11 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
     writeln!(o, "Policy {:?} (format version {})", lp.name, lp.version)?;
     writeln!(o, "File: {}", lp.path.display())?;
     writeln!(o, "sha256: {}", lp.hash_hex())?;
+    writeln!(
+        o,
+        "Network: {} (batches for another network are refused)",
+        p.network
+    )?;
     writeln!(o)?;
     writeln!(
         o,
@@ -78,8 +87,8 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
         let e = &k.envelope;
         writeln!(
             o,
-            "  Fee limit: at most {} TRX per transaction.",
-            format_amount(e.max_fee_limit.into(), super::load::TRX_DECIMALS)
+            "  Fee limit: at most {} per transaction.",
+            trx(e.max_fee_limit.into())
         )?;
         writeln!(
             o,
@@ -102,10 +111,9 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
             for a in &d.assets {
                 let info = p.asset_info(&a.asset);
                 let sym = symbol(p, &a.asset);
-                let dec = info.map_or(0, |i| i.decimals);
                 let mut line = format!(
                     "      {sym}: at most {} per transaction",
-                    format_amount(a.per_tx_max, dec)
+                    amount(a.per_tx_max, info)
                 );
                 if !a.windows.is_empty() {
                     let _ = write!(line, "; {}", windows(&a.windows, info));
@@ -122,9 +130,30 @@ fn symbol<'p>(p: &'p Policy, asset: &Asset) -> &'p str {
 }
 
 fn windows(ws: &[Window], info: Option<&AssetInfo>) -> String {
-    let dec = info.map_or(0, |i| i.decimals);
     ws.iter()
-        .map(|w| format!("at most {} in any {}", format_amount(w.max, dec), w.label))
+        .map(|w| format!("at most {} in any {}", amount(w.max, info), w.label))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `10000 (10000000000 base units)`: token units as written, then what the signer compares.
+fn amount(v: U256, info: Option<&AssetInfo>) -> String {
+    let (dec, unit) = match info {
+        Some(AssetInfo {
+            asset: Asset::Trx,
+            decimals,
+            ..
+        }) => (*decimals, "sun"),
+        Some(i) => (i.decimals, "base units"),
+        None => (0, "base units"),
+    };
+    format!("{} ({v} {unit})", format_amount(v, dec))
+}
+
+/// A TRX amount in sun, shown as `50 TRX (50000000 sun)`.
+fn trx(sun: U256) -> String {
+    format!(
+        "{} TRX ({sun} sun)",
+        format_amount(sun, super::load::TRX_DECIMALS)
+    )
 }

@@ -11,6 +11,7 @@ mod commands;
 pub mod duration;
 mod eval;
 mod explain;
+pub mod landing;
 mod load;
 mod model;
 mod problem;
@@ -23,12 +24,14 @@ pub use amount::{format_amount, parse_amount, AmountError};
 pub use commands::{run_policy, PolicyCommand};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use eval::{Allow, Decision, Deny, DenyCode, Request, Usage};
+pub use landing::can_still_land;
 pub use load::{
     FORMAT_VERSION, MAX_CLOCK_SKEW_MS, MAX_DECIMALS, MAX_EXPIRATION_MS, MAX_FEE_LIMIT_SUN,
     MAX_MEMO_LEN, MAX_WINDOW_MS, TRX_DECIMALS,
 };
 pub use model::{
-    AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Policy, Window,
+    AssetInfo, Destination, DestinationAsset, EnvelopeRules, KeyAsset, KeyPolicy, Network, Policy,
+    Window,
 };
 pub use problem::{PolicyLoadError, Problem, ProblemCode};
 

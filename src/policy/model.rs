@@ -10,6 +10,8 @@ use crate::decode::Asset;
 /// Everything the signer may do; anything not described here is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The one network this policy signs for; batches (and requests) for another are refused.
+    pub network: Network,
     /// Global freeze: when set, every request is refused.
     pub frozen: bool,
     /// Declared assets (TRX first, then tokens in file order).
@@ -17,6 +19,39 @@ pub struct Policy {
     /// Signing keys in file order.
     pub keys: Vec<KeyPolicy>,
     pub(crate) key_index: HashMap<Address, usize>,
+}
+
+/// A Tron network. Addresses look alike on all of them, so only the policy can say which
+/// one its keys, destinations and token contracts belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    Mainnet,
+    Nile,
+    Shasta,
+}
+
+impl Network {
+    pub const ALL: [Network; 3] = [Network::Mainnet, Network::Nile, Network::Shasta];
+
+    /// The name used in policy files and batch files.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Nile => "nile",
+            Network::Shasta => "shasta",
+        }
+    }
+
+    /// The network named exactly `name` (lower case, as written in files).
+    pub fn from_name(name: &str) -> Option<Network> {
+        Network::ALL.into_iter().find(|n| n.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How to name and scale an asset for people.

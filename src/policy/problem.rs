@@ -34,6 +34,14 @@ pub enum ProblemCode {
     InconsistentLimit,
     ZeroAmount,
     NoKeys,
+    /// `network` is not one of the networks the signer knows.
+    BadNetwork,
+    /// A well-known token contract (built-in table) declared with other decimals than it has.
+    KnownTokenDecimals,
+    /// A well-known token contract that belongs to another network than the policy's.
+    TokenNetwork,
+    /// A clock skew not shorter than a window it applies to (the window would never close).
+    ClockSkewTooLong,
 }
 
 impl ProblemCode {
@@ -58,12 +66,16 @@ impl ProblemCode {
             ProblemCode::InconsistentLimit => "inconsistent_limit",
             ProblemCode::ZeroAmount => "zero_amount",
             ProblemCode::NoKeys => "no_keys",
+            ProblemCode::BadNetwork => "bad_network",
+            ProblemCode::KnownTokenDecimals => "known_token_decimals",
+            ProblemCode::TokenNetwork => "token_network",
+            ProblemCode::ClockSkewTooLong => "clock_skew_too_long",
         }
     }
 }
 
 /// One thing wrong with a policy file. `line` and `column` are 1-based; 0 means the problem
-/// concerns the whole file (unreadable, not UTF-8).
+/// concerns the whole file (unreadable, not UTF-8). Shown as `file:line:column: message [code]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: String,
@@ -75,13 +87,24 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The code last, so the location and the message read first.
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(
+                f,
+                "{}: {} [{}]",
+                self.file,
+                self.message,
+                self.code.as_str()
+            )
         } else {
             write!(
                 f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
+                "{}:{}:{}: {} [{}]",
+                self.file,
+                self.line,
+                self.column,
+                self.message,
+                self.code.as_str()
             )
         }
     }

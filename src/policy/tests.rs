@@ -16,10 +16,13 @@ const TREASURY: &str = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU";
 const STRANGER: &str = "TCXnvdyuSYwMdXt2RY2UDWfaS9gGtzJrem";
 const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 const MAINNET_USDT: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+/// The made-up contract of BASE's second token (not in the well-known table).
+const USDM_CONTRACT: &str = "TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV";
 
 /// A valid policy; load tests change one line at a time.
 const BASE: &str = r#"version = 1
 name = "test policy"
+network = "nile"
 
 [global]
 frozen = false
@@ -36,7 +39,7 @@ decimals = 6
 
 [[token]]
 symbol = "USDM"
-contract = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+contract = "TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV"
 decimals = 6
 
 [[key]]
@@ -81,6 +84,185 @@ fn base() -> LoadedPolicy {
         Ok(p) => p,
         Err(e) => panic!("base policy must load:\n{e}"),
     }
+}
+
+// ---------------------------------------------------------------- network, well-known tokens
+
+#[test]
+fn network_is_required_and_must_be_known() {
+    assert_eq!(base().policy.network, Network::Nile);
+    let t = with("network = \"nile\"\n", "");
+    expect(&t, ProblemCode::MissingField, 1);
+    let t = with("network = \"nile\"", "network = \"Nile\"");
+    expect(&t, ProblemCode::BadNetwork, line_of(&t, "network", 0));
+    let t = with("network = \"nile\"", "network = \"tron\"");
+    expect(&t, ProblemCode::BadNetwork, line_of(&t, "network", 0));
+    for n in Network::ALL {
+        assert_eq!(Network::from_name(n.as_str()), Some(n));
+    }
+}
+
+#[test]
+fn well_known_token_with_wrong_decimals_is_refused_at_its_position() {
+    // USDT with 18 decimals would make "3000" mean 3 * 10^21 base units.
+    let t = with("decimals = 6\n\n[[token]]", "decimals = 18\n\n[[token]]");
+    let ps = problems(&t);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let p = &ps[0];
+    assert_eq!(p.code, ProblemCode::KnownTokenDecimals);
+    assert_eq!(
+        (p.line, p.column),
+        (line_of(&t, "decimals = 18", 0), "decimals = ".len() + 1)
+    );
+    assert!(
+        p.message.contains(NILE_USDT) && p.message.contains("6 decimals, not 18"),
+        "{}",
+        p.message
+    );
+    let shown = p.to_string();
+    assert!(
+        shown.starts_with(&format!("t.toml:{}:12: ", p.line))
+            && shown.ends_with(" [known_token_decimals]"),
+        "{shown}"
+    );
+    // The real decimals load; a contract the table does not know keeps any decimals.
+    base();
+    let t = with(
+        "symbol = \"USDM\"\ncontract = \"TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV\"\ndecimals = 6",
+        "symbol = \"USDM\"\ncontract = \"TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV\"\ndecimals = 18",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn well_known_token_of_another_network_is_refused() {
+    // Mainnet USDT under a Nile policy.
+    let t = with(USDM_CONTRACT, MAINNET_USDT);
+    expect(&t, ProblemCode::TokenNetwork, line_of(&t, MAINNET_USDT, 0));
+    // The same file labelled mainnet now has the Nile contract on the wrong network.
+    let t = t.replacen("network = \"nile\"", "network = \"mainnet\"", 1);
+    expect(&t, ProblemCode::TokenNetwork, line_of(&t, NILE_USDT, 0));
+    // Wrong decimals and wrong network are both reported.
+    let t = with("decimals = 6\n\n[[token]]", "decimals = 8\n\n[[token]]").replacen(
+        "network = \"nile\"",
+        "network = \"shasta\"",
+        1,
+    );
+    let codes: Vec<ProblemCode> = problems(&t).iter().map(|p| p.code).collect();
+    assert_eq!(
+        codes,
+        vec![ProblemCode::TokenNetwork, ProblemCode::KnownTokenDecimals]
+    );
+}
+
+#[test]
+fn explain_shows_network_and_limits_in_base_units() {
+    let text = base().explain();
+    for needle in [
+        "Network: nile",
+        "at most 3000 (3000000000 base units) in any 1h",
+        "USDT: at most 600 (600000000 base units) per transaction",
+        "TRX: at most 50 (50000000 sun) per transaction",
+        "at most 100 TRX (100000000 sun) per transaction",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+// ---------------------------------------------------------------- clock skew against windows
+
+#[test]
+fn clock_skew_not_shorter_than_a_window_is_refused() {
+    // The issue's case: a 1h skew against a 30m window, here the key's own skew.
+    let t = with(
+        "label = \"hot key\"\n",
+        "label = \"hot key\"\nclock_skew = \"1h\"\n",
+    )
+    .replacen(
+        "{ asset = \"USDT\", window = \"1h\", max = \"3000\" }",
+        "{ asset = \"USDT\", window = \"30m\", max = \"3000\" }",
+        1,
+    );
+    let ps = problems(&t);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].code, ProblemCode::ClockSkewTooLong);
+    assert_eq!(
+        (ps[0].line, ps[0].column),
+        (
+            line_of(&t, "clock_skew = \"1h\"", 0),
+            "clock_skew = ".len() + 1
+        )
+    );
+    assert!(ps[0].message.contains("30m"), "{}", ps[0].message);
+    // Equal is refused too: the skew must be shorter.
+    let t = with(
+        "label = \"hot key\"\n",
+        "label = \"hot key\"\nclock_skew = \"1h\"\n",
+    );
+    expect(
+        &t,
+        ProblemCode::ClockSkewTooLong,
+        line_of(&t, "clock_skew = \"1h\"", 0),
+    );
+    // The global skew is checked against every key that inherits it, a destination's
+    // window included; the problem points at [global].
+    let t = with(
+        "  { asset = \"USDT\", window = \"24h\", max = \"2000\" },",
+        "  { asset = \"USDT\", window = \"1m\", max = \"2000\" },",
+    );
+    let ps = problems(&t);
+    assert!(
+        ps.iter().all(|p| p.code == ProblemCode::ClockSkewTooLong
+            && p.line == line_of(&t, "clock_skew", 0)
+            && p.message
+                .contains("destination \"exchange hot wallet\" 1m window")),
+        "{ps:?}"
+    );
+    // Just shorter loads.
+    let t = with(
+        "  { asset = \"USDT\", window = \"24h\", max = \"2000\" },",
+        "  { asset = \"USDT\", window = \"61s\", max = \"2000\" },",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn a_window_plus_the_skew_must_fit_in_the_ledger_history() {
+    let t = with(
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" }",
+        "{ asset = \"TRX\", window = \"31d\", max = \"100\" }",
+    );
+    expect(&t, ProblemCode::OutOfRange, line_of(&t, "clock_skew", 0));
+    let t = t.replacen("clock_skew = \"1m\"", "clock_skew = \"1s\"", 1);
+    expect(&t, ProblemCode::OutOfRange, line_of(&t, "clock_skew", 0));
+    let t = with(
+        "{ asset = \"TRX\", window = \"24h\", max = \"100\" }",
+        "{ asset = \"TRX\", window = \"30d\", max = \"100\" }",
+    );
+    assert!(parse(&t, "t.toml").is_ok());
+}
+
+#[test]
+fn windows_count_what_can_still_land_inside_them() {
+    // BASE: 1m skew; the treasury has no window of its own, the key's 1h USDT cap is 3000.
+    let p = base().policy;
+    let mut ledger = MemUsage::default();
+    let spent = Entry {
+        key: addr(KEY),
+        asset: Asset::Token(addr(NILE_USDT)),
+        to: addr(TREASURY),
+        amount: U256::from(3000 * U),
+        // Expired 1h 30s ago: it could still land 30s after the start of the 1h window.
+        expiration: NOW - 3_630_000,
+    };
+    ledger.0.push(spent);
+    assert_eq!(
+        decide(&p, KEY, &usdt(TREASURY, 1), &ledger).deny_code(),
+        Some(DenyCode::OverKeyWindow)
+    );
+    // Once expiration + skew is before the window's start, it no longer counts.
+    ledger.0[0].expiration = NOW - 3_660_001;
+    assert!(decide(&p, KEY, &usdt(TREASURY, 1), &ledger).is_allow());
 }
 
 // ---------------------------------------------------------------- examples and identity
@@ -275,7 +457,9 @@ fn wrong_types() {
     let t = with("frozen = true", "frozen = \"yes\"");
     expect(&t, ProblemCode::WrongType, line_of(&t, "\"yes\"", 0));
     // Sections of the wrong kind.
-    let ps = problems("version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\n");
+    let ps = problems(
+        "version = 1\nname = \"x\"\nglobal = 3\ntoken = 5\nkey = [\"k\"]\nnetwork = \"nile\"\n",
+    );
     let got: Vec<(ProblemCode, usize)> = ps.iter().map(|p| (p.code, p.line)).collect();
     assert_eq!(
         got,
@@ -410,7 +594,7 @@ fn duplicates() {
     // Token symbol, token contract, TRX as a token, an asset listed twice.
     let t = with("symbol = \"USDM\"", "symbol = \"usdt\"");
     expect(&t, ProblemCode::DuplicateAsset, line_of(&t, "usdt", 0));
-    let t = with(MAINNET_USDT, NILE_USDT);
+    let t = with(USDM_CONTRACT, NILE_USDT);
     expect(&t, ProblemCode::DuplicateAsset, line_of(&t, NILE_USDT, 1));
     let t = with("symbol = \"USDM\"", "symbol = \"TRX\"");
     expect(
@@ -766,7 +950,7 @@ fn deny_unknown_key_and_owner_mismatch() {
 fn deny_asset_and_destination() {
     let p = base().policy;
     // USDM is declared but this key does not list it; an undeclared token likewise.
-    for token in [MAINNET_USDT, STRANGER] {
+    for token in [USDM_CONTRACT, STRANGER] {
         let mut d = usdt(EXCHANGE, U);
         if let Intent::Trc20(t) = &mut d.intent {
             t.token = addr(token);
@@ -898,12 +1082,13 @@ fn deny_destination_window_then_key_window() {
         format!("would exceed the 1h USDT limit of 3000 for key {KEY}: used 3000, asked 0.000001")
     );
 
-    // Entries whose expiration left the window no longer count.
+    // Entries that can no longer land in the window (expiration plus the 1m skew is before
+    // its start) no longer count.
     let later = addr(KEY);
     let req = Request {
         key: &later,
         decoded: &usdt(TREASURY, 1),
-        now_ms: NOW + 60_000 + 3_600_001,
+        now_ms: NOW + 60_000 + 60_000 + 3_600_001,
     };
     let mut d = usdt(TREASURY, 1);
     d.envelope.expiration = req.now_ms + 60_000;
@@ -1011,7 +1196,7 @@ fn cli_check_hash_explain() {
     assert_eq!(rc, 0);
     assert!(
         out.contains("EXAMPLE exchange hot wallet")
-            && out.contains("USDT: at most 10000 per transaction"),
+            && out.contains("USDT: at most 10000 (10000000000 base units) per transaction"),
         "{out}"
     );
 

@@ -412,7 +412,8 @@ fn prior(
     if let Some(p) = state.find_payout(&checked.key, payout_id) {
         // The earlier transaction can land until its expiration, judged with the
         // policy's clock skew since the node's clock is not ours.
-        let can_land = p.in_flight || p.expiration_ms.saturating_add(skew_ms) >= now;
+        let can_land = p.in_flight
+            || crate::policy::can_still_land(p.expiration_ms, skew_ms.unsigned_abs(), now);
         if p.txid != txid && can_land {
             return Err(Refusal::new(
                 RefusalKind::Denied,
@@ -547,6 +548,7 @@ mod tests {
             &format!(
                 r#"version = 1
 name = "core test"
+network = "nile"
 [global]
 max_fee_limit = "10"
 max_expiration = "10m"

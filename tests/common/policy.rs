@@ -7,12 +7,13 @@ use std::fmt::Write as _;
 
 use super::NILE_USDT;
 
-/// The part every test policy shares: format version, name, the global envelope rules and
-/// the Nile USDT token. Callers append their `[[key]]` sections.
+/// The part every test policy shares: format version, name, the Nile network, the global
+/// envelope rules and the Nile USDT token. Callers append their `[[key]]` sections.
 pub fn policy_preamble(name: &str, clock_skew: &str) -> String {
     format!(
         r#"version = 1
 name = "{name}"
+network = "nile"
 
 [global]
 frozen = false

@@ -1,6 +1,8 @@
 //! `[global]`: the global freeze and the envelope limits every key inherits unless its own
 //! section sets them ([`resolve`]).
 
+use std::ops::Range;
+
 use tron_proto::U256;
 
 use super::limits::{
@@ -63,6 +65,8 @@ pub(super) struct EnvSettings {
     max_fee_limit: Option<u64>,
     max_expiration_ms: Option<u64>,
     clock_skew_ms: Option<u64>,
+    /// Where the valid `clock_skew` is written (the windows are checked against it there).
+    clock_skew_at: Option<Range<usize>>,
     memo_allowed: Option<bool>,
     max_memo_len: Option<u64>,
     /// Fields present in the table, valid or not (a bad value is reported once, where it is).
@@ -116,6 +120,7 @@ pub(super) fn envelope(p: &mut Problems<'_>, t: &Fields<'_, '_>) -> EnvSettings 
             );
         } else {
             s.clock_skew_ms = Some(d.value);
+            s.clock_skew_at = Some(d.span);
         }
     }
     s.memo_allowed = t.bool(p, &MEMO_ALLOWED);
@@ -143,6 +148,16 @@ pub(super) fn envelope(p: &mut Problems<'_>, t: &Fields<'_, '_>) -> EnvSettings 
         }
     }
     s
+}
+
+impl EnvSettings {
+    /// Where the clock skew that applies to a key with settings `self` is written.
+    pub(super) fn clock_skew_at(&self, global: &EnvSettings) -> Option<Range<usize>> {
+        match self.clock_skew_ms {
+            Some(_) => self.clock_skew_at.clone(),
+            None => global.clock_skew_at.clone(),
+        }
+    }
 }
 
 /// Key-level settings override `[global]`; a limit set in neither place is a problem.

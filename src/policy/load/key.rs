@@ -10,10 +10,12 @@ use tron_proto::Address;
 
 use super::destination::{Destinations, Owner, ADDRESS, LABEL};
 use super::global::{self, EnvSettings, FROZEN};
+use super::limits::MAX_WINDOW_MS;
 use super::table::{field, strings, Field, Fields, Kind, Node, Obj, Schema};
 use super::tokens::Catalog;
 use super::windows::{self, ASSETS, WINDOWS};
 use crate::decode::Asset;
+use crate::policy::duration::format_duration;
 use crate::policy::model::{EnvelopeRules, KeyAsset, KeyPolicy};
 use crate::policy::problem::{ProblemCode as C, Problems};
 
@@ -46,6 +48,8 @@ pub(super) struct Draft {
     label: Option<String>,
     frozen: bool,
     envelope: Option<EnvelopeRules>,
+    /// Where the key's clock skew is written (its own section or `[global]`).
+    skew_at: Range<usize>,
     what: String,
     lists_assets: bool,
     assets: Vec<KeyAsset>,
@@ -86,6 +90,7 @@ impl Draft {
         let frozen = k.bool(p, &FROZEN).unwrap_or(false);
         let own_env = global::envelope(p, &k);
         let envelope = global::resolve(p, &k, &own_env, global);
+        let skew_at = own_env.clock_skew_at(global).unwrap_or_else(|| k.span());
         let assets = key_assets(p, &k, catalog);
 
         let mut draft = Draft {
@@ -93,6 +98,7 @@ impl Draft {
             label,
             frozen,
             envelope,
+            skew_at,
             what: k.what().to_owned(),
             lists_assets: k.is_array(&ASSETS),
             assets,
@@ -123,8 +129,12 @@ impl Draft {
         self.destinations.add(p, item, &owner, catalog);
     }
 
-    /// The key, if its own fields were valid (destination problems are already reported).
-    pub(super) fn finish(self) -> Option<KeyPolicy> {
+    /// The key, if its own fields were valid (destination problems are already reported),
+    /// once its clock skew is checked against every window it applies to.
+    pub(super) fn finish(self, p: &mut Problems<'_>) -> Option<KeyPolicy> {
+        if let Some(env) = &self.envelope {
+            self.check_skew(p, env.clock_skew_ms);
+        }
         Some(KeyPolicy {
             address: self.address?,
             label: self.label?,
@@ -134,6 +144,53 @@ impl Draft {
             destination_index: self.destinations.index,
             envelope: self.envelope?,
         })
+    }
+}
+
+impl Draft {
+    /// A transaction counts in a window while it can still land (`policy::landing`): up to
+    /// `clock_skew` after its expiration. A skew as long as a window would let that window
+    /// count transactions that are already spent as if they were not, so the skew must be
+    /// shorter than the key's shortest window (its own and its destinations'); and a window
+    /// plus the skew must fit in the history the ledger keeps ([`MAX_WINDOW_MS`]).
+    fn check_skew(&self, p: &mut Problems<'_>, skew_ms: u64) {
+        let key_windows = self
+            .assets
+            .iter()
+            .flat_map(|a| a.windows.iter().map(|w| (w, String::from("key-wide"))));
+        let dest_windows = self.destinations.list.iter().flat_map(|d| {
+            d.assets.iter().flat_map(move |a| {
+                a.windows
+                    .iter()
+                    .map(move |w| (w, format!("destination {:?}", d.label)))
+            })
+        });
+        let all: Vec<_> = key_windows.chain(dest_windows).collect();
+        let skew = format_duration(skew_ms);
+        if let Some((w, whose)) = all.iter().min_by_key(|(w, _)| w.window_ms) {
+            if skew_ms >= w.window_ms {
+                p.at(
+                    self.skew_at.clone(),
+                    C::ClockSkewTooLong,
+                    format!(
+                        "the clock_skew of {skew} for {} is not shorter than its {whose} {} window; a transaction counts in a window until its expiration plus the skew, so the skew must be shorter than every window",
+                        self.what, w.label
+                    ),
+                );
+            }
+        }
+        if let Some((w, whose)) = all.iter().max_by_key(|(w, _)| w.window_ms) {
+            if w.window_ms.saturating_add(skew_ms) > MAX_WINDOW_MS {
+                p.at(
+                    self.skew_at.clone(),
+                    C::OutOfRange,
+                    format!(
+                        "the {whose} {} window of {} plus its clock_skew of {skew} is longer than 31d, the history the ledger keeps",
+                        w.label, self.what
+                    ),
+                );
+            }
+        }
     }
 }
 

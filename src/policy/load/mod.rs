@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
-use super::model::Policy;
+use super::model::{Network, Policy};
 use super::problem::{PolicyLoadError, ProblemCode as C, Problems};
 use key::{Draft, Seen};
 use sections::{destinations_of, Header, Plan, Section};
@@ -38,6 +38,8 @@ pub use limits::{
 
 const VERSION: Field = field("version", Kind::Uint, true);
 const NAME: Field = field("name", Kind::Str, true);
+/// The network the policy signs for (`Network::as_str`).
+const NETWORK: Field = field("network", Kind::Str, true);
 /// `[global]` written inline (`global = { ... }`).
 const GLOBAL: Field = field("global", Kind::Table, false);
 /// Tokens written inline (`token = [...]`).
@@ -46,7 +48,7 @@ const TOKEN: Field = field("token", Kind::Array, false);
 const KEY: Field = field("key", Kind::Array, false);
 
 static ROOT: Schema = Schema {
-    fields: &[&VERSION, &NAME, &GLOBAL, &TOKEN, &KEY],
+    fields: &[&VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY],
 };
 
 /// What a successful load yields besides the file identity.
@@ -97,8 +99,10 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
         }
     }
 
+    let network = read_network(p, &root);
+
     let global = read_global(p, text, &root, plan.with(Header::Global));
-    let catalog = read_tokens(p, text, &root, plan.with(Header::Token));
+    let catalog = read_tokens(p, text, &root, plan.with(Header::Token), network);
     let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
     for s in plan.strays() {
         stray(p, text, s);
@@ -112,12 +116,28 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
         version: u32::try_from(version?.value).ok()?,
         name: name?.value.to_owned(),
         policy: Policy {
+            network: network?,
             frozen: global.frozen,
             assets: catalog.assets,
             keys,
             key_index,
         },
     })
+}
+
+/// The top-level `network`; `None` (reported) when missing or not a known network.
+fn read_network(p: &mut Problems<'_>, root: &Fields<'_, '_>) -> Option<Network> {
+    let n = root.str(p, &NETWORK)?;
+    let network = Network::from_name(n.value);
+    if network.is_none() {
+        let names: Vec<&str> = Network::ALL.iter().map(|n| n.as_str()).collect();
+        p.at(
+            n.span.clone(),
+            C::BadNetwork,
+            format!("network {:?} is not one of {}", n.value, names.join(", ")),
+        );
+    }
+    network
 }
 
 /// Parses one section alone; `None` (with its syntax errors reported) when it does not parse.
@@ -214,8 +234,9 @@ fn read_tokens<'s>(
     text: &str,
     root: &Fields<'_, '_>,
     sections: impl Iterator<Item = &'s Section>,
+    network: Option<Network>,
 ) -> Catalog {
-    let mut catalog = Catalog::default();
+    let mut catalog = Catalog::for_network(network);
     if let Some(items) = root.array(p, &TOKEN) {
         for item in items {
             if let Some(t) = Obj::from_node(p, item, "[[token]]") {
@@ -267,7 +288,7 @@ fn read_keys(
     if let Some(items) = root.array(p, &KEY) {
         for item in items {
             if let Some(key) = Draft::begin(p, item, catalog, global, &mut seen, 0) {
-                out.extend(key.finish());
+                out.extend(key.finish(p));
             }
         }
     }
@@ -307,7 +328,7 @@ fn read_keys(
                 key.add_destination(p, node, catalog);
             }
         }
-        out.extend(draft.and_then(Draft::finish));
+        out.extend(draft.and_then(|d| d.finish(p)));
     }
     out
 }

@@ -1,5 +1,7 @@
 //! `[[token]]`: the asset catalog. TRX is built in and comes first; tokens follow in file
-//! order, each identified by its contract address, never by its symbol.
+//! order, each identified by its contract address, never by its symbol. Contracts in the
+//! built-in [`WELL_KNOWN`] table must be declared with their real decimals and only under a
+//! policy for their own network.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -9,10 +11,44 @@ use tron_proto::Address;
 use super::limits::{MAX_DECIMALS, TRX_DECIMALS};
 use super::table::{field, At, Field, Fields, Kind, Obj, Schema};
 use crate::decode::Asset;
-use crate::policy::model::AssetInfo;
+use crate::policy::model::{AssetInfo, Network};
 use crate::policy::problem::{ProblemCode as C, Problems};
 
 const MAX_SYMBOL_LEN: usize = 16;
+
+/// A token contract whose decimals are a fact of the chain, not a setting.
+struct WellKnown {
+    /// Base58Check address of the contract.
+    contract: &'static str,
+    network: Network,
+    /// What the contract is, for messages.
+    name: &'static str,
+    decimals: u8,
+}
+
+/// Contracts a policy cannot contradict: a wrong `decimals` rescales every limit of the
+/// token (USDT declared with 18 would make "10000" mean 10^22 base units), and a contract of
+/// another network can never be what the policy's keys send.
+const WELL_KNOWN: &[WellKnown] = &[
+    WellKnown {
+        contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+        network: Network::Mainnet,
+        name: "Tether USD (USDT) on mainnet",
+        decimals: 6,
+    },
+    WellKnown {
+        contract: "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf",
+        network: Network::Nile,
+        name: "Tether USD (USDT) on Nile",
+        decimals: 6,
+    },
+];
+
+/// The built-in entry for `contract`, if it has one.
+fn well_known(contract: &Address) -> Option<&'static WellKnown> {
+    let text = contract.to_base58();
+    WELL_KNOWN.iter().find(|w| w.contract == text)
+}
 
 const SYMBOL: Field = field("symbol", Kind::Str, true);
 const CONTRACT: Field = field("contract", Kind::Str, true);
@@ -30,10 +66,13 @@ pub(super) struct Catalog {
     /// First declaration of each symbol (upper case) and contract, as file offsets.
     symbols: HashMap<String, Range<usize>>,
     contracts: HashMap<Address, Range<usize>>,
+    /// The policy's network, when it is valid (well-known contracts are checked against it).
+    network: Option<Network>,
 }
 
-impl Default for Catalog {
-    fn default() -> Self {
+impl Catalog {
+    /// An empty catalog (TRX only) for a policy on `network`.
+    pub(super) fn for_network(network: Option<Network>) -> Self {
         Catalog {
             assets: vec![AssetInfo {
                 asset: Asset::Trx,
@@ -43,11 +82,10 @@ impl Default for Catalog {
             broken: Vec::new(),
             symbols: HashMap::new(),
             contracts: HashMap::new(),
+            network,
         }
     }
-}
 
-impl Catalog {
     fn find(&self, symbol: &str) -> Option<&AssetInfo> {
         self.assets.iter().find(|a| a.symbol == symbol)
     }
@@ -117,6 +155,9 @@ impl Catalog {
                 );
             }
         }
+        if let (Some(c), Some(d)) = (&contract, &decimals) {
+            ok &= self.check_well_known(p, c, d);
+        }
         match (ok, symbol, contract, decimals) {
             (true, Some(s), Some(c), Some(d)) => self.assets.push(AssetInfo {
                 asset: Asset::Token(c.value),
@@ -126,6 +167,38 @@ impl Catalog {
             (_, Some(s), _, _) => self.broken.push(s.value.to_owned()),
             _ => {}
         }
+    }
+
+    /// Whether a declared contract agrees with the built-in table: its decimals, and its
+    /// network (when the policy's is known).
+    fn check_well_known(&self, p: &mut Problems<'_>, c: &At<Address>, d: &At<u64>) -> bool {
+        let Some(known) = well_known(&c.value) else {
+            return true;
+        };
+        let mut ok = true;
+        if d.value != u64::from(known.decimals) {
+            ok = false;
+            p.at(
+                d.span.clone(),
+                C::KnownTokenDecimals,
+                format!(
+                    "contract {} is {}, which has {} decimals, not {}",
+                    c.value, known.name, known.decimals, d.value
+                ),
+            );
+        }
+        if let Some(network) = self.network.filter(|n| *n != known.network) {
+            ok = false;
+            p.at(
+                c.span.clone(),
+                C::TokenNetwork,
+                format!(
+                    "contract {} is {}, but this policy is for {network}",
+                    c.value, known.name
+                ),
+            );
+        }
+        ok
     }
 
     /// Whether a symbol is well formed, not TRX and not declared before.

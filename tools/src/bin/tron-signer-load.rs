@@ -263,6 +263,7 @@ fn prepare(a: &PrepareArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut policy = format!(
         r#"version = 1
 name = "load benchmark: {keys} keys, {n} destinations"
+network = "nile"
 
 [global]
 max_fee_limit = "100"
