@@ -198,7 +198,10 @@ async fn tapos_error_rebuilds_only_after_expiry() {
     assert!(h.statuses("t1").contains(&"retrying"));
     let calls = h.signer.as_ref().unwrap().st().calls.clone();
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|(id, _)| id == "t1"), "same payout id");
+    assert!(
+        calls.iter().all(|(id, _)| *id == scoped("t1")),
+        "same payout id"
+    );
 }
 
 #[tokio::test]
