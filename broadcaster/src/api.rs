@@ -24,8 +24,8 @@ use crate::store::{Created, Store, StoreError};
 
 /// The OpenAPI 3 document the server serves at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
-/// The longest payout id the signer accepts.
-pub const SIGNER_MAX_PAYOUT_ID_LEN: usize = 128;
+/// The longest payout id the signer (and the batch format it shares) accepts.
+pub const SIGNER_MAX_PAYOUT_ID_LEN: usize = tron_proto::batch::MAX_PAYOUT_ID_LEN;
 /// Longest payout id: the signer sees `<tenant>/<id>` (see `Payout::key`), which must fit
 /// its bound with the longest tenant name.
 pub const MAX_PAYOUT_ID_LEN: usize = SIGNER_MAX_PAYOUT_ID_LEN - MAX_TENANT_LEN - 1;
