@@ -360,3 +360,23 @@ async fn an_oversized_to_is_refused_by_length_and_bodies_are_capped() {
     let (st, _) = s.post(&a, &payout("p1", DEST, "1")).await;
     assert_eq!(st, StatusCode::CREATED);
 }
+
+#[test]
+fn a_database_from_before_tenants_is_refused_by_name() {
+    let e = env();
+    {
+        let db = redb::Database::create(e.dir.path().join("b.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        let old: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("payouts");
+        tx.open_table(old)
+            .unwrap()
+            .insert("order-1", b"{}".as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let out = e.cli(&["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[database_old_schema]"), "{err}");
+    assert!(err.contains("Upgrading to tenants"), "{err}");
+}
