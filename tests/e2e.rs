@@ -675,7 +675,12 @@ async fn air_gap_round_trip() {
     lines.sort();
     assert_eq!(
         lines,
-        ["denied\tag-stranger", "signed\tag-trx", "signed\tag-usdt"],
+        // Batch items name the payout as `<tenant>/<id>`; the key's tenant is its label.
+        [
+            "denied\te2e-backend/ag-stranger",
+            "signed\te2e-backend/ag-trx",
+            "signed\te2e-backend/ag-usdt"
+        ],
         "{imported}"
     );
 

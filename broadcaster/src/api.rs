@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,14 +17,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tron_proto::Address;
 
-use crate::model::{now_ms, Asset, Origin, Payout, Reason, Status};
+use crate::amount;
+use crate::apikeys::{ApiKeyError, KeyStore, Verdict, MAX_TENANT_LEN};
+use crate::model::{now_ms, Asset, Origin, Owner, Payout, Reason, Status};
 use crate::store::{Created, Store, StoreError};
-use crate::{amount, apikeys};
 
 /// The OpenAPI 3 document the server serves at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
-/// Longest payout id, the same bound the signer enforces.
-pub const MAX_PAYOUT_ID_LEN: usize = 128;
+/// The longest payout id the signer (and the batch format it shares) accepts.
+pub const SIGNER_MAX_PAYOUT_ID_LEN: usize = tron_proto::batch::MAX_PAYOUT_ID_LEN;
+/// Longest payout id: the signer sees `<tenant>/<id>` (see `Payout::key`), which must fit
+/// its bound with the longest tenant name.
+pub const MAX_PAYOUT_ID_LEN: usize = SIGNER_MAX_PAYOUT_ID_LEN - MAX_TENANT_LEN - 1;
+/// Longest request body. A valid create request is well under 1 KiB; the cap stops a
+/// client from making the server buffer megabytes, and is set high enough that oversized
+/// fields inside it still reach (and are refused by) their own length checks.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest address text: a Base58 Tron address has 34 characters. Checked before decoding
+/// (Base58 decoding is quadratic in the input length), as defence in depth beside the
+/// parser's own bound.
+pub const MAX_ADDRESS_LEN: usize = 34;
+/// How much of a refused input a message quotes.
+const ECHO_LEN: usize = 48;
+/// Longest quoted parser message.
+const MESSAGE_LEN: usize = 200;
 /// Default and largest page for listing.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -32,6 +49,8 @@ pub const MAX_LIMIT: usize = 1000;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
+    /// Read on every request, so created and revoked keys count at once.
+    pub keys: Arc<KeyStore>,
     /// The paying address, so a payout to itself can be refused.
     pub owner: Address,
 }
@@ -69,6 +88,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> ApiError {
+        tracing::error!(error = %e, "API key file unusable; refusing every request");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.code(),
+            "API keys unavailable; retry",
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -93,6 +123,8 @@ pub struct CreatePayout {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PayoutView {
     pub id: String,
+    /// The id of the API key that created it.
+    pub created_by: String,
     pub asset: Asset,
     pub to: String,
     pub amount: String,
@@ -129,6 +161,7 @@ impl From<&Payout> for PayoutView {
     fn from(p: &Payout) -> PayoutView {
         PayoutView {
             id: p.id.clone(),
+            created_by: p.created_by.clone(),
             asset: p.asset,
             to: p.to.clone(),
             amount: amount::format(p.amount_units),
@@ -177,6 +210,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// At most [`ECHO_LEN`] characters of `s`, quoted, with its length when cut.
+fn echo(s: &str) -> String {
+    match s.char_indices().nth(ECHO_LEN) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}... ({} bytes)", &s[..end], s.len()),
+    }
+}
+
+/// A parser's message cut to [`MESSAGE_LEN`] characters: it may quote the input.
+fn clip(s: String) -> String {
+    match s.char_indices().nth(MESSAGE_LEN) {
+        None => s,
+        Some((end, _)) => format!("{}... ({} bytes)", &s[..end], s.len()),
+    }
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -185,7 +235,7 @@ async fn openapi() -> impl IntoResponse {
 
 async fn require_key(
     State(state): State<ApiState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let unauthorized = |code, msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, msg);
@@ -201,18 +251,23 @@ async fn require_key(
             "the Authorization header must be `Bearer <key>`",
         ));
     };
-    match apikeys::verify(&state.store, key.trim())? {
-        Some(label) => {
-            tracing::debug!(client = %label, path = %req.uri().path(), "authorized");
+    match state.keys.verify(key.trim())? {
+        Verdict::Valid(owner) => {
+            tracing::debug!(tenant = %owner.tenant, key = %owner.key_id, path = %req.uri().path(), "authorized");
+            req.extensions_mut().insert(owner);
             Ok(next.run(req).await)
         }
-        None => Err(unauthorized("invalid_api_key", "the API key is not valid")),
+        Verdict::Revoked => Err(unauthorized(
+            "api_key_revoked",
+            "the API key has been revoked",
+        )),
+        Verdict::Invalid => Err(unauthorized("invalid_api_key", "the API key is not valid")),
     }
 }
 
 fn body_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
-    let msg = e.to_string();
+    let msg = clip(e.to_string());
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
             ApiError::bad("invalid_json", format!("body is not JSON: {msg}"))
@@ -223,8 +278,8 @@ fn body_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// Payout ids are idempotency keys: 1-128 printable ASCII without spaces (as the signer
-/// requires), so they also fit a URL path segment.
+/// Payout ids are idempotency keys within a tenant: 1-[`MAX_PAYOUT_ID_LEN`] printable
+/// ASCII without spaces (as the signer requires), so they also fit a URL path segment.
 pub fn check_payout_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty()
         || id.len() > MAX_PAYOUT_ID_LEN
@@ -249,18 +304,28 @@ pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, 
         ApiError::bad(
             "unsupported_asset",
             format!(
-                "asset {:?} is not supported; use \"TRX\" or \"USDT\"",
-                req.asset
+                "asset {} is not supported; use \"TRX\" or \"USDT\"",
+                echo(&req.asset)
             ),
         )
     })?;
+    if req.to.len() > MAX_ADDRESS_LEN {
+        return Err(ApiError::bad(
+            "invalid_address",
+            format!(
+                "to {} is longer than a Base58 Tron address ({MAX_ADDRESS_LEN} characters)",
+                echo(&req.to)
+            ),
+        ));
+    }
     let to = Address::from_base58(&req.to).map_err(|e| {
         ApiError::bad(
             "invalid_address",
             format!(
-                "to {:?} is not a Base58 Tron address ({}: {e})",
-                req.to,
-                e.code()
+                "to {} is not a Base58 Tron address ({}: {})",
+                echo(&req.to),
+                e.code(),
+                echo(&e.to_string())
             ),
         )
     })?;
@@ -270,17 +335,43 @@ pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, 
             "to is the paying address itself",
         ));
     }
-    let units = amount::parse(&req.amount).map_err(|e| ApiError::bad(e.code(), e.to_string()))?;
+    let units =
+        amount::parse(&req.amount).map_err(|e| ApiError::bad(e.code(), clip(e.to_string())))?;
     Ok((asset, to, units))
 }
 
-async fn create_payout(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+async fn create_payout(
+    State(state): State<ApiState>,
+    Extension(owner): Extension<Owner>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad(
+                "invalid_json",
+                format!("body unreadable: {}", e.body_text()),
+            )
+        }
+    })?;
     let req: CreatePayout = serde_json::from_slice(&body).map_err(body_error)?;
     let (asset, to, units) = validate(&req, &state.owner)?;
-    let p = Payout::new(req.id.clone(), asset, to.to_base58(), units, now_ms());
+    let p = Payout::new(
+        &owner,
+        req.id.clone(),
+        asset,
+        to.to_base58(),
+        units,
+        now_ms(),
+    );
     match state.store.create_payout(p)? {
         Created::New(p) => {
-            tracing::info!(payout = %p.id, asset = asset.as_str(), to = %p.to, amount = %req.amount, "payout queued");
+            tracing::info!(payout = %p.id, tenant = %p.tenant, key = %p.created_by, asset = asset.as_str(), to = %p.to, amount = %p.amount_units, "payout queued");
             Ok((StatusCode::CREATED, Json(PayoutView::from(&p))).into_response())
         }
         Created::Existing(p) => Ok((StatusCode::OK, Json(PayoutView::from(&p))).into_response()),
@@ -295,12 +386,14 @@ async fn create_payout(State(state): State<ApiState>, body: Bytes) -> Result<Res
     }
 }
 
+/// Another tenant's payout is "not found", exactly like a missing one, so ids do not leak.
 async fn get_payout(
     State(state): State<ApiState>,
+    Extension(owner): Extension<Owner>,
     Path(id): Path<String>,
 ) -> Result<Json<PayoutView>, ApiError> {
     check_payout_id(&id)?;
-    match state.store.get(&id)? {
+    match state.store.get_for(&owner.tenant, &id)? {
         Some(p) => Ok(Json(PayoutView::from(&p))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -320,6 +413,7 @@ pub struct ListQuery {
 
 async fn list_payouts(
     State(state): State<ApiState>,
+    Extension(owner): Extension<Owner>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad("invalid_query", e.body_text()))?;
@@ -329,7 +423,8 @@ async fn list_payouts(
             ApiError::bad(
                 "invalid_status",
                 format!(
-                    "status {s:?} is not one of {}",
+                    "status {} is not one of {}",
+                    echo(s),
                     Status::ALL.map(Status::as_str).join(", ")
                 ),
             )
@@ -347,7 +442,7 @@ async fn list_payouts(
     };
     let payouts: Vec<PayoutView> = state
         .store
-        .list(status, limit)?
+        .list(Some(&owner.tenant), status, limit)?
         .iter()
         .map(PayoutView::from)
         .collect();

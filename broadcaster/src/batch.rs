@@ -85,7 +85,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
 /// What an export wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportReport {
-    /// (payout id, txid, expiration ms).
+    /// (payout key `<tenant>/<id>`, txid, expiration ms).
     pub items: Vec<(String, String, i64)>,
 }
 
@@ -115,7 +115,7 @@ pub async fn export(pipeline: &Pipeline, out: &Path) -> Result<ExportReport, Bat
                 }
                 let a = pipeline.build_attempt(&p, &h, Origin::Batch)?;
                 let rec = a.clone();
-                store.update(&p.id, |p| -> Result<(), StoreError> {
+                store.update(&p.key(), |p| -> Result<(), StoreError> {
                     let note = format!(
                         "exported {} for offline signing (expires {} ms)",
                         rec.txid, rec.expiration_ms
@@ -140,12 +140,12 @@ pub async fn export(pipeline: &Pipeline, out: &Path) -> Result<ExportReport, Bat
         };
         report
             .items
-            .push((p.id.clone(), attempt.txid.clone(), attempt.expiration_ms));
+            .push((p.key(), attempt.txid.clone(), attempt.expiration_ms));
         let raw_data = hex::decode(&attempt.raw_data).map_err(|e| {
-            BatchError::Step(format!("stored raw_data of {} unreadable: {e}", p.id))
+            BatchError::Step(format!("stored raw_data of {} unreadable: {e}", p.key()))
         })?;
         items.push(UnsignedItem {
-            payout_id: p.id.clone(),
+            payout_id: p.key(),
             key: key.to_base58(),
             raw_data,
         });

@@ -7,12 +7,13 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
+use crate::apikeys::{self, KeyStore};
+use crate::batch;
 use crate::config::{Config, ConfigError};
 use crate::node::{Node, NodeError};
 use crate::pipeline::{Pipeline, Settings};
 use crate::signer::SignerConn;
 use crate::store::{Store, StoreError};
-use crate::{apikeys, batch};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the payout API and the pipeline.
     Serve,
-    /// Manage the payment backends' API keys (stop `serve` first: the database is locked).
+    /// Manage the payment backends' API keys (works while `serve` runs; changes count from
+    /// the server's next request).
     #[command(subcommand)]
     ApiKeys(ApiKeysCommand),
     /// Air-gapped signing through batch files.
@@ -44,14 +46,23 @@ pub enum Command {
 pub enum ApiKeysCommand {
     /// Create a key and print it once.
     Create(CreateKeyArgs),
-    /// List key ids and labels.
+    /// List keys: id, tenant, created, revoked, label.
     List,
+    /// Revoke a key by id: the running server refuses it from its next request.
+    Revoke {
+        /// The key id (the hex part after `tbk_`, as `list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct CreateKeyArgs {
     #[arg(long)]
     pub label: String,
+    /// The tenant whose payouts the key creates and sees; default: the label, if it is a
+    /// valid tenant name.
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,20 +133,34 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve(cfg).await,
         Command::ApiKeys(ApiKeysCommand::Create(a)) => {
-            let store = Store::open(&cfg.database)?;
-            let key = apikeys::create(&store, &a.label)?;
+            let keys = KeyStore::new(&cfg.api_keys);
+            let tenant = a.tenant.as_deref().unwrap_or(&a.label);
+            let key = keys.create(tenant, &a.label)?;
             println!("{}", key.as_str());
             eprintln!(
-                "API key for {:?} created; it is shown only this once.",
+                "API key for {:?} (tenant {tenant:?}) created; it is shown only this once.",
                 a.label
             );
             Ok(())
         }
         Command::ApiKeys(ApiKeysCommand::List) => {
-            let store = Store::open(&cfg.database)?;
-            for (id, rec) in store.list_api_keys::<apikeys::ApiKeyRecord>()? {
-                println!("{id}\t{}\t{}", rec.created_at_ms, rec.label);
+            for (id, rec) in KeyStore::new(&cfg.api_keys).list()? {
+                let revoked = rec
+                    .revoked_at_ms
+                    .map_or_else(|| "-".to_owned(), |t| format!("revoked={t}"));
+                println!(
+                    "{id}\t{}\t{}\t{revoked}\t{}",
+                    rec.tenant, rec.created_at_ms, rec.label
+                );
             }
+            Ok(())
+        }
+        Command::ApiKeys(ApiKeysCommand::Revoke { id }) => {
+            let rec = KeyStore::new(&cfg.api_keys).revoke(&id)?;
+            eprintln!(
+                "API key {id} ({:?}, tenant {:?}) revoked; the server refuses it from its next request.",
+                rec.label, rec.tenant
+            );
             Ok(())
         }
         Command::Batch(BatchCommand::Export { out }) => {
@@ -189,16 +214,21 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let worker = tokio::spawn(pipe.clone().run(rx.clone()));
     let app = api::router(ApiState {
         store,
+        keys: Arc::new(KeyStore::new(&cfg.api_keys)),
         owner: cfg.key,
     });
+    let listen_err = |source| CliError::Listen {
+        addr: cfg.listen.to_string(),
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| CliError::Listen {
-            addr: cfg.listen.to_string(),
-            source,
-        })?;
+        .map_err(listen_err)?;
+    // The bound address, which differs from the configured one for port 0.
+    let bound = listener.local_addr().map_err(listen_err)?;
     tracing::info!(
-        listen = %cfg.listen,
+        listen = %bound,
+        api_keys = %cfg.api_keys.display(),
         node = %cfg.node_url,
         signer = cfg.signer.as_deref().unwrap_or("(air gap: batch files)"),
         key = %cfg.key,

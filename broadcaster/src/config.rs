@@ -72,6 +72,8 @@ pub struct RawConfig {
     pub signer: Option<String>,
     pub key: String,
     pub database: PathBuf,
+    /// The API key file; default: `<database>.api-keys.json`.
+    pub api_keys: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     /// TRX, for TRC-20 calls only.
     pub fee_limit: Option<u64>,
@@ -94,6 +96,8 @@ pub struct Config {
     pub signer: Option<String>,
     pub key: Address,
     pub database: PathBuf,
+    /// The API key file (outside the database, so keys change while `serve` runs).
+    pub api_keys: PathBuf,
     pub listen: SocketAddr,
     pub fee_limit_sun: i64,
     /// Lifetime of transactions signed online (gRPC).
@@ -234,6 +238,11 @@ impl Config {
             usdt_contract,
             signer: raw.signer,
             key,
+            api_keys: raw.api_keys.unwrap_or_else(|| {
+                let mut p = raw.database.clone().into_os_string();
+                p.push(".api-keys.json");
+                PathBuf::from(p)
+            }),
             database: raw.database,
             listen: raw
                 .listen
@@ -278,6 +287,14 @@ mod tests {
         );
         let o = Config::parse(&base("node_url = \"http://127.0.0.1:9/\"")).unwrap();
         assert_eq!(o.node_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn api_key_file_defaults_beside_the_database() {
+        let c = Config::parse(&base("")).unwrap();
+        assert_eq!(c.api_keys, PathBuf::from("/tmp/x.redb.api-keys.json"));
+        let o = Config::parse(&base("api_keys = \"/etc/b/keys.json\"")).unwrap();
+        assert_eq!(o.api_keys, PathBuf::from("/etc/b/keys.json"));
     }
 
     #[test]

@@ -125,10 +125,19 @@ pub struct Transition {
     pub note: String,
 }
 
+/// Separates the tenant from the payout id in a payout's [`Payout::key`]. Neither a tenant
+/// name nor a payout id may contain it, so the key splits back unambiguously.
+pub const KEY_SEPARATOR: char = '/';
+
 /// A payout request and everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payout {
+    /// The id the tenant chose; unique within the tenant only.
     pub id: String,
+    /// The tenant of the API key that created it: only that tenant's keys see it.
+    pub tenant: String,
+    /// The id of the API key that created it (never the secret).
+    pub created_by: String,
     pub asset: Asset,
     /// Destination, Base58.
     pub to: String,
@@ -146,9 +155,18 @@ pub struct Payout {
 }
 
 impl Payout {
-    pub fn new(id: String, asset: Asset, to: String, amount_units: u64, now_ms: i64) -> Payout {
+    pub fn new(
+        owner: &Owner,
+        id: String,
+        asset: Asset,
+        to: String,
+        amount_units: u64,
+        now_ms: i64,
+    ) -> Payout {
         Payout {
             id,
+            tenant: owner.tenant.clone(),
+            created_by: owner.key_id.clone(),
             asset,
             to,
             amount_units,
@@ -166,6 +184,12 @@ impl Payout {
                 note: "accepted".into(),
             }],
         }
+    }
+
+    /// `<tenant>/<id>`: the payout's key in the database, and the payout id the signer and
+    /// batch files see, so two tenants' equal ids never meet there either.
+    pub fn key(&self) -> String {
+        scoped_key(&self.tenant, &self.id)
     }
 
     /// The transaction currently in play, if any.
@@ -192,6 +216,18 @@ impl Payout {
             note: note.into(),
         });
     }
+}
+
+/// Who creates a payout: the tenant it belongs to and the API key that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub tenant: String,
+    pub key_id: String,
+}
+
+/// The key of payout `id` of `tenant` (see [`Payout::key`]).
+pub fn scoped_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}{KEY_SEPARATOR}{id}")
 }
 
 /// Milliseconds since the Unix epoch, by this machine's clock (for bookkeeping only:

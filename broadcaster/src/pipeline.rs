@@ -194,11 +194,11 @@ impl Pipeline {
             head: None,
         };
         for p in active {
-            if self.backing_off(&p.id).await {
+            if self.backing_off(&p.key()).await {
                 continue;
             }
             report.processed += 1;
-            let id = p.id.clone();
+            let id = p.key();
             match self.step(p, &mut head).await {
                 Ok(()) => {
                     self.backoff.lock().await.remove(&id);
@@ -274,7 +274,7 @@ impl Pipeline {
         let h = head.get().await?;
         let built = self.build_attempt(p, &h, Origin::Online)?;
         let margin = self.settings.margin_ms();
-        let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
             if let Some(prev) = p.current() {
                 if can_still_land(prev, &h, margin) {
                     return Err(StepError::Retry(format!(
@@ -346,7 +346,7 @@ impl Pipeline {
     ) -> Result<Option<Payout>, StepError> {
         let Some(a) = p.current().cloned() else {
             // Cannot happen through this code; recover by starting over.
-            let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+            let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
                 p.transition(Status::Queued, now_ms(), "no transaction on record");
                 Ok(())
             })?;
@@ -369,7 +369,7 @@ impl Pipeline {
             Origin::Online => {
                 if h.timestamp_ms.saturating_add(MIN_REMAINING_MS) >= a.expiration_ms {
                     // Never signed-and-kept, never broadcast: safe to replace at once.
-                    let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+                    let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
                         p.transition(
                             Status::Retrying,
                             now_ms(),
@@ -384,13 +384,13 @@ impl Pipeline {
                 };
                 let raw = hex::decode(&a.raw_data)
                     .map_err(|e| StepError::Retry(format!("stored raw_data unreadable: {e}")))?;
-                match signer.sign(&self.settings.key, &raw, &p.id).await {
+                match signer.sign(&self.settings.key, &raw, &p.key()).await {
                     SignOutcome::Signed {
                         signed_transaction, ..
                     } => {
                         let txid = a.txid.clone();
                         let stx = hex::encode(signed_transaction);
-                        let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+                        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
                             match p.current_mut() {
                                 Some(cur) if cur.txid == txid => {
                                     cur.signed_transaction = Some(stx);
@@ -402,7 +402,7 @@ impl Pipeline {
                         Ok(Some(next))
                     }
                     SignOutcome::Denied(reason) => {
-                        let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+                        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
                             let note =
                                 format!("signer refused: [{}] {}", reason.code, reason.message);
                             p.denial = Some(reason);
@@ -465,7 +465,7 @@ impl Pipeline {
             }
         };
         let txid = a.txid.clone();
-        let next = self.store.update(&p.id, |p| -> Result<(), StepError> {
+        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
             if let Some(cur) = p.current_mut().filter(|c| c.txid == txid) {
                 cur.broadcast_at_ms.get_or_insert(now_ms());
             }
@@ -478,7 +478,7 @@ impl Pipeline {
         self.rebroadcast
             .lock()
             .await
-            .insert(p.id.clone(), Instant::now());
+            .insert(p.key(), Instant::now());
         Ok(Some(next))
     }
 
@@ -510,7 +510,7 @@ impl Pipeline {
     async fn maybe_rebroadcast(&self, p: &Payout, a: &Attempt) {
         let due = {
             let mut map = self.rebroadcast.lock().await;
-            let last = map.entry(p.id.clone()).or_insert_with(Instant::now);
+            let last = map.entry(p.key()).or_insert_with(Instant::now);
             if last.elapsed() >= REBROADCAST_EVERY {
                 *last = Instant::now();
                 true
@@ -527,8 +527,8 @@ impl Pipeline {
             .and_then(|s| hex::decode(s).ok())
         {
             match self.node.broadcast_hex(&stx).await {
-                Ok(v) => tracing::debug!(payout = %p.id, ?v, "re-broadcast"),
-                Err(e) => tracing::debug!(payout = %p.id, error = %e, "re-broadcast failed"),
+                Ok(v) => tracing::debug!(payout = %p.key(), ?v, "re-broadcast"),
+                Err(e) => tracing::debug!(payout = %p.key(), error = %e, "re-broadcast failed"),
             }
         }
     }
@@ -541,7 +541,7 @@ impl Pipeline {
         info: crate::node::TxInfo,
     ) -> Result<Payout, StepError> {
         let txid = a.txid.clone();
-        self.store.update(&p.id, |p| -> Result<(), StepError> {
+        self.store.update(&p.key(), |p| -> Result<(), StepError> {
             p.block_number = Some(info.block_number);
             p.block_timestamp_ms = Some(info.block_timestamp_ms);
             match info.failure {
@@ -586,7 +586,7 @@ impl Pipeline {
             "{} {why} (expiration {} ms passed on the node)",
             a.txid, a.expiration_ms
         );
-        self.store.update(&p.id, |p| -> Result<(), StepError> {
+        self.store.update(&p.key(), |p| -> Result<(), StepError> {
             p.transition(Status::Retrying, now_ms(), note);
             Ok(())
         })

@@ -1,15 +1,25 @@
-//! The embedded database (redb): payouts and API keys. Every write is one fsynced
-//! transaction, so a state written before a side effect (a broadcast) survives a crash.
+//! The embedded database (redb): payouts. Every write is one fsynced transaction, so a
+//! state written before a side effect (a broadcast) survives a crash.
+//!
+//! Payouts are keyed by [`Payout::key`] (`<tenant>/<id>`), so each tenant has its own id
+//! space and a tenant's payouts are one contiguous key range. API keys live in their own
+//! file ([`crate::apikeys`]), which `api-keys` commands can change while `serve` runs.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::model::{Payout, Status};
+use crate::model::{scoped_key, Payout, Status};
 
-const PAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("payouts");
-const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// Schema 2: payouts keyed per tenant, API keys outside the database.
+const SCHEMA: &str = "2";
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const PAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_payouts");
+/// Tables of schema 1 (payouts keyed by bare id, without owner; API keys in the database).
+const OLD_TABLES: [&str; 2] = ["payouts", "api_keys"];
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +32,14 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("payout {0:?} not found")]
     NotFound(String),
+    #[error(
+        "the database holds schema-1 data (table {0:?}: payouts without a tenant, API keys inside the database), \
+         which this version does not read: finish those payouts with the previous version, then start \
+         on a new database file with new API keys (README, \"Upgrading to tenants\")"
+    )]
+    OldSchema(String),
+    #[error("the database has schema {0:?}, which this version does not know")]
+    UnknownSchema(String),
 }
 
 impl StoreError {
@@ -31,6 +49,8 @@ impl StoreError {
             StoreError::Db(_) => "database_error",
             StoreError::Corrupt { .. } => "database_corrupt",
             StoreError::NotFound(_) => "payout_not_found",
+            StoreError::OldSchema(_) => "database_old_schema",
+            StoreError::UnknownSchema(_) => "database_unknown_schema",
         }
     }
 }
@@ -75,27 +95,56 @@ impl Store {
         }
         let database = Database::create(path).map_err(db)?;
         let tx = database.begin_write().map_err(db_err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(db)?;
+            let schema = meta
+                .get("schema")
+                .map_err(db)?
+                .map(|v| v.value().to_owned());
+            match schema.as_deref() {
+                Some(SCHEMA) => {}
+                Some(other) => return Err(StoreError::UnknownSchema(other.to_owned())),
+                None => {
+                    // A new file, or one a schema-1 version wrote: its data has no tenant
+                    // to give it, so it is refused rather than guessed; empty old tables go.
+                    let old: Vec<String> = tx
+                        .list_tables()
+                        .map_err(db)?
+                        .map(|t| t.name().to_owned())
+                        .filter(|n| OLD_TABLES.contains(&n.as_str()))
+                        .collect();
+                    for name in old {
+                        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+                        let empty = tx.open_table(def).map_err(db)?.is_empty().map_err(db)?;
+                        if !empty {
+                            return Err(StoreError::OldSchema(name));
+                        }
+                        tx.delete_table(def).map_err(db)?;
+                    }
+                    meta.insert("schema", SCHEMA).map_err(db)?;
+                }
+            }
+        }
         tx.open_table(PAYOUTS).map_err(db)?;
-        tx.open_table(API_KEYS).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: database })
     }
 
-    /// Inserts a new payout unless the id exists; atomic with the existence check.
+    /// Inserts a new payout unless its tenant already has that id; atomic with the check.
     pub fn create_payout(&self, p: Payout) -> Result<Created, StoreError> {
+        let key = p.key();
         let tx = self.db.begin_write().map_err(db_err)?;
         let out = {
             let mut t = tx.open_table(PAYOUTS).map_err(db)?;
-            let existing = match t.get(p.id.as_str()).map_err(db)? {
-                Some(v) => Some(decode::<Payout>(&p.id, v.value())?),
+            let existing = match t.get(key.as_str()).map_err(db)? {
+                Some(v) => Some(decode::<Payout>(&key, v.value())?),
                 None => None,
             };
             match existing {
                 Some(e) if e.same_request(p.asset, &p.to, p.amount_units) => Created::Existing(e),
                 Some(e) => Created::Conflict(e),
                 None => {
-                    t.insert(p.id.as_str(), encode(&p)?.as_slice())
-                        .map_err(db)?;
+                    t.insert(key.as_str(), encode(&p)?.as_slice()).map_err(db)?;
                     Created::New(p)
                 }
             }
@@ -104,35 +153,57 @@ impl Store {
         Ok(out)
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Payout>, StoreError> {
+    /// The payout with [`Payout::key`] `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Payout>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(PAYOUTS).map_err(db)?;
-        match t.get(id).map_err(db)? {
-            Some(v) => Ok(Some(decode(id, v.value())?)),
+        match t.get(key).map_err(db)? {
+            Some(v) => Ok(Some(decode(key, v.value())?)),
             None => Ok(None),
         }
     }
 
-    /// Payouts in id order, optionally only those with `status`, at most `limit`.
-    pub fn list(&self, status: Option<Status>, limit: usize) -> Result<Vec<Payout>, StoreError> {
-        self.scan(|p| status.is_none_or(|s| p.status == s), limit)
+    /// Payout `id` of `tenant`.
+    pub fn get_for(&self, tenant: &str, id: &str) -> Result<Option<Payout>, StoreError> {
+        self.get(&scoped_key(tenant, id))
+    }
+
+    /// `tenant`'s payouts (every tenant's if `None`) in id order, optionally only those
+    /// with `status`, at most `limit`.
+    pub fn list(
+        &self,
+        tenant: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Payout>, StoreError> {
+        self.scan(tenant, |p| status.is_none_or(|s| p.status == s), limit)
     }
 
     /// Every payout that is not final: the pipeline's work list.
     pub fn active(&self) -> Result<Vec<Payout>, StoreError> {
-        self.scan(|p| !p.status.is_final(), usize::MAX)
+        self.scan(None, |p| !p.status.is_final(), usize::MAX)
     }
 
     fn scan(
         &self,
+        tenant: Option<&str>,
         keep: impl Fn(&Payout) -> bool,
         limit: usize,
     ) -> Result<Vec<Payout>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(PAYOUTS).map_err(db)?;
+        // A tenant's keys share the prefix `<tenant>/`, so they are one contiguous range.
+        let prefix = tenant.map(|t| scoped_key(t, ""));
+        let rows = match &prefix {
+            Some(p) => t.range(p.as_str()..).map_err(db)?,
+            None => t.iter().map_err(db)?,
+        };
         let mut out = Vec::new();
-        for row in t.iter().map_err(db)? {
+        for row in rows {
             let (k, v) = row.map_err(db)?;
+            if prefix.as_deref().is_some_and(|p| !k.value().starts_with(p)) {
+                break;
+            }
             let p: Payout = decode(k.value(), v.value())?;
             if keep(&p) {
                 out.push(p);
@@ -144,55 +215,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Read-modify-write of one payout in one durable transaction. If `f` fails nothing
-    /// is written.
+    /// Read-modify-write of the payout with [`Payout::key`] `key` in one durable
+    /// transaction. If `f` fails nothing is written.
     pub fn update<E: From<StoreError>>(
         &self,
-        id: &str,
+        key: &str,
         f: impl FnOnce(&mut Payout) -> Result<(), E>,
     ) -> Result<Payout, E> {
         let tx = self.db.begin_write().map_err(db_err)?;
         let p = {
             let mut t = tx.open_table(PAYOUTS).map_err(db)?;
-            let mut p: Payout = match t.get(id).map_err(db)? {
-                Some(v) => decode(id, v.value())?,
-                None => return Err(StoreError::NotFound(id.into()).into()),
+            let mut p: Payout = match t.get(key).map_err(db)? {
+                Some(v) => decode(key, v.value())?,
+                None => return Err(StoreError::NotFound(key.into()).into()),
             };
             f(&mut p)?;
-            t.insert(id, encode(&p)?.as_slice()).map_err(db)?;
+            t.insert(key, encode(&p)?.as_slice()).map_err(db)?;
             p
         };
         tx.commit().map_err(db)?;
         Ok(p)
-    }
-
-    pub fn put_api_key<T: Serialize>(&self, id: &str, record: &T) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = tx.open_table(API_KEYS).map_err(db)?;
-            t.insert(id, encode(record)?.as_slice()).map_err(db)?;
-        }
-        tx.commit().map_err(db)
-    }
-
-    pub fn get_api_key<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(API_KEYS).map_err(db)?;
-        match t.get(id).map_err(db)? {
-            Some(v) => Ok(Some(decode(id, v.value())?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn list_api_keys<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(API_KEYS).map_err(db)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            out.push((k.value().to_owned(), decode(k.value(), v.value())?));
-        }
-        Ok(out)
     }
 }
 
@@ -203,15 +245,22 @@ fn db_err(e: redb::TransactionError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Asset;
+    use crate::model::{Asset, Owner};
 
     const TO: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+
+    fn owner(tenant: &str) -> Owner {
+        Owner {
+            tenant: tenant.into(),
+            key_id: "00112233aabbccdd".into(),
+        }
+    }
 
     #[test]
     fn create_is_idempotent_and_detects_conflicts() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("b.redb")).unwrap();
-        let p = Payout::new("p1".into(), Asset::Trx, TO.into(), 5, 1);
+        let p = Payout::new(&owner("a"), "p1".into(), Asset::Trx, TO.into(), 5, 1);
         assert!(matches!(
             s.create_payout(p.clone()).unwrap(),
             Created::New(_)
@@ -220,12 +269,12 @@ mod tests {
             s.create_payout(p.clone()).unwrap(),
             Created::Existing(_)
         ));
-        let other = Payout::new("p1".into(), Asset::Trx, TO.into(), 6, 2);
+        let other = Payout::new(&owner("a"), "p1".into(), Asset::Trx, TO.into(), 6, 2);
         assert!(matches!(
             s.create_payout(other).unwrap(),
             Created::Conflict(_)
         ));
-        assert_eq!(s.get("p1").unwrap().unwrap().amount_units, 5);
+        assert_eq!(s.get("a/p1").unwrap().unwrap().amount_units, 5);
     }
 
     #[test]
@@ -234,9 +283,9 @@ mod tests {
         let path = dir.path().join("b.redb");
         {
             let s = Store::open(&path).unwrap();
-            let p = Payout::new("p1".into(), Asset::Usdt, TO.into(), 7, 1);
+            let p = Payout::new(&owner("a"), "p1".into(), Asset::Usdt, TO.into(), 7, 1);
             s.create_payout(p).unwrap();
-            s.update::<StoreError>("p1", |p| {
+            s.update::<StoreError>("a/p1", |p| {
                 p.transition(Status::Signing, 2, "x");
                 Ok(())
             })
@@ -244,30 +293,86 @@ mod tests {
             assert_eq!(Store::open(&path).err().unwrap().code(), "database_locked");
         }
         let s = Store::open(&path).unwrap();
-        let p = s.get("p1").unwrap().unwrap();
+        let p = s.get("a/p1").unwrap().unwrap();
         assert_eq!(p.status, Status::Signing);
         assert_eq!(p.history.len(), 2);
         assert_eq!(s.active().unwrap().len(), 1);
-        assert_eq!(s.list(Some(Status::Queued), 10).unwrap().len(), 0);
+        assert_eq!(
+            s.list(Some("a"), Some(Status::Queued), 10).unwrap().len(),
+            0
+        );
     }
 
     #[test]
     fn failed_update_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("b.redb")).unwrap();
-        s.create_payout(Payout::new("p1".into(), Asset::Trx, TO.into(), 5, 1))
-            .unwrap();
-        let r = s.update::<StoreError>("p1", |p| {
+        s.create_payout(Payout::new(
+            &owner("a"),
+            "p1".into(),
+            Asset::Trx,
+            TO.into(),
+            5,
+            1,
+        ))
+        .unwrap();
+        let r = s.update::<StoreError>("a/p1", |p| {
             p.transition(Status::Failed, 3, "x");
             Err(StoreError::Db("boom".into()))
         });
         assert!(r.is_err());
-        assert_eq!(s.get("p1").unwrap().unwrap().status, Status::Queued);
+        assert_eq!(s.get("a/p1").unwrap().unwrap().status, Status::Queued);
         assert_eq!(
             s.update::<StoreError>("nope", |_| Ok(()))
                 .unwrap_err()
                 .code(),
             "payout_not_found"
+        );
+    }
+
+    #[test]
+    fn ids_are_scoped_per_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.redb")).unwrap();
+        // Tenants whose names sort around each other's `<tenant>/` prefix.
+        for (tenant, units) in [("a", 1), ("a-b", 2), ("a0", 3), ("b", 4)] {
+            let p = Payout::new(&owner(tenant), "p1".into(), Asset::Trx, TO.into(), units, 1);
+            assert!(matches!(s.create_payout(p).unwrap(), Created::New(_)));
+        }
+        for (tenant, units) in [("a", 1), ("a-b", 2), ("a0", 3), ("b", 4)] {
+            let listed = s.list(Some(tenant), None, 10).unwrap();
+            assert_eq!(listed.len(), 1, "{tenant}");
+            assert_eq!(listed[0].amount_units, units);
+            assert_eq!(
+                s.get_for(tenant, "p1").unwrap().unwrap().amount_units,
+                units
+            );
+        }
+        assert_eq!(s.list(None, None, 10).unwrap().len(), 4);
+        assert!(s.get_for("c", "p1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_schema_1_database_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            let old: TableDefinition<&str, &[u8]> = TableDefinition::new("payouts");
+            tx.open_table(old)
+                .unwrap()
+                .insert("p1", b"{}".as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open(&path).err().unwrap();
+        assert_eq!(e.code(), "database_old_schema");
+        assert!(e.to_string().contains("Upgrading to tenants"), "{e}");
+        // Refused again (nothing was changed by the first attempt).
+        assert_eq!(
+            Store::open(&path).err().unwrap().code(),
+            "database_old_schema"
         );
     }
 }

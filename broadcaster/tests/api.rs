@@ -6,9 +6,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use tron_broadcaster::api::{router, ApiState};
+use tron_broadcaster::api::{router, ApiState, MAX_PAYOUT_ID_LEN};
+use tron_broadcaster::apikeys::KeyStore;
+use tron_broadcaster::model::Status;
 use tron_broadcaster::store::Store;
-use tron_broadcaster::{apikeys, model::Status};
 use tron_proto::Address;
 
 const OWNER: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
@@ -24,9 +25,11 @@ struct Api {
 fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("a.redb")).unwrap());
-    let key = apikeys::create(&store, "test").unwrap().to_string();
+    let keys = Arc::new(KeyStore::new(dir.path().join("keys.json")));
+    let key = keys.create("test", "test").unwrap().to_string();
     let app = router(ApiState {
         store: store.clone(),
+        keys,
         owner: Address::from_base58(OWNER).unwrap(),
     });
     Api {
@@ -108,6 +111,10 @@ async fn openapi_is_served_without_a_key() {
 const ERROR_CODES: &[&str] = &[
     "missing_api_key",
     "invalid_api_key",
+    "api_key_revoked",
+    "api_keys_unavailable",
+    "api_keys_corrupt",
+    "body_too_large",
     "invalid_json",
     "unknown_field",
     "missing_field",
@@ -160,7 +167,7 @@ async fn authentication() {
         .await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_api_key"));
     // Nothing was created by the unauthenticated request.
-    assert!(a.store.get("p1").unwrap().is_none());
+    assert!(a.store.get_for("test", "p1").unwrap().is_none());
     let (s, _) = a.post(&b).await;
     assert_eq!(s, StatusCode::CREATED);
 }
@@ -168,7 +175,7 @@ async fn authentication() {
 #[tokio::test]
 async fn every_bad_input_has_its_code() {
     let a = api();
-    let long_id = "x".repeat(129);
+    let long_id = "x".repeat(MAX_PAYOUT_ID_LEN + 1);
     let cases: Vec<(String, &str)> = vec![
         ("{".into(), "invalid_json"),
         ("".into(), "invalid_json"),
@@ -218,7 +225,10 @@ async fn every_bad_input_has_its_code() {
         assert_eq!(code(&v), want, "{b}: {v}");
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
-    assert!(a.store.list(None, 10).unwrap().is_empty(), "nothing stored");
+    assert!(
+        a.store.list(None, None, 10).unwrap().is_empty(),
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -244,7 +254,10 @@ async fn idempotent_create_and_conflict() {
             "{different}"
         );
     }
-    assert_eq!(a.store.get("p1").unwrap().unwrap().amount_units, 1_500_000);
+    assert_eq!(
+        a.store.get_for("test", "p1").unwrap().unwrap().amount_units,
+        1_500_000
+    );
 }
 
 #[tokio::test]
@@ -253,7 +266,7 @@ async fn get_and_list() {
     a.post(&body("p1", "TRX", DEST, "1")).await;
     a.post(&body("p2", "USDT", DEST, "2")).await;
     a.store
-        .update::<tron_broadcaster::store::StoreError>("p2", |p| {
+        .update::<tron_broadcaster::store::StoreError>("test/p2", |p| {
             p.transition(Status::Signing, 5, "test");
             Ok(())
         })

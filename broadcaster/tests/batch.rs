@@ -57,7 +57,13 @@ async fn export_sign_import_broadcast() {
         assert_eq!(item.key, address_of(&test_key()).to_base58());
         assert_eq!(
             hex::encode(tron_proto::txid(&item.raw_data)),
-            h.get(&item.payout_id).attempts[0].txid
+            h.pipeline
+                .store()
+                .get(&item.payout_id)
+                .unwrap()
+                .unwrap()
+                .attempts[0]
+                .txid
         );
     }
     for id in ["a1", "a2", "a3", "a4"] {
@@ -80,7 +86,7 @@ async fn export_sign_import_broadcast() {
     let by_id = |id: &str| {
         req.items
             .iter()
-            .find(|i| i.payout_id == id)
+            .find(|i| i.payout_id == scoped(id))
             .unwrap()
             .clone()
     };
@@ -97,7 +103,7 @@ async fn export_sign_import_broadcast() {
     let file = h.dir.path().join("resp.json");
     std::fs::write(&file, &resp).unwrap();
     let r = batch::import(&h.pipeline, &file).await.unwrap();
-    assert_eq!(r.signed, ["a1", "a2"]);
+    assert_eq!(r.signed, [scoped("a1"), scoped("a2")]);
     let rejected: Vec<_> = r
         .rejected
         .iter()
@@ -105,7 +111,10 @@ async fn export_sign_import_broadcast() {
         .collect();
     assert_eq!(
         rejected,
-        [("a3", "signature_invalid"), ("a4", "txid_mismatch")]
+        [
+            ("shop/a3", "signature_invalid"),
+            ("shop/a4", "txid_mismatch")
+        ]
     );
     assert_eq!(h.get("a1").status, Status::Broadcast);
     assert_eq!(h.get("a2").status, Status::Broadcast);
@@ -114,14 +123,14 @@ async fn export_sign_import_broadcast() {
 
     // A refusal in the file denies the payout with the signer's reason.
     let resp = respond(vec![SignedItem::Refused {
-        payout_id: "a3".into(),
+        payout_id: scoped("a3"),
         txid: Some(tron_proto::txid(&by_id("a3").raw_data)),
         reason_code: "velocity_exceeded".into(),
         message: "daily limit reached".into(),
     }]);
     std::fs::write(&file, &resp).unwrap();
     let r = batch::import(&h.pipeline, &file).await.unwrap();
-    assert_eq!(r.denied, ["a3"]);
+    assert_eq!(r.denied, [scoped("a3")]);
     let p = h.get("a3");
     assert_eq!(p.status, Status::Denied);
     assert_eq!(p.denial.unwrap().code, "velocity_exceeded");
@@ -195,7 +204,12 @@ async fn signer_copy_of_the_transaction_must_wrap_our_bytes() {
     let out = h.dir.path().join("req.json");
     batch::export(&h.pipeline, &out).await.unwrap();
     let req = read_request(&out);
-    let item = |id: &str| req.items.iter().find(|i| i.payout_id == id).unwrap();
+    let item = |id: &str| {
+        req.items
+            .iter()
+            .find(|i| i.payout_id == scoped(id))
+            .unwrap()
+    };
     // A valid signature over our txid, but the file's signed transaction wraps other bytes.
     let mut swapped = sign_item(&test_key(), item("w1"));
     if let SignedItem::Signed {
@@ -206,7 +220,7 @@ async fn signer_copy_of_the_transaction_must_wrap_our_bytes() {
     }
     // A refusal naming a different transaction than the one exported.
     let wrong_refusal = SignedItem::Refused {
-        payout_id: "w2".into(),
+        payout_id: scoped("w2"),
         txid: Some([9; 32]),
         reason_code: "destination_not_allowed".into(),
         message: "no".into(),
@@ -221,7 +235,10 @@ async fn signer_copy_of_the_transaction_must_wrap_our_bytes() {
         .collect();
     assert_eq!(
         rejected,
-        [("w1", "signature_invalid"), ("w2", "txid_mismatch")]
+        [
+            ("shop/w1", "signature_invalid"),
+            ("shop/w2", "txid_mismatch")
+        ]
     );
     assert_eq!(h.get("w1").status, Status::Signing);
     assert_eq!(h.get("w2").status, Status::Signing);

@@ -198,7 +198,10 @@ async fn tapos_error_rebuilds_only_after_expiry() {
     assert!(h.statuses("t1").contains(&"retrying"));
     let calls = h.signer.as_ref().unwrap().st().calls.clone();
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|(id, _)| id == "t1"), "same payout id");
+    assert!(
+        calls.iter().all(|(id, _)| *id == scoped("t1")),
+        "same payout id"
+    );
 }
 
 #[tokio::test]
@@ -359,4 +362,36 @@ async fn restart_mid_flight_resumes_without_paying_twice() {
     }
     let accepted = h.node.st().accepted.clone();
     assert_eq!(accepted.len(), 2, "one transaction per payout");
+}
+
+/// Two tenants' payouts with the same id are two payouts to the signer: each is asked for
+/// under `<tenant>/<id>`, so neither is taken for a retry of the other (`payout_in_flight`).
+#[tokio::test]
+async fn equal_ids_of_two_tenants_reach_the_signer_apart() {
+    let h = Harness::new(true, None).await;
+    h.add("p1", Asset::Trx, 1);
+    let other = tron_broadcaster::model::Owner {
+        tenant: "other".into(),
+        key_id: "fedcba9876543210".into(),
+    };
+    let p =
+        tron_broadcaster::model::Payout::new(&other, "p1".into(), Asset::Trx, DEST.into(), 2, 1);
+    h.pipeline.store().create_payout(p).unwrap();
+    let r = h.pipeline.tick().await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    let mut ids: Vec<String> = h
+        .signer
+        .as_ref()
+        .unwrap()
+        .st()
+        .calls
+        .iter()
+        .map(|c| c.0.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["other/p1", "shop/p1"]);
+    assert_eq!(h.get("p1").status, Status::Broadcast);
+    let theirs = h.pipeline.store().get_for("other", "p1").unwrap().unwrap();
+    assert_eq!((theirs.status, theirs.amount_units), (Status::Broadcast, 2));
+    assert_eq!(h.node.st().accepted.len(), 2);
 }

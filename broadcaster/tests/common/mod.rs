@@ -18,7 +18,7 @@ use prost::Message;
 use serde_json::{json, Value};
 use tron_broadcaster::builder;
 use tron_broadcaster::config::Network;
-use tron_broadcaster::model::Payout;
+use tron_broadcaster::model::{Owner, Payout};
 use tron_broadcaster::node::Node;
 use tron_broadcaster::pipeline::{Pipeline, Settings};
 use tron_broadcaster::signer::SignerConn;
@@ -30,6 +30,21 @@ use tron_proto::signer::{
     SignRequest, SignResponse,
 };
 use tron_proto::Address;
+
+/// The tenant the harness's payouts belong to.
+pub const TENANT: &str = "shop";
+
+pub fn owner() -> Owner {
+    Owner {
+        tenant: TENANT.into(),
+        key_id: "0123456789abcdef".into(),
+    }
+}
+
+/// The payout key (`<tenant>/<id>`) the signer and batch files see for `id`.
+pub fn scoped(id: &str) -> String {
+    tron_broadcaster::model::scoped_key(TENANT, id)
+}
 
 /// A scripted answer to the next broadcast.
 #[derive(Debug, Clone)]
@@ -388,12 +403,13 @@ impl Harness {
     }
 
     pub fn add(&self, id: &str, asset: tron_broadcaster::model::Asset, units: u64) {
-        let p = Payout::new(id.into(), asset, DEST.into(), units, 1);
+        let p = Payout::new(&owner(), id.into(), asset, DEST.into(), units, 1);
         self.pipeline.store().create_payout(p).unwrap();
     }
 
+    /// Payout `id` of [`TENANT`].
     pub fn get(&self, id: &str) -> Payout {
-        self.pipeline.store().get(id).unwrap().unwrap()
+        self.pipeline.store().get_for(TENANT, id).unwrap().unwrap()
     }
 
     pub fn statuses(&self, id: &str) -> Vec<&'static str> {
