@@ -79,6 +79,8 @@ reason_codes! {
     TxidInFlight = "txid_in_flight", Request;
     /// The payout id has another transaction that can still land.
     PayoutInFlight = "payout_in_flight", Request;
+    /// The caller has caused more audit bytes this second than its budget allows; retry.
+    AuditBudgetExceeded = "audit_budget_exceeded", Request;
 
     // --- decode: the raw_data bytes (`decode::DecodeError`) ---
     InputTooLarge = "input_too_large", Decode;
@@ -156,6 +158,9 @@ reason_codes! {
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.
     LedgerUnavailable = "ledger_unavailable", Ledger;
+    /// The ledger writer's queue stayed full (the disk is not keeping up); nothing was
+    /// signed; retry.
+    LedgerBusy = "ledger_busy", Ledger;
 
     // --- key backend ---
     /// The soft backend has no key for this address.
