@@ -1,7 +1,7 @@
-//! Hostile input against the real `tron-signer serve` binary over gRPC (issue 11, items 1
-//! and 2): oversized keys and payout ids stay cheap and leave only bounded bytes in the
-//! answer and the audit log, and oversized messages are refused by gRPC while the signer
-//! keeps serving.
+//! Hostile input against the real `tron-signer serve` binary over gRPC (issue 11, items 1, 2
+//! and 8): oversized keys and payout ids stay cheap and leave only bounded bytes in the
+//! answer and the audit log, oversized messages are refused by gRPC while the signer keeps
+//! serving, and a freeze put in force by SIGHUP stops replays.
 
 mod common;
 
@@ -205,5 +205,88 @@ async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
     assert!(
         record_bytes < CALLS * 2048,
         "{record_bytes} bytes of audit records"
+    );
+}
+
+/// Item 8 on the real binary: sign, freeze the key by a reload (SIGHUP), ask for the same
+/// txid again: refused `frozen` and audited, the stored signature not returned.
+#[tokio::test]
+async fn a_freeze_by_sighup_stops_replays() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+    let signed = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "p-1"))
+        .await
+        .expect("signed")
+        .into_inner();
+    let replay = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "p-1"))
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert!(replay.replayed);
+
+    let frozen = policy().replacen(
+        "label = \"hot 1\"\n",
+        "label = \"hot 1\"\nfrozen = true\n",
+        1,
+    );
+    assert_ne!(frozen, policy());
+    std::fs::write(&s.policy, &frozen).unwrap();
+    let before = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hash;
+    srv.signal("HUP");
+    for _ in 0..200 {
+        let now = srv
+            .client
+            .get_policy(GetPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        if now != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    for evaluate in [false, true] {
+        let req = request(KEY1, raw.clone(), "p-1");
+        if evaluate {
+            let d = srv
+                .client
+                .evaluate(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .decision
+                .unwrap();
+            assert!(!d.allowed);
+            assert_eq!(d.reason_code, "frozen", "{}", d.message);
+        } else {
+            let st = srv.client.sign(req).await.unwrap_err();
+            assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+            assert_eq!(reason(&st), "frozen", "{st:?}");
+            assert!(st.metadata().get("audit-sequence").is_some(), "not audited");
+            assert!(!st.message().contains(&hex::encode(&signed.signature)));
+        }
+    }
+    srv.stop();
+    let records = export(&s);
+    let txid = hex::encode(&signed.txid);
+    let frozen_replays = records
+        .iter()
+        .filter(|r| field(r, "reason_code") == "frozen" && field(r, "txid") == txid)
+        .count();
+    assert_eq!(
+        frozen_replays, 2,
+        "Sign and Evaluate of the frozen replay audited"
     );
 }

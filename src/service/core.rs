@@ -482,6 +482,11 @@ fn decide(
 ) -> Result<Decided, Refusal> {
     let skew = skew_ms(policy, &checked.key);
     if let Prior::Replay(entry) = prior(state, checked, payout_id, now, skew)? {
+        // A freeze stops replays too: after an incident, signatures that were committed but
+        // never delivered must not be collectable until they expire.
+        if let Some(r) = frozen_replay(policy, &checked.key, &entry.pending.txid) {
+            return Err(r);
+        }
         return Ok(Decided::Replay(entry));
     }
     let req = Request {
@@ -497,6 +502,25 @@ fn decide(
             d.message,
         )),
     }
+}
+
+/// The refusal of a replay under a global freeze or a freeze of `key`, if either is on.
+fn frozen_replay(policy: &LoadedPolicy, key: &Address, txid: &[u8; 32]) -> Option<Refusal> {
+    let p = &policy.policy;
+    let which = if p.frozen {
+        "all keys are frozen by the policy's global freeze switch".to_owned()
+    } else {
+        let k = p.key(key).filter(|k| k.frozen)?;
+        format!("key {} ({}) is frozen by the policy", k.address, k.label)
+    };
+    Some(Refusal::new(
+        RefusalKind::Denied,
+        ReasonCode::Frozen,
+        format!(
+            "{which}: the stored signature of transaction {} is not returned",
+            hex::encode(txid)
+        ),
+    ))
 }
 
 /// The policy's clock skew for `key` (the global default when the key is unknown).
@@ -808,6 +832,48 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .unwrap();
         assert!(!e.allowed);
         assert_eq!(e.reason_code, Some(ReasonCode::OverKeyWindow));
+    }
+
+    /// A policy reload that freezes the key, or everything, stops replays: the stored
+    /// signature of an earlier txid is not returned, the refusal is audited as `frozen`,
+    /// and Evaluate says the same.
+    #[tokio::test]
+    async fn a_freeze_stops_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address().to_base58();
+        let tx = raw(key.address(), 1_000_000, 1);
+        let signed = core.sign("test", &owner, &tx, "p1").await.unwrap();
+        assert!(core.sign("test", &owner, &tx, "p1").await.unwrap().replayed);
+        let text = core.policy_text(&core.policy()).unwrap();
+        let key_frozen = text.replacen("label = \"k\"\n", "label = \"k\"\nfrozen = true\n", 1);
+        let all_frozen = text.replacen("[global]\n", "[global]\nfrozen = true\n", 1);
+        for (what, frozen) in [("key", key_frozen), ("global", all_frozen)] {
+            assert_ne!(frozen, text, "{what}");
+            let p = crate::policy::parse(&frozen, "frozen.toml").unwrap();
+            core.replace_policy(p, "test").await.unwrap();
+            let r = core.sign("test", &owner, &tx, "p1").await.unwrap_err();
+            assert_eq!(
+                (r.kind, r.code),
+                (RefusalKind::Denied, ReasonCode::Frozen),
+                "{what}"
+            );
+            assert!(r.audit_sequence.is_some(), "{what}: not audited");
+            assert!(r.message.contains("not returned"), "{what}: {}", r.message);
+            assert!(!r.message.contains(&hex::encode(signed.signature)));
+            let e = core.evaluate("test", &owner, &tx, "p1").await.unwrap();
+            assert_eq!(
+                (e.allowed, e.reason_code),
+                (false, Some(ReasonCode::Frozen)),
+                "{what}"
+            );
+        }
+        // Unfrozen again, the replay is served as before.
+        let p = crate::policy::parse(&text, "thawed.toml").unwrap();
+        core.replace_policy(p, "test").await.unwrap();
+        let again = core.sign("test", &owner, &tx, "p1").await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.signature, signed.signature);
     }
 
     /// A caller that floods refused requests with huge fields is charged for what its audit
