@@ -290,3 +290,66 @@ async fn a_freeze_by_sighup_stops_replays() {
         "Sign and Evaluate of the frozen replay audited"
     );
 }
+
+/// `[audit_budget]` in signer.toml sets the budget: with a tiny one, a caller flooding
+/// refused requests is soon refused RESOURCE_EXHAUSTED (`audit_budget_exceeded`), the
+/// first such refusal audited, and the signer logs it.
+#[tokio::test]
+async fn a_caller_over_the_configured_audit_budget_is_refused() {
+    let s = setup();
+    s.write_config(&format!(
+        "[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n\
+         [audit_budget]\nbytes_per_second = 1\nburst_bytes = 4096\n",
+        s.keystore.display()
+    ));
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+    let id = "p".repeat(64 * 1024);
+    let mut refused_bad_id = 0;
+    let st = loop {
+        let st = srv
+            .client
+            .evaluate(request(KEY1, raw.clone(), &id))
+            .await
+            .unwrap_err();
+        if reason(&st) != "bad_payout_id" {
+            break st;
+        }
+        refused_bad_id += 1;
+        assert!(refused_bad_id < 100, "the budget never ran out");
+    };
+    assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+    assert_eq!(reason(&st), "audit_budget_exceeded", "{st:?}");
+    assert!(
+        st.metadata().get("audit-sequence").is_some(),
+        "first refusal audited"
+    );
+    let st = srv
+        .client
+        .evaluate(request(KEY1, raw.clone(), "p-valid"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "audit_budget_exceeded", "{st:?}");
+    assert!(
+        st.metadata().get("audit-sequence").is_none(),
+        "only counted"
+    );
+    for _ in 0..200 {
+        if srv.log_text().contains("audit budget exceeded") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        srv.log_text().contains("audit budget exceeded"),
+        "{}",
+        srv.log_text()
+    );
+    srv.stop();
+    let records = export(&s);
+    assert_eq!(
+        records.len(),
+        refused_bad_id + 1,
+        "the refusals admitted and the first over budget; the rest wrote nothing"
+    );
+}
