@@ -182,6 +182,20 @@ pub struct Config {
     pub keystore: Option<KeystoreConfig>,
     #[serde(default)]
     pub pkcs11: Option<Pkcs11Section>,
+    /// Audit bytes each caller may cause (`audit_budget_exceeded`); the defaults when absent.
+    #[serde(default)]
+    pub audit_budget: Option<AuditBudgetConfig>,
+}
+
+/// `[audit_budget]`: a token bucket of audit record bytes per caller (a Unix uid or a TCP
+/// peer address). Values below 1 count as 1.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditBudgetConfig {
+    /// Average rate, in bytes per second.
+    pub bytes_per_second: u64,
+    /// Most bytes at once.
+    pub burst_bytes: u64,
 }
 
 /// Why the configuration could not be used.

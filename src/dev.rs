@@ -78,6 +78,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
             passphrase: SecretSource::Env(DEV_PASSPHRASE_VAR.into()),
         }),
         pkcs11: None,
+        audit_budget: None,
     })
 }
 

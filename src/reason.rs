@@ -81,6 +81,8 @@ reason_codes! {
     PayoutInFlight = "payout_in_flight", Request;
     /// A batch file (or request) for another network than the policy's.
     NetworkMismatch = "network_mismatch", Request;
+    /// The caller has caused more audit bytes this second than its budget allows; retry.
+    AuditBudgetExceeded = "audit_budget_exceeded", Request;
 
     // --- decode: the raw_data bytes (`decode::DecodeError`) ---
     InputTooLarge = "input_too_large", Decode;
@@ -158,6 +160,9 @@ reason_codes! {
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.
     LedgerUnavailable = "ledger_unavailable", Ledger;
+    /// The ledger writer's queue stayed full (the disk is not keeping up); nothing was
+    /// signed; retry.
+    LedgerBusy = "ledger_busy", Ledger;
 
     // --- key backend ---
     /// The soft backend has no key for this address.

@@ -10,6 +10,15 @@ use sha3::{Digest, Keccak256};
 pub const ADDRESS_PREFIX: u8 = 0x41;
 /// Length of a binary address, prefix included.
 pub const ADDRESS_LEN: usize = 21;
+/// Characters of a Base58Check address: 21 bytes plus the 4-byte checksum always spell 34.
+pub const BASE58_ADDRESS_LEN: usize = 34;
+/// Hex digits of an address (21 bytes), not counting an optional `0x`.
+pub const HEX_ADDRESS_LEN: usize = 2 * ADDRESS_LEN;
+/// The longest text any address parser looks at, in characters: 42 hex digits after an
+/// optional `0x`. Anything longer is refused by its length alone, before a character is
+/// decoded (Base58 decoding is quadratic in the input, so an unbounded string would cost
+/// unbounded CPU). Lengths are counted in characters, at most one past the limit.
+pub const MAX_ADDRESS_TEXT_LEN: usize = HEX_ADDRESS_LEN + 2;
 
 /// A Tron account or contract address; the prefix byte is always 0x41.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +37,12 @@ pub enum AddressError {
     BadPrefix { prefix: u8 },
     #[error("empty address")]
     Empty,
+    /// Longer than any spelling of an address; refused before decoding.
+    #[error(
+        "a text of {len} bytes, longer than a Tron address (34 Base58 characters, or 42 hex \
+         digits after an optional 0x)"
+    )]
+    TooLong { len: usize },
 }
 
 impl AddressError {
@@ -39,6 +54,7 @@ impl AddressError {
             AddressError::BadLength { .. } => "address_bad_length",
             AddressError::BadPrefix { .. } => "address_bad_prefix",
             AddressError::Empty => "address_empty",
+            AddressError::TooLong { .. } => "address_too_long",
         }
     }
 }
@@ -90,10 +106,14 @@ impl Address {
 
     /// Parses Base58Check (`T…`, 34 characters).
     ///
-    /// Errors in this order: characters, length, checksum, prefix.
+    /// Errors in this order: text longer than 34 bytes, characters, length, checksum, prefix.
     pub fn from_base58(s: &str) -> Result<Self, AddressError> {
         if s.is_empty() {
             return Err(AddressError::Empty);
+        }
+        // Before any decoding: its cost grows with the square of the length.
+        if longer_than(s, BASE58_ADDRESS_LEN) {
+            return Err(AddressError::TooLong { len: s.len() });
         }
         let payload = match bs58::decode(s).with_check(None).into_vec() {
             Ok(payload) => payload,
@@ -119,11 +139,15 @@ impl Address {
         Address::from_bytes(&payload)
     }
 
-    /// Parses 42 hex digits starting with `41` (an optional `0x` is accepted).
+    /// Parses 42 hex digits starting with `41` (an optional `0x` is accepted, so at most
+    /// 44 characters; a longer text is refused by its length before it is read).
     pub fn from_hex(s: &str) -> Result<Self, AddressError> {
         let digits = s.strip_prefix("0x").unwrap_or(s);
         if digits.is_empty() {
             return Err(AddressError::Empty);
+        }
+        if longer_than(digits, HEX_ADDRESS_LEN) {
+            return Err(AddressError::TooLong { len: s.len() });
         }
         let offset = s.len() - digits.len();
         if let Some((index, character)) =
@@ -155,6 +179,11 @@ impl Address {
     }
 }
 
+/// Whether `s` has more than `max` characters; looks at no more than `max + 1` of them.
+fn longer_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().nth(max).is_some()
+}
+
 /// Maps the character errors of a Base58 decode (the others cannot happen for a string).
 fn decode_error(s: &str, e: bs58::decode::Error) -> AddressError {
     match e {
@@ -173,8 +202,12 @@ fn decode_error(s: &str, e: bs58::decode::Error) -> AddressError {
 impl FromStr for Address {
     type Err = AddressError;
 
-    /// Base58Check when it starts with `T`, hex otherwise.
+    /// Base58Check when it starts with `T`, hex otherwise. A text longer than
+    /// [`MAX_ADDRESS_TEXT_LEN`] is refused before either parser sees it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if longer_than(s, MAX_ADDRESS_TEXT_LEN) {
+            return Err(AddressError::TooLong { len: s.len() });
+        }
         if s.starts_with('T') {
             Address::from_base58(s)
         } else {
@@ -252,20 +285,57 @@ mod tests {
             Address::from_base58("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5"),
             Err(AddressError::BadLength { .. })
         ));
+        // Odd and short: 41 digits.
         assert_eq!(
-            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b28752786333b"),
-            Err(AddressError::BadLength { len: 21 })
+            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b2875278633"),
+            Err(AddressError::BadLength { len: 20 })
         );
         assert_eq!(
-            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b2875278633b00"),
-            Err(AddressError::BadLength { len: 22 })
+            Address::from_hex("4194a15629b2b2bbd3a5453e6d6696b2875278"),
+            Err(AddressError::BadLength { len: 19 })
         );
+        // Longer than 42 digits is refused by its length alone (see `too_long_...`).
         assert_eq!(
             Address::from_bytes(&[0x41; 20]),
             Err(AddressError::BadLength { len: 20 })
         );
         assert_eq!(Address::from_base58(""), Err(AddressError::Empty));
         assert_eq!(Address::from_hex(""), Err(AddressError::Empty));
+    }
+
+    /// Text longer than any address is refused by its length, whatever it holds: a 256 KiB
+    /// string of valid Base58 characters never reaches the (quadratic) decoder.
+    #[test]
+    fn too_long_is_refused_before_decoding() {
+        let huge = format!("T{}", "z".repeat(256 * 1024));
+        for parsed in [Address::from_base58(&huge), huge.parse::<Address>()] {
+            assert_eq!(parsed, Err(AddressError::TooLong { len: huge.len() }));
+        }
+        assert_eq!(
+            Address::from_hex(&"4".repeat(256 * 1024)),
+            Err(AddressError::TooLong { len: 256 * 1024 })
+        );
+        // One character over each spelling.
+        assert_eq!(
+            Address::from_base58(&format!("{ADDR}1")),
+            Err(AddressError::TooLong { len: 35 })
+        );
+        assert_eq!(
+            Address::from_hex(&format!("{HEX}0")),
+            Err(AddressError::TooLong { len: 43 })
+        );
+        assert_eq!(
+            Address::from_hex(&format!("0x{HEX}0")),
+            Err(AddressError::TooLong { len: 45 })
+        );
+        assert_eq!(
+            format!("0x{HEX}0").parse::<Address>(),
+            Err(AddressError::TooLong { len: 45 })
+        );
+        // The limits themselves still parse.
+        assert_eq!(ADDR.len(), BASE58_ADDRESS_LEN);
+        assert!(format!("0x{HEX}").parse::<Address>().is_ok());
+        assert_eq!(AddressError::TooLong { len: 35 }.code(), "address_too_long");
     }
 
     #[test]
@@ -295,6 +365,7 @@ mod tests {
             AddressError::BadLength { len: 0 },
             AddressError::BadPrefix { prefix: 0 },
             AddressError::Empty,
+            AddressError::TooLong { len: 35 },
         ];
         let codes: std::collections::HashSet<_> = errs.iter().map(|e| e.code()).collect();
         assert_eq!(codes.len(), errs.len());

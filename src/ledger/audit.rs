@@ -104,6 +104,25 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// The length of [`body`](Self::body) without building it: what this record costs the
+    /// audit log, for budgets charged before the write.
+    pub fn body_len(&self) -> usize {
+        let s = |v: &str| 4 + v.len();
+        let o = |v: Option<&str>| 1 + v.map_or(0, s);
+        8 + s(&self.caller)
+            + s(&self.method)
+            + o(self.key.as_deref())
+            + o(self.txid.as_deref())
+            + o(self.payout_id.as_deref())
+            + o(self.intent.as_deref())
+            + s(self.decision.as_str())
+            + s(&self.reason_code)
+            + s(&self.message)
+            + s(&self.policy_hash)
+    }
+}
+
 /// The stored row for a record `body` at `seq` after `prev`, and its hash: the canonical
 /// bytes are the domain tag, `seq`, `prev`, then the body; the row appends their SHA-256.
 pub(crate) fn seal_body(body: &[u8], seq: u64, prev: &[u8; 32]) -> (Vec<u8>, [u8; 32]) {
@@ -227,5 +246,31 @@ fn get_opt(r: &mut Reader<'_>) -> Result<Option<String>, LedgerError> {
         [0] => Ok(None),
         [1] => get_str(r).map(Some),
         _ => Err(LedgerError::corrupt("option tag")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_len_is_the_length_of_the_body() {
+        let mut rec = AuditRecord {
+            time_ms: 1,
+            caller: "unix:uid=1".into(),
+            method: "Sign".into(),
+            key: None,
+            txid: Some("ab".repeat(32)),
+            payout_id: Some("p-1".into()),
+            intent: None,
+            decision: Decision::Deny,
+            reason_code: "frozen".into(),
+            message: "é".repeat(3),
+            policy_hash: "00".repeat(32),
+        };
+        assert_eq!(rec.body_len(), rec.body().len());
+        rec.key = Some("T".into());
+        rec.intent = Some("{}".into());
+        assert_eq!(rec.body_len(), rec.body().len());
     }
 }

@@ -28,6 +28,10 @@ pub enum LedgerError {
     /// A payout id too long to store (over 65535 bytes).
     #[error("payout id is {len} bytes, the ledger stores at most 65535")]
     PayoutIdTooLong { len: usize },
+    /// The writer's queue stayed full for the whole wait: the disk is not keeping up.
+    /// Nothing was written; retrying later may work.
+    #[error("the ledger writer's queue stayed full for {waited_ms} ms; retry later")]
+    QueueFull { waited_ms: u64 },
     /// A write failure requested by a test through the fault-injection hook.
     #[error("injected ledger write failure")]
     Injected,
@@ -71,6 +75,7 @@ impl LedgerError {
             LedgerError::WriterStopped => "ledger_writer_stopped",
             LedgerError::Duplicate { .. } => "ledger_duplicate_txid",
             LedgerError::PayoutIdTooLong { .. } => "ledger_payout_id_too_long",
+            LedgerError::QueueFull { .. } => "ledger_queue_full",
             LedgerError::Injected => "ledger_injected_failure",
             LedgerError::HeadMismatch { .. } => "ledger_head_mismatch",
             LedgerError::AuditModified { .. } => "audit_modified",

@@ -8,6 +8,10 @@
 //! `Ok`, i.e. after the entry and its audit record were fsynced. A reservation dropped without
 //! a successful commit is rolled back.
 //!
+//! The writer's queue is bounded by bytes ([`QUEUE_BYTES`]): a submission waits for room
+//! (back pressure) for at most [`QUEUE_WAIT`], then fails with [`LedgerError::QueueFull`],
+//! so a flood of requests cannot grow the signer's memory without limit.
+//!
 //! `retention_ms` given at open must be at least the longest usage window the policy asks
 //! for: entries whose expiration is older than `now - retention` are not loaded at open and
 //! are forgotten in memory as time moves on, so a longer window would undercount.
@@ -34,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tron_proto::{Address, U256};
 
 pub use audit::{AuditRecord, ChainedRecord, Decision};
@@ -92,6 +96,8 @@ struct Inner {
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// Room in the writer's queue, in bytes; a job holds its share until it is answered.
+    queue: Arc<Semaphore>,
     #[cfg_attr(not(any(test, feature = "fault-injection")), allow(dead_code))]
     fail_next: Arc<AtomicU32>,
 }
@@ -107,7 +113,32 @@ impl Drop for Inner {
     }
 }
 
+/// Bytes of submissions that may wait for the writer at once (audit bodies, plus a fixed
+/// share per signature entry). Far above what group commit drains between two fsyncs.
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a submission waits for room in a full queue before it fails.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a signature's entry costs in the queue on top of its audit body.
+const ENTRY_QUEUE_BYTES: usize = 512;
+
 impl Inner {
+    /// Waits (at most [`QUEUE_WAIT`]) for `bytes` of room in the writer's queue. A job larger
+    /// than the whole queue takes all of it rather than never getting in.
+    async fn admit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, LedgerError> {
+        let n = u32::try_from(bytes.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let acquire = Arc::clone(&self.queue).acquire_many_owned(n);
+        match tokio::time::timeout(QUEUE_WAIT, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; should it be, nothing more can be written.
+            Ok(Err(_)) => Err(LedgerError::WriterStopped),
+            Err(_) => Err(LedgerError::QueueFull {
+                waited_ms: QUEUE_WAIT.as_millis() as u64,
+            }),
+        }
+    }
+
     /// Hands a job to the writer; gives it back if the writer is gone.
     fn send(&self, job: Job) -> Result<(), Box<Job>> {
         match &self.tx {
@@ -223,6 +254,7 @@ impl Ledger {
                 shared,
                 tx: Some(tx),
                 writer: Some(handle),
+                queue: Arc::new(Semaphore::new(QUEUE_BYTES)),
                 fail_next,
             }),
         })
@@ -250,11 +282,14 @@ impl Ledger {
     /// Appends an audit record on its own (a denial, an Evaluate, a reload), durably.
     /// Returns its sequence number.
     pub async fn audit(&self, rec: AuditRecord) -> Result<u64, LedgerError> {
+        let body = rec.body();
+        let queued = self.inner.admit(body.len()).await?;
         let (reply, rx) = oneshot::channel();
         self.inner
             .send(Job::Audit {
-                body: rec.body(),
+                body,
                 reply,
+                _queued: queued,
             })
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
@@ -268,6 +303,15 @@ impl Ledger {
     /// Writes every audit record, in order, as one JSON object per line. Returns the count.
     pub fn export_audit(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
         verify::export(dir, out)
+    }
+
+    /// Takes all the room in the writer's queue, as a writer stuck behind a slow disk would,
+    /// until the returned permit is dropped.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn occupy_queue(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.inner.queue)
+            .try_acquire_many_owned(QUEUE_BYTES as u32)
+            .expect("the queue is idle")
     }
 
     /// Makes the next `n` group commits fail (and abort) as if the disk had refused them.
@@ -362,6 +406,12 @@ impl Reservation {
         signature: [u8; 65],
         audit: AuditRecord,
     ) -> Result<u64, LedgerError> {
+        let audit_body = audit.body();
+        // Waiting for room happens while the reservation still rolls back on failure.
+        let queued = self
+            .inner
+            .admit(audit_body.len() + ENTRY_QUEUE_BYTES)
+            .await?;
         let Some(undo) = self.undo.take() else {
             return Err(LedgerError::WriterStopped);
         };
@@ -369,8 +419,9 @@ impl Reservation {
         let job = Job::Sign(Box::new(SignJob {
             undo,
             signature,
-            audit_body: audit.body(),
+            audit_body,
             reply,
+            _queued: queued,
         }));
         if let Err(job) = self.inner.send(job) {
             if let Job::Sign(job) = *job {

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use redb::{Database, Durability};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::audit::seal_body;
 use super::entry::encode_parts;
@@ -33,7 +33,12 @@ pub(crate) enum Job {
     /// A signature's ledger entry plus its audit record.
     Sign(Box<SignJob>),
     /// An audit record on its own (denials, Evaluate, reloads), as its canonical body.
-    Audit { body: Vec<u8>, reply: Reply },
+    Audit {
+        body: Vec<u8>,
+        reply: Reply,
+        /// Its room in the bounded queue, held (never read) until the job is answered.
+        _queued: OwnedSemaphorePermit,
+    },
 }
 
 pub(crate) struct SignJob {
@@ -43,6 +48,8 @@ pub(crate) struct SignJob {
     /// The audit record's canonical body ([`AuditRecord::body`](super::AuditRecord::body)).
     pub audit_body: Vec<u8>,
     pub reply: Reply,
+    /// Its room in the bounded queue, held (never read) until the job is answered.
+    pub _queued: OwnedSemaphorePermit,
 }
 
 pub(crate) struct Writer {
@@ -94,6 +101,7 @@ impl Writer {
             }
         }
         for (i, job) in batch.into_iter().enumerate() {
+            // The job's room in the queue is freed here, before its submitter is answered.
             let reply = match job {
                 Job::Sign(job) => job.reply,
                 Job::Audit { reply, .. } => reply,

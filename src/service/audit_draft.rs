@@ -7,7 +7,10 @@ use crate::decode::Decoded;
 use crate::ledger::{self, intent_json, AuditRecord, Ledger};
 use crate::reason::ReasonCode;
 
+use super::audit_budget::AuditBudget;
+use super::bounded;
 use super::refusal::{Refusal, RefusalKind};
+use super::request;
 
 /// An audit record filled in as the request moves along the decision path; it becomes a
 /// record only with its outcome.
@@ -31,9 +34,19 @@ impl Draft {
         })
     }
 
-    /// The caller's payout id, as given (validated or not: a refusal records what was asked).
-    pub fn payout(mut self, payout_id: &str) -> Self {
-        self.0.payout_id = Some(payout_id.to_owned());
+    /// The caller's key and payout id, each validated before it is copied: a valid one as
+    /// given, a refused one only as its bounded description (length, SHA-256, a prefix), so
+    /// a huge field costs the audit log a few hundred bytes, not its size.
+    pub fn fields(mut self, key: &str, payout_id: &str) -> Self {
+        self.0.key = Some(match request::parse_key(key) {
+            Ok(a) => a.to_base58(),
+            Err(_) => bounded::refused_field(key),
+        });
+        self.0.payout_id = Some(if request::payout_id_ok(payout_id) {
+            payout_id.to_owned()
+        } else {
+            bounded::refused_field(payout_id)
+        });
         self
     }
 
@@ -61,25 +74,36 @@ impl Draft {
     }
 }
 
-/// Writes `rec`; a failed write is a refusal (nothing may be released without its record).
-pub(super) async fn write(ledger: &Ledger, rec: AuditRecord) -> Result<u64, Refusal> {
-    ledger.audit(rec).await.map_err(|e| {
-        Refusal::new(
-            RefusalKind::Unavailable,
-            ReasonCode::LedgerUnavailable,
-            format!("the audit log could not be written: {e}"),
-        )
-    })
+/// Writes `rec`, charged to its caller's audit budget; a failed write is a refusal
+/// (nothing may be released without its record).
+pub(super) async fn write(
+    ledger: &Ledger,
+    budget: &AuditBudget,
+    rec: AuditRecord,
+) -> Result<u64, Refusal> {
+    budget.charge(&rec.caller, rec.body_len(), rec.time_ms);
+    ledger
+        .audit(rec)
+        .await
+        .map_err(|e| Refusal::ledger_with(&e, "the audit log could not be written"))
 }
 
 /// Audits a refusal and returns it with its audit sequence filled in. A refusal whose record
 /// cannot be written is still returned (it released nothing) and the failure is logged.
-pub(super) async fn refuse(ledger: &Ledger, draft: Draft, mut r: Refusal) -> Refusal {
+pub(super) async fn refuse(
+    ledger: &Ledger,
+    budget: &AuditBudget,
+    draft: Draft,
+    mut r: Refusal,
+) -> Refusal {
     let decision = match r.kind {
-        RefusalKind::Denied | RefusalKind::InvalidArgument => ledger::Decision::Deny,
+        RefusalKind::Denied | RefusalKind::InvalidArgument | RefusalKind::Exhausted => {
+            ledger::Decision::Deny
+        }
         RefusalKind::Unavailable => ledger::Decision::Error,
     };
     let rec = draft.outcome(decision, r.code, r.message.clone());
+    budget.charge(&rec.caller, rec.body_len(), rec.time_ms);
     match ledger.audit(rec).await {
         Ok(seq) => r.audit_sequence = Some(seq),
         Err(e) => {

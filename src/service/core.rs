@@ -11,6 +11,7 @@ use crate::policy::archive::ArchiveError;
 use crate::policy::{Decision, LoadedPolicy, Request, Usage};
 use crate::reason::ReasonCode;
 
+use super::audit_budget::{self, Admission, AuditBudget};
 use super::audit_draft::{self, Draft};
 use super::policy_slot::PolicySlot;
 use super::refusal::{Refusal, RefusalKind};
@@ -62,6 +63,8 @@ pub struct Core {
     policy: PolicySlot,
     ledger: Ledger,
     clock: Clock,
+    /// Audit bytes each caller may cause per second (Sign and Evaluate, refusals included).
+    budget: AuditBudget,
 }
 
 /// What [`Core::begin`] hands on.
@@ -94,7 +97,18 @@ impl Core {
             policy: PolicySlot::new(policy, ledger.dir().to_path_buf()),
             ledger,
             clock,
+            budget: AuditBudget::new(
+                audit_budget::DEFAULT_BYTES_PER_SECOND,
+                audit_budget::DEFAULT_BURST_BYTES,
+            ),
         }
+    }
+
+    /// Replaces the default audit budget: each caller may cause `bytes_per_second` of audit
+    /// records per second on average, `burst_bytes` at once.
+    pub fn with_audit_budget(mut self, bytes_per_second: u64, burst_bytes: u64) -> Self {
+        self.budget = AuditBudget::new(bytes_per_second, burst_bytes);
+        self
     }
 
     pub fn keys(&self) -> &KeyRing {
@@ -131,7 +145,7 @@ impl Core {
             ReasonCode::PolicyReloaded,
             format!("policy {old_hash} replaced by {new_hash}"),
         );
-        audit_draft::write(&self.ledger, rec).await
+        audit_draft::write(&self.ledger, &self.budget, rec).await
     }
 
     /// Records a reload that was refused (the old policy stays in force).
@@ -143,7 +157,7 @@ impl Core {
                 ReasonCode::PolicyInvalid,
                 format!("new policy refused, old one stays in force: {problems}"),
             );
-        audit_draft::write(&self.ledger, rec).await
+        audit_draft::write(&self.ledger, &self.budget, rec).await
     }
 
     /// Decide, record durably, then sign (DESIGN invariants 1-7).
@@ -187,12 +201,13 @@ impl Core {
             }
         };
         let audit = draft.outcome(ledger::Decision::Allow, ReasonCode::Signed, rule.clone());
+        self.budget
+            .charge(&audit.caller, audit.body_len(), audit.time_ms);
         // Invariant 4: the signature leaves only after this commit returned.
         let audit_sequence = reservation.commit(signature, audit).await.map_err(|e| {
-            Refusal::new(
-                RefusalKind::Unavailable,
-                ReasonCode::LedgerUnavailable,
-                format!("the ledger could not record the signature, so it was not released: {e}"),
+            Refusal::ledger_with(
+                &e,
+                "the ledger could not record the signature, so it was not released",
             )
         })?;
         Ok(Signed {
@@ -235,7 +250,7 @@ impl Core {
             None => draft.outcome(ledger::Decision::Allow, ReasonCode::WouldSign, rule.clone()),
             Some(code) => draft.outcome(ledger::Decision::Deny, code, message.clone()),
         };
-        let audit_sequence = audit_draft::write(&self.ledger, rec).await?;
+        let audit_sequence = audit_draft::write(&self.ledger, &self.budget, rec).await?;
         Ok(Evaluated {
             txid,
             allowed,
@@ -304,9 +319,16 @@ impl Core {
     ) -> Result<Begun, Refusal> {
         let policy = self.policy();
         let now = (self.clock)();
+        let admission = self.budget.admit(caller, now);
+        if admission == Admission::RefuseCounted {
+            return Err(self.over_budget(caller));
+        }
         let draft = self
             .draft(caller, method.as_str(), &policy.hash_hex())
-            .payout(payout_id);
+            .fields(key, payout_id);
+        if admission == Admission::RefuseAudited {
+            return Err(self.refuse(draft, self.over_budget(caller)).await);
+        }
         let checked = match request::check(key, raw, payout_id) {
             Ok(c) => c,
             Err(r) => return Err(self.refuse(draft, r).await),
@@ -348,7 +370,7 @@ impl Core {
             ReasonCode::Replayed,
             "same txid asked again; stored signature returned, not counted again".into(),
         );
-        let audit_sequence = audit_draft::write(&self.ledger, rec).await?;
+        let audit_sequence = audit_draft::write(&self.ledger, &self.budget, rec).await?;
         Ok(Signed {
             txid: entry.pending.txid,
             signature: entry.signature,
@@ -367,7 +389,21 @@ impl Core {
 
     /// Audits a refusal and returns it with its audit sequence filled in.
     async fn refuse(&self, draft: Draft, r: Refusal) -> Refusal {
-        audit_draft::refuse(&self.ledger, draft, r).await
+        audit_draft::refuse(&self.ledger, &self.budget, draft, r).await
+    }
+
+    /// The refusal of a request from a caller over its audit budget.
+    fn over_budget(&self, caller: &str) -> Refusal {
+        Refusal::new(
+            RefusalKind::Exhausted,
+            ReasonCode::AuditBudgetExceeded,
+            format!(
+                "{} has caused more audit records than its budget of {} bytes per second \
+                 allows; slow down and retry",
+                audit_budget::principal(caller),
+                self.budget.bytes_per_second()
+            ),
+        )
     }
 }
 
@@ -447,6 +483,11 @@ fn decide(
 ) -> Result<Decided, Refusal> {
     let skew = skew_ms(policy, &checked.key);
     if let Prior::Replay(entry) = prior(state, checked, payout_id, now, skew)? {
+        // A freeze stops replays too: after an incident, signatures that were committed but
+        // never delivered must not be collectable until they expire.
+        if let Some(r) = frozen_replay(policy, &checked.key, &entry.pending.txid) {
+            return Err(r);
+        }
         return Ok(Decided::Replay(entry));
     }
     let req = Request {
@@ -462,6 +503,25 @@ fn decide(
             d.message,
         )),
     }
+}
+
+/// The refusal of a replay under a global freeze or a freeze of `key`, if either is on.
+fn frozen_replay(policy: &LoadedPolicy, key: &Address, txid: &[u8; 32]) -> Option<Refusal> {
+    let p = &policy.policy;
+    let which = if p.frozen {
+        "all keys are frozen by the policy's global freeze switch".to_owned()
+    } else {
+        let k = p.key(key).filter(|k| k.frozen)?;
+        format!("key {} ({}) is frozen by the policy", k.address, k.label)
+    };
+    Some(Refusal::new(
+        RefusalKind::Denied,
+        ReasonCode::Frozen,
+        format!(
+            "{which}: the stored signature of transaction {} is not returned",
+            hex::encode(txid)
+        ),
+    ))
 }
 
 /// The policy's clock skew for `key` (the global default when the key is unknown).
@@ -774,5 +834,150 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             .unwrap();
         assert!(!e.allowed);
         assert_eq!(e.reason_code, Some(ReasonCode::OverKeyWindow));
+    }
+
+    /// A policy reload that freezes the key, or everything, stops replays: the stored
+    /// signature of an earlier txid is not returned, the refusal is audited as `frozen`,
+    /// and Evaluate says the same.
+    #[tokio::test]
+    async fn a_freeze_stops_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address().to_base58();
+        let tx = raw(key.address(), 1_000_000, 1);
+        let signed = core.sign("test", &owner, &tx, "p1").await.unwrap();
+        assert!(core.sign("test", &owner, &tx, "p1").await.unwrap().replayed);
+        let text = core.policy_text(&core.policy()).unwrap();
+        let key_frozen = text.replacen("label = \"k\"\n", "label = \"k\"\nfrozen = true\n", 1);
+        let all_frozen = text.replacen("[global]\n", "[global]\nfrozen = true\n", 1);
+        for (what, frozen) in [("key", key_frozen), ("global", all_frozen)] {
+            assert_ne!(frozen, text, "{what}");
+            let p = crate::policy::parse(&frozen, "frozen.toml").unwrap();
+            core.replace_policy(p, "test").await.unwrap();
+            let r = core.sign("test", &owner, &tx, "p1").await.unwrap_err();
+            assert_eq!(
+                (r.kind, r.code),
+                (RefusalKind::Denied, ReasonCode::Frozen),
+                "{what}"
+            );
+            assert!(r.audit_sequence.is_some(), "{what}: not audited");
+            assert!(r.message.contains("not returned"), "{what}: {}", r.message);
+            assert!(!r.message.contains(&hex::encode(signed.signature)));
+            let e = core.evaluate("test", &owner, &tx, "p1").await.unwrap();
+            assert_eq!(
+                (e.allowed, e.reason_code),
+                (false, Some(ReasonCode::Frozen)),
+                "{what}"
+            );
+        }
+        // Unfrozen again, the replay is served as before.
+        let p = crate::policy::parse(&text, "thawed.toml").unwrap();
+        core.replace_policy(p, "test").await.unwrap();
+        let again = core.sign("test", &owner, &tx, "p1").await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.signature, signed.signature);
+    }
+
+    /// A caller that floods refused requests with huge fields is charged for what its audit
+    /// records cost: each record stays small (the fields are kept as bounded descriptions),
+    /// and once its budget is spent it is refused (`audit_budget_exceeded`, audited once
+    /// per episode), while another caller is still served.
+    #[tokio::test]
+    async fn a_caller_over_its_audit_budget_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let core = core.with_audit_budget(1, 4096);
+        let owner = key.address().to_base58();
+        let tx = raw(key.address(), 1_000_000, 1);
+        let huge_id = "p".repeat(4 * 1024 * 1024);
+        let huge_key = format!("T{}", "z".repeat(64 * 1024));
+        let attacker = "unix:uid=666,gid=666,pid=1";
+        let mut admitted = Vec::new();
+        let first_refusal = loop {
+            let r = if admitted.len() % 2 == 0 {
+                core.evaluate(attacker, &owner, &tx, &huge_id).await
+            } else {
+                core.evaluate(attacker, &huge_key, &tx, "p1").await
+            }
+            .unwrap_err();
+            if r.code == ReasonCode::AuditBudgetExceeded {
+                break r;
+            }
+            assert!(
+                [ReasonCode::BadPayoutId, ReasonCode::BadKeyAddress].contains(&r.code),
+                "{r:?}"
+            );
+            assert!(
+                r.message.len() < 300,
+                "message echoes the input: {}",
+                r.message.len()
+            );
+            admitted.push(r.audit_sequence.expect("audited"));
+            assert!(admitted.len() < 100, "the budget never ran out");
+        };
+        // 4 KiB of budget holds only a handful of bounded records.
+        assert!((2..=16).contains(&admitted.len()), "{admitted:?}");
+        assert_eq!(first_refusal.kind, RefusalKind::Exhausted);
+        assert!(
+            first_refusal.audit_sequence.is_some(),
+            "first refusal audited"
+        );
+        // A new pid of the same uid shares the budget; further refusals are only counted.
+        let r = core
+            .evaluate("unix:uid=666,gid=666,pid=2", &owner, &tx, &huge_id)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (r.code, r.audit_sequence),
+            (ReasonCode::AuditBudgetExceeded, None)
+        );
+        // Valid requests of the same caller are refused too: the budget is per caller.
+        let r = core
+            .evaluate(attacker, &owner, &tx, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, ReasonCode::AuditBudgetExceeded);
+        // Another caller is unaffected.
+        let e = core
+            .evaluate("unix:uid=1000,gid=1000,pid=3", &owner, &tx, "p1")
+            .await
+            .unwrap();
+        assert!(e.allowed, "{}", e.message);
+        // Exactly one audit record per admitted request, plus the first refusal.
+        assert_eq!(
+            e.audit_sequence,
+            admitted.len() as u64 + 2,
+            "over-budget refusals after the first wrote nothing"
+        );
+    }
+
+    /// The writer's queue is bounded: a submission waits for room (back pressure) and goes
+    /// through once there is some; one that finds no room for the whole wait is refused as
+    /// `ledger_busy` (UNAVAILABLE), signs nothing and counts nothing.
+    #[tokio::test]
+    async fn a_full_writer_queue_pushes_back_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address().to_base58();
+        let full = raw(key.address(), 10_000_000, 1);
+        let hold = core.ledger().occupy_queue();
+        let r = core.sign("test", &owner, &full, "p1").await.unwrap_err();
+        assert_eq!(
+            (r.kind, r.code),
+            (RefusalKind::Unavailable, ReasonCode::LedgerBusy)
+        );
+        let r = core
+            .evaluate("test", &owner, &full, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, ReasonCode::LedgerBusy);
+        // Back pressure: the request waits while the queue is full, and is served when the
+        // writer frees room. The whole 10 TRX limit is still there: nothing was counted.
+        let (signed, ()) = tokio::join!(core.sign("test", &owner, &full, "p1"), async {
+            tokio::task::yield_now().await;
+            drop(hold);
+        });
+        let signed = signed.unwrap();
+        assert!(!signed.replayed);
     }
 }

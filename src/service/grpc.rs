@@ -193,6 +193,7 @@ pub fn status(r: Refusal) -> Status {
         RefusalKind::InvalidArgument => tonic::Code::InvalidArgument,
         RefusalKind::Denied => tonic::Code::PermissionDenied,
         RefusalKind::Unavailable => tonic::Code::Unavailable,
+        RefusalKind::Exhausted => tonic::Code::ResourceExhausted,
     };
     let mut s = coded(code, r.code, r.message);
     if let Some(seq) = r.audit_sequence {

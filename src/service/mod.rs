@@ -5,7 +5,9 @@
 //! request validation (`request`), refusals (`refusal`), the policy in force
 //! (`policy_slot`) and the audit record of each request (`audit_draft`).
 
+mod audit_budget;
 mod audit_draft;
+mod bounded;
 pub mod core;
 pub mod grpc;
 mod policy_slot;
@@ -15,6 +17,7 @@ pub mod run;
 pub mod server;
 pub mod unix_socket;
 
+pub use self::audit_budget::{DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND};
 pub use self::core::{Core, Evaluated, Signed};
 pub use self::refusal::{Refusal, RefusalKind};
 pub use self::request::MAX_PAYOUT_ID_LEN;

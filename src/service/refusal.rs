@@ -16,6 +16,8 @@ pub enum RefusalKind {
     Denied,
     /// A dependency (key backend, ledger) is down; retrying later may work.
     Unavailable,
+    /// The caller has used up a budget (audit bytes per second); slow down and retry.
+    Exhausted,
 }
 
 /// A refused request: a stable reason code and a message a person understands.
@@ -29,12 +31,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal not yet audited.
+    /// A refusal not yet audited. The message is capped (see [`super::bounded`]): it goes to
+    /// the caller, the log and the audit record, and may quote input.
     pub fn new(kind: RefusalKind, code: ReasonCode, message: String) -> Self {
         Refusal {
             kind,
             code,
-            message,
+            message: super::bounded::cap_message(message),
             audit_sequence: None,
         }
     }
@@ -49,13 +52,20 @@ impl Refusal {
 
     /// The ledger could not be read or written: nothing was signed.
     pub fn ledger(e: &LedgerError) -> Self {
+        Refusal::ledger_with(e, "the ledger could not be read or written")
+    }
+
+    /// A ledger failure, `what` saying what did not happen: UNAVAILABLE either way, coded
+    /// `ledger_busy` when the writer's queue stayed full and `ledger_unavailable` otherwise.
+    pub fn ledger_with(e: &LedgerError, what: &str) -> Self {
+        let code = match e {
+            LedgerError::QueueFull { .. } => ReasonCode::LedgerBusy,
+            _ => ReasonCode::LedgerUnavailable,
+        };
         Refusal::new(
             RefusalKind::Unavailable,
-            ReasonCode::LedgerUnavailable,
-            format!(
-                "the ledger could not be read or written ({}): {e}",
-                e.code()
-            ),
+            code,
+            format!("{what} ({}): {e}", e.code()),
         )
     }
 

@@ -6,6 +6,7 @@ use tron_proto::Address;
 use crate::decode::{decode, Decoded};
 use crate::reason::ReasonCode;
 
+use super::bounded;
 use super::refusal::{Refusal, RefusalKind};
 
 /// Longest payout id accepted; ids are the caller's idempotency keys, not free text.
@@ -19,11 +20,15 @@ pub(super) struct Checked {
 
 /// Parses the key, checks the payout id, then decodes the bytes (DESIGN invariants 1-2).
 pub(super) fn check(key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
-    let key: Address = key.trim().parse().map_err(|e: tron_proto::AddressError| {
+    let key = parse_key(key).map_err(|e| {
         Refusal::new(
             RefusalKind::InvalidArgument,
             ReasonCode::BadKeyAddress,
-            format!("key {key:?} is not a Tron address: {e}"),
+            format!(
+                "key {} is not a Tron address ({}): {e}",
+                bounded::preview(key),
+                e.code()
+            ),
         )
     })?;
     check_payout_id(payout_id)?;
@@ -37,11 +42,20 @@ pub(super) fn check(key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, R
     Ok(Checked { key, decoded })
 }
 
+/// The signing key's address; surrounding whitespace is ignored. A text longer than any
+/// address is refused by its length before it is decoded (`address_too_long`).
+pub(super) fn parse_key(key: &str) -> Result<Address, tron_proto::AddressError> {
+    key.trim().parse()
+}
+
+/// Whether `id` is a payout id the service accepts.
+pub(super) fn payout_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Payout ids are idempotency keys: short, printable ASCII, no spaces.
 fn check_payout_id(id: &str) -> Result<(), Refusal> {
-    let ok =
-        !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
+    if payout_id_ok(id) {
         Ok(())
     } else {
         Err(Refusal::new(

@@ -105,7 +105,11 @@ fn build_core_from(
     // that lengthens a window never undercounts.
     let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, clock())?;
     tracing::info!(policy = %policy.hash_hex(), name = %policy.name, "policy in force");
-    Ok(Arc::new(Core::new(keys, policy, ledger, clock)))
+    let core = Core::new(keys, policy, ledger, clock);
+    Ok(Arc::new(match cfg.audit_budget {
+        Some(b) => core.with_audit_budget(b.bytes_per_second, b.burst_bytes),
+        None => core,
+    }))
 }
 
 fn add_keystore(

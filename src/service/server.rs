@@ -67,6 +67,13 @@ pub async fn reload(core: &Core, policy_path: &std::path::Path) {
     }
 }
 
+/// The largest request message the server decodes: the largest valid request is a
+/// `SignRequest` with 64 KiB of `raw_data`, a 44-character key and a 128-byte payout id, so
+/// 1 KiB on top of `raw_data` holds every other field and its framing. A larger message is
+/// refused by tonic (OUT_OF_RANGE) from its length prefix, before it is buffered or parsed,
+/// instead of tonic's 4 MiB default.
+pub const MAX_REQUEST_BYTES: usize = crate::decode::MAX_RAW_DATA_LEN + 1024;
+
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -117,11 +124,14 @@ async fn serve_until(
         .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    // Health and reflection requests are a name or two: the same cap holds them easily.
     let router = Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(SignerServer::new(GrpcSigner::new(core)));
+        .add_service(health.max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(reflection.max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(reflection_alpha.max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(
+            SignerServer::new(GrpcSigner::new(core)).max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
     match listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

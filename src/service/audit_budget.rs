@@ -1,0 +1,194 @@
+//! A budget of audit bytes per caller (DESIGN invariant 7 without a disk-filling lever):
+//! every Sign and Evaluate is audited, refused ones included, so each audit record's bytes
+//! are charged to whoever asked, and a caller in debt is refused (`audit_budget_exceeded`,
+//! RESOURCE_EXHAUSTED) before its request is read any further.
+//!
+//! A token bucket per caller: it holds at most `burst` bytes and refills at `rate` bytes per
+//! second. Admission needs a positive balance; the record is charged when it is written, so
+//! one request may overdraw by at most one (bounded) record. The first refusal of an episode
+//! is audited; the rest of the episode is counted and logged at most once per
+//! [`LOG_EVERY_MS`] per caller, since writing each would spend the very bytes being refused.
+//!
+//! Callers are budgeted by who they are, not by connection: the port of a TCP peer and the
+//! pid of a Unix peer are left out (see [`principal`]), so reconnecting buys nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Default refill rate: several times what the signer's peak signing rate records.
+pub const DEFAULT_BYTES_PER_SECOND: u64 = 8 * 1024 * 1024;
+/// Default bucket size.
+pub const DEFAULT_BURST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// At most one log line per caller in this interval while it is refused.
+pub const LOG_EVERY_MS: i64 = 10_000;
+
+/// Buckets kept before full ones (callers that have been quiet) are forgotten.
+const PRUNE_ABOVE: usize = 1024;
+
+/// What [`AuditBudget::admit`] says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    Admit,
+    /// Over budget; the first refusal of this episode, to be audited.
+    RefuseAudited,
+    /// Over budget again in the same episode: refused without a record.
+    RefuseCounted,
+}
+
+struct Bucket {
+    balance: i64,
+    at_ms: i64,
+    /// Refused since the episode began (audited one included).
+    refused: u64,
+    in_episode: bool,
+    logged_ms: Option<i64>,
+}
+
+/// Per-caller audit byte budgets; cheap to consult (one short lock per request).
+pub(super) struct AuditBudget {
+    rate: i64,
+    burst: i64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// The part of a caller string that names who asks: `unix:uid=U` of
+/// `unix:uid=U,gid=G,pid=P`, the address of `tcp:ADDR:PORT`; anything else as it is.
+pub(super) fn principal(caller: &str) -> &str {
+    if caller.starts_with("unix:") {
+        caller.split(',').next().unwrap_or(caller)
+    } else if caller.starts_with("tcp:") {
+        caller.rsplit_once(':').map_or(caller, |(addr, _port)| addr)
+    } else {
+        caller
+    }
+}
+
+impl AuditBudget {
+    pub fn new(bytes_per_second: u64, burst_bytes: u64) -> Self {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).max(1);
+        AuditBudget {
+            rate: clamp(bytes_per_second),
+            burst: clamp(burst_bytes),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, b: &Bucket, now_ms: i64) -> i64 {
+        // A clock that steps back refills nothing.
+        let elapsed = now_ms.saturating_sub(b.at_ms).max(0);
+        let gained = i128::from(self.rate) * i128::from(elapsed) / 1000;
+        let balance = (i128::from(b.balance) + gained).min(i128::from(self.burst));
+        i64::try_from(balance).unwrap_or(self.burst)
+    }
+
+    fn with_bucket<R>(&self, caller: &str, now_ms: i64, f: impl FnOnce(&mut Bucket) -> R) -> R {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let who = principal(caller);
+        if !buckets.contains_key(who) && buckets.len() >= PRUNE_ABOVE {
+            buckets.retain(|_, b| self.refilled(b, now_ms) < self.burst);
+        }
+        let b = buckets.entry(who.to_owned()).or_insert(Bucket {
+            balance: self.burst,
+            at_ms: now_ms,
+            refused: 0,
+            in_episode: false,
+            logged_ms: None,
+        });
+        b.balance = self.refilled(b, now_ms);
+        b.at_ms = b.at_ms.max(now_ms);
+        f(b)
+    }
+
+    /// Whether `caller` may cause another audit record now.
+    pub fn admit(&self, caller: &str, now_ms: i64) -> Admission {
+        self.with_bucket(caller, now_ms, |b| {
+            if b.balance > 0 {
+                b.in_episode = false;
+                b.refused = 0;
+                return Admission::Admit;
+            }
+            b.refused += 1;
+            let first = !b.in_episode;
+            b.in_episode = true;
+            if b.logged_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) >= LOG_EVERY_MS)
+            {
+                b.logged_ms = Some(now_ms);
+                tracing::warn!(
+                    caller = %principal(caller),
+                    refused = b.refused,
+                    "audit budget exceeded: requests refused (audit_budget_exceeded)"
+                );
+            }
+            if first {
+                Admission::RefuseAudited
+            } else {
+                Admission::RefuseCounted
+            }
+        })
+    }
+
+    /// Charges `bytes` of audit record to `caller`.
+    pub fn charge(&self, caller: &str, bytes: usize, now_ms: i64) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.with_bucket(caller, now_ms, |b| {
+            b.balance = b.balance.saturating_sub(bytes);
+        });
+    }
+
+    /// The refill rate, for messages.
+    pub fn bytes_per_second(&self) -> i64 {
+        self.rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_leave_out_the_connection() {
+        assert_eq!(principal("unix:uid=1000,gid=1000,pid=42"), "unix:uid=1000");
+        assert_eq!(principal("tcp:127.0.0.1:50000"), "tcp:127.0.0.1");
+        assert_eq!(principal("tcp:[::1]:50000"), "tcp:[::1]");
+        assert_eq!(principal("batch:file.json"), "batch:file.json");
+    }
+
+    #[test]
+    fn a_caller_in_debt_is_refused_until_it_refills() {
+        let b = AuditBudget::new(1000, 2000);
+        let alice = "unix:uid=1,gid=1,pid=7";
+        assert_eq!(b.admit(alice, 0), Admission::Admit);
+        b.charge(alice, 2500, 0);
+        // Another pid of the same uid shares the budget.
+        assert_eq!(
+            b.admit("unix:uid=1,gid=1,pid=8", 0),
+            Admission::RefuseAudited
+        );
+        assert_eq!(b.admit(alice, 100), Admission::RefuseCounted);
+        // Others are not affected.
+        assert_eq!(b.admit("unix:uid=2,gid=2,pid=9", 100), Admission::Admit);
+        // 0.5 s refills 500 bytes: still in debt; 0.6 s brings it positive.
+        assert_eq!(b.admit(alice, 500), Admission::RefuseCounted);
+        assert_eq!(b.admit(alice, 600), Admission::Admit);
+        // A new episode's first refusal is audited again.
+        b.charge(alice, 10_000, 600);
+        assert_eq!(b.admit(alice, 600), Admission::RefuseAudited);
+        // Refills never exceed the burst, and a clock stepping back refills nothing.
+        assert_eq!(b.admit(alice, 1_000_000), Admission::Admit);
+        b.charge(alice, 2000, 1_000_000);
+        assert_eq!(b.admit(alice, 0), Admission::RefuseAudited);
+    }
+
+    #[test]
+    fn quiet_callers_are_forgotten() {
+        let b = AuditBudget::new(1000, 1000);
+        for i in 0..(3 * PRUNE_ABOVE) {
+            let who = format!("tcp:10.0.{}.{}:1", i / 256, i % 256);
+            b.charge(&who, 10, i as i64 * 1000);
+        }
+        let n = b.buckets.lock().unwrap().len();
+        assert!(n <= PRUNE_ABOVE + 1, "{n} buckets kept");
+    }
+}

@@ -1,0 +1,355 @@
+//! Hostile input against the real `tron-signer serve` binary over gRPC (issue 11, items 1, 2
+//! and 8): oversized keys and payout ids stay cheap and leave only bounded bytes in the
+//! answer and the audit log, oversized messages are refused by gRPC while the signer keeps
+//! serving, and a freeze put in force by SIGHUP stops replays.
+
+mod common;
+
+use common::*;
+use tonic::Code;
+use tron_proto::signer::GetPolicyRequest;
+
+const TRX: u64 = 1_000_000;
+
+fn policy() -> String {
+    PolicyText::new("hostile input test")
+        .key(
+            Key::new(KEY1, "hot 1", &["TRX"])
+                .window("TRX", "1h", "100")
+                .destination(
+                    Destination::new(dest(0xa1), "exchange", &["TRX"]).per_tx_max("TRX", "50"),
+                ),
+        )
+        .text()
+}
+
+fn setup() -> Setup {
+    Setup::new(&[("hot 1", KEY1_SECRET)], &policy())
+}
+
+/// Every audit record of the data directory, as exported JSON.
+fn export(s: &Setup) -> Vec<serde_json::Value> {
+    let out_path = s.dir.path().join(format!("audit-{}.jsonl", now_ms()));
+    let out = s.run(&[
+        "audit",
+        "export",
+        "--data-dir",
+        path_str(&s.data_dir),
+        "--out",
+        path_str(&out_path),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+fn field<'a>(rec: &'a serde_json::Value, name: &str) -> &'a str {
+    rec[name].as_str().unwrap_or("")
+}
+
+/// The server still answers and signs.
+async fn still_serving(srv: &mut Server, nonce: u16, payout: &str) {
+    srv.client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .expect("still serving");
+    srv.client
+        .sign(request(
+            KEY1,
+            Tx::trx(KEY1, dest(0xa1), TRX).nonce(nonce).raw(),
+            payout,
+        ))
+        .await
+        .expect("still signing");
+}
+
+/// A 256 KiB key (the issue's ~20 s of Base58 CPU per request) no longer reaches the
+/// decoder: the request is over the server's message cap and refused by gRPC itself. A key
+/// as long as the cap lets through is refused by its length, `bad_key_address`, with a short
+/// message, and the audit record keeps only a bounded description of it.
+#[tokio::test]
+async fn oversized_keys_are_refused_by_length_with_bounded_echoes() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+
+    let huge = format!("T{}", "z".repeat(256 * 1024));
+    let st = srv
+        .client
+        .sign(request(&huge, raw.clone(), "p-huge"))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::OutOfRange, "{st:?}");
+    still_serving(&mut srv, 1, "after-huge").await;
+
+    // As long as the message cap allows: 64 KiB of key beside a normal transaction.
+    let long_base58 = format!("T{}", "z".repeat(64 * 1024));
+    let long_hex = format!("0x41{}", "0".repeat(64 * 1024));
+    for (i, key) in [long_base58, long_hex].iter().enumerate() {
+        for evaluate in [false, true] {
+            let req = request(key, raw.clone(), &format!("p-long-{i}"));
+            let st = if evaluate {
+                srv.client.evaluate(req).await.unwrap_err()
+            } else {
+                srv.client.sign(req).await.unwrap_err()
+            };
+            assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+            assert_eq!(reason(&st), "bad_key_address", "{st:?}");
+            assert!(
+                st.message().contains("address_too_long"),
+                "{}",
+                st.message()
+            );
+            assert!(
+                st.message().len() < 512,
+                "{} bytes of message",
+                st.message().len()
+            );
+            assert!(st.metadata().get("audit-sequence").is_some(), "not audited");
+        }
+    }
+    still_serving(&mut srv, 2, "after-long").await;
+    srv.stop();
+
+    let records = export(&s);
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| field(r, "reason_code") == "bad_key_address")
+        .collect();
+    assert_eq!(refused.len(), 4);
+    for r in refused {
+        let key = field(r, "key");
+        assert!(key.starts_with("refused: 65"), "{key}");
+        assert!(
+            key.len() < 200,
+            "{} bytes of key in the audit record",
+            key.len()
+        );
+        assert!(field(r, "message").len() < 512);
+    }
+    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The issue's disk filler: Evaluate calls with huge payout ids. A 4 MiB id is over the
+/// message cap (refused by gRPC, nothing written); ids as large as the cap lets through are
+/// refused `bad_payout_id` and recorded as a bounded description, so a hundred of them grow
+/// the ledger by a small fraction of what they carried.
+#[tokio::test]
+async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+
+    let st = srv
+        .client
+        .evaluate(request(KEY1, raw.clone(), &"p".repeat(4 * 1024 * 1024)))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::OutOfRange, "{st:?}");
+    still_serving(&mut srv, 1, "after-4mib").await;
+
+    let ledger = s.data_dir.join("ledger.redb");
+    let before = std::fs::metadata(&ledger).unwrap().len();
+    const CALLS: usize = 100;
+    let id = "p".repeat(64 * 1024);
+    for _ in 0..CALLS {
+        let st = srv
+            .client
+            .evaluate(request(KEY1, raw.clone(), &id))
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+        assert_eq!(reason(&st), "bad_payout_id", "{st:?}");
+        assert!(st.message().len() < 512);
+    }
+    let grown = std::fs::metadata(&ledger)
+        .unwrap()
+        .len()
+        .saturating_sub(before);
+    let carried = (CALLS * id.len()) as u64;
+    assert!(
+        grown < carried / 4,
+        "the ledger grew by {grown} bytes for {carried} bytes of refused payout ids"
+    );
+    still_serving(&mut srv, 2, "after-long-ids").await;
+    srv.stop();
+
+    let records = export(&s);
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| field(r, "reason_code") == "bad_payout_id")
+        .collect();
+    assert_eq!(refused.len(), CALLS);
+    for r in &refused {
+        let id = field(r, "payout_id");
+        assert!(id.starts_with("refused: 65536 bytes, sha256 "), "{id}");
+        assert!(
+            id.len() < 200,
+            "{} bytes of payout id in the audit record",
+            id.len()
+        );
+    }
+    let record_bytes: usize = refused.iter().map(|r| r.to_string().len()).sum();
+    assert!(
+        record_bytes < CALLS * 2048,
+        "{record_bytes} bytes of audit records"
+    );
+}
+
+/// Item 8 on the real binary: sign, freeze the key by a reload (SIGHUP), ask for the same
+/// txid again: refused `frozen` and audited, the stored signature not returned.
+#[tokio::test]
+async fn a_freeze_by_sighup_stops_replays() {
+    let s = setup();
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+    let signed = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "p-1"))
+        .await
+        .expect("signed")
+        .into_inner();
+    let replay = srv
+        .client
+        .sign(request(KEY1, raw.clone(), "p-1"))
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert!(replay.replayed);
+
+    let frozen = policy().replacen(
+        "label = \"hot 1\"\n",
+        "label = \"hot 1\"\nfrozen = true\n",
+        1,
+    );
+    assert_ne!(frozen, policy());
+    std::fs::write(&s.policy, &frozen).unwrap();
+    let before = srv
+        .client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hash;
+    srv.signal("HUP");
+    for _ in 0..200 {
+        let now = srv
+            .client
+            .get_policy(GetPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .hash;
+        if now != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    for evaluate in [false, true] {
+        let req = request(KEY1, raw.clone(), "p-1");
+        if evaluate {
+            let d = srv
+                .client
+                .evaluate(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .decision
+                .unwrap();
+            assert!(!d.allowed);
+            assert_eq!(d.reason_code, "frozen", "{}", d.message);
+        } else {
+            let st = srv.client.sign(req).await.unwrap_err();
+            assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+            assert_eq!(reason(&st), "frozen", "{st:?}");
+            assert!(st.metadata().get("audit-sequence").is_some(), "not audited");
+            assert!(!st.message().contains(&hex::encode(&signed.signature)));
+        }
+    }
+    srv.stop();
+    let records = export(&s);
+    let txid = hex::encode(&signed.txid);
+    let frozen_replays = records
+        .iter()
+        .filter(|r| field(r, "reason_code") == "frozen" && field(r, "txid") == txid)
+        .count();
+    assert_eq!(
+        frozen_replays, 2,
+        "Sign and Evaluate of the frozen replay audited"
+    );
+}
+
+/// `[audit_budget]` in signer.toml sets the budget: with a tiny one, a caller flooding
+/// refused requests is soon refused RESOURCE_EXHAUSTED (`audit_budget_exceeded`), the
+/// first such refusal audited, and the signer logs it.
+#[tokio::test]
+async fn a_caller_over_the_configured_audit_budget_is_refused() {
+    let s = setup();
+    s.write_config(&format!(
+        "[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n\
+         [audit_budget]\nbytes_per_second = 1\nburst_bytes = 4096\n",
+        s.keystore.display()
+    ));
+    let mut srv = s.start().await;
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+    let id = "p".repeat(64 * 1024);
+    let mut refused_bad_id = 0;
+    let st = loop {
+        let st = srv
+            .client
+            .evaluate(request(KEY1, raw.clone(), &id))
+            .await
+            .unwrap_err();
+        if reason(&st) != "bad_payout_id" {
+            break st;
+        }
+        refused_bad_id += 1;
+        assert!(refused_bad_id < 100, "the budget never ran out");
+    };
+    assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+    assert_eq!(reason(&st), "audit_budget_exceeded", "{st:?}");
+    assert!(
+        st.metadata().get("audit-sequence").is_some(),
+        "first refusal audited"
+    );
+    let st = srv
+        .client
+        .evaluate(request(KEY1, raw.clone(), "p-valid"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&st), "audit_budget_exceeded", "{st:?}");
+    assert!(
+        st.metadata().get("audit-sequence").is_none(),
+        "only counted"
+    );
+    for _ in 0..200 {
+        if srv.log_text().contains("audit budget exceeded") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        srv.log_text().contains("audit budget exceeded"),
+        "{}",
+        srv.log_text()
+    );
+    srv.stop();
+    let records = export(&s);
+    assert_eq!(
+        records.len(),
+        refused_bad_id + 1,
+        "the refusals admitted and the first over budget; the rest wrote nothing"
+    );
+}
