@@ -19,7 +19,6 @@ use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
 
 use crate::config::{Config, ConfigError};
 use crate::durable_file;
-use crate::reason::ReasonCode;
 use crate::service::core::system_clock;
 use crate::service::run::{build_core, StartError};
 use crate::service::Core;
@@ -145,23 +144,16 @@ pub fn caller_for(input: &Path) -> String {
 /// Signs every item through the decision core, in file order, and collects the answers.
 /// Items of a batch for another network than the policy's are refused without being asked.
 pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> SignedBatch {
-    let network = core.policy().policy.network;
     let mut items = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
-        if batch.network != network.as_str() {
-            items.push(SignedItem::Refused {
-                payout_id: item.payout_id.clone(),
-                txid: Some(tron_proto::txid(&item.raw_data)),
-                reason_code: ReasonCode::NetworkMismatch.as_str().to_owned(),
-                message: format!(
-                    "the batch is for network {:?} but this signer's policy is for {network}; nothing in it was signed",
-                    bounded(&batch.network)
-                ),
-            });
-            continue;
-        }
         let answer = match core
-            .sign(caller, &item.key, &item.raw_data, &item.payout_id)
+            .sign_on(
+                Some(&batch.network),
+                caller,
+                &item.key,
+                &item.raw_data,
+                &item.payout_id,
+            )
             .await
         {
             Ok(s) => SignedItem::Signed {
@@ -188,14 +180,6 @@ pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> Sig
 }
 
 /// At most 32 characters of a name from the file, for messages (the network is free text).
-fn bounded(s: &str) -> String {
-    const MAX: usize = 32;
-    match s.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
-    }
-}
-
 fn summarize(b: &SignedBatch) -> BatchSummary {
     let signed = b
         .items

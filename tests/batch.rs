@@ -275,6 +275,27 @@ fn batch_for_another_network_is_refused_item_by_item() {
         unreachable!("checked above")
     };
     assert_eq!(*txid, Some(tron_proto::txid(&raw)));
+    // Each refused item is an audit record of its own, with the code (invariant 7).
+    let export = s.dir.path().join("audit.jsonl");
+    let exp = s.run(&[
+        "audit",
+        "export",
+        "--data-dir",
+        path_str(&s.data_dir),
+        "--out",
+        path_str(&export),
+    ]);
+    assert!(exp.status.success());
+    let log = std::fs::read_to_string(&export).unwrap();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("batch:mainnet-batch.json"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(
+        refused.iter().all(|l| l.contains("\"network_mismatch\"")),
+        "{log}"
+    );
 
     // The same transaction in a Nile batch is signed: the refusal consumed no limit.
     let nile = write_batch(&s, "nile-batch.json", vec![item("m-1", raw)]);

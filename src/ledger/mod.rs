@@ -361,16 +361,17 @@ impl StateGuard<'_> {
     }
 
     /// Sum of amounts for (key, asset[, dest]) whose expiration is at or after
-    /// `now_ms - window_ms`, reserved entries included.
+    /// `now_ms - lookback_ms`, reserved entries included. The policy asks with its window
+    /// plus its clock skew, so a transaction counts while it can still land.
     pub fn used(
         &self,
         key: &Address,
         asset: Asset,
         dest: Option<&Address>,
-        window_ms: u64,
+        lookback_ms: u64,
         now_ms: i64,
     ) -> U256 {
-        self.state.used(key, asset, dest, window_ms, now_ms)
+        self.state.used(key, asset, dest, lookback_ms, now_ms)
     }
 
     /// Counts the entry now and marks its txid and payout id in flight. The caller must have

@@ -168,13 +168,27 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Signed, Refusal> {
+        self.sign_on(None, caller, key, raw, payout_id).await
+    }
+
+    /// [`Core::sign`] for a request labelled with the network it is meant for (a batch
+    /// file): one for another network than the policy's is refused `network_mismatch`,
+    /// audited like any refusal, before anything is decoded.
+    pub async fn sign_on(
+        &self,
+        network: Option<&str>,
+        caller: &str,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+    ) -> Result<Signed, Refusal> {
         let Begun {
             policy,
             now,
             checked,
             draft,
         } = self
-            .begin(Method::Sign, caller, key, raw, payout_id)
+            .begin(Method::Sign, network, caller, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
@@ -235,7 +249,7 @@ impl Core {
             checked,
             draft,
         } = self
-            .begin(Method::Evaluate, caller, key, raw, payout_id)
+            .begin(Method::Evaluate, None, caller, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
         let (allowed, rule, reason_code, message) =
@@ -312,6 +326,7 @@ impl Core {
     async fn begin(
         &self,
         method: Method,
+        network: Option<&str>,
         caller: &str,
         key: &str,
         raw: &[u8],
@@ -328,6 +343,19 @@ impl Core {
             .fields(key, payout_id);
         if admission == Admission::RefuseAudited {
             return Err(self.refuse(draft, self.over_budget(caller)).await);
+        }
+        let ours = policy.policy.network.as_str();
+        if let Some(asked) = network.filter(|n| *n != ours) {
+            let r = Refusal::new(
+                RefusalKind::Denied,
+                ReasonCode::NetworkMismatch,
+                format!(
+                    "the request is for network {} but this signer's policy is for {ours}; \
+                     nothing was signed",
+                    super::bounded::preview(asked)
+                ),
+            );
+            return Err(self.refuse(draft, r).await);
         }
         let checked = match request::check(key, raw, payout_id) {
             Ok(c) => c,
