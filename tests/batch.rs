@@ -172,24 +172,9 @@ fn batch_signs_allowed_refuses_the_rest_and_counts_in_the_ledger() {
         "replay returns the same signature"
     );
 
-    let verify = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    s.assert_audit_verifies();
     // Every item was audited under the batch's caller identity.
-    let export = s.dir.path().join("audit.jsonl");
-    let exp = s.run(&[
-        "audit",
-        "export",
-        "--data-dir",
-        path_str(&s.data_dir),
-        "--out",
-        path_str(&export),
-    ]);
-    assert!(exp.status.success());
-    let log = std::fs::read_to_string(&export).unwrap();
+    let (_, log) = s.audit_export();
     assert_eq!(log.matches("batch:batch-1.json").count(), 5, "{log}");
     assert_eq!(log.matches("batch:batch-2.json").count(), 3, "{log}");
 }
@@ -276,17 +261,7 @@ fn batch_for_another_network_is_refused_item_by_item() {
     };
     assert_eq!(*txid, Some(tron_proto::txid(&raw)));
     // Each refused item is an audit record of its own, with the code (invariant 7).
-    let export = s.dir.path().join("audit.jsonl");
-    let exp = s.run(&[
-        "audit",
-        "export",
-        "--data-dir",
-        path_str(&s.data_dir),
-        "--out",
-        path_str(&export),
-    ]);
-    assert!(exp.status.success());
-    let log = std::fs::read_to_string(&export).unwrap();
+    let (_, log) = s.audit_export();
     let refused: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("batch:mainnet-batch.json"))

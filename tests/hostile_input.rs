@@ -27,29 +27,6 @@ fn setup() -> Setup {
     Setup::new(&[("hot 1", KEY1_SECRET)], &policy())
 }
 
-/// Every audit record of the data directory, as exported JSON.
-fn export(s: &Setup) -> Vec<serde_json::Value> {
-    let out_path = s.dir.path().join(format!("audit-{}.jsonl", now_ms()));
-    let out = s.run(&[
-        "audit",
-        "export",
-        "--data-dir",
-        path_str(&s.data_dir),
-        "--out",
-        path_str(&out_path),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(&out_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-        .collect()
-}
-
 fn field<'a>(rec: &'a serde_json::Value, name: &str) -> &'a str {
     rec[name].as_str().unwrap_or("")
 }
@@ -118,7 +95,7 @@ async fn oversized_keys_are_refused_by_length_with_bounded_echoes() {
     still_serving(&mut srv, 2, "after-long").await;
     srv.stop();
 
-    let records = export(&s);
+    let records = s.audit_records();
     let refused: Vec<_> = records
         .iter()
         .filter(|r| field(r, "reason_code") == "bad_key_address")
@@ -134,12 +111,7 @@ async fn oversized_keys_are_refused_by_length_with_bounded_echoes() {
         );
         assert!(field(r, "message").len() < 512);
     }
-    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.assert_audit_verifies();
 }
 
 /// The disk filler: Evaluate calls with huge payout ids. A 4 MiB id is over the
@@ -186,7 +158,7 @@ async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
     still_serving(&mut srv, 2, "after-long-ids").await;
     srv.stop();
 
-    let records = export(&s);
+    let records = s.audit_records();
     let refused: Vec<_> = records
         .iter()
         .filter(|r| field(r, "reason_code") == "bad_payout_id")
@@ -279,7 +251,7 @@ async fn a_freeze_by_sighup_stops_replays() {
         }
     }
     srv.stop();
-    let records = export(&s);
+    let records = s.audit_records();
     let txid = hex::encode(&signed.txid);
     let frozen_replays = records
         .iter()
@@ -346,7 +318,7 @@ async fn a_caller_over_the_configured_audit_budget_is_refused() {
         srv.log_text()
     );
     srv.stop();
-    let records = export(&s);
+    let records = s.audit_records();
     assert_eq!(
         records.len(),
         refused_bad_id + 1,

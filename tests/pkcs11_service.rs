@@ -115,16 +115,6 @@ async fn sign_ok(srv: &mut Server, key: &str, tx: Tx, payout_id: &str) -> serde_
     json!({ "txid": hex::encode(txid), "signature": hex::encode(&resp.signature), "owner": key })
 }
 
-fn audit_verifies(setup: &Setup) {
-    let out = setup.run(&["audit", "verify", "--data-dir", path_str(&setup.data_dir)]);
-    assert!(
-        out.status.success(),
-        "audit verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn hsm_key_signs_trx_and_usdt_through_grpc() {
     let hsm = SoftHsm::new();
@@ -163,7 +153,7 @@ async fn hsm_key_signs_trx_and_usdt_through_grpc() {
         .expect_err("over per-tx max");
     assert_eq!(st.code(), Code::PermissionDenied);
     srv.stop();
-    audit_verifies(&setup);
+    setup.assert_audit_verifies();
 
     let env = common::interop::setup();
     common::interop::verify_with_both(&env, &signed);
@@ -204,7 +194,7 @@ async fn token_moved_away_is_unavailable_and_recovers_without_restart() {
         "server restarted"
     );
     srv.stop();
-    audit_verifies(&setup);
+    setup.assert_audit_verifies();
     assert!(sig["signature"].as_str().is_some());
 }
 

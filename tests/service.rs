@@ -163,12 +163,7 @@ async fn allowed_trx_and_usdt_payouts_recover_to_the_owner() {
     assert_eq!(p.version, 1);
     assert_eq!(p.hash.len(), 64);
     srv.stop();
-    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.assert_audit_verifies();
 }
 
 /// Every refusal reason over gRPC: status code, reason-code metadata, and a message.
@@ -421,21 +416,7 @@ async fn every_refusal_reason() {
 
     srv.stop();
     // Every request above is in the audit log, allowed and refused alike.
-    let export = s.dir.path().join("audit.jsonl");
-    let out = s.run(&[
-        "audit",
-        "export",
-        "--data-dir",
-        path_str(&s.data_dir),
-        "--out",
-        path_str(&export),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&export).unwrap();
+    let (export, text) = s.audit_export();
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&export).unwrap().permissions().mode();
@@ -451,12 +432,7 @@ async fn every_refusal_reason() {
             "{code} should be audited once for Evaluate and once for Sign"
         );
     }
-    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    s.assert_audit_verifies();
 }
 
 #[tokio::test]
@@ -714,17 +690,7 @@ async fn malformed_policy_is_refused_at_start_and_at_reload() {
     assert!(!st.message().contains(&data_dir), "no server paths: {st:?}");
     srv.stop();
 
-    let export = s.dir.path().join("audit.jsonl");
-    let out = s.run(&[
-        "audit",
-        "export",
-        "--data-dir",
-        path_str(&s.data_dir),
-        "--out",
-        path_str(&export),
-    ]);
-    assert!(out.status.success());
-    let text = std::fs::read_to_string(&export).unwrap();
+    let (_, text) = s.audit_export();
     assert!(
         text.contains("\"reason_code\":\"policy_invalid\""),
         "refused reload not audited"

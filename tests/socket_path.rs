@@ -6,19 +6,10 @@ mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
-use common::policy::{Destination, Key, PolicyText};
 use common::*;
 
 fn policy() -> String {
-    PolicyText::new("socket test policy")
-        .key(
-            Key::new(KEY1, "hot 1", &["TRX"])
-                .window("TRX", "24h", "10")
-                .destination(
-                    Destination::new(dest(0xa1), "exchange", &["TRX"]).per_tx_max("TRX", "5"),
-                ),
-        )
-        .text()
+    common::policy::one_trx_key("socket test policy")
 }
 
 fn keystore_section(setup: &Setup) -> String {

@@ -315,6 +315,48 @@ impl Setup {
         }
     }
 
+    /// `audit verify` on this setup's data directory passes (the real command).
+    pub fn assert_audit_verifies(&self) {
+        let out = self.run(&["audit", "verify", "--data-dir", path_str(&self.data_dir)]);
+        assert!(
+            out.status.success(),
+            "audit verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `audit export` of this setup's data directory into a new file (exports never
+    /// overwrite); returns the file's path and its text, one JSON record per line.
+    pub fn audit_export(&self) -> (PathBuf, String) {
+        let n = self.dir.path().read_dir().map_or(0, |d| d.count());
+        let path = self.dir.path().join(format!("audit-{n}.jsonl"));
+        let out = self.run(&[
+            "audit",
+            "export",
+            "--data-dir",
+            path_str(&self.data_dir),
+            "--out",
+            path_str(&path),
+        ]);
+        assert!(
+            out.status.success(),
+            "audit export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&path).expect("read the export");
+        (path, text)
+    }
+
+    /// Every audit record, parsed.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        self.audit_export()
+            .1
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
     /// Runs `serve` expecting it to exit by itself (a start-up that must fail); returns its
     /// status and combined output. Panics if it is still running after 30 s.
     pub fn serve_until_exit(&self) -> (std::process::ExitStatus, String) {

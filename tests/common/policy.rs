@@ -212,3 +212,18 @@ impl Destination {
         }
     }
 }
+
+/// The smallest useful policy: `KEY1` may send up to 5 TRX a transfer, 10 TRX a day, to
+/// destination `0xa1` only. For tests about everything but the policy.
+pub fn one_trx_key(name: &str) -> String {
+    PolicyText::new(name)
+        .key(
+            Key::new(super::KEY1, "hot 1", &["TRX"])
+                .window("TRX", "24h", "10")
+                .destination(
+                    Destination::new(super::dest(0xa1), "exchange", &["TRX"])
+                        .per_tx_max("TRX", "5"),
+                ),
+        )
+        .text()
+}
