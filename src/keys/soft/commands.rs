@@ -282,6 +282,13 @@ mod tests {
         }
     }
 
+    /// A passphrase file as an operator must write it: owner-only (others are refused).
+    fn write_private(p: &std::path::Path, content: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, content).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn run(cmd: KeysCommand, stdin: &str) -> Result<String, KeystoreError> {
         let mut out = Vec::new();
         run_keys(cmd, &mut stdin.as_bytes(), &mut out)?;
@@ -293,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ks");
         let pf = dir.path().join("pass");
-        std::fs::write(&pf, "cli pass\n").unwrap();
+        write_private(&pf, "cli pass\n");
 
         let a = run(KeysCommand::Generate(add(&path, &pf, "hot", false)), "").unwrap();
         let a = a.trim().to_string();
@@ -348,10 +355,18 @@ mod tests {
         let path = dir.path().join("ks");
         let pf = dir.path().join("pass");
         let wrong = dir.path().join("wrong");
-        std::fs::write(&pf, "right").unwrap();
-        std::fs::write(&wrong, "wrong").unwrap();
+        write_private(&pf, "right");
+        write_private(&wrong, "wrong");
 
         std::fs::write(&path, b"precious non-keystore data").unwrap();
+        // Readable by others: not opened at all, and so not replaced either.
+        match run(KeysCommand::Generate(add(&path, &pf, "k", false)), "") {
+            Err(KeystoreError::ExistingUnopenable { cause, .. }) => {
+                assert_eq!(cause.code(), "keystore_too_open")
+            }
+            other => panic!("{other:?}"),
+        }
+        write_private(&path, "precious non-keystore data");
         match run(KeysCommand::Generate(add(&path, &pf, "k", false)), "") {
             Err(KeystoreError::ExistingUnopenable { cause, .. }) => {
                 assert_eq!(cause.code(), "keystore_bad_magic")
@@ -393,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ks");
         let pf = dir.path().join("pass");
-        std::fs::write(&pf, "same secret\n").unwrap();
+        write_private(&pf, "same secret\n");
         run(KeysCommand::Generate(add(&path, &pf, "k", false)), "").unwrap();
         let var = "TRON_SIGNER_TEST_KEYSTORE_ENV_PASS";
         std::env::set_var(var, "same secret");
