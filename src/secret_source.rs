@@ -68,6 +68,8 @@ pub enum SecretSourceError {
          is allowed; chmod 600 it)"
     )]
     FileTooOpen { path: PathBuf, mode: u32 },
+    #[error("secret file {path} is owned by uid {uid}, not by the user running the signer")]
+    FileNotOwned { path: PathBuf, uid: u32 },
     #[error("secret file {path} is not valid UTF-8")]
     FileNotUnicode { path: PathBuf },
     #[error("cannot prompt for the {what}: {source}")]
@@ -88,6 +90,7 @@ impl SecretSourceError {
             SecretSourceError::FileMissing { .. } => "secret_file_missing",
             SecretSourceError::FileUnreadable { .. } => "secret_file_unreadable",
             SecretSourceError::FileTooOpen { .. } => "secret_file_too_open",
+            SecretSourceError::FileNotOwned { .. } => "secret_file_not_owned",
             SecretSourceError::FileNotUnicode { .. } => "secret_file_not_unicode",
             SecretSourceError::Prompt { .. } => "secret_prompt_failed",
             SecretSourceError::Empty { .. } => "secret_empty",
@@ -122,6 +125,10 @@ impl SecretSource {
                     PrivateFileError::TooOpen { mode } => SecretSourceError::FileTooOpen {
                         path: path.clone(),
                         mode,
+                    },
+                    PrivateFileError::NotOwned { uid } => SecretSourceError::FileNotOwned {
+                        path: path.clone(),
+                        uid,
                     },
                     PrivateFileError::Io(source)
                         if source.kind() == std::io::ErrorKind::NotFound =>

@@ -533,18 +533,32 @@ fn decide(
     }
 }
 
-/// The refusal of a replay under a global freeze or a freeze of `key`, if either is on.
+/// The refusal of a replay under a global freeze, a freeze of `key`, or a policy that no
+/// longer names `key`, if any of these holds.
 fn frozen_replay(policy: &LoadedPolicy, key: &Address, txid: &[u8; 32]) -> Option<Refusal> {
     let p = &policy.policy;
-    let which = if p.frozen {
-        "all keys are frozen by the policy's global freeze switch".to_owned()
+    let (code, which) = if p.frozen {
+        (
+            ReasonCode::Frozen,
+            "all keys are frozen by the policy's global freeze switch".to_owned(),
+        )
     } else {
-        let k = p.key(key).filter(|k| k.frozen)?;
-        format!("key {} ({}) is frozen by the policy", k.address, k.label)
+        match p.key(key) {
+            // Taken out of the policy (an incident response as much as a freeze).
+            None => (
+                ReasonCode::UnknownKey,
+                format!("key {key} is no longer in the policy"),
+            ),
+            Some(k) if k.frozen => (
+                ReasonCode::Frozen,
+                format!("key {} ({}) is frozen by the policy", k.address, k.label),
+            ),
+            Some(_) => return None,
+        }
     };
     Some(Refusal::new(
         RefusalKind::Denied,
-        ReasonCode::Frozen,
+        code,
         format!(
             "{which}: the stored signature of transaction {} is not returned",
             hex::encode(txid)
@@ -898,6 +912,18 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
                 "{what}"
             );
         }
+        // A key taken out of the policy gets no replay either.
+        let other = Address::from_evm([0xb2; 20]).to_base58();
+        let removed = text.replace(&owner, &other);
+        assert_ne!(removed, text);
+        let p = crate::policy::parse(&removed, "removed.toml").unwrap();
+        core.replace_policy(p, "test").await.unwrap();
+        let r = core.sign("test", &owner, &tx, "p1").await.unwrap_err();
+        assert_eq!(
+            (r.kind, r.code),
+            (RefusalKind::Denied, ReasonCode::UnknownKey)
+        );
+        assert!(r.audit_sequence.is_some() && r.message.contains("not returned"));
         // Unfrozen again, the replay is served as before.
         let p = crate::policy::parse(&text, "thawed.toml").unwrap();
         core.replace_policy(p, "test").await.unwrap();

@@ -15,6 +15,8 @@ use crate::config::UnixSocketConfig;
 pub enum SocketError {
     #[error("{path} exists and is not a socket; refusing to replace it (fix `listen`)")]
     NotASocket { path: PathBuf },
+    #[error("{path} is a socket another process is serving on; refusing to take it over")]
+    InUse { path: PathBuf },
     #[error("socket group {group:?} is neither a number nor a group in /etc/group")]
     UnknownGroup { group: String },
     #[error("cannot {op} {path}: {source}")]
@@ -25,9 +27,10 @@ pub enum SocketError {
     },
 }
 
-/// Binds `path` with the configured mode and group. The socket is bound under a temporary
-/// name in the same directory, given its mode and group, then renamed into place, so no
-/// client ever sees it with other permissions.
+/// Binds `path` with the configured mode and group. The socket is bound in a fresh
+/// owner-only directory beside `path`, given its mode and group there, then hard-linked into
+/// place (which fails rather than replace anything that appeared meanwhile), so no client can
+/// connect to it with other permissions.
 pub fn bind(path: &Path, cfg: &UnixSocketConfig) -> Result<UnixListener, SocketError> {
     let io = |op: &'static str, p: &Path| {
         let p = p.to_path_buf();
@@ -39,6 +42,12 @@ pub fn bind(path: &Path, cfg: &UnixSocketConfig) -> Result<UnixListener, SocketE
     };
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
+            // A socket someone still answers on belongs to a running signer.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
             std::fs::remove_file(path).map_err(io("remove the stale socket", path))?
         }
         Ok(_) => {
@@ -50,25 +59,56 @@ pub fn bind(path: &Path, cfg: &UnixSocketConfig) -> Result<UnixListener, SocketE
         Err(e) => return Err(io("inspect", path)(e)),
     }
     let gid = cfg.group.as_deref().map(resolve_group).transpose()?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let private =
+        PrivateDir::create(parent).map_err(io("create a private directory in", parent))?;
+    let tmp = private.0.join("s");
     let listener = UnixListener::bind(&tmp).map_err(io("bind", &tmp))?;
-    let placed = (|| {
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(cfg.mode))
-            .map_err(io("set the mode of", &tmp))?;
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(&tmp, None, Some(gid))
-                .map_err(io("set the group of", &tmp))?;
-        }
-        std::fs::rename(&tmp, path).map_err(io("move the socket to", path))
-    })();
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(cfg.mode))
+        .map_err(io("set the mode of", &tmp))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io("set the group of", &tmp))?;
     }
+    std::fs::hard_link(&tmp, path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            SocketError::NotASocket {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io("put the socket at", path)(e)
+        }
+    })?;
+    // The private directory and its link go; the listener stays bound to the inode.
+    drop(private);
     Ok(listener)
+}
+
+/// An owner-only directory under a random name, removed with what it holds when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create(parent: &Path) -> io::Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut nonce = [0u8; 8];
+        getrandom::getrandom(&mut nonce).map_err(io::Error::other)?;
+        let dir = parent.join(format!(
+            ".tron-signer-socket.{}.{}",
+            std::process::id(),
+            hex::encode(nonce)
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(PrivateDir(dir))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.join("s"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// A numeric gid, or a group name looked up in /etc/group (NSS-only groups need the number).
@@ -143,6 +183,34 @@ mod tests {
         let m = std::fs::symlink_metadata(&p).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o600);
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("signer.sock");
+        let live = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        assert!(matches!(
+            bind(&p, &cfg(0o600, None)),
+            Err(SocketError::InUse { .. })
+        ));
+        drop(live);
+        assert!(
+            bind(&p, &cfg(0o600, None)).is_ok(),
+            "stale once nobody answers"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_group_is_refused_before_anything_is_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("signer.sock");
+        assert!(matches!(
+            bind(&p, &cfg(0o660, Some("no-such-group-here"))),
+            Err(SocketError::UnknownGroup { .. })
+        ));
+        assert!(!p.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum KeystoreError {
          is allowed; chmod 600 it, as ssh requires of private keys)"
     )]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error("keystore file {path} is owned by uid {uid}, not by the user running the signer")]
+    NotOwned { path: PathBuf, uid: u32 },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -84,6 +86,7 @@ impl KeystoreError {
         match self {
             KeystoreError::NotFound { .. } => "keystore_not_found",
             KeystoreError::TooOpen { .. } => "keystore_too_open",
+            KeystoreError::NotOwned { .. } => "keystore_not_owned",
             KeystoreError::Io { .. } => "keystore_io",
             KeystoreError::BadMagic => "keystore_bad_magic",
             KeystoreError::UnsupportedVersion(_) => "keystore_unsupported_version",

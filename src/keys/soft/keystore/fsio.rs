@@ -14,6 +14,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>, KeystoreError> {
             path: path.to_path_buf(),
             mode,
         },
+        PrivateFileError::NotOwned { uid } => KeystoreError::NotOwned {
+            path: path.to_path_buf(),
+            uid,
+        },
         PrivateFileError::Io(e) if e.kind() == ErrorKind::NotFound => KeystoreError::NotFound {
             path: path.to_path_buf(),
         },
