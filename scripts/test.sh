@@ -8,6 +8,8 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need python3 || missing+=(python3 python3-venv python3-pip)
 need node || missing+=(nodejs npm)
+# libfaketime: the clock-jump test moves the real signer's wall clock with it.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2

@@ -185,6 +185,57 @@ pub struct Config {
     /// Audit bytes each caller may cause (`audit_budget_exceeded`); the defaults when absent.
     #[serde(default)]
     pub audit_budget: Option<AuditBudgetConfig>,
+    /// How far the clock may move between signatures before signing stops (`clock_jump`).
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+/// `[clock]`: the signer records the latest time it signed at and refuses to sign while its
+/// clock is behind that by more than the policy's clock skew, or ahead of it by more than
+/// `max_advance` (`clock_jump`). A signer that legitimately stood idle longer than
+/// `max_advance` needs it raised for its first signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ClockRepr")]
+pub struct ClockConfig {
+    /// Milliseconds; [`ClockConfig::DEFAULT_MAX_ADVANCE_MS`] unless configured.
+    pub max_advance_ms: u64,
+}
+
+impl ClockConfig {
+    /// 31 days: the longest window a policy may use. A clock further ahead would have made
+    /// every earlier signature fall out of every window.
+    pub const DEFAULT_MAX_ADVANCE_MS: u64 = 31 * 24 * 3600 * 1000;
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            max_advance_ms: Self::DEFAULT_MAX_ADVANCE_MS,
+        }
+    }
+}
+
+/// `[clock]` as written: `max_advance = "31d"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockRepr {
+    max_advance: Option<String>,
+}
+
+impl TryFrom<ClockRepr> for ClockConfig {
+    type Error = String;
+
+    fn try_from(r: ClockRepr) -> Result<Self, String> {
+        let max_advance_ms = match r.max_advance {
+            None => Self::DEFAULT_MAX_ADVANCE_MS,
+            Some(text) => tron_proto::duration::parse(&text, tron_proto::duration::Rules::CONFIG)
+                .map_err(|e| format!("clock.max_advance {text:?}: {e}"))?,
+        };
+        if max_advance_ms == 0 {
+            return Err("clock.max_advance must be longer than zero".into());
+        }
+        Ok(ClockConfig { max_advance_ms })
+    }
 }
 
 /// `[audit_budget]`: a token bucket of audit record bytes per caller (a Unix uid or a TCP

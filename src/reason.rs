@@ -163,6 +163,9 @@ reason_codes! {
     /// The ledger writer's queue stayed full (the disk is not keeping up); nothing was
     /// signed; retry.
     LedgerBusy = "ledger_busy", Ledger;
+    /// The signer's clock is behind its latest signature by more than the clock skew, or
+    /// ahead of it by more than `[clock] max_advance`; nothing is signed until it is right.
+    ClockJump = "clock_jump", Ledger;
 
     // --- key backend ---
     /// The soft backend has no key for this address.

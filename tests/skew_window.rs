@@ -13,10 +13,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use secrecy::SecretBox;
-use tron_proto::Address;
-use tron_signer::keys::{KeyBackend, KeyRing, SignFuture, SoftKey};
-use tron_signer::ledger::Ledger;
 use tron_signer::reason::ReasonCode;
 use tron_signer::service::Core;
 
@@ -24,34 +20,6 @@ const MIN: i64 = 60_000;
 const TRX: u64 = 1_000_000;
 /// Any fixed instant: the core's clock is the test's.
 const T: i64 = 1_800_000_000_000;
-
-/// A software key as a backend.
-struct TestKey(SoftKey);
-
-impl KeyBackend for TestKey {
-    fn address(&self) -> Address {
-        self.0.address()
-    }
-    fn backend(&self) -> &'static str {
-        "test"
-    }
-    fn label(&self) -> &str {
-        "skew test key"
-    }
-    fn sign<'a>(&'a self, txid: &'a [u8; 32]) -> SignFuture<'a> {
-        let signature = self.0.sign_txid(txid).expect("the test key signs");
-        Box::pin(std::future::ready(Ok(signature)))
-    }
-}
-
-fn ring() -> KeyRing {
-    let mut secret = [0u8; 32];
-    hex::decode_to_slice(KEY1_SECRET, &mut secret).unwrap();
-    let key = SoftKey::from_secret(&SecretBox::new(Box::new(secret))).unwrap();
-    let mut ring = KeyRing::default();
-    ring.insert(Arc::new(TestKey(key))).unwrap();
-    ring
-}
 
 /// 20 min skew, 10 TRX in any 30 min for the key.
 fn policy() -> tron_signer::policy::LoadedPolicy {
@@ -69,10 +37,7 @@ fn policy() -> tron_signer::policy::LoadedPolicy {
 }
 
 fn core(dir: &std::path::Path, clock: &Arc<AtomicI64>) -> Core {
-    let c = clock.clone();
-    let clock: tron_signer::service::core::Clock = Arc::new(move || c.load(Ordering::SeqCst));
-    let ledger = Ledger::open(dir, tron_signer::policy::MAX_WINDOW_MS, clock()).unwrap();
-    Core::new(ring(), policy(), ledger, clock)
+    common::in_process::core(dir, clock, policy())
 }
 
 /// 10 TRX to the sink, expiring at `expiration`, stamped `timestamp`.

@@ -32,6 +32,10 @@ pub enum LedgerError {
     /// Nothing was written; retrying later may work.
     #[error("the ledger writer's queue stayed full for {waited_ms} ms; retry later")]
     QueueFull { waited_ms: u64 },
+    /// An earlier write failed and the database has not been reopened yet (a full disk, an
+    /// I/O error): nothing is recorded, so nothing is signed, until it is.
+    #[error("the ledger database failed and is not reopened yet ({detail}); retry later")]
+    StoreFailed { detail: String },
     /// A write failure requested by a test through the fault-injection hook.
     #[error("injected ledger write failure")]
     Injected,
@@ -76,6 +80,7 @@ impl LedgerError {
             LedgerError::Duplicate { .. } => "ledger_duplicate_txid",
             LedgerError::PayoutIdTooLong { .. } => "ledger_payout_id_too_long",
             LedgerError::QueueFull { .. } => "ledger_queue_full",
+            LedgerError::StoreFailed { .. } => "ledger_store_failed",
             LedgerError::Injected => "ledger_injected_failure",
             LedgerError::HeadMismatch { .. } => "ledger_head_mismatch",
             LedgerError::AuditModified { .. } => "audit_modified",

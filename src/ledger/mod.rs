@@ -23,6 +23,7 @@ mod error;
 mod intent_json;
 mod schema;
 mod state;
+mod store;
 mod usage;
 mod verify;
 mod writer;
@@ -47,11 +48,13 @@ pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
 pub use intent_json::{intent_json, intent_value};
 pub use state::{Lookup, PayoutRef};
+pub use store::StoreHealth;
 pub use verify::VerifyReport;
 
 use crate::decode::Asset;
-use schema::{Head, AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_HEAD, META_SCHEMA};
+use schema::{AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_LATEST_SIGNED, META_SCHEMA};
 use state::{Found, State, Undo};
+use store::open_err;
 use writer::{Job, SignJob, Writer};
 
 /// State shared by the handles and the writer thread.
@@ -92,7 +95,7 @@ impl Shared {
 
 struct Inner {
     dir: std::path::PathBuf,
-    db: Arc<Database>,
+    store: Arc<store::Store>,
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -148,12 +151,6 @@ impl Inner {
     }
 }
 
-/// redb's page cache. Every table the hot path writes is keyed to append (entries and audit
-/// by sequence, expirations nearly so), and lookups by txid hit the in-memory state first, so
-/// a small cache costs no throughput (BENCHMARKS.md) and keeps the signer's memory bounded;
-/// redb's default would let it grow to a gigabyte.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
-
 /// Handle on the ledger; cheap to clone, all clones share one database and one writer thread.
 #[derive(Clone)]
 pub struct Ledger {
@@ -174,35 +171,6 @@ pub struct Reservation {
     undo: Option<Undo>,
 }
 
-fn open_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Open {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    }
-}
-
-/// The ledger file, created readable by its owner only: it names callers, destinations and
-/// amounts. A file made by an earlier build with wider permissions is narrowed to 0600.
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        opts.mode(0o600);
-        let file = opts.open(path)?;
-        if file.metadata()?.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("narrowing its mode to 0600: {e}"))
-                })?;
-        }
-        Ok(file)
-    }
-    #[cfg(not(unix))]
-    opts.open(path)
-}
-
 impl Ledger {
     /// Opens (creating if missing) `dir/ledger.redb` and rebuilds the in-memory index from the
     /// entries whose expiration is at or after `now_ms - retention_ms`.
@@ -210,13 +178,8 @@ impl Ledger {
         crate::durable_file::create_dir_private(dir).map_err(|e| open_err(dir, e))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
-        let file = open_private(&path).map_err(|e| open_err(&path, e))?;
-        let backend = redb::backends::FileBackend::new(file).map_err(|e| open_err(&path, e))?;
-        let db = Database::builder()
-            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)
-            .map_err(|e| open_err(&path, e))?;
+        let store = Arc::new(store::Store::open(&path)?);
+        let db = store.db()?;
         if !existed {
             // Make the new file's directory entry durable too; best effort where the platform
             // cannot open directories.
@@ -225,24 +188,29 @@ impl Ledger {
             }
         }
         init_tables(&db)?;
-        let head = read_head(&db)?;
-        let mut state = State::new(retention_ms);
-        load_live(&db, &mut state, retention_ms, now_ms)?;
+        let head = store::read_head(&db)?;
+        let latest_signed_ms = read_latest_signed(&db)?;
+        let mut state = State::new(retention_ms, latest_signed_ms);
+        // Judged by the later of the two clocks' earlier reading: a clock that jumped ahead
+        // before this start must not make the ledger forget usage a window still counts.
+        let load_now = latest_signed_ms.map_or(now_ms, |t| t.min(now_ms));
+        load_live(&db, &mut state, retention_ms, load_now)?;
+        drop(db);
 
-        let db = Arc::new(db);
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             deferred: Mutex::new(Vec::new()),
         });
         let fail_next = Arc::new(AtomicU32::new(0));
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            db: db.clone(),
-            shared: shared.clone(),
+        let writer = Writer::new(
+            Arc::clone(&store),
+            shared.clone(),
             head,
+            latest_signed_ms,
             rx,
-            fail_next: fail_next.clone(),
-        };
+            fail_next.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run())
@@ -250,7 +218,7 @@ impl Ledger {
         Ok(Ledger {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                db,
+                store,
                 shared,
                 tx: Some(tx),
                 writer: Some(handle),
@@ -263,6 +231,16 @@ impl Ledger {
     /// The data directory the ledger lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Follows whether the ledger can record (and so whether anything can be signed).
+    pub fn health(&self) -> tokio::sync::watch::Receiver<StoreHealth> {
+        self.inner.store.health()
+    }
+
+    /// Whether the ledger can record right now.
+    pub fn store_health(&self) -> StoreHealth {
+        self.inner.store.current_health()
     }
 
     /// Takes the state lock. Hold it for lookup, policy and reserve; never across signing.
@@ -337,7 +315,8 @@ impl StateGuard<'_> {
         };
         let rtx = self
             .inner
-            .db
+            .store
+            .db()?
             .begin_read()
             .map_err(|e| LedgerError::storage("begin read", e))?;
         let table = rtx
@@ -352,6 +331,12 @@ impl StateGuard<'_> {
             return Err(LedgerError::corrupt("entry does not match its txid"));
         }
         Ok(Some(Lookup::Committed(Box::new(entry))))
+    }
+
+    /// The latest time anything was signed at (reservations included), durable across
+    /// restarts; `None` before the first signature.
+    pub fn latest_signed_ms(&self) -> Option<i64> {
+        self.state.latest_signed_ms()
     }
 
     /// The newest transaction for this payout id, if it may still matter: entries that
@@ -484,50 +469,36 @@ fn init_tables(db: &Database) -> Result<(), LedgerError> {
         .map_err(|e| LedgerError::storage("commit init", e))
 }
 
-/// The chain head, cross-checked against the last audit row so that a service never appends
-/// to a chain whose tail was cut or whose head row was removed.
-fn read_head(db: &Database) -> Result<Head, LedgerError> {
+/// The latest time anything was signed at: stored beside the chain head by every commit
+/// that signs, or, in a ledger written before that was stored, the newest entry's.
+fn read_latest_signed(db: &Database) -> Result<Option<i64>, LedgerError> {
     let rtx = db
         .begin_read()
         .map_err(|e| LedgerError::storage("begin read", e))?;
     let meta = rtx
         .open_table(META)
         .map_err(|e| LedgerError::storage("open meta", e))?;
-    let audit = rtx
-        .open_table(AUDIT)
-        .map_err(|e| LedgerError::storage("open audit", e))?;
-    let head = match meta
-        .get(META_AUDIT_HEAD)
-        .map_err(|e| LedgerError::storage("read head", e))?
+    if let Some(v) = meta
+        .get(META_LATEST_SIGNED)
+        .map_err(|e| LedgerError::storage("read latest signing time", e))?
     {
-        Some(v) => Head::decode(v.value()).ok_or_else(|| LedgerError::corrupt("audit head"))?,
-        None => Head::GENESIS,
-    };
-    let last = audit
-        .last()
-        .map_err(|e| LedgerError::storage("read last audit", e))?;
-    let last_seq = match &last {
-        Some((k, row)) => {
-            let key = k.value();
-            let stored = row.value();
-            let hash_matches = stored.len() >= 32 && stored[stored.len() - 32..] == head.hash;
-            if key == head.seq && !hash_matches {
-                return Err(LedgerError::HeadMismatch {
-                    head_seq: head.seq,
-                    last_seq: key,
-                });
-            }
-            key
-        }
-        None => 0,
-    };
-    if last_seq != head.seq {
-        return Err(LedgerError::HeadMismatch {
-            head_seq: head.seq,
-            last_seq,
-        });
+        let bytes: [u8; 8] = v
+            .value()
+            .try_into()
+            .map_err(|_| LedgerError::corrupt("latest signing time"))?;
+        return Ok(Some(i64::from_be_bytes(bytes)));
     }
-    Ok(head)
+    let entries = rtx
+        .open_table(ENTRIES)
+        .map_err(|e| LedgerError::storage("open entries", e))?;
+    let last = entries
+        .last()
+        .map_err(|e| LedgerError::storage("read last entry", e))?;
+    let latest = match last {
+        Some((_, row)) => Some(Entry::decode(row.value())?.pending.signed_at_ms),
+        None => None,
+    };
+    Ok(latest)
 }
 
 fn load_live(

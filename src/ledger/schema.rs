@@ -5,7 +5,8 @@
 //! - `by_expiration`: (expiration_ms, audit sequence) -> (); lets a restart rebuild the
 //!   in-memory index from a range read instead of scanning every entry ever signed.
 //! - `audit`: sequence -> canonical record bytes followed by their 32-byte SHA-256.
-//! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version.
+//! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version;
+//!   "latest_signed_ms" -> the latest signing time (i64 BE ms).
 
 use redb::TableDefinition;
 
@@ -17,6 +18,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 pub(crate) const META_SCHEMA: &str = "schema";
+/// The latest `signed_at` of any committed entry (i64 BE milliseconds), so that a clock that
+/// jumped is noticed even after a restart (`clock_jump`).
+pub(crate) const META_LATEST_SIGNED: &str = "latest_signed_ms";
 /// Version 2 keys entries by audit sequence (version 1, an earlier development format, keyed
 /// them by txid and is refused).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/2";

@@ -78,6 +78,9 @@ pub(crate) struct State {
     usage: UsageIndex,
     retention_ms: u64,
     usage_swept_at_ms: i64,
+    /// The latest signing time of any entry, durable or reserved: the clock a signer trusts
+    /// least to have jumped. `None` before the first signature.
+    latest_signed_ms: Option<i64>,
 }
 
 /// What a rollback needs to undo a reservation.
@@ -89,7 +92,7 @@ pub(crate) struct Undo {
 }
 
 impl State {
-    pub(crate) fn new(retention_ms: u64) -> State {
+    pub(crate) fn new(retention_ms: u64, latest_signed_ms: Option<i64>) -> State {
         State {
             txids: BTreeMap::new(),
             payouts: BTreeMap::new(),
@@ -97,7 +100,13 @@ impl State {
             usage: UsageIndex::default(),
             retention_ms,
             usage_swept_at_ms: i64::MIN,
+            latest_signed_ms,
         }
+    }
+
+    /// The latest time anything was signed (or reserved to be signed) at.
+    pub(crate) fn latest_signed_ms(&self) -> Option<i64> {
+        self.latest_signed_ms
     }
 
     pub(crate) fn retention_ms(&self) -> u64 {
@@ -159,6 +168,12 @@ impl State {
 
     /// Counts the entry in usage and marks its txid and payout id as in flight.
     pub(crate) fn reserve(&mut self, entry: PendingEntry) -> Undo {
+        // The service checked this clock against the latest signature (`clock_jump`), so
+        // it may move the latest signing time on and prune by it.
+        self.latest_signed_ms = Some(
+            self.latest_signed_ms
+                .map_or(entry.signed_at_ms, |t| t.max(entry.signed_at_ms)),
+        );
         self.prune(entry.signed_at_ms);
         let pk = payout_key(&entry.key, &entry.payout_id);
         let prev_payout = self.payouts.insert(pk, entry.txid);
@@ -217,8 +232,11 @@ impl State {
     /// Forgets committed entries whose expiration is older than `now - retention`: they no
     /// longer count in any window the ledger was opened for (a policy's windows plus its
     /// clock skew fit in the retention, which the policy loader checks), and their payout ids
-    /// are free.
+    /// are free. `now` is never taken later than the latest signing time: a clock that
+    /// jumped ahead (and is refused `clock_jump`) must not make the ledger forget usage that
+    /// counts again once the clock is back.
     fn prune(&mut self, now_ms: i64) {
+        let now_ms = self.latest_signed_ms.map_or(now_ms, |t| t.min(now_ms));
         let cutoff = now_ms.saturating_sub(i64::try_from(self.retention_ms).unwrap_or(i64::MAX));
         while let Some(entry) = self.expiry.first_entry() {
             if *entry.key() >= cutoff {

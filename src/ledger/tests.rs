@@ -146,14 +146,22 @@ async fn old_entries_are_forgotten_recent_ones_replay_from_disk() {
             .await
             .unwrap();
     }
-    // Two hours later with one hour of retention: entry 1 is outside, entry 2 is inside.
+    // Two hours later with one hour of retention: entry 1 is outside, entry 2 is inside. But
+    // at open the ledger cannot tell a signer that stood idle from a clock that jumped ahead,
+    // so it judges by its latest signature (T0) and keeps both.
     let now = T0 + 2 * HOUR as i64;
     let ledger = Ledger::open(dir.path(), HOUR, now).unwrap();
+    assert_eq!(ledger.state().state.live_entries(), 2);
+    assert_eq!(ledger.state().latest_signed_ms(), Some(T0));
+    // The next signature (whose clock the service checked) moves the ledger's time on.
+    sign(&ledger, pending(3, 1, "p3", now, now + 1000))
+        .await
+        .unwrap();
     let g = ledger.state();
-    assert_eq!(g.state.live_entries(), 1);
+    assert_eq!(g.state.live_entries(), 2);
     assert_eq!(
         g.used(&addr(1), Asset::Token(addr(9)), None, HOUR, now),
-        U256::from(7u8)
+        U256::from(8u8)
     );
     assert_eq!(g.find_payout(&addr(1), "p1"), None);
     // Entry 1 expired more than the retention ago: forgotten (the policy refuses such a
@@ -167,7 +175,43 @@ async fn old_entries_are_forgotten_recent_ones_replay_from_disk() {
         }
         other => panic!("expected committed entry, got {other:?}"),
     }
-    assert_eq!(g.find_txid(&txid(3)).unwrap(), None);
+    assert_eq!(g.find_txid(&txid(4)).unwrap(), None);
+}
+
+/// The latest signing time survives a restart, and a ledger written before it was stored
+/// takes it from its newest entry.
+#[tokio::test]
+async fn latest_signing_time_is_durable() {
+    let dir = tempdir();
+    {
+        let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
+        assert_eq!(ledger.state().latest_signed_ms(), None);
+        sign(&ledger, pending(1, 1, "p1", T0 + 5, T0 + 1000))
+            .await
+            .unwrap();
+        sign(&ledger, pending(2, 1, "p2", T0 + 3, T0 + 1000))
+            .await
+            .unwrap();
+        assert_eq!(ledger.state().latest_signed_ms(), Some(T0 + 5));
+    }
+    let ledger = Ledger::open(dir.path(), HOUR, T0 - 7 * HOUR as i64).unwrap();
+    assert_eq!(ledger.state().latest_signed_ms(), Some(T0 + 5));
+    drop(ledger);
+    {
+        let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove(super::schema::META_LATEST_SIGNED)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let ledger = Ledger::open(dir.path(), HOUR, T0).unwrap();
+    assert_eq!(
+        ledger.state().latest_signed_ms(),
+        Some(T0 + 3),
+        "the newest entry's"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +317,7 @@ async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
     // Remove the row behind the running ledger's back (a second handle on the same file
     // is not possible, so go through the ledger's own database).
     {
-        let txn = ledger.inner.db.begin_write().unwrap();
+        let txn = ledger.inner.store.db().unwrap().begin_write().unwrap();
         {
             let mut entries = txn.open_table(ENTRIES).unwrap();
             entries.remove(1).unwrap();
@@ -294,7 +338,7 @@ async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
         audit_seq: 1,
     };
     {
-        let txn = ledger.inner.db.begin_write().unwrap();
+        let txn = ledger.inner.store.db().unwrap().begin_write().unwrap();
         {
             let mut entries = txn.open_table(ENTRIES).unwrap();
             entries.insert(1, other.encode().as_slice()).unwrap();

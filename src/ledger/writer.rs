@@ -7,25 +7,40 @@
 //! number of fsyncs per second stays bounded while entries per second grow with concurrency.
 //! A failed transaction fails every submission in it; none of them is durable, so the state
 //! rolls all of their reservations back and the chain head stays where it was.
+//!
+//! A failed write (other than an injected one) closes the database ([`Store::fail`]): redb
+//! refuses everything after an I/O error until it is reopened. From then on the writer
+//! answers every batch at once with [`LedgerError::StoreFailed`] and tries to reopen the
+//! file with back-off, both on its own and when requests arrive, until the chain head on disk
+//! is the one it holds; then commits resume.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability};
+use redb::Durability;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::audit::seal_body;
 use super::entry::encode_parts;
 use super::error::LedgerError;
-use super::schema::{Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD};
+use super::schema::{
+    Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD, META_LATEST_SIGNED,
+};
 use super::state::Undo;
+use super::store::{Reopen, Store};
 use super::Shared;
 
 const MAX_BATCH: usize = 4096;
 
 /// A group commit slower than this is logged: it is the latency floor of its whole batch.
-const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
+/// The first reopen attempt after a failure, doubled after each failed attempt up to
+/// [`REOPEN_BACKOFF_MAX`].
+const REOPEN_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) type Reply = oneshot::Sender<Result<u64, LedgerError>>;
 
@@ -53,16 +68,65 @@ pub(crate) struct SignJob {
 }
 
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
-    pub shared: Arc<Shared>,
-    pub head: Head,
-    pub rx: Receiver<Job>,
-    pub fail_next: Arc<AtomicU32>,
+    store: Arc<Store>,
+    shared: Arc<Shared>,
+    head: Head,
+    /// The latest signing time committed, written beside the head when a batch raises it.
+    latest_signed_ms: Option<i64>,
+    rx: Receiver<Job>,
+    fail_next: Arc<AtomicU32>,
+    /// Set while the database is closed after a failure.
+    failed: Option<Failed>,
+}
+
+/// When to try reopening the database next.
+struct Failed {
+    next_attempt: Instant,
+    backoff: Duration,
+    /// The head on disk was not ours: never reopen again in this process.
+    fatal: bool,
 }
 
 impl Writer {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        shared: Arc<Shared>,
+        head: Head,
+        latest_signed_ms: Option<i64>,
+        rx: Receiver<Job>,
+        fail_next: Arc<AtomicU32>,
+    ) -> Writer {
+        Writer {
+            store,
+            shared,
+            head,
+            latest_signed_ms,
+            rx,
+            fail_next,
+            failed: None,
+        }
+    }
+
     pub(crate) fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            let first = match self.failed.as_ref().filter(|f| !f.fatal) {
+                None => match self.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+                // While failed, wake up to retry even if no request comes.
+                Some(f) => {
+                    let wait = f.next_attempt.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.try_reopen();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            };
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
             while batch.len() < MAX_BATCH {
@@ -71,13 +135,72 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            self.try_reopen();
             self.commit_batch(batch);
         }
     }
 
+    /// Reopens the database if it is closed and the back-off has passed.
+    fn try_reopen(&mut self) {
+        let Some(f) = &mut self.failed else { return };
+        if f.fatal || Instant::now() < f.next_attempt {
+            return;
+        }
+        match self.store.reopen(&self.head) {
+            Ok(Reopen::Resumed) => {
+                tracing::info!(
+                    audit_head = self.head.seq,
+                    "ledger database reopened; commits resume"
+                );
+                self.failed = None;
+            }
+            Ok(Reopen::HeadMoved { on_disk, in_memory }) => {
+                let detail = format!(
+                    "after reopening, the audit chain head on disk is record {on_disk} but this \
+                     process holds {in_memory}; restart the signer to rebuild its state"
+                );
+                tracing::error!("{detail}");
+                self.store.fatal(detail);
+                f.fatal = true;
+            }
+            Err(e @ (LedgerError::Corrupt { .. } | LedgerError::HeadMismatch { .. })) => {
+                let detail = format!("the reopened ledger is damaged: {e}");
+                tracing::error!("{detail}");
+                self.store.fatal(detail);
+                f.fatal = true;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    retry_in_ms = f.backoff.as_millis() as u64,
+                    "ledger database still cannot be reopened: {e}"
+                );
+                f.next_attempt = Instant::now() + f.backoff;
+                f.backoff = (f.backoff * 2).min(REOPEN_BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Closes the database after a failed write; see the module doc.
+    fn fail(&mut self, e: &LedgerError) {
+        tracing::error!(
+            code = e.code(),
+            "ledger write failed: {e}; refusing every request that must be recorded until the \
+             database can be reopened"
+        );
+        self.store.fail(e.to_string());
+        self.failed = Some(Failed {
+            next_attempt: Instant::now() + REOPEN_BACKOFF_MIN,
+            backoff: REOPEN_BACKOFF_MIN * 2,
+            fatal: false,
+        });
+    }
+
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        let started = std::time::Instant::now();
-        let result = self.write(&batch);
+        let started = Instant::now();
+        let result = match self.failed {
+            Some(_) => Err(self.store.unavailable()),
+            None => self.write(&batch),
+        };
         let took = started.elapsed();
         if took >= SLOW_COMMIT {
             // Every request in the batch (and every one queued behind it) waited this long.
@@ -86,6 +209,9 @@ impl Writer {
                 entries = batch.len(),
                 "slow durable commit"
             );
+        }
+        if let Err(e @ LedgerError::Storage { .. }) = &result {
+            self.fail(e);
         }
         {
             let mut state = self.shared.lock();
@@ -120,8 +246,10 @@ impl Writer {
     fn write(&mut self, batch: &[Job]) -> Result<u64, LedgerError> {
         let first = self.head.seq + 1;
         let mut head = self.head;
+        let mut latest = self.latest_signed_ms;
         let mut txn = self
-            .db
+            .store
+            .db()?
             .begin_write()
             .map_err(|e| LedgerError::storage("begin write", e))?;
         txn.set_durability(Durability::Immediate)
@@ -144,6 +272,7 @@ impl Writer {
                 let body = match job {
                     Job::Sign(job) => {
                         let p = &job.undo.entry;
+                        latest = Some(latest.map_or(p.signed_at_ms, |t| t.max(p.signed_at_ms)));
                         // Keyed by sequence number, both tables only ever append: a batch
                         // dirties a few pages at their right edge, not one page per entry.
                         entries
@@ -164,6 +293,10 @@ impl Writer {
             }
             meta.insert(META_AUDIT_HEAD, head.encode().as_slice())
                 .map_err(|e| LedgerError::storage("update head", e))?;
+            if let Some(t) = latest.filter(|_| latest != self.latest_signed_ms) {
+                meta.insert(META_LATEST_SIGNED, t.to_be_bytes().as_slice())
+                    .map_err(|e| LedgerError::storage("update latest signing time", e))?;
+            }
         }
         if self
             .fail_next
@@ -177,6 +310,7 @@ impl Writer {
         txn.commit()
             .map_err(|e| LedgerError::storage("commit", e))?;
         self.head = head;
+        self.latest_signed_ms = latest;
         Ok(first)
     }
 }

@@ -13,6 +13,7 @@ use crate::reason::ReasonCode;
 
 use super::audit_budget::{self, Admission, AuditBudget};
 use super::audit_draft::{self, Draft};
+use super::clock_guard::ClockGuard;
 use super::policy_slot::PolicySlot;
 use super::refusal::{Refusal, RefusalKind};
 use super::request::{self, Checked};
@@ -65,6 +66,8 @@ pub struct Core {
     clock: Clock,
     /// Audit bytes each caller may cause per second (Sign and Evaluate, refusals included).
     budget: AuditBudget,
+    /// Refuses to sign on a clock that jumped.
+    clock_guard: ClockGuard,
 }
 
 /// What [`Core::begin`] hands on.
@@ -101,7 +104,20 @@ impl Core {
                 audit_budget::DEFAULT_BYTES_PER_SECOND,
                 audit_budget::DEFAULT_BURST_BYTES,
             ),
+            clock_guard: ClockGuard::new(crate::config::ClockConfig::DEFAULT_MAX_ADVANCE_MS),
         }
+    }
+
+    /// Replaces the default `[clock] max_advance`: how far ahead of the latest signature the
+    /// clock may read before signing stops (`clock_jump`).
+    pub fn with_max_clock_advance(mut self, max_advance_ms: u64) -> Self {
+        self.clock_guard = ClockGuard::new(max_advance_ms);
+        self
+    }
+
+    /// Follows the clock alarm: `Some(why)` while signing is refused for a clock jump.
+    pub fn clock_alarm(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.clock_guard.alarm()
     }
 
     /// Replaces the default audit budget: each caller may cause `bytes_per_second` of audit
@@ -281,7 +297,7 @@ impl Core {
     /// never be held across an await.
     fn reserve(&self, policy: &LoadedPolicy, checked: &Checked, payout_id: &str, now: i64) -> Step {
         let mut state = self.ledger.state();
-        let rule = match decide(&state, policy, checked, payout_id, now) {
+        let rule = match decide(&state, policy, &self.clock_guard, checked, payout_id, now) {
             Err(r) => return Step::Refuse(r),
             Ok(Decided::Replay(entry)) => return Step::Replay(entry),
             Ok(Decided::Allow(rule)) => rule,
@@ -315,7 +331,7 @@ impl Core {
             return Err(Refusal::key_not_loaded(&checked.key));
         }
         let state = self.ledger.state();
-        match decide(&state, policy, checked, payout_id, now)? {
+        match decide(&state, policy, &self.clock_guard, checked, payout_id, now)? {
             Decided::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
             Decided::Allow(rule) => Ok(rule),
         }
@@ -505,6 +521,7 @@ enum Decided {
 fn decide(
     state: &StateGuard<'_>,
     policy: &LoadedPolicy,
+    clock_guard: &ClockGuard,
     checked: &Checked,
     payout_id: &str,
     now: i64,
@@ -518,6 +535,9 @@ fn decide(
         }
         return Ok(Decided::Replay(entry));
     }
+    // Before the policy, which judges expirations and windows by this very clock. A replay
+    // above is unaffected: it signs nothing new and counts nothing.
+    clock_guard.check(state.latest_signed_ms(), now, skew)?;
     let req = Request {
         key: &checked.key,
         decoded: &checked.decoded,

@@ -3,13 +3,16 @@
 //!
 //! `core` reads top to bottom as the decision path; what it leans on has a module each:
 //! request validation (`request`), refusals (`refusal`), the policy in force
-//! (`policy_slot`) and the audit record of each request (`audit_draft`).
+//! (`policy_slot`), the audit record of each request (`audit_draft`) and the clock check
+//! (`clock_guard`). What gRPC health reports lives in `health`.
 
 mod audit_budget;
 mod audit_draft;
 mod bounded;
+mod clock_guard;
 pub mod core;
 pub mod grpc;
+mod health;
 mod policy_slot;
 mod refusal;
 mod request;

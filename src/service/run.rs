@@ -62,6 +62,7 @@ impl StartError {
             StartError::Serve(ServeError::Socket(SocketError::NotASocket { .. })) => {
                 "socket_path_not_a_socket"
             }
+            StartError::Serve(ServeError::LedgerFatal(_)) => "ledger_fatal",
             StartError::Serve(_) => "serve_failed",
         }
     }
@@ -105,7 +106,8 @@ fn build_core_from(
     // that lengthens a window never undercounts.
     let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, clock())?;
     tracing::info!(policy = %policy.hash_hex(), name = %policy.name, "policy in force");
-    let core = Core::new(keys, policy, ledger, clock);
+    let core =
+        Core::new(keys, policy, ledger, clock).with_max_clock_advance(cfg.clock.max_advance_ms);
     Ok(Arc::new(match cfg.audit_budget {
         Some(b) => core.with_audit_budget(b.bytes_per_second, b.burst_bytes),
         None => core,

@@ -31,6 +31,9 @@ pub enum ServeError {
     Reflection(String),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The ledger stopped for good; a restart rebuilds the signer's state from the disk.
+    #[error("the ledger stopped and cannot resume in this process: {0}")]
+    LedgerFatal(String),
 }
 
 /// Re-reads the policy file on every SIGHUP. A file that does not load leaves the old
@@ -78,25 +81,31 @@ pub const MAX_REQUEST_BYTES: usize = crate::decode::MAX_RAW_DATA_LEN + 1024;
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves until `shutdown` resolves, then drains for at most [`SHUTDOWN_GRACE`] so that a
-/// client holding a connection open cannot keep the signer from stopping.
+/// client holding a connection open cannot keep the signer from stopping. A ledger that
+/// stopped for good stops the server the same way and is returned as
+/// [`ServeError::LedgerFatal`], so the process exits non-zero and its supervisor restarts it.
 pub async fn serve(
     core: Arc<Core>,
     listen: &Listen,
     socket: &UnixSocketConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
+        let fatal = tokio::select! {
+            _ = shutdown => None,
+            Ok(why) = fatal_rx => Some(why),
+        };
+        let _ = stopping_tx.send(fatal);
     };
-    let serving = serve_until(core, listen, socket, signal);
+    let serving = serve_until(core, listen, socket, fatal_tx, signal);
     tokio::pin!(serving);
-    tokio::select! {
+    let fatal = tokio::select! {
         r = &mut serving => return r,
-        _ = stopping_rx => {}
-    }
-    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        stopping = stopping_rx => stopping.ok().flatten(),
+    };
+    let drained = match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
         Ok(r) => r,
         Err(_) => {
             tracing::warn!(
@@ -104,6 +113,10 @@ pub async fn serve(
             );
             Ok(())
         }
+    };
+    match fatal {
+        Some(why) => Err(ServeError::LedgerFatal(why)),
+        None => drained,
     }
 }
 
@@ -111,10 +124,18 @@ async fn serve_until(
     core: Arc<Core>,
     listen: &Listen,
     socket: &UnixSocketConfig,
+    fatal: tokio::sync::oneshot::Sender<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<SignerServer<GrpcSigner>>().await;
+    let (store, clock) = (core.ledger().health(), core.clock_alarm());
+    // Set before the first connection is accepted; `follow` keeps it current from then on.
+    let initial = super::health::status(&store.borrow(), &clock.borrow());
+    super::health::set(&reporter, initial).await;
+    tokio::spawn(async move {
+        let why = super::health::follow(reporter, store, clock).await;
+        let _ = fatal.send(why);
+    });
     // Both reflection versions: grpcurl speaks v1, many client libraries still v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tron_proto::signer::FILE_DESCRIPTOR_SET)

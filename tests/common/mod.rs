@@ -6,6 +6,7 @@
 //! ([`softhsm`], on `tron_testkit::softhsm`).
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod interop;
 pub mod policy;
 pub mod softhsm;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tonic::transport::Channel;
+pub use tonic_health::pb::health_check_response::ServingStatus;
 use tron_proto::signer::signer_client::SignerClient;
 use tron_proto::signer::SignRequest;
 use tron_proto::{Address, U256};
@@ -427,4 +429,38 @@ impl Drop for Server {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// The gRPC health status the signer at `endpoint` reports for its Signer service and
+/// overall (the empty name), in that order.
+pub async fn health(endpoint: &str) -> (ServingStatus, ServingStatus) {
+    let channel = tron_proto::client::connect(endpoint)
+        .await
+        .expect("connect for health");
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut statuses = [ServingStatus::Unknown; 2];
+    for (i, service) in ["tronsigner.v1.Signer", ""].into_iter().enumerate() {
+        let status = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check answers")
+            .into_inner()
+            .status;
+        statuses[i] = ServingStatus::try_from(status).expect("a known status");
+    }
+    (statuses[0], statuses[1])
+}
+
+/// Polls [`health`] until the Signer service reports `want` or 20 s have passed.
+pub async fn wait_for_health(endpoint: &str, want: ServingStatus) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if health(endpoint).await == (want, want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
