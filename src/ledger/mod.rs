@@ -131,6 +131,10 @@ impl Inner {
     /// than the whole queue takes all of it rather than never getting in.
     async fn admit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, LedgerError> {
         let n = u32::try_from(bytes.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        // The usual case, room at once, takes no timer.
+        if let Ok(permit) = Arc::clone(&self.queue).try_acquire_many_owned(n) {
+            return Ok(permit);
+        }
         let acquire = Arc::clone(&self.queue).acquire_many_owned(n);
         match tokio::time::timeout(QUEUE_WAIT, acquire).await {
             Ok(Ok(permit)) => Ok(permit),

@@ -28,6 +28,10 @@ pub const LOG_EVERY_MS: i64 = 10_000;
 /// Buckets kept before full ones (callers that have been quiet) are forgotten.
 const PRUNE_ABOVE: usize = 1024;
 
+/// Buckets kept at most, whatever their balance (a few MiB): past it the fullest is forgotten
+/// when a new caller arrives, so many distinct peers cannot grow the map without bound.
+pub(super) const MAX_BUCKETS: usize = 65_536;
+
 /// What [`AuditBudget::admit`] says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admission {
@@ -51,7 +55,13 @@ struct Bucket {
 pub(super) struct AuditBudget {
     rate: i64,
     burst: i64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    map: HashMap<String, Bucket>,
+    /// Size at which full buckets are next swept out.
+    prune_at: usize,
 }
 
 /// The part of a caller string that names who asks: `unix:uid=U` of
@@ -72,7 +82,10 @@ impl AuditBudget {
         AuditBudget {
             rate: clamp(bytes_per_second),
             burst: clamp(burst_bytes),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                prune_at: PRUNE_ABOVE,
+            }),
         }
     }
 
@@ -85,18 +98,40 @@ impl AuditBudget {
     }
 
     fn with_bucket<R>(&self, caller: &str, now_ms: i64, f: impl FnOnce(&mut Bucket) -> R) -> R {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Buckets { map, prune_at } = &mut *guard;
         let who = principal(caller);
-        if !buckets.contains_key(who) && buckets.len() >= PRUNE_ABOVE {
-            buckets.retain(|_, b| self.refilled(b, now_ms) < self.burst);
+        // Looked up by reference first: the hot path (a known caller) allocates nothing.
+        if let Some(b) = map.get_mut(who) {
+            return self.settle(b, now_ms, f);
         }
-        let b = buckets.entry(who.to_owned()).or_insert(Bucket {
+        if map.len() >= *prune_at {
+            map.retain(|_, b| self.refilled(b, now_ms) < self.burst);
+            // Amortised: the next sweep waits until the map has doubled again.
+            *prune_at = (map.len() * 2).max(PRUNE_ABOVE);
+        }
+        if map.len() >= MAX_BUCKETS {
+            // Every bucket is in use: forget the fullest (the quietest caller), which loses it
+            // at most what it had left and never lets the map grow without bound.
+            let fullest = map
+                .iter()
+                .max_by_key(|(_, b)| self.refilled(b, now_ms))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = fullest {
+                map.remove(&k);
+            }
+        }
+        let b = map.entry(who.to_owned()).or_insert(Bucket {
             balance: self.burst,
             at_ms: now_ms,
             refused: 0,
             in_episode: false,
             logged_ms: None,
         });
+        self.settle(b, now_ms, f)
+    }
+
+    fn settle<R>(&self, b: &mut Bucket, now_ms: i64, f: impl FnOnce(&mut Bucket) -> R) -> R {
         b.balance = self.refilled(b, now_ms);
         b.at_ms = b.at_ms.max(now_ms);
         f(b)
@@ -190,7 +225,26 @@ mod tests {
             let who = format!("tcp:10.0.{}.{}:1", i / 256, i % 256);
             b.charge(&who, 10, i as i64 * 1000);
         }
-        let n = b.buckets.lock().unwrap().len();
-        assert!(n <= PRUNE_ABOVE + 1, "{n} buckets kept");
+        let n = b.buckets.lock().unwrap().map.len();
+        assert!(n <= 2 * PRUNE_ABOVE, "{n} buckets kept");
+    }
+
+    #[test]
+    fn callers_that_all_stay_in_debt_are_capped_too() {
+        let b = AuditBudget::new(1, 1000);
+        let peer = |i: usize| format!("tcp:10.{}.{}.{}:1", i >> 16, (i >> 8) & 255, i & 255);
+        for i in 0..MAX_BUCKETS + 500 {
+            // Each drains its bucket, so none is ever full enough to be swept as quiet.
+            b.charge(&peer(i), 900, 0);
+        }
+        let kept = b.buckets.lock().unwrap().map.len();
+        assert_eq!(kept, MAX_BUCKETS);
+        // The newest caller is among those kept, still in debt.
+        assert_eq!(b.admit(&peer(MAX_BUCKETS + 499), 0), Admission::Admit);
+        b.charge(&peer(MAX_BUCKETS + 499), 1000, 0);
+        assert_eq!(
+            b.admit(&peer(MAX_BUCKETS + 499), 0),
+            Admission::RefuseAudited
+        );
     }
 }

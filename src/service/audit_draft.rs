@@ -34,13 +34,19 @@ impl Draft {
         })
     }
 
-    /// The caller's key and payout id, each validated before it is copied: a valid one as
-    /// given, a refused one only as its bounded description (length, SHA-256, a prefix), so
-    /// a huge field costs the audit log a few hundred bytes, not its size.
-    pub fn fields(mut self, key: &str, payout_id: &str) -> Self {
-        self.0.key = Some(match request::parse_key(key) {
+    /// The caller's key (as `parsed` from `key_text`) and payout id, each validated before
+    /// it is copied: a valid one as given, a refused one only as its bounded description
+    /// (length, SHA-256, a prefix), so a huge field costs the audit log a few hundred bytes,
+    /// not its size.
+    pub fn fields<E>(
+        mut self,
+        parsed: &Result<Address, E>,
+        key_text: &str,
+        payout_id: &str,
+    ) -> Self {
+        self.0.key = Some(match parsed {
             Ok(a) => a.to_base58(),
-            Err(_) => bounded::refused_field(key),
+            Err(_) => bounded::refused_field(key_text),
         });
         self.0.payout_id = Some(if request::payout_id_ok(payout_id) {
             payout_id.to_owned()
@@ -50,9 +56,9 @@ impl Draft {
         self
     }
 
-    /// The validated key and the decoded transaction: txid and the intent's JSON view.
-    pub fn request(mut self, key: &Address, decoded: &Decoded) -> Self {
-        self.0.key = Some(key.to_base58());
+    /// The decoded transaction: txid and the intent's JSON view. (The key is already in,
+    /// from [`Draft::fields`].)
+    pub fn request(mut self, decoded: &Decoded) -> Self {
         self.0.txid = Some(hex::encode(decoded.envelope.txid));
         self.0.intent = Some(intent_json(decoded));
         self

@@ -354,9 +354,10 @@ impl Core {
         if admission == Admission::RefuseCounted {
             return Err(self.over_budget(caller));
         }
+        let parsed_key = request::parse_key(key);
         let draft = self
             .draft(caller, method.as_str(), &policy.hash_hex())
-            .fields(key, payout_id);
+            .fields(&parsed_key, key, payout_id);
         if admission == Admission::RefuseAudited {
             return Err(self.refuse(draft, self.over_budget(caller)).await);
         }
@@ -373,11 +374,11 @@ impl Core {
             );
             return Err(self.refuse(draft, r).await);
         }
-        let checked = match request::check(key, raw, payout_id) {
+        let checked = match request::check(parsed_key, key, raw, payout_id) {
             Ok(c) => c,
             Err(r) => return Err(self.refuse(draft, r).await),
         };
-        let draft = draft.request(&checked.key, &checked.decoded);
+        let draft = draft.request(&checked.decoded);
         Ok(Begun {
             policy,
             now,

@@ -18,15 +18,22 @@ pub(super) struct Checked {
     pub decoded: Decoded,
 }
 
-/// Parses the key, checks the payout id, then decodes the bytes (DESIGN invariants 1-2).
-pub(super) fn check(key: &str, raw: &[u8], payout_id: &str) -> Result<Checked, Refusal> {
-    let key = parse_key(key).map_err(|e| {
+/// Takes the key as [`parse_key`] parsed `key_text`, checks the payout id, then decodes the
+/// bytes (DESIGN invariants 1-2). The key is parsed once per request, by the caller, since
+/// the audit draft needs it before this runs.
+pub(super) fn check(
+    parsed_key: Result<Address, tron_proto::AddressError>,
+    key_text: &str,
+    raw: &[u8],
+    payout_id: &str,
+) -> Result<Checked, Refusal> {
+    let key = parsed_key.map_err(|e| {
         Refusal::new(
             RefusalKind::InvalidArgument,
             ReasonCode::BadKeyAddress,
             format!(
                 "key {} is not a Tron address ({}): {e}",
-                bounded::preview(key),
+                bounded::preview(key_text),
                 e.code()
             ),
         )
