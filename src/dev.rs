@@ -79,6 +79,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         }),
         pkcs11: None,
         audit_budget: None,
+        connections: Default::default(),
     })
 }
 
