@@ -1,5 +1,6 @@
 //! The signing service: the shared decision path ([`core`]) and its gRPC front end
-//! ([`grpc`]), plus the server that runs them ([`server`]).
+//! ([`grpc`]), plus the server that runs them ([`server`]) and the limits on its
+//! connections ([`connections`]).
 //!
 //! `core` reads top to bottom as the decision path; what it leans on has a module each:
 //! request validation (`request`), refusals (`refusal`), the policy in force
@@ -8,6 +9,7 @@
 mod audit_budget;
 mod audit_draft;
 mod bounded;
+pub mod connections;
 pub mod core;
 pub mod grpc;
 mod policy_slot;
