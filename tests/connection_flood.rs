@@ -628,3 +628,184 @@ async fn a_cap_above_the_open_file_limit_refuses_to_start_and_a_low_soft_limit_i
         "{open_files}"
     );
 }
+
+/// An environment variable's value, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// The `i`th address of a /16 on loopback (`base` is its first two octets), from .0.1 on.
+fn loopback(base: [u8; 2], i: usize) -> IpAddr {
+    let n = i + 1;
+    IpAddr::V4(Ipv4Addr::new(
+        base[0],
+        base[1],
+        (n / 250) as u8,
+        (n % 250) as u8 + 1,
+    ))
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the
+    // 12th and 13th of them.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// One flooding connection, over and over: connect from `from`, send the HTTP/2 preface,
+/// sit idle until the server closes it, then (after `retry`) again, until `stop`.
+async fn flood_one(
+    from: IpAddr,
+    addr: SocketAddr,
+    retry: Duration,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    while !*stop.borrow() {
+        let attempt = async {
+            let s = tokio::time::timeout(Duration::from_secs(2), connect_from(from, addr))
+                .await
+                .ok()?
+                .ok()?;
+            tokio::time::timeout(Duration::from_secs(5), h2::Conn::handshake(s))
+                .await
+                .ok()?
+                .ok()
+        };
+        let conn = tokio::select! {
+            c = attempt => c,
+            _ = stop.changed() => return,
+        };
+        if let Some((mut c, _)) = conn {
+            held.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = c.closed_within(Duration::from_secs(3600)) => {}
+                _ = stop.changed() => {}
+            }
+            held.fetch_sub(1, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The before/after figure of BENCHMARKS.md ("Issue 11 item 4: connection flood"): with a
+/// flood of idle HTTP/2 connections running, how many of N new clients, each from its own
+/// address, get a `ListKeys` answer within the deadline. The signer runs on its default
+/// `[connections]` (no section, so a build from before the limits runs the same config)
+/// under a low open-file limit, so the flood reaches it quickly. Knobs (environment):
+/// `FLOOD_SIGNER_BIN` (the binary, default this build's), `FLOOD_NOFILE` (1024),
+/// `FLOOD_CONNECTIONS` (2000), `FLOOD_PEERS` (1: all from 127.0.0.1; k: from
+/// 127.1.0.1 up), `FLOOD_RETRY_MS` (100, before a closed flood connection reconnects),
+/// `FLOOD_CLIENTS` (100), `FLOOD_DEADLINE_MS` (5000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run by hand, see BENCHMARKS.md"]
+async fn flood_figure() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let bin: String = env_or("FLOOD_SIGNER_BIN", BIN.to_owned());
+    let nofile: u64 = env_or("FLOOD_NOFILE", 1024);
+    let connections: usize = env_or("FLOOD_CONNECTIONS", 2000);
+    let peers: usize = env_or("FLOOD_PEERS", 1);
+    let retry = Duration::from_millis(env_or("FLOOD_RETRY_MS", 100));
+    let clients: usize = env_or("FLOOD_CLIENTS", 100);
+    let deadline = Duration::from_millis(env_or("FLOOD_DEADLINE_MS", 5000));
+
+    let setup = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let addr = SocketAddr::new(FLOOD, free_port());
+    setup.write_config_listening(&addr.to_string(), &setup.keystore_section());
+    let limit = format!("--nofile={nofile}:{nofile}");
+    let mut server = setup
+        .start_via(&["prlimit", &limit, &bin], &addr.to_string())
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let pid = server.child.id();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let held = Arc::new(AtomicUsize::new(0));
+    let mut flood = JoinSet::new();
+    for i in 0..connections {
+        let from = if peers <= 1 {
+            FLOOD
+        } else {
+            loopback([127, 1], i % peers)
+        };
+        flood.spawn(flood_one(
+            from,
+            addr,
+            retry,
+            Arc::clone(&held),
+            stop_rx.clone(),
+        ));
+    }
+    // Let the flood reach its steady state, then measure the server's CPU over the rest.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let ticks_before = cpu_ticks(pid);
+    let cpu_from = Instant::now();
+    let held_now = held.load(Ordering::Relaxed);
+    let fds = open_fds(pid);
+
+    let existing = tokio::time::timeout(deadline, server.client.list_keys(ListKeysRequest {}))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let mut normal = JoinSet::new();
+    for i in 0..clients {
+        let from = loopback([127, 2], i);
+        normal.spawn(async move {
+            let started = Instant::now();
+            let served = tokio::time::timeout(deadline, served_from(from, addr))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            served.then(|| started.elapsed())
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(r) = normal.join_next().await {
+        if let Some(latency) = r.expect("client task") {
+            latencies.push(latency);
+        }
+    }
+    let ticks = cpu_ticks(pid).saturating_sub(ticks_before);
+    let cpu_seconds = cpu_from.elapsed().as_secs_f64();
+    latencies.sort();
+    let p50 = latencies
+        .get(latencies.len() / 2)
+        .map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
+    let worst = latencies
+        .last()
+        .map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
+    let _ = stop_tx.send(true);
+    while flood.join_next().await.is_some() {}
+
+    println!(
+        "FLOOD bin={bin} nofile={nofile} flood={connections} connections from {peers} \
+         peer(s), retry {} ms\n  \
+         flood connections held by the server: {held_now}; server open fds: {fds}\n  \
+         new clients served: {}/{clients} within {} ms (p50 {p50}, slowest {worst})\n  \
+         the harness's existing connection served: {existing}\n  \
+         server CPU during the clients' run: {:.0} % of one core",
+        retry.as_millis(),
+        latencies.len(),
+        deadline.as_millis(),
+        // Linux clock ticks are 100 per second on every platform it runs this on.
+        ticks as f64 / 100.0 / cpu_seconds * 100.0,
+    );
+    server.stop();
+}
