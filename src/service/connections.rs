@@ -1,7 +1,7 @@
 //! Admitting and limiting connections (issue 11, item 4): no client may hold every
 //! connection, or every file descriptor, of the signer.
 //!
-//! - **How many** ([`Gate`]): at most `max` connections at once over all peers, and at most
+//! - **How many** (`Gate`): at most `max` connections at once over all peers, and at most
 //!   `max_per_peer` from one peer: a TCP peer's IP address (whatever its ports), a Unix
 //!   peer's uid (every process of one user is one peer; the socket's mode and group already
 //!   decide which users may connect at all). A connection over either cap is accepted and
@@ -344,7 +344,7 @@ impl Accept for UnixListener {
 /// The stream of admitted connections tonic serves (`serve_with_incoming_shutdown`).
 /// Accept errors never reach tonic, which would retry at once: a peer's error (it reset
 /// the connection before it was accepted) is skipped, any other pauses accepting for
-/// [`ACCEPT_ERROR_PAUSE`] and is logged at most once per [`REFUSAL_LOG_INTERVAL`].
+/// `ACCEPT_ERROR_PAUSE` and is logged at most once per [`REFUSAL_LOG_INTERVAL`].
 pub struct Incoming<L> {
     listener: L,
     gate: Arc<Gate>,
