@@ -3,8 +3,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
+use tron_proto::duration::Rules;
 
 #[cfg(feature = "pkcs11")]
 use crate::keys::pkcs11::Pkcs11Config;
@@ -188,6 +190,9 @@ pub struct Config {
     /// How far the clock may move between signatures before signing stops (`clock_jump`).
     #[serde(default)]
     pub clock: ClockConfig,
+    /// Limits on the connections the server holds; the defaults when absent.
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
 }
 
 /// `[clock]`: the signer records the latest time it signed at and refuses to sign while its
@@ -215,6 +220,64 @@ impl Default for ClockConfig {
     }
 }
 
+/// `[connections]`: how many connections the server holds and for how long, so that no
+/// client can take all of them (issue 11, item 4). Every field is optional; the defaults
+/// are the `DEFAULT_*` constants below, and why each is what it is is said there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ConnectionsRepr")]
+pub struct ConnectionsConfig {
+    /// Connections held at once, all peers together.
+    pub max: usize,
+    /// Connections held at once from one peer: a TCP peer's IP address, a Unix peer's uid.
+    pub max_per_peer: usize,
+    /// Time a new connection has to send the whole HTTP/2 client preface.
+    pub handshake_timeout: Duration,
+    /// A connection with no open stream for this long is closed.
+    pub idle_timeout: Duration,
+    /// The server pings each connection this often (HTTP/2 PING) ...
+    pub keepalive_interval: Duration,
+    /// ... and closes it when a ping is not answered within this.
+    pub keepalive_timeout: Duration,
+    /// Streams (requests) one connection may have open at once, advertised to the client
+    /// as SETTINGS_MAX_CONCURRENT_STREAMS; a stream over it is refused (REFUSED_STREAM).
+    pub max_streams_per_connection: u32,
+}
+
+/// 512 connections in all: many times what the signer's callers open (a broadcaster holds
+/// one HTTP/2 connection, the load generator 4 to 8), and with the signer's own files it
+/// stays under 1024, the smallest usual open-file limit (checked at start).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// 32 per peer: a sixteenth of the total, so one client, however many sockets it opens,
+/// leaves the rest to the others.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 32;
+/// 10 s for the 24-byte preface and the first SETTINGS frame, which a client sends at once.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// 5 min without a request: a client that pauses longer reconnects (a gRPC channel does so
+/// by itself on its next call), a forgotten or hostile connection is gone.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A ping a minute finds a vanished peer (a half-open TCP connection) while a stream of it
+/// is still open, where the idle timeout does not apply.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// 20 s for the ping's answer (also the HTTP/2 library's own default).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// 100 streams per connection, the floor RFC 9113 (section 5.1.2) recommends: the load
+/// generator's 256 requests in flight over 8 connections are 32 each.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max: DEFAULT_MAX_CONNECTIONS,
+            max_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        }
+    }
+}
+
 /// `[clock]` as written: `max_advance = "31d"`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +298,87 @@ impl TryFrom<ClockRepr> for ClockConfig {
             return Err("clock.max_advance must be longer than zero".into());
         }
         Ok(ClockConfig { max_advance_ms })
+    }
+}
+
+/// `[connections]` as written: counts as integers, durations as strings ("10s", "5m").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsRepr {
+    max: Option<u64>,
+    max_per_peer: Option<u64>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    keepalive_timeout: Option<String>,
+    max_streams_per_connection: Option<u64>,
+}
+
+impl TryFrom<ConnectionsRepr> for ConnectionsConfig {
+    type Error = String;
+
+    fn try_from(r: ConnectionsRepr) -> Result<Self, String> {
+        let d = ConnectionsConfig::default();
+        let count = |name: &str, v: Option<u64>, default: u64| -> Result<u64, String> {
+            match v {
+                None => Ok(default),
+                Some(0) => Err(format!("connections.{name} must be at least 1")),
+                Some(n) => Ok(n),
+            }
+        };
+        // Durations use the config grammar of `tron_proto::duration` (so "500ms" is
+        // accepted); zero is refused, since a zero timeout would close every connection.
+        let duration = |name: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(text) => match tron_proto::duration::parse(&text, Rules::CONFIG) {
+                Ok(0) => Err(format!(
+                    "connections.{name} {text:?} must be greater than zero"
+                )),
+                Ok(ms) => Ok(Duration::from_millis(ms)),
+                Err(e) => Err(format!("connections.{name} {text:?}: {e}")),
+            },
+        };
+        let too_big = |name: &str| format!("connections.{name} is too large");
+        let max =
+            usize::try_from(count("max", r.max, d.max as u64)?).map_err(|_| too_big("max"))?;
+        let max_per_peer = usize::try_from(count(
+            "max_per_peer",
+            r.max_per_peer,
+            d.max_per_peer as u64,
+        )?)
+        .map_err(|_| too_big("max_per_peer"))?;
+        if max_per_peer > max {
+            return Err(format!(
+                "connections.max_per_peer ({max_per_peer}) is above connections.max ({max})"
+            ));
+        }
+        let streams = count(
+            "max_streams_per_connection",
+            r.max_streams_per_connection,
+            u64::from(d.max_streams_per_connection),
+        )?;
+        Ok(ConnectionsConfig {
+            max,
+            max_per_peer,
+            handshake_timeout: duration(
+                "handshake_timeout",
+                r.handshake_timeout,
+                d.handshake_timeout,
+            )?,
+            idle_timeout: duration("idle_timeout", r.idle_timeout, d.idle_timeout)?,
+            keepalive_interval: duration(
+                "keepalive_interval",
+                r.keepalive_interval,
+                d.keepalive_interval,
+            )?,
+            keepalive_timeout: duration(
+                "keepalive_timeout",
+                r.keepalive_timeout,
+                d.keepalive_timeout,
+            )?,
+            max_streams_per_connection: u32::try_from(streams)
+                .map_err(|_| too_big("max_streams_per_connection"))?,
+        })
     }
 }
 
@@ -410,6 +554,79 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
             ("owner = \"root\"", "unknown field"),
         ] {
             let e = load(&format!("[unix_socket]\n{bad}")).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    /// `[connections]`: the defaults when absent, any field on its own, and every value
+    /// that cannot be a limit refused with its reason.
+    #[test]
+    fn connections_defaults_fields_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.toml");
+        let load = |section: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p.toml\"\n{section}\n\
+                     [keystore]\npath = \"k.tks\"\npassphrase = \"prompt\"\n"
+                ),
+            )
+            .unwrap();
+            Config::load(&path)
+        };
+        let d = ConnectionsConfig::default();
+        assert_eq!(load("").unwrap().connections, d);
+        assert_eq!(load("[connections]").unwrap().connections, d);
+        assert_eq!(d.max, 512);
+        assert_eq!(d.max_per_peer, 32);
+        assert_eq!(d.idle_timeout, Duration::from_secs(300));
+        assert_eq!(d.max_streams_per_connection, 100);
+        let c = load(
+            "[connections]\nmax = 8\nmax_per_peer = 2\nhandshake_timeout = \"500ms\"\n\
+             idle_timeout = \"2s\"\nkeepalive_interval = \"1m\"\nkeepalive_timeout = \"5s\"\n\
+             max_streams_per_connection = 3",
+        )
+        .unwrap()
+        .connections;
+        assert_eq!(
+            c,
+            ConnectionsConfig {
+                max: 8,
+                max_per_peer: 2,
+                handshake_timeout: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(2),
+                keepalive_interval: Duration::from_secs(60),
+                keepalive_timeout: Duration::from_secs(5),
+                max_streams_per_connection: 3,
+            }
+        );
+        let c = load("[connections]\nidle_timeout = \"1h\"")
+            .unwrap()
+            .connections;
+        assert_eq!(c.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(c.max, d.max, "the other fields keep their defaults");
+        for (bad, why) in [
+            ("max = 0", "connections.max must be at least 1"),
+            ("max_per_peer = 0", "max_per_peer must be at least 1"),
+            (
+                "max = 4\nmax_per_peer = 5",
+                "max_per_peer (5) is above connections.max (4)",
+            ),
+            ("max_streams_per_connection = 0", "at least 1"),
+            ("max_streams_per_connection = 4294967296", "too large"),
+            ("idle_timeout = \"0s\"", "greater than zero"),
+            (
+                "handshake_timeout = \"10\"",
+                "expected a whole number and a unit",
+            ),
+            ("keepalive_interval = \"1h30m\"", "keepalive_interval"),
+            ("keepalive_timeout = 20", "invalid type"),
+            ("max = -1", "invalid value"),
+            ("max_connections = 5", "unknown field"),
+        ] {
+            let e = load(&format!("[connections]\n{bad}")).unwrap_err();
             assert_eq!(e.code(), "config_invalid", "{bad}");
             assert!(e.to_string().contains(why), "{bad}: {e}");
         }

@@ -80,6 +80,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         pkcs11: None,
         audit_budget: None,
         clock: Default::default(),
+        connections: Default::default(),
     })
 }
 

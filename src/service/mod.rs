@@ -1,5 +1,6 @@
 //! The signing service: the shared decision path ([`core`]) and its gRPC front end
-//! ([`grpc`]), plus the server that runs them ([`server`]).
+//! ([`grpc`]), plus the server that runs them ([`server`]) and the limits on its
+//! connections ([`connections`]).
 //!
 //! `core` reads top to bottom as the decision path; what it leans on has a module each:
 //! request validation (`request`), refusals (`refusal`), the policy in force
@@ -10,6 +11,7 @@ mod audit_budget;
 mod audit_draft;
 mod bounded;
 mod clock_guard;
+pub mod connections;
 pub mod core;
 pub mod grpc;
 mod health;

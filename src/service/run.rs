@@ -17,6 +17,7 @@ use crate::keys::KeyRing;
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, PolicyLoadError};
 use crate::secret_source::SecretSourceError;
+use crate::service::connections::LimitError;
 use crate::service::core::system_clock;
 use crate::service::server::{self, ServeError};
 use crate::service::unix_socket::SocketError;
@@ -63,6 +64,7 @@ impl StartError {
                 "socket_path_not_a_socket"
             }
             StartError::Serve(ServeError::LedgerFatal(_)) => "ledger_fatal",
+            StartError::Serve(ServeError::Limits(LimitError::FdLimit { .. })) => "fd_limit_too_low",
             StartError::Serve(_) => "serve_failed",
         }
     }
@@ -177,7 +179,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     server::spawn_reload_on_sighup(Arc::clone(&core), cfg.policy.clone())?;
-    server::serve(core, &cfg.listen, &cfg.unix_socket, shutdown).await?;
+    server::serve(
+        core,
+        &cfg.listen,
+        &cfg.unix_socket,
+        &cfg.connections,
+        shutdown,
+    )
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,10 +9,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tonic::transport::Server;
 use tron_proto::signer::signer_server::SignerServer;
 
+use super::connections::{LimitError, Limits};
 use super::grpc::GrpcSigner;
 use super::unix_socket::{self, SocketError};
 use super::Core;
-use crate::config::{Listen, UnixSocketConfig};
+use crate::config::{ConnectionsConfig, Listen, UnixSocketConfig};
 use crate::policy;
 
 /// Why the server could not start or stopped abnormally.
@@ -25,6 +26,8 @@ pub enum ServeError {
     },
     #[error("unix socket: {0}")]
     Socket(#[from] SocketError),
+    #[error("{0}")]
+    Limits(#[from] LimitError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
@@ -88,6 +91,7 @@ pub async fn serve(
     core: Arc<Core>,
     listen: &Listen,
     socket: &UnixSocketConfig,
+    connections: &ConnectionsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Option<String>>();
@@ -99,7 +103,7 @@ pub async fn serve(
         };
         let _ = stopping_tx.send(fatal);
     };
-    let serving = serve_until(core, listen, socket, fatal_tx, signal);
+    let serving = serve_until(core, listen, socket, connections, fatal_tx, signal);
     tokio::pin!(serving);
     let fatal = tokio::select! {
         r = &mut serving => return r,
@@ -124,9 +128,12 @@ async fn serve_until(
     core: Arc<Core>,
     listen: &Listen,
     socket: &UnixSocketConfig,
+    connections: &ConnectionsConfig,
     fatal: tokio::sync::oneshot::Sender<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Caps, timeouts and HTTP/2 limits on connections (issue 11, item 4).
+    let limits = Limits::new(connections)?;
     let (reporter, health) = tonic_health::server::health_reporter();
     let (store, clock) = (core.ledger().health(), core.clock_alarm());
     // Set before the first connection is accepted; `follow` keeps it current from then on.
@@ -146,7 +153,8 @@ async fn serve_until(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     // Health and reflection requests are a name or two: the same cap holds them easily.
-    let router = Server::builder()
+    let router = limits
+        .server(Server::builder())
         .add_service(health.max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(reflection.max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(reflection_alpha.max_decoding_message_size(MAX_REQUEST_BYTES))
@@ -166,8 +174,7 @@ async fn serve_until(
                 source,
             })?;
             tracing::info!(listen = %local, "serving gRPC");
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = limits.tcp(listener);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;
@@ -175,7 +182,7 @@ async fn serve_until(
         Listen::Unix(path) => {
             let listener = unix_socket::bind(path, socket)?;
             tracing::info!(listen = %listen, mode = format!("{:04o}", socket.mode), "serving gRPC");
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let incoming = limits.unix(listener);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?;

@@ -206,16 +206,28 @@ impl Setup {
 
     /// Writes the config: listen, data dir and policy, then `key_sections` as given.
     pub fn write_config(&self, key_sections: &str) {
+        self.write_config_listening(&self.endpoint(), key_sections);
+    }
+
+    /// Writes the config with `listen` (`host:port` or `unix:/path`), then `sections`.
+    pub fn write_config_listening(&self, listen: &str, sections: &str) {
         std::fs::write(
             &self.config,
             format!(
-                "listen = \"unix:{}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n{key_sections}",
-                self.socket.display(),
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n{sections}",
                 self.data_dir.display(),
                 self.policy.display(),
             ),
         )
         .expect("write config");
+    }
+
+    /// The `[keystore]` section of this setup's keystore, its passphrase from the variable.
+    pub fn keystore_section(&self) -> String {
+        format!(
+            "[keystore]\npath = \"{}\"\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n",
+            self.keystore.display()
+        )
     }
 
     pub fn keys_import(&self, label: &str, secret: &str) -> Output {
@@ -263,12 +275,26 @@ impl Setup {
     /// Spawns `tron-signer serve --config` with this setup's environment (and the keystore
     /// passphrase, when given), its output going to a new log file under the setup's directory.
     fn spawn_serve(&self, passphrase: Option<&str>, log_prefix: &str) -> (Child, PathBuf) {
+        self.spawn_serve_via(&[BIN], passphrase, log_prefix)
+    }
+
+    /// [`Setup::spawn_serve`] with `launcher` as the program and its first arguments, the
+    /// signer binary last (e.g. `["prlimit", "--nofile=256:256", BIN]`); `serve --config`
+    /// follows. A launcher must exec the binary, so the child's pid is the signer's.
+    fn spawn_serve_via(
+        &self,
+        launcher: &[&str],
+        passphrase: Option<&str>,
+        log_prefix: &str,
+    ) -> (Child, PathBuf) {
         let log = self
             .dir
             .path()
             .join(format!("{log_prefix}-{}.log", now_ms()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(BIN);
+        let (program, first_args) = launcher.split_first().expect("a launcher");
+        let mut cmd = Command::new(program);
+        cmd.args(first_args);
         cmd.args(["serve", "--config"]).arg(&self.config);
         if let Some(passphrase) = passphrase {
             cmd.env(PASSPHRASE_VAR, passphrase);
@@ -286,14 +312,32 @@ impl Setup {
     /// Starts the server; on failure returns what it printed.
     pub async fn start_with_passphrase(&self, passphrase: &str) -> Result<Server, String> {
         let _ = std::fs::remove_file(&self.socket);
-        let (mut child, log) = self.spawn_serve(Some(passphrase), "serve");
+        let (child, log) = self.spawn_serve(Some(passphrase), "serve");
+        self.wait_serving(child, log, &self.endpoint()).await
+    }
+
+    /// Starts the server through `launcher` (see [`Setup::spawn_serve_via`]) and waits until
+    /// it answers at `endpoint` (`unix:/path`, or `host:port` for a config listening on TCP).
+    pub async fn start_via(&self, launcher: &[&str], endpoint: &str) -> Result<Server, String> {
+        let (child, log) = self.spawn_serve_via(launcher, Some(PASSPHRASE), "serve");
+        self.wait_serving(child, log, endpoint).await
+    }
+
+    /// Waits until the spawned server answers `GetPolicy` at `endpoint`.
+    async fn wait_serving(
+        &self,
+        mut child: Child,
+        log: PathBuf,
+        endpoint: &str,
+    ) -> Result<Server, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(std::fs::read_to_string(&log).unwrap_or_default());
             }
-            if self.socket.exists() {
-                if let Ok(mut c) = tron_proto::client::signer_client(&self.endpoint()).await {
+            let bound = !endpoint.starts_with("unix:") || self.socket.exists();
+            if bound {
+                if let Ok(mut c) = tron_proto::client::signer_client(endpoint).await {
                     if c.get_policy(tron_proto::signer::GetPolicyRequest {})
                         .await
                         .is_ok()
@@ -362,7 +406,16 @@ impl Setup {
     /// Runs `serve` expecting it to exit by itself (a start-up that must fail); returns its
     /// status and combined output. Panics if it is still running after 30 s.
     pub fn serve_until_exit(&self) -> (std::process::ExitStatus, String) {
-        let (mut child, log) = self.spawn_serve(None, "failed-start");
+        self.serve_until_exit_via(&[BIN], None)
+    }
+
+    /// [`Setup::serve_until_exit`] through `launcher` (see [`Setup::spawn_serve_via`]).
+    pub fn serve_until_exit_via(
+        &self,
+        launcher: &[&str],
+        passphrase: Option<&str>,
+    ) -> (std::process::ExitStatus, String) {
+        let (mut child, log) = self.spawn_serve_via(launcher, passphrase, "failed-start");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
