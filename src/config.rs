@@ -193,6 +193,36 @@ pub struct Config {
     /// Limits on the connections the server holds; the defaults when absent.
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    /// Mutual TLS on a TCP listener. Required for TCP, unless `insecure_plaintext`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Plaintext gRPC on TCP, accepted only for a loopback address and only when set to true
+    /// in so many words: anything that can reach the port could then ask for signatures.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// The file this config was loaded from (SIGHUP re-reads its `[tls]` section); `None`
+    /// for a config built in code.
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+}
+
+/// `[tls]`: the TCP listener speaks TLS 1.3 and requires a client certificate, trusted
+/// either through a CA bundle or by pinning each client's public key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1), unencrypted; readable by its owner
+    /// only, like the keystore.
+    pub key: PathBuf,
+    /// Client trust, either: the CA bundle (PEM) whose certificates clients must chain to ...
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// ... or the SHA-256 of each accepted client's SubjectPublicKeyInfo, 64 hex digits
+    /// (`openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`).
+    #[serde(default)]
+    pub client_pins: Vec<String>,
 }
 
 /// `[clock]`: the signer records the latest time it signed at and refuses to sign while its
@@ -405,6 +435,10 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("config {path} names no keys: add a [keystore] or a [pkcs11] section (or both)")]
     NoKeySource { path: PathBuf },
+    /// TCP without `[tls]`, on an address that is not loopback or without
+    /// `insecure_plaintext = true`.
+    #[error("config {path}: {message}")]
+    PlaintextTcp { path: PathBuf, message: String },
 }
 
 impl ConfigError {
@@ -414,6 +448,7 @@ impl ConfigError {
             ConfigError::Read { .. } => "config_unreadable",
             ConfigError::Invalid { .. } => "config_invalid",
             ConfigError::NoKeySource { .. } => "config_no_key_source",
+            ConfigError::PlaintextTcp { .. } => "config_plaintext_tcp",
         }
     }
 }
@@ -445,6 +480,15 @@ impl Config {
         if let Listen::Unix(p) = &mut cfg.listen {
             rel(p);
         }
+        if let Some(tls) = &mut cfg.tls {
+            rel(&mut tls.cert);
+            rel(&mut tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                rel(ca);
+            }
+        }
+        cfg.check_transport(path)?;
+        cfg.source_path = Some(path.to_owned());
         if let Some(ks) = &mut cfg.keystore {
             rel(&mut ks.path);
             if let SecretSource::File(p) = &mut ks.passphrase {
@@ -457,6 +501,50 @@ impl Config {
             rel(p);
         }
         Ok(cfg)
+    }
+}
+
+impl Config {
+    /// The listener and its transport security agree: TLS only on TCP, with exactly one kind
+    /// of client trust; plaintext TCP only on loopback with `insecure_plaintext = true`.
+    /// Checked when the file is loaded and again when the server starts.
+    pub fn check_transport(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
+        let plaintext = |message: String| ConfigError::PlaintextTcp {
+            path: path.to_owned(),
+            message,
+        };
+        match (&self.listen, &self.tls) {
+            (Listen::Unix(_), Some(_)) => Err(invalid(
+                "[tls] applies to a TCP listener; the Unix socket stays plaintext, its callers \
+                 known by their uid",
+            )),
+            (Listen::Tcp(_), Some(tls))
+                if tls.client_ca.is_some() != tls.client_pins.is_empty() =>
+            {
+                Err(invalid(
+                    "[tls] needs exactly one kind of client trust: client_ca (a CA bundle) or \
+                     client_pins (SHA-256 of clients' public keys)",
+                ))
+            }
+            (Listen::Tcp(_), Some(_)) if self.insecure_plaintext => Err(invalid(
+                "insecure_plaintext = true and [tls] contradict each other",
+            )),
+            (Listen::Tcp(addr), None) if !addr.ip().is_loopback() => Err(plaintext(format!(
+                "listen = \"{addr}\" is TCP without [tls]; plaintext is accepted only on a \
+                 loopback address with insecure_plaintext = true. Configure [tls] (cert, key, \
+                 and client_ca or client_pins)"
+            ))),
+            (Listen::Tcp(addr), None) if !self.insecure_plaintext => Err(plaintext(format!(
+                "listen = \"{addr}\" is plaintext TCP: configure [tls] (cert, key, and \
+                 client_ca or client_pins), or, on this loopback address only, set \
+                 insecure_plaintext = true"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -569,7 +657,7 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
             std::fs::write(
                 &path,
                 format!(
-                    "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p.toml\"\n{section}\n\
+                    "listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\ndata_dir = \"d\"\npolicy = \"p.toml\"\n{section}\n\
                      [keystore]\npath = \"k.tks\"\npassphrase = \"prompt\"\n"
                 ),
             )
@@ -637,7 +725,7 @@ passphrase = { env = "TRON_SIGNER_PASSPHRASE" }
     fn pkcs11_section_alone_or_beside_the_keystore() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signer.toml");
-        let head = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n";
+        let head = "listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\ndata_dir = \"d\"\npolicy = \"p\"\n";
         let pkcs11 = r#"
 [pkcs11]
 module = "/usr/lib/softhsm/libsofthsm2.so"
@@ -673,7 +761,7 @@ pin = { file = "pin.txt" }
     fn pkcs11_section_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signer.toml");
-        let head = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n";
+        let head = "listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\ndata_dir = \"d\"\npolicy = \"p\"\n";
         std::fs::write(&path, head).unwrap();
         let e = Config::load(&path).unwrap_err();
         assert_eq!(e.code(), "config_no_key_source");
@@ -709,7 +797,7 @@ pin = { file = "pin.txt" }
     fn pkcs11_section_refused_without_the_feature() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signer.toml");
-        let body = "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\npolicy = \"p\"\n\
+        let body = "listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\ndata_dir = \"d\"\npolicy = \"p\"\n\
                     [pkcs11]\nmodule = \"m\"\ntoken_label = \"t\"\nkeys = []\npin = \"prompt\"\n";
         std::fs::write(&path, body).unwrap();
         let e = Config::load(&path).unwrap_err();
@@ -723,7 +811,7 @@ pin = { file = "pin.txt" }
         let path = dir.path().join("c.toml");
         for body in [
             "listen = \"x\"\ndata_dir=\"d\"\npolicy=\"p\"\n[keystore]\npath=\"k\"\npassphrase=\"prompt\"\n",
-            "listen = \"127.0.0.1:1\"\ndata_dir=\"d\"\npolicy=\"p\"\nextra=1\n[keystore]\npath=\"k\"\npassphrase=\"prompt\"\n",
+            "listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\ndata_dir=\"d\"\npolicy=\"p\"\nextra=1\n[keystore]\npath=\"k\"\npassphrase=\"prompt\"\n",
         ] {
             std::fs::write(&path, body).unwrap();
             assert!(matches!(

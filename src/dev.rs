@@ -81,6 +81,10 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         audit_budget: None,
         clock: Default::default(),
         connections: Default::default(),
+        // Loopback only: the server refuses plaintext on any other address at start.
+        tls: None,
+        insecure_plaintext: true,
+        source_path: None,
     })
 }
 
@@ -188,7 +192,10 @@ pub async fn run_dev(dir: &Path, listen: Listen, exit_after_demo: bool) -> Resul
     let server = {
         let cfg = cfg.clone();
         let core = Arc::clone(&core);
-        tokio::spawn(async move { run::run(&cfg, core, shutdown).await })
+        tokio::spawn(async move {
+            let tls = run::prepare_transport(&cfg)?;
+            run::run(&cfg, core, tls, shutdown).await
+        })
     };
     eprintln!(
         "tron-signer dev: serving on {endpoint} (data in {})",

@@ -157,6 +157,12 @@ reason_codes! {
     /// Too many policy text reads at once; retry.
     PolicyReadsBusy = "policy_reads_busy", PolicyAdmin;
 
+    // --- callers and their transport ---
+    /// SIGHUP re-read the TLS certificate, key and client trust and put them in force.
+    TlsReloaded = "tls_reloaded", Caller;
+    /// SIGHUP found TLS settings that do not load; the ones in force stay.
+    TlsReloadRefused = "tls_reload_refused", Caller;
+
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.
     LedgerUnavailable = "ledger_unavailable", Ledger;

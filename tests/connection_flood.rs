@@ -37,20 +37,16 @@ fn policy() -> String {
     common::policy::one_trx_key("connection limits test policy")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A signer listening on TCP with `connections` as its `[connections]` section.
 async fn start_tcp(connections: &str) -> (Setup, Server, SocketAddr) {
     let setup = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
-    let addr = SocketAddr::new(FLOOD, free_port());
+    let addr = SocketAddr::new(FLOOD, free_loopback_port());
     setup.write_config_listening(
         &addr.to_string(),
-        &format!("{}[connections]\n{connections}\n", setup.keystore_section()),
+        &format!(
+            "insecure_plaintext = true\n{}[connections]\n{connections}\n",
+            setup.keystore_section()
+        ),
     );
     let server = setup
         .start_via(&[BIN], &addr.to_string())
@@ -727,8 +723,11 @@ async fn flood_figure() {
     let deadline = Duration::from_millis(env_or("FLOOD_DEADLINE_MS", 5000));
 
     let setup = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
-    let addr = SocketAddr::new(FLOOD, free_port());
-    setup.write_config_listening(&addr.to_string(), &setup.keystore_section());
+    let addr = SocketAddr::new(FLOOD, free_loopback_port());
+    setup.write_config_listening(
+        &addr.to_string(),
+        &format!("insecure_plaintext = true\n{}", setup.keystore_section()),
+    );
     let limit = format!("--nofile={nofile}:{nofile}");
     let mut server = setup
         .start_via(&["prlimit", &limit, &bin], &addr.to_string())

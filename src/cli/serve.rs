@@ -15,8 +15,9 @@ pub fn serve(config: &Path) -> ExitCode {
         let cfg = Config::load(config).map_err(|e| (e.code(), e.to_string()))?;
         let rt = runtime()?;
         rt.block_on(async {
+            let tls = run::prepare_transport(&cfg)?;
             let core = run::build_core(&cfg)?;
-            run::run(&cfg, core, run::termination()).await
+            run::run(&cfg, core, tls, run::termination()).await
         })
         .map_err(|e| (e.code(), e.to_string()))
     })();

@@ -65,9 +65,10 @@ struct Buckets {
 }
 
 /// The part of a caller string that names who asks: `unix:uid=U` of
-/// `unix:uid=U,gid=G,pid=P`, the address of `tcp:ADDR:PORT`; anything else as it is.
+/// `unix:uid=U,gid=G,pid=P`, `tls:spki=HEX` of a TLS caller, the address of
+/// `tcp:ADDR:PORT`; anything else as it is.
 pub(super) fn principal(caller: &str) -> &str {
-    if caller.starts_with("unix:") {
+    if caller.starts_with("unix:") || caller.starts_with("tls:") {
         caller.split(',').next().unwrap_or(caller)
     } else if caller.starts_with("tcp:") {
         caller.rsplit_once(':').map_or(caller, |(addr, _port)| addr)
@@ -190,6 +191,10 @@ mod tests {
         assert_eq!(principal("tcp:127.0.0.1:50000"), "tcp:127.0.0.1");
         assert_eq!(principal("tcp:[::1]:50000"), "tcp:[::1]");
         assert_eq!(principal("batch:file.json"), "batch:file.json");
+        assert_eq!(
+            principal("tls:spki=ab12,subject=\"CN=x, O=y\",peer=127.0.0.1:5"),
+            "tls:spki=ab12"
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo, UdsConnectInfo};
 use tonic::transport::Server;
 use tower_layer::{Layer, Stack};
 
+use super::peer::TlsConnectInfo;
 use crate::config::ConnectionsConfig;
 
 /// At most one log line per this interval about refused connections.
@@ -121,7 +122,8 @@ impl Limits {
         self.incoming(listener)
     }
 
-    fn incoming<L>(&self, listener: L) -> Incoming<L> {
+    /// Connections from any other listener (the TLS one), admitted under the caps.
+    pub fn incoming<L: Accept>(&self, listener: L) -> Incoming<L> {
         Incoming {
             listener,
             gate: Arc::clone(&self.gate),
@@ -728,7 +730,9 @@ fn open_stream(ext: &mut http::Extensions) -> Option<StreamOpen> {
         ext.insert(info);
         Some(streams.open())
     }
-    untrack::<TcpConnectInfo>(ext).or_else(|| untrack::<UdsConnectInfo>(ext))
+    untrack::<TcpConnectInfo>(ext)
+        .or_else(|| untrack::<UdsConnectInfo>(ext))
+        .or_else(|| untrack::<TlsConnectInfo>(ext))
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for TrackStreams<S>

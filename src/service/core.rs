@@ -176,6 +176,29 @@ impl Core {
         audit_draft::write(&self.ledger, &self.budget, rec).await
     }
 
+    /// Records a reload of the TLS settings: put in force, or refused with the code and
+    /// message of why (the settings in force stay).
+    pub async fn tls_reloaded(
+        &self,
+        caller: &str,
+        outcome: Result<(), (&str, String)>,
+    ) -> Result<u64, Refusal> {
+        let draft = self.draft(caller, "ReloadTls", &self.policy().hash_hex());
+        let rec = match outcome {
+            Ok(()) => draft.outcome(
+                ledger::Decision::Allow,
+                ReasonCode::TlsReloaded,
+                "TLS certificate, key and client trust re-read and put in force".into(),
+            ),
+            Err((code, why)) => draft.outcome(
+                ledger::Decision::Deny,
+                ReasonCode::TlsReloadRefused,
+                format!("new TLS settings refused ({code}), the ones in force stay: {why}"),
+            ),
+        };
+        audit_draft::write(&self.ledger, &self.budget, rec).await
+    }
+
     /// Decide, record durably, then sign (DESIGN invariants 1-7).
     pub async fn sign(
         &self,

@@ -98,8 +98,12 @@ impl GrpcSigner {
     }
 }
 
-/// Who is calling, as the transport saw it: peer address on TCP, uid/pid on a Unix socket.
+/// Who is calling, as the transport saw it: the client certificate's key on TLS, uid/pid on
+/// a Unix socket, the peer address on plaintext (loopback) TCP.
 pub fn caller<T>(req: &Request<T>) -> String {
+    if let Some(info) = req.extensions().get::<super::peer::TlsConnectInfo>() {
+        return info.caller();
+    }
     if let Some(info) = req
         .extensions()
         .get::<tonic::transport::server::UdsConnectInfo>()

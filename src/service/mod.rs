@@ -15,11 +15,13 @@ pub mod connections;
 pub mod core;
 pub mod grpc;
 mod health;
+pub mod peer;
 mod policy_slot;
 mod refusal;
 mod request;
 pub mod run;
 pub mod server;
+pub mod tls;
 pub mod unix_socket;
 
 pub use self::audit_budget::{DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND};

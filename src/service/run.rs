@@ -20,6 +20,7 @@ use crate::secret_source::SecretSourceError;
 use crate::service::connections::LimitError;
 use crate::service::core::system_clock;
 use crate::service::server::{self, ServeError};
+use crate::service::tls::{ServerTls, TlsError};
 use crate::service::unix_socket::SocketError;
 use crate::service::Core;
 
@@ -47,6 +48,10 @@ pub enum StartError {
     DuplicateKey(tron_proto::Address),
     #[error("{0}")]
     Serve(#[from] ServeError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl StartError {
@@ -66,6 +71,8 @@ impl StartError {
             StartError::Serve(ServeError::LedgerFatal(_)) => "ledger_fatal",
             StartError::Serve(ServeError::Limits(LimitError::FdLimit { .. })) => "fd_limit_too_low",
             StartError::Serve(_) => "serve_failed",
+            StartError::Config(e) => e.code(),
+            StartError::Tls(e) => e.code(),
         }
     }
 }
@@ -172,21 +179,33 @@ fn add_pkcs11(section: &Pkcs11Section, _keys: &mut KeyRing) -> Result<(), StartE
     match *section {}
 }
 
-/// Runs the service until `shutdown` resolves, reloading the policy on SIGHUP.
+/// The transport's security, checked and loaded before any key is unlocked: a config built
+/// in code (the dev mode) never went through `Config::load`, so the plaintext rule is checked
+/// again, and the TLS certificate, key and client trust are read.
+pub fn prepare_transport(cfg: &Config) -> Result<Option<Arc<ServerTls>>, StartError> {
+    cfg.check_transport(std::path::Path::new("(the configuration)"))?;
+    match &cfg.tls {
+        Some(t) => Ok(Some(Arc::new(ServerTls::load(t, cfg.source_path.clone())?))),
+        None => Ok(None),
+    }
+}
+
+/// Runs the service until `shutdown` resolves, reloading the policy (and the TLS settings)
+/// on SIGHUP. `tls` is what [`prepare_transport`] loaded.
 pub async fn run(
     cfg: &Config,
     core: Arc<Core>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    server::spawn_reload_on_sighup(Arc::clone(&core), cfg.policy.clone())?;
-    server::serve(
-        core,
-        &cfg.listen,
-        &cfg.unix_socket,
-        &cfg.connections,
-        shutdown,
-    )
-    .await?;
+    server::spawn_reload_on_sighup(Arc::clone(&core), cfg.policy.clone(), tls.clone())?;
+    let transport = server::Transport {
+        listen: &cfg.listen,
+        socket: &cfg.unix_socket,
+        connections: &cfg.connections,
+        tls,
+    };
+    server::serve(core, transport, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use tron_proto::signer::signer_server::SignerServer;
 
 use super::connections::{LimitError, Limits};
 use super::grpc::GrpcSigner;
+use super::tls::{ServerTls, TlsListener};
 use super::unix_socket::{self, SocketError};
 use super::Core;
 use crate::config::{ConnectionsConfig, Listen, UnixSocketConfig};
@@ -39,16 +40,50 @@ pub enum ServeError {
     LedgerFatal(String),
 }
 
-/// Re-reads the policy file on every SIGHUP. A file that does not load leaves the old
-/// policy in force; both outcomes are logged and audited.
-pub fn spawn_reload_on_sighup(core: Arc<Core>, policy_path: PathBuf) -> Result<(), ServeError> {
+/// Where and how the server listens.
+pub struct Transport<'a> {
+    pub listen: &'a Listen,
+    pub socket: &'a UnixSocketConfig,
+    pub connections: &'a ConnectionsConfig,
+    /// Mutual TLS for a TCP listener; `None` on a Unix socket or for loopback plaintext.
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// Re-reads the policy file on every SIGHUP, and the TLS certificate, key and client trust
+/// with it. Settings that do not load leave the old ones in force; every outcome is logged
+/// and audited.
+pub fn spawn_reload_on_sighup(
+    core: Arc<Core>,
+    policy_path: PathBuf,
+    tls: Option<Arc<ServerTls>>,
+) -> Result<(), ServeError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            if let Some(tls) = &tls {
+                reload_tls(&core, tls).await;
+            }
             reload(&core, &policy_path).await;
         }
     });
     Ok(())
+}
+
+/// One reload of the TLS settings, for new connections; established ones keep theirs.
+async fn reload_tls(core: &Core, tls: &ServerTls) {
+    let outcome = tls.reload().map_err(|e| (e.code(), e.to_string()));
+    match &outcome {
+        Ok(()) => tracing::info!("TLS certificate, key and client trust reloaded"),
+        Err((code, why)) => {
+            tracing::error!(
+                code,
+                "TLS reload refused; the settings in force stay: {why}"
+            )
+        }
+    }
+    if let Err(r) = core.tls_reloaded("signal:SIGHUP", outcome).await {
+        tracing::error!(code = %r.code, "TLS reload not audited: {}", r.message);
+    }
 }
 
 /// One reload attempt.
@@ -89,9 +124,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5
 /// [`ServeError::LedgerFatal`], so the process exits non-zero and its supervisor restarts it.
 pub async fn serve(
     core: Arc<Core>,
-    listen: &Listen,
-    socket: &UnixSocketConfig,
-    connections: &ConnectionsConfig,
+    transport: Transport<'_>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Option<String>>();
@@ -103,7 +136,7 @@ pub async fn serve(
         };
         let _ = stopping_tx.send(fatal);
     };
-    let serving = serve_until(core, listen, socket, connections, fatal_tx, signal);
+    let serving = serve_until(core, transport, fatal_tx, signal);
     tokio::pin!(serving);
     let fatal = tokio::select! {
         r = &mut serving => return r,
@@ -126,12 +159,16 @@ pub async fn serve(
 
 async fn serve_until(
     core: Arc<Core>,
-    listen: &Listen,
-    socket: &UnixSocketConfig,
-    connections: &ConnectionsConfig,
+    transport: Transport<'_>,
     fatal: tokio::sync::oneshot::Sender<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let Transport {
+        listen,
+        socket,
+        connections,
+        tls,
+    } = transport;
     // Caps, timeouts and HTTP/2 limits on connections (issue 11, item 4).
     let limits = Limits::new(connections)?;
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -173,11 +210,22 @@ async fn serve_until(
                 listen: listen.to_string(),
                 source,
             })?;
-            tracing::info!(listen = %local, "serving gRPC");
-            let incoming = limits.tcp(listener);
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?;
+            match tls {
+                Some(tls) => {
+                    tracing::info!(listen = %local, "serving gRPC over mutual TLS 1.3");
+                    let listener = TlsListener::new(listener, tls, connections.handshake_timeout);
+                    router
+                        .serve_with_incoming_shutdown(limits.incoming(listener), shutdown)
+                        .await?;
+                }
+                None => {
+                    // The config allows this only on loopback with insecure_plaintext.
+                    tracing::warn!(listen = %local, "serving gRPC in PLAINTEXT (insecure_plaintext)");
+                    router
+                        .serve_with_incoming_shutdown(limits.tcp(listener), shutdown)
+                        .await?;
+                }
+            }
         }
         Listen::Unix(path) => {
             let listener = unix_socket::bind(path, socket)?;

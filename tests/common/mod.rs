@@ -8,6 +8,7 @@
 
 pub mod in_process;
 pub mod interop;
+pub mod pki;
 pub mod policy;
 pub mod softhsm;
 
@@ -326,39 +327,38 @@ impl Setup {
     /// Waits until the spawned server answers `GetPolicy` at `endpoint`.
     async fn wait_serving(
         &self,
-        mut child: Child,
+        child: Child,
         log: PathBuf,
         endpoint: &str,
     ) -> Result<Server, String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        let socket = endpoint.starts_with("unix:").then(|| self.socket.clone());
+        wait_until_serving(child, log, || async {
+            if socket.as_ref().is_some_and(|s| !s.exists()) {
+                return None;
             }
-            let bound = !endpoint.starts_with("unix:") || self.socket.exists();
-            if bound {
-                if let Ok(mut c) = tron_proto::client::signer_client(endpoint).await {
-                    if c.get_policy(tron_proto::signer::GetPolicyRequest {})
-                        .await
-                        .is_ok()
-                    {
-                        return Ok(Server {
-                            child,
-                            client: c,
-                            log,
-                        });
-                    }
-                }
+            tron_proto::client::signer_client(endpoint).await.ok()
+        })
+        .await
+    }
+
+    /// Starts the server (its config listening on TCP with `[tls]`) and waits until it
+    /// answers at `addr` over mutual TLS with the client settings `tls`.
+    pub async fn start_tls(
+        &self,
+        addr: &str,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Server, String> {
+        let (child, log) = self.spawn_serve(Some(PASSPHRASE), "serve-tls");
+        wait_until_serving(child, log, || {
+            let tls = tls.clone();
+            async move {
+                let channel = tron_proto::client::connect_tls(addr, "localhost", tls)
+                    .await
+                    .ok()?;
+                Some(SignerClient::new(channel))
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(format!(
-                    "timed out; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// `audit verify` on this setup's data directory passes (the real command).
@@ -478,6 +478,53 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Polls `connect` until the client it gives answers `GetPolicy`, the child exits (its log is
+/// the error), or 30 s pass.
+async fn wait_until_serving<F, Fut>(
+    mut child: Child,
+    log: PathBuf,
+    connect: F,
+) -> Result<Server, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<SignerClient<Channel>>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        if let Some(mut c) = connect().await {
+            if c.get_policy(tron_proto::signer::GetPolicyRequest {})
+                .await
+                .is_ok()
+            {
+                return Ok(Server {
+                    child,
+                    client: c,
+                    log,
+                });
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "timed out; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 pub fn path_str(p: &Path) -> &str {

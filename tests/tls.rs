@@ -1,0 +1,374 @@
+//! Mutual TLS on TCP (issue 12, items 1, 3 and 5), on the real binary over real sockets
+//! with certificates made by rcgen: a client under the trusted CA (or with a pinned key) is
+//! served and audited by its key; no certificate, another CA's, an expired one or an unpinned
+//! key fail the handshake, which is logged with the peer address; plaintext TCP is refused at
+//! start unless loopback and `insecure_plaintext = true`; an open key file is refused; SIGHUP
+//! rotates the server certificate and the client pins without dropping an open connection,
+//! and a bad new certificate leaves the old one in force (audited).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pki::{client_config, Ca, Issued};
+use common::*;
+use tron_proto::signer::signer_client::SignerClient;
+use tron_proto::signer::ListKeysRequest;
+
+const TRX: u64 = 1_000_000;
+
+fn policy() -> String {
+    common::policy::one_trx_key("mutual TLS test policy")
+}
+
+/// How the signer trusts clients.
+enum Trust<'a> {
+    Ca(&'a Ca),
+    Pins(&'a [&'a Issued]),
+}
+
+/// The `[tls]` section for the server certificate `server` and `trust`, writing the files.
+fn tls_section(s: &Setup, name: &str, server: &Issued, trust: Trust<'_>) -> String {
+    let dir = s.dir.path();
+    let (cert, key) = server.write(dir, name);
+    let trust = match trust {
+        Trust::Ca(ca) => {
+            let path = dir.join(format!("{name}-clients-ca.pem"));
+            std::fs::write(&path, ca.pem()).expect("write client CA");
+            format!("client_ca = \"{}\"\n", path.display())
+        }
+        Trust::Pins(pins) => {
+            let list: Vec<String> = pins.iter().map(|c| format!("\"{}\"", c.pin())).collect();
+            format!("client_pins = [{}]\n", list.join(", "))
+        }
+    };
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{trust}",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// A setup whose config listens on a free loopback port with `tls` (keystore first).
+fn tls_setup(tls: impl FnOnce(&Setup) -> String) -> (Setup, String) {
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let addr = format!("127.0.0.1:{}", free_loopback_port());
+    let sections = format!("{}{}", s.keystore_section(), tls(&s));
+    s.write_config_listening(&addr, &sections);
+    (s, addr)
+}
+
+async fn client(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<SignerClient<tonic::transport::Channel>, String> {
+    let channel = tron_proto::client::connect_tls(addr, "localhost", config)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(SignerClient::new(channel))
+}
+
+/// Whether a fresh connection with `config` gets a ListKeys answer. In TLS 1.3 the server
+/// judges the client's certificate after the client's side of the handshake is done, so a
+/// refusal may only show on the first call.
+async fn served(addr: &str, config: Arc<rustls::ClientConfig>) -> bool {
+    match client(addr, config).await {
+        Ok(mut c) => c.list_keys(ListKeysRequest {}).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_under_the_trusted_ca_is_served_and_audited_by_its_key() {
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let alice = ca.client("alice", false);
+    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&alice)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let mut c = client(&addr, client_config(&ca, Some(&alice)))
+        .await
+        .expect("connects");
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).raw();
+    c.sign(request(KEY1, raw, "p-1"))
+        .await
+        .expect("signed over mTLS");
+    assert!(
+        srv.log_text().contains("mutual TLS 1.3"),
+        "{}",
+        srv.log_text()
+    );
+    srv.stop();
+
+    let signed: Vec<_> = s
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["reason_code"] == "signed")
+        .collect();
+    assert_eq!(signed.len(), 1);
+    let caller = signed[0]["caller"].as_str().unwrap_or("");
+    assert!(
+        caller.starts_with(&format!("tls:spki={},", alice.pin())),
+        "the audit names the client by its key: {caller}"
+    );
+    assert!(caller.contains("CN=alice"), "{caller}");
+    s.assert_audit_verifies();
+}
+
+#[tokio::test]
+async fn no_certificate_another_ca_or_an_expired_one_fails_the_handshake() {
+    let ca = Ca::new("test CA");
+    let other = Ca::new("someone else's CA");
+    let server = ca.server();
+    let good = ca.client("good", false);
+    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&good)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+
+    assert!(
+        !served(&addr, client_config(&ca, None)).await,
+        "no client certificate"
+    );
+    let stranger = other.client("stranger", false);
+    assert!(
+        !served(&addr, client_config(&ca, Some(&stranger))).await,
+        "another CA"
+    );
+    let expired = ca.client("expired", true);
+    assert!(
+        !served(&addr, client_config(&ca, Some(&expired))).await,
+        "expired"
+    );
+    // The good client is still served after the refusals.
+    assert!(served(&addr, client_config(&ca, Some(&good))).await);
+
+    // Logged with the peer address (rate-limited: the first line at least).
+    let log = srv.log_text();
+    assert!(log.contains("TLS handshake refused"), "{log}");
+    assert!(log.contains("127.0.0.1:"), "{log}");
+    srv.stop();
+}
+
+#[tokio::test]
+async fn pinned_client_keys_are_served_and_others_are_not() {
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let pinned = ca.client("pinned", false);
+    let unpinned = ca.client("unpinned", false);
+    // A self-issued certificate from a CA the signer never heard of: only its key counts.
+    let elsewhere = Ca::new("private").client("pinned elsewhere", false);
+    let expired = ca.client("pinned but expired", true);
+    let (s, addr) = tls_setup(|s| {
+        tls_section(
+            s,
+            "server",
+            &server,
+            Trust::Pins(&[&pinned, &elsewhere, &expired]),
+        )
+    });
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&pinned)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    assert!(served(&addr, client_config(&ca, Some(&pinned))).await);
+    assert!(served(&addr, client_config(&ca, Some(&elsewhere))).await);
+    assert!(
+        !served(&addr, client_config(&ca, Some(&unpinned))).await,
+        "not pinned"
+    );
+    assert!(
+        !served(&addr, client_config(&ca, Some(&expired))).await,
+        "expired"
+    );
+    assert!(
+        !served(&addr, client_config(&ca, None)).await,
+        "no certificate"
+    );
+    srv.stop();
+}
+
+/// Starts expecting a refusal; returns the log.
+fn refused_start(s: &Setup) -> String {
+    let (status, log) = s.serve_until_exit();
+    assert!(!status.success(), "{log}");
+    log
+}
+
+#[tokio::test]
+async fn plaintext_tcp_is_refused_unless_loopback_and_asked_for_in_so_many_words() {
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let port = free_loopback_port();
+    // Not loopback: refused even with the setting.
+    for extra in ["", "insecure_plaintext = true\n"] {
+        s.write_config_listening(
+            &format!("0.0.0.0:{port}"),
+            &format!("{extra}{}", s.keystore_section()),
+        );
+        let log = refused_start(&s);
+        assert!(log.contains("config_plaintext_tcp"), "{log}");
+        assert!(
+            log.contains("insecure_plaintext"),
+            "the error names the setting: {log}"
+        );
+    }
+    // Loopback without the setting: refused, naming it.
+    s.write_config_listening(&format!("127.0.0.1:{port}"), &s.keystore_section());
+    let log = refused_start(&s);
+    assert!(log.contains("config_plaintext_tcp"), "{log}");
+    assert!(log.contains("insecure_plaintext = true"), "{log}");
+    // Loopback with it: served (in plaintext, with a warning).
+    s.write_config_listening(
+        &format!("127.0.0.1:{port}"),
+        &format!("insecure_plaintext = true\n{}", s.keystore_section()),
+    );
+    let srv = s
+        .start_via(&[BIN], &format!("127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|log| panic!("{log}"));
+    assert!(srv.log_text().contains("PLAINTEXT"), "{}", srv.log_text());
+    srv.stop();
+}
+
+#[tokio::test]
+async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let (s, _) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let key = s.dir.path().join("server.key");
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = refused_start(&s);
+    assert!(log.contains("tls_key_too_open"), "{log}");
+    assert!(log.contains("0644"), "{log}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Both kinds of client trust at once, and neither.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{text}client_pins = [\"{}\"]\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let log = refused_start(&s);
+    assert!(log.contains("exactly one kind of client trust"), "{log}");
+    let only_cert_and_key: String = text
+        .lines()
+        .filter(|l| !l.starts_with("client_ca"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&s.config, only_cert_and_key).unwrap();
+    let log = refused_start(&s);
+    assert!(log.contains("exactly one kind of client trust"), "{log}");
+
+    // A pin that is not a SHA-256.
+    std::fs::write(
+        &s.config,
+        format!(
+            "{}client_pins = [\"abc\"]\n",
+            text.lines()
+                .filter(|l| !l.starts_with("client_ca"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let log = refused_start(&s);
+    assert!(log.contains("tls_client_pins_invalid"), "{log}");
+
+    // [tls] on a Unix socket.
+    s.write_config_listening(
+        &s.endpoint(),
+        &format!(
+            "{}{}",
+            s.keystore_section(),
+            tls_section(&s, "server", &server, Trust::Ca(&ca))
+        ),
+    );
+    let log = refused_start(&s);
+    assert!(log.contains("applies to a TCP listener"), "{log}");
+}
+
+/// Waits until the audit holds `n` records with `code`.
+async fn wait_for_records(s: &Setup, code: &str, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let found: Vec<_> = s
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["reason_code"] == code)
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {n} {code} records");
+}
+
+#[tokio::test]
+async fn sighup_rotates_the_server_certificate_and_the_pins_without_dropping_connections() {
+    let old_ca = Ca::new("old server CA");
+    let new_ca = Ca::new("new server CA");
+    let alice = old_ca.client("alice", false);
+    let bob = old_ca.client("bob", false);
+    let (s, addr) =
+        tls_setup(|s| tls_section(s, "server", &old_ca.server(), Trust::Pins(&[&alice])));
+    let srv = s
+        .start_tls(&addr, client_config(&old_ca, Some(&alice)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    // A connection that stays open across the rotation.
+    let mut open = client(&addr, client_config(&old_ca, Some(&alice)))
+        .await
+        .unwrap();
+    open.list_keys(ListKeysRequest {})
+        .await
+        .expect("served before");
+
+    // New server certificate (another CA) and bob pinned instead of alice.
+    let keystore = s.keystore_section();
+    let addr_line = addr.clone();
+    let tls = tls_section(&s, "server", &new_ca.server(), Trust::Pins(&[&bob]));
+    s.write_config_listening(&addr_line, &format!("{keystore}{tls}"));
+    srv.signal("HUP");
+    wait_for_records(&s, "tls_reloaded", 1).await;
+
+    open.list_keys(ListKeysRequest {})
+        .await
+        .expect("the open connection is still served");
+    assert!(
+        served(&addr, client_config(&new_ca, Some(&bob))).await,
+        "bob, trusting only the new server CA, is served: the new certificate is in force"
+    );
+    assert!(
+        !served(&addr, client_config(&old_ca, Some(&bob))).await,
+        "the old server certificate is gone"
+    );
+    assert!(
+        !served(&addr, client_config(&new_ca, Some(&alice))).await,
+        "alice's pin is gone"
+    );
+
+    // A bad new certificate: refused, audited, and the settings in force stay.
+    std::fs::write(s.dir.path().join("server.pem"), "not a certificate\n").unwrap();
+    srv.signal("HUP");
+    let refused = wait_for_records(&s, "tls_reload_refused", 1).await;
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("tls_cert_invalid"),
+        "{refused:?}"
+    );
+    assert!(served(&addr, client_config(&new_ca, Some(&bob))).await);
+    open.list_keys(ListKeysRequest {})
+        .await
+        .expect("still open");
+    srv.stop();
+    s.assert_audit_verifies();
+}
