@@ -17,6 +17,7 @@ pub mod batch;
 pub mod builder;
 pub mod cli;
 pub mod config;
+pub mod deposit_address;
 pub mod duration;
 pub mod model;
 pub mod node;
