@@ -15,6 +15,7 @@ pub mod api;
 pub mod apikeys;
 pub mod batch;
 pub mod builder;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod deposit_address;
