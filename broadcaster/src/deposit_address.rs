@@ -204,7 +204,7 @@ mod tests {
         let acct = AccountXpub::parse(&account_xpub_text()).unwrap();
         for i in [0u32, 1, 2, 7, 1000, (1 << 31) - 1] {
             let private = xprv(&format!("m/44'/195'/0'/0/{i}"));
-            let expected = Address::from_verifying_key(&private.private_key().verifying_key());
+            let expected = Address::from_verifying_key(private.private_key().verifying_key());
             assert_eq!(acct.address(i).unwrap(), expected, "index {i}");
         }
     }

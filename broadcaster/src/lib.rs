@@ -18,6 +18,7 @@ pub mod builder;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod credit;
 pub mod deposit_address;
 pub mod duration;
 pub mod model;
