@@ -4,6 +4,12 @@
 //! Payouts are keyed by [`Payout::key`] (`<tenant>/<id>`), so each tenant has its own id
 //! space and a tenant's payouts are one contiguous key range. API keys live in their own
 //! file ([`crate::apikeys`]), which `api-keys` commands can change while `serve` runs.
+//!
+//! Deposit indexes (issue 15): each invoice gets the next child index of the account xpub,
+//! allocated in the same fsynced transaction that records the invoice and the address, so
+//! an address is never handed out before its index is durable, and a restart or crash
+//! never hands the same index out again. The tables are additive to schema 2 (an older
+//! version ignores them and never allocates), so the schema number is unchanged.
 
 use std::path::Path;
 
@@ -18,6 +24,15 @@ use crate::model::{scoped_key, Payout, Status};
 const SCHEMA: &str = "2";
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_payouts");
+/// The next unallocated deposit index, under the key [`NEXT_INDEX`].
+const DEPOSIT_NEXT: TableDefinition<&str, u32> = TableDefinition::new("deposit_next_index");
+const NEXT_INDEX: &str = "next";
+/// Deposit index -> the allocation (JSON [`Deposit`]).
+const DEPOSITS: TableDefinition<u32, &[u8]> = TableDefinition::new("deposit_indexes");
+/// `<tenant>/<invoice>` -> its deposit index, so asking again returns the same address.
+const DEPOSIT_INVOICES: TableDefinition<&str, u32> = TableDefinition::new("deposit_invoices");
+/// Child indexes at or above this are hardened and cannot be derived from an xpub.
+const DEPOSIT_INDEX_LIMIT: u32 = 1 << 31;
 /// Tables of schema 1 (payouts keyed by bare id, without owner; API keys in the database).
 const OLD_TABLES: [&str; 2] = ["payouts", "api_keys"];
 
@@ -40,6 +55,8 @@ pub enum StoreError {
     OldSchema(String),
     #[error("the database has schema {0:?}, which this version does not know")]
     UnknownSchema(String),
+    #[error("all 2^31 deposit indexes of the account are allocated")]
+    DepositIndexesExhausted,
 }
 
 impl StoreError {
@@ -51,6 +68,7 @@ impl StoreError {
             StoreError::NotFound(_) => "payout_not_found",
             StoreError::OldSchema(_) => "database_old_schema",
             StoreError::UnknownSchema(_) => "database_unknown_schema",
+            StoreError::DepositIndexesExhausted => "deposit_indexes_exhausted",
         }
     }
 }
@@ -81,6 +99,33 @@ pub enum Created {
     Existing(Payout),
     /// Same id, different request: the stored payout, untouched.
     Conflict(Payout),
+}
+
+/// A deposit index given to one invoice of one tenant, with the address derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Deposit {
+    pub index: u32,
+    pub tenant: String,
+    pub invoice: String,
+    /// Base58 (`T…`): recorded so a later change of the account xpub is noticed, not
+    /// silently mapped to other addresses.
+    pub address: String,
+}
+
+/// What allocating a deposit index did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocated {
+    New(Deposit),
+    /// The invoice already had an index: the stored allocation, no new index used.
+    Existing(Deposit),
+}
+
+impl Allocated {
+    pub fn deposit(&self) -> &Deposit {
+        match self {
+            Allocated::New(d) | Allocated::Existing(d) => d,
+        }
+    }
 }
 
 /// The database handle. One process at a time (redb locks the file).
@@ -126,6 +171,9 @@ impl Store {
             }
         }
         tx.open_table(PAYOUTS).map_err(db)?;
+        tx.open_table(DEPOSIT_NEXT).map_err(db)?;
+        tx.open_table(DEPOSITS).map_err(db)?;
+        tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: database })
     }
@@ -235,6 +283,88 @@ impl Store {
         };
         tx.commit().map_err(db)?;
         Ok(p)
+    }
+
+    /// Gives `tenant`'s `invoice` the next deposit index, or returns the one it already has.
+    ///
+    /// `derive` turns the index into its address (base58); it runs inside the write
+    /// transaction, and the counter, the allocation and the invoice's entry are committed
+    /// (fsynced) together before this returns, so the caller hands out only an address
+    /// whose index is durable. If `derive` fails nothing is written and the index stays
+    /// free. An index is never reused: the counter only grows, even if an allocation's
+    /// invoice is later abandoned.
+    pub fn allocate_deposit<E: From<StoreError>>(
+        &self,
+        tenant: &str,
+        invoice: &str,
+        derive: impl FnOnce(u32) -> Result<String, E>,
+    ) -> Result<Allocated, E> {
+        let key = scoped_key(tenant, invoice);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let out = {
+            let mut invoices = tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
+            let mut deposits = tx.open_table(DEPOSITS).map_err(db)?;
+            let existing = invoices.get(key.as_str()).map_err(db)?.map(|v| v.value());
+            if let Some(index) = existing {
+                let bytes =
+                    deposits
+                        .get(index)
+                        .map_err(db)?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            key: key.clone(),
+                            message: format!("deposit index {index} has no allocation record"),
+                        })?;
+                return Ok(Allocated::Existing(decode(&key, bytes.value())?));
+            }
+            let mut next_table = tx.open_table(DEPOSIT_NEXT).map_err(db)?;
+            let index = next_table
+                .get(NEXT_INDEX)
+                .map_err(db)?
+                .map_or(0, |v| v.value());
+            if index >= DEPOSIT_INDEX_LIMIT {
+                return Err(StoreError::DepositIndexesExhausted.into());
+            }
+            // A record at the counter would mean the counter went backwards: refuse rather
+            // than hand the index out twice.
+            if deposits.get(index).map_err(db)?.is_some() {
+                return Err(StoreError::Corrupt {
+                    key: NEXT_INDEX.into(),
+                    message: format!("deposit index {index} is already allocated"),
+                }
+                .into());
+            }
+            let deposit = Deposit {
+                index,
+                tenant: tenant.into(),
+                invoice: invoice.into(),
+                address: derive(index)?,
+            };
+            deposits
+                .insert(index, encode(&deposit)?.as_slice())
+                .map_err(db)?;
+            invoices.insert(key.as_str(), index).map_err(db)?;
+            next_table.insert(NEXT_INDEX, index + 1).map_err(db)?;
+            Allocated::New(deposit)
+        };
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    /// The allocation of deposit index `index`.
+    pub fn deposit(&self, index: u32) -> Result<Option<Deposit>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(DEPOSITS).map_err(db)?;
+        match t.get(index).map_err(db)? {
+            Some(v) => Ok(Some(decode(&format!("deposit {index}"), v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The index the next new invoice will get.
+    pub fn next_deposit_index(&self) -> Result<u32, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(DEPOSIT_NEXT).map_err(db)?;
+        Ok(t.get(NEXT_INDEX).map_err(db)?.map_or(0, |v| v.value()))
     }
 }
 
@@ -350,6 +480,94 @@ mod tests {
         }
         assert_eq!(s.list(None, None, 10).unwrap().len(), 4);
         assert!(s.get_for("c", "p1").unwrap().is_none());
+    }
+
+    fn derive(i: u32) -> Result<String, StoreError> {
+        Ok(format!("addr{i}"))
+    }
+
+    #[test]
+    fn deposit_indexes_are_sequential_idempotent_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            let a = s.allocate_deposit("t1", "inv1", derive).unwrap();
+            assert!(matches!(&a, Allocated::New(d) if d.index == 0 && d.address == "addr0"));
+            let b = s.allocate_deposit("t2", "inv1", derive).unwrap();
+            assert!(matches!(&b, Allocated::New(d) if d.index == 1 && d.tenant == "t2"));
+            // Asking again for the same invoice uses no new index.
+            let again = s.allocate_deposit("t1", "inv1", derive).unwrap();
+            assert_eq!(again, Allocated::Existing(a.deposit().clone()));
+            assert_eq!(s.next_deposit_index().unwrap(), 2);
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.next_deposit_index().unwrap(), 2);
+        let c = s.allocate_deposit("t1", "inv2", derive).unwrap();
+        assert_eq!(c.deposit().index, 2);
+        assert_eq!(s.deposit(1).unwrap().unwrap().invoice, "inv1");
+        assert_eq!(s.deposit(0).unwrap().unwrap().tenant, "t1");
+        assert!(s.deposit(3).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_derivation_uses_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.redb")).unwrap();
+        let r = s.allocate_deposit("t", "inv", |_| -> Result<String, StoreError> {
+            Err(StoreError::Db("boom".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(s.next_deposit_index().unwrap(), 0);
+        assert!(s.deposit(0).unwrap().is_none());
+        assert_eq!(
+            s.allocate_deposit("t", "inv", derive)
+                .unwrap()
+                .deposit()
+                .index,
+            0
+        );
+    }
+
+    #[test]
+    fn an_index_is_never_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            s.allocate_deposit("t", "inv0", derive).unwrap();
+        }
+        // A counter that went backwards (restored from an old copy, a bug) is refused.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(DEPOSIT_NEXT)
+                .unwrap()
+                .insert(NEXT_INDEX, 0)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let e = s.allocate_deposit("t", "inv1", derive).unwrap_err();
+        assert_eq!(e.code(), "database_corrupt");
+        drop(s);
+        // The last index is allocated; after it the account is exhausted.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(DEPOSIT_NEXT)
+                .unwrap()
+                .insert(NEXT_INDEX, DEPOSIT_INDEX_LIMIT - 1)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let last = s.allocate_deposit("t", "last", derive).unwrap();
+        assert_eq!(last.deposit().index, DEPOSIT_INDEX_LIMIT - 1);
+        assert_eq!(
+            s.allocate_deposit("t", "more", derive).unwrap_err().code(),
+            "deposit_indexes_exhausted"
+        );
     }
 
     #[test]
