@@ -39,6 +39,11 @@ struct PrepareArgs {
     keys: usize,
     #[arg(long, default_value_t = 100_000)]
     destinations: usize,
+    /// Also write `signer-plain.toml` (plaintext TCP on 127.0.0.1:PORT, insecure_plaintext)
+    /// and `signer-tls.toml` (mutual TLS on the same port) with a throwaway CA, server and
+    /// client certificate, for comparing the two in one run.
+    #[arg(long)]
+    tls_port: Option<u16>,
 }
 
 /// The benchmark keystore's passphrase variable (the value is not a secret: bench only).
@@ -103,6 +108,93 @@ struct Args {
     /// Threads (each with its own session) for the raw C_Sign measurement.
     #[arg(long, default_value_t = 2)]
     raw_threads: usize,
+    /// Connect over mutual TLS (the endpoint is `host:port`), trusting this CA for the server.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM) for --tls-ca.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client key (PEM) for --tls-ca.
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// The client settings of the TLS bench mode: the server's CA and the client certificate.
+fn tls_client(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, Box<dyn std::error::Error>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key)?)?;
+    Ok(Arc::new(config))
+}
+
+/// Writes the TLS bench mode's certificates and the two configs (see `PrepareArgs`).
+fn prepare_tls(
+    dir: &std::path::Path,
+    port: u16,
+    common: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let private = |name: &str, text: String| -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(name))?
+            .write_all(text.as_bytes())
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "bench CA");
+    let ca = ca.self_signed(&ca_key)?;
+    let leaf =
+        |cn: &str, usage: ExtendedKeyUsagePurpose| -> Result<(String, String), rcgen::Error> {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
+            p.subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![usage];
+            Ok((p.signed_by(&key, &ca, &ca_key)?.pem(), key.serialize_pem()))
+        };
+    let (server_pem, server_key) = leaf("bench signer", ExtendedKeyUsagePurpose::ServerAuth)?;
+    let (client_pem, client_key) = leaf("bench client", ExtendedKeyUsagePurpose::ClientAuth)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("server.pem"), server_pem)?;
+    private("server.key", server_key)?;
+    std::fs::write(dir.join("client.pem"), client_pem)?;
+    private("client.key", client_key)?;
+    std::fs::write(
+        dir.join("signer-plain.toml"),
+        format!("listen = \"127.0.0.1:{port}\"\ninsecure_plaintext = true\n{common}"),
+    )?;
+    std::fs::write(
+        dir.join("signer-tls.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n{common}[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca.pem\"\n"
+        ),
+    )?;
+    Ok(())
 }
 
 /// Raw `C_Sign(CKM_ECDSA)` over 32-byte digests: `threads` threads, each with its own
@@ -304,12 +396,16 @@ windows = [
     allowlist.write_to(&mut policy);
     std::fs::write(a.dir.join("policy.toml"), policy)?;
     std::fs::write(a.dir.join("destinations.txt"), dests)?;
+    let common = format!(
+        "data_dir = \"data\"\npolicy = \"policy.toml\"\n[keystore]\npath = \"keys.tks\"\npassphrase = {{ env = \"{BENCH_PASSPHRASE_VAR}\" }}\n"
+    );
     std::fs::write(
         a.dir.join("signer.toml"),
-        format!(
-            "listen = \"unix:signer.sock\"\ndata_dir = \"data\"\npolicy = \"policy.toml\"\n[keystore]\npath = \"keys.tks\"\npassphrase = {{ env = \"{BENCH_PASSPHRASE_VAR}\" }}\n"
-        ),
+        format!("listen = \"unix:signer.sock\"\n{common}"),
     )?;
+    if let Some(port) = a.tls_port {
+        prepare_tls(&a.dir, port, &common)?;
+    }
     println!("{key}");
     Ok(())
 }
@@ -351,10 +447,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut clients = Vec::new();
+    let tls = match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(tls_client(ca, cert, key)?),
+        _ => None,
+    };
     for _ in 0..args.connections.max(1) {
-        clients.push(SignerClient::new(
-            tron_proto::client::connect(&args.endpoint).await?,
-        ));
+        let channel = match &tls {
+            Some(t) => {
+                tron_proto::client::connect_tls(&args.endpoint, "localhost", Arc::clone(t)).await?
+            }
+            None => tron_proto::client::connect(&args.endpoint).await?,
+        };
+        clients.push(SignerClient::new(channel));
     }
     let seq = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
