@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pki::{client_config, Ca};
 use common::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -98,10 +99,41 @@ impl Env {
     /// `online`: the broadcaster talks to a running signer; otherwise air gap only.
     async fn new(online: bool) -> Env {
         let signer_setup = Setup::new(&[("hot", KEY1_SECRET)], &policy());
-        let signer = if online {
-            Some(signer_setup.start().await)
+        // Online, the broadcaster reaches the signer over mutual TLS on loopback, each with
+        // a certificate under a test CA (the signer trusts the broadcaster's under it).
+        let (signer, signer_line) = if online {
+            let ca = Ca::new("e2e CA");
+            let dir = signer_setup.dir.path();
+            let (server_cert, server_key) = ca.server().write(dir, "signer");
+            let broadcaster_id = ca.client("broadcaster", false);
+            let (client_cert, client_key) = broadcaster_id.write(dir, "broadcaster");
+            let ca_path = dir.join("ca.pem");
+            std::fs::write(&ca_path, ca.pem()).expect("write CA");
+            let addr = format!("127.0.0.1:{}", free_port());
+            signer_setup.write_config_listening(
+                &addr,
+                &format!(
+                    "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+                    signer_setup.keystore_section(),
+                    server_cert.display(),
+                    server_key.display(),
+                    ca_path.display()
+                ),
+            );
+            let server = signer_setup
+                .start_tls(&addr, client_config(&ca, Some(&broadcaster_id)))
+                .await
+                .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+            let line = format!("signer = \"{addr}\"\n",);
+            let table = format!(
+                "[signer_tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                ca_path.display(),
+                client_cert.display(),
+                client_key.display()
+            );
+            (Some(server), Some((line, table)))
         } else {
-            None
+            (None, None)
         };
         let accounts = Accounts::from_json(
             json!({
@@ -125,11 +157,7 @@ impl Env {
         let key_file = dir.path().join("node.key");
         std::fs::write(&key_file, format!("{NODE_API_KEY}\n")).expect("key file");
         let port = free_port();
-        let signer_line = if online {
-            format!("signer = \"{}\"\n", signer_setup.endpoint())
-        } else {
-            String::new()
-        };
+        let (signer_line, signer_tls) = signer_line.unwrap_or_default();
         let config = dir.path().join("broadcaster.toml");
         std::fs::write(
             &config,
@@ -148,7 +176,7 @@ solidity_margin = "1s"
 node_timeout = "2s"
 signer_timeout = "5s"
 max_backoff = "1s"
-"#,
+{signer_tls}"#,
                 node = node.url(),
                 key = key_file.display(),
                 db = dir.path().join("broadcaster.redb").display(),

@@ -89,6 +89,8 @@ pub enum CliError {
     ApiKey(#[from] apikeys::ApiKeyError),
     #[error(transparent)]
     Batch(#[from] batch::BatchError),
+    #[error(transparent)]
+    SignerTls(#[from] crate::signer_tls::SignerTlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -105,6 +107,7 @@ impl CliError {
             CliError::Node(e) => e.code(),
             CliError::ApiKey(e) => e.code(),
             CliError::Batch(e) => e.code(),
+            CliError::SignerTls(e) => e.code(),
             CliError::Listen { .. } => "listen_failed",
         }
     }
@@ -112,12 +115,16 @@ impl CliError {
 
 fn pipeline(cfg: &Config, store: Arc<Store>, online: bool) -> Result<Pipeline, CliError> {
     let node = Node::new(&cfg.node_url, cfg.node_api_key.clone(), cfg.node_timeout)?;
-    let signer = if online {
-        cfg.signer
-            .clone()
-            .map(|e| SignerConn::new(e, cfg.signer_timeout))
-    } else {
-        None
+    let signer = match (&cfg.signer, online) {
+        (Some(endpoint), true) => {
+            // Read at start, so a bad certificate or an open key stops the start.
+            let tls = match &cfg.signer_tls {
+                Some(t) => Some((t.client_config()?, t.server_name().to_owned())),
+                None => None,
+            };
+            Some(SignerConn::new(endpoint.clone(), cfg.signer_timeout, tls))
+        }
+        _ => None,
     };
     Ok(Pipeline::new(
         store,

@@ -12,6 +12,7 @@ use tron_proto::Address;
 
 use crate::duration;
 use crate::secret::{Secret, SecretError, SecretSource};
+use crate::signer_tls::SignerTls;
 
 /// Tron's protocol limit on how far ahead a transaction's expiration may lie.
 pub const MAX_EXPIRATION: Duration = Duration::from_secs(24 * 3600);
@@ -84,6 +85,8 @@ pub struct RawConfig {
     pub node_timeout: Option<String>,
     pub signer_timeout: Option<String>,
     pub max_backoff: Option<String>,
+    /// Mutual TLS to a signer on TCP.
+    pub signer_tls: Option<SignerTls>,
 }
 
 /// The validated config the rest of the crate uses.
@@ -112,6 +115,8 @@ pub struct Config {
     pub node_timeout: Duration,
     pub signer_timeout: Duration,
     pub max_backoff: Duration,
+    /// Mutual TLS to the signer; required when `signer` is a TCP address.
+    pub signer_tls: Option<SignerTls>,
 }
 
 /// Why a config was refused.
@@ -230,6 +235,25 @@ impl Config {
             if s.trim().is_empty() {
                 return Err(invalid("signer", "empty endpoint"));
             }
+            let unix = s.starts_with("unix:");
+            match (&raw.signer_tls, unix) {
+                (Some(_), true) => {
+                    return Err(invalid(
+                        "signer_tls",
+                        "applies to a TCP signer; a Unix socket is plaintext",
+                    ))
+                }
+                (None, false) if !loopback_endpoint(s) => {
+                    return Err(invalid(
+                        "signer",
+                        format!(
+                            "{s:?} is TCP without [signer_tls]; a signer off this host is \
+                             reached over mutual TLS only"
+                        ),
+                    ))
+                }
+                _ => {}
+            }
         }
         Ok(Config {
             network: raw.network,
@@ -255,7 +279,22 @@ impl Config {
             node_timeout: dur("node_timeout", &raw.node_timeout, "10s")?,
             signer_timeout: dur("signer_timeout", &raw.signer_timeout, "30s")?,
             max_backoff: dur("max_backoff", &raw.max_backoff, "60s")?,
+            signer_tls: raw.signer_tls,
         })
+    }
+}
+
+/// Whether a TCP signer endpoint (`host:port`, `http://host:port`) is on this host.
+fn loopback_endpoint(endpoint: &str) -> bool {
+    let hostport = endpoint
+        .strip_prefix("http://")
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    match hostport.parse::<SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => hostport
+            .rsplit_once(':')
+            .is_some_and(|(h, _)| h == "localhost"),
     }
 }
 
@@ -287,6 +326,28 @@ mod tests {
         );
         let o = Config::parse(&base("node_url = \"http://127.0.0.1:9/\"")).unwrap();
         assert_eq!(o.node_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_signer_off_this_host_needs_mutual_tls() {
+        let tls = "[signer_tls]\nca = \"ca.pem\"\ncert = \"b.pem\"\nkey = \"b.key\"\n";
+        for far in ["10.0.0.5:50051", "http://signer.example:50051"] {
+            let e = Config::parse(&base(&format!("signer = \"{far}\"\n"))).unwrap_err();
+            assert!(e.to_string().contains("mutual TLS"), "{e}");
+            let ok = Config::parse(&base(&format!("signer = \"{far}\"\n{tls}"))).unwrap();
+            assert_eq!(
+                ok.signer_tls.map(|t| t.server_name().to_owned()).as_deref(),
+                Some("localhost")
+            );
+        }
+        for near in ["127.0.0.1:50051", "localhost:50051", "unix:/run/s.sock"] {
+            assert!(
+                Config::parse(&base(&format!("signer = \"{near}\"\n"))).is_ok(),
+                "{near}"
+            );
+        }
+        let e = Config::parse(&base(&format!("signer = \"unix:/run/s.sock\"\n{tls}"))).unwrap_err();
+        assert!(e.to_string().contains("Unix socket"), "{e}");
     }
 
     #[test]

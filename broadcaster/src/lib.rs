@@ -26,4 +26,5 @@ pub mod node;
 pub mod pipeline;
 pub mod secret;
 pub mod signer;
+pub mod signer_tls;
 pub mod store;

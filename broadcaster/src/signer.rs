@@ -1,6 +1,7 @@
 //! The signer, over gRPC. Refusals come back as gRPC errors with the stable reason code
 //! in the `reason-code` metadata entry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -35,15 +36,39 @@ pub enum SignOutcome {
 pub struct SignerConn {
     endpoint: String,
     timeout: Duration,
+    /// Mutual TLS settings and the name the signer's certificate must carry.
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
     client: Mutex<Option<SignerClient<Channel>>>,
 }
 
 impl SignerConn {
-    pub fn new(endpoint: String, timeout: Duration) -> SignerConn {
+    /// A connection to `endpoint`, over mutual TLS when `tls` is given (the client settings
+    /// and the signer certificate's expected name).
+    pub fn new(
+        endpoint: String,
+        timeout: Duration,
+        tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    ) -> SignerConn {
         SignerConn {
             endpoint,
             timeout,
+            tls,
             client: Mutex::new(None),
+        }
+    }
+
+    async fn connect(&self) -> Result<Channel, tron_proto::client::ConnectError> {
+        match &self.tls {
+            Some((config, name)) => {
+                let addr = self
+                    .endpoint
+                    .strip_prefix("http://")
+                    .or_else(|| self.endpoint.strip_prefix("https://"))
+                    .unwrap_or(&self.endpoint)
+                    .trim_end_matches('/');
+                tron_proto::client::connect_tls(addr, name, Arc::clone(config)).await
+            }
+            None => tron_proto::client::connect(&self.endpoint).await,
         }
     }
 
@@ -57,7 +82,7 @@ impl SignerConn {
     pub async fn sign(&self, key: &Address, raw_data: &[u8], payout_id: &str) -> SignOutcome {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
-            match tron_proto::client::connect(&self.endpoint).await {
+            match self.connect().await {
                 Ok(ch) => *guard = Some(SignerClient::new(ch)),
                 Err(e) => return SignOutcome::Retry(e.to_string()),
             }

@@ -385,7 +385,8 @@ impl Harness {
             Duration::from_secs(5),
         )
         .unwrap();
-        let conn = signer.map(|s| SignerConn::new(s.endpoint.clone(), Duration::from_secs(5)));
+        let conn =
+            signer.map(|s| SignerConn::new(s.endpoint.clone(), Duration::from_secs(5), None));
         Pipeline::new(store, n, conn, settings(address_of(&test_key())))
     }
 
