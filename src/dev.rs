@@ -12,8 +12,9 @@ use serde_json::json;
 use tron_proto::signer::SignRequest;
 use tron_proto::{Address, U256};
 
-use crate::config::{Config, KeystoreConfig, Listen};
+use crate::config::{Config, KeystoreConfig, Listen, TlsConfig};
 use crate::decode::{encode, Asset, Decoded, Envelope, Intent, Trc20Transfer};
+use crate::dev_pki::{DevPki, DevPkiError};
 use crate::keys::soft::keystore::{KdfParams, Keystore, KeystoreError};
 use crate::secret_source::SecretSource;
 use crate::service::run::{self, StartError};
@@ -42,6 +43,8 @@ pub enum DevError {
     Start(#[from] StartError),
     #[error("demo client: {0}")]
     Demo(String),
+    #[error(transparent)]
+    Pki(#[from] DevPkiError),
 }
 
 /// Writes (once) the development keystore, policy and config under `dir`.
@@ -68,6 +71,19 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         )?;
         store.save(&keystore, &passphrase, false)?;
     }
+    // On TCP the quickstart serves mutual TLS like a deployment, with a throwaway PKI.
+    let tls = match &listen {
+        Listen::Tcp(addr) => {
+            let pki = DevPki::ensure(dir, addr.ip())?;
+            Some(TlsConfig {
+                cert: pki.server_cert,
+                key: pki.server_key,
+                client_ca: Some(pki.ca),
+                client_pins: Vec::new(),
+            })
+        }
+        Listen::Unix(_) => None,
+    };
     Ok(Config {
         listen,
         data_dir: dir.join("data"),
@@ -81,9 +97,8 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         audit_budget: None,
         clock: Default::default(),
         connections: Default::default(),
-        // Loopback only: the server refuses plaintext on any other address at start.
-        tls: None,
-        insecure_plaintext: true,
+        tls,
+        insecure_plaintext: false,
         source_path: None,
     })
 }
@@ -118,8 +133,28 @@ fn usdt_transfer(owner: Address, token: Address, to: Address, units: u64) -> Vec
     })
 }
 
+/// A client for the dev signer: over mutual TLS with the dev client certificate on TCP.
+async fn dev_client(
+    endpoint: &str,
+    pki: Option<&DevPki>,
+) -> Result<tron_proto::signer::signer_client::SignerClient<tonic::transport::Channel>, DevError> {
+    let channel = match pki {
+        Some(pki) => {
+            tron_proto::client::connect_tls(endpoint, "localhost", pki.client_config()?).await
+        }
+        None => tron_proto::client::connect(endpoint).await,
+    };
+    channel
+        .map(tron_proto::signer::signer_client::SignerClient::new)
+        .map_err(|e| DevError::Demo(e.to_string()))
+}
+
 /// Sends one payout the policy allows and one it refuses; prints both as JSON lines.
-pub async fn demo(endpoint: &str, core: &crate::service::Core) -> Result<(), DevError> {
+pub async fn demo(
+    endpoint: &str,
+    pki: Option<&DevPki>,
+    core: &crate::service::Core,
+) -> Result<(), DevError> {
     let policy = core.policy();
     let (key, token, allowed_to) = policy
         .policy
@@ -137,9 +172,7 @@ pub async fn demo(endpoint: &str, core: &crate::service::Core) -> Result<(), Dev
         .ok_or_else(|| {
             DevError::Demo("the policy allows no token payout for a loaded key".into())
         })?;
-    let mut client = tron_proto::client::signer_client(endpoint)
-        .await
-        .map_err(|e| DevError::Demo(e.to_string()))?;
+    let mut client = dev_client(endpoint, pki).await?;
     let run = now_ms();
     let not_allowlisted = Address::from_evm([0x5a; 20]);
     for (label, to, payout) in [
@@ -178,9 +211,9 @@ pub async fn demo(endpoint: &str, core: &crate::service::Core) -> Result<(), Dev
 pub async fn run_dev(dir: &Path, listen: Listen, exit_after_demo: bool) -> Result<(), DevError> {
     let cfg = prepare(dir, listen)?;
     let core = run::build_core_with(&cfg, SecretString::from(DEV_PASSPHRASE))?;
-    let endpoint = match &cfg.listen {
-        Listen::Tcp(a) => a.to_string(),
-        Listen::Unix(p) => format!("unix:{}", p.display()),
+    let (endpoint, pki) = match &cfg.listen {
+        Listen::Tcp(a) => (a.to_string(), Some(DevPki::ensure(dir, a.ip())?)),
+        Listen::Unix(p) => (format!("unix:{}", p.display()), None),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
@@ -201,17 +234,23 @@ pub async fn run_dev(dir: &Path, listen: Listen, exit_after_demo: bool) -> Resul
         "tron-signer dev: serving on {endpoint} (data in {})",
         dir.display()
     );
+    if let Some(pki) = &pki {
+        eprintln!(
+            "tron-signer dev: mutual TLS with a throwaway CA; call it with\n  {}",
+            pki.grpcurl(&endpoint)
+        );
+    }
     // Wait until the server answers, then show the two outcomes.
     let mut ready = false;
     for _ in 0..100 {
-        if tron_proto::client::connect(&endpoint).await.is_ok() {
+        if dev_client(&endpoint, pki.as_ref()).await.is_ok() {
             ready = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     if ready {
-        demo(&endpoint, &core).await?;
+        demo(&endpoint, pki.as_ref(), &core).await?;
     }
     if exit_after_demo || !ready {
         let _ = stop_tx.send(());

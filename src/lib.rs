@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 mod dev;
+mod dev_pki;
 pub mod durable_file;
 mod inspect;
 pub mod keys;

@@ -897,6 +897,107 @@ async fn audit_verify_catches_tampering_of_a_service_log() {
     }
 }
 
+/// `tron-signer dev` on TCP (its default) serves mutual TLS with a throwaway CA it makes in
+/// its directory, runs its demo over it, and prints how to call it with grpcurl; a client
+/// without the dev client certificate is refused.
+#[tokio::test]
+async fn dev_quickstart_on_tcp_serves_mutual_tls_with_a_throwaway_pki() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    let addr = format!("127.0.0.1:{}", free_loopback_port());
+    let out = std::process::Command::new(BIN)
+        .args(["dev", "--exit-after-demo", "--dir"])
+        .arg(&dev)
+        .args(["--listen", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"result\":\"signed\""), "{stdout}");
+    assert!(stdout.contains("destination_not_allowed"), "{stdout}");
+    assert!(stderr.contains("grpcurl -cacert"), "{stderr}");
+    assert!(stderr.contains("mutual TLS 1.3"), "{stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["dev-server.key", "dev-client.key"] {
+        let mode = std::fs::metadata(dev.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{key} is owner-only");
+    }
+
+    // Serving again from the written config: only the dev client certificate is served.
+    let text = std::fs::read_to_string(dev.join("dev-ca.pem")).unwrap();
+    assert!(text.contains("BEGIN CERTIFICATE"));
+    let mut child = std::process::Command::new(BIN)
+        .args(["dev", "--dir"])
+        .arg(&dev)
+        .args(["--listen", &addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let with_dev_cert = dev_tls_config(&dev, true);
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(ch) =
+            tron_proto::client::connect_tls(&addr, "localhost", with_dev_cert.clone()).await
+        {
+            let mut c = tron_proto::signer::signer_client::SignerClient::new(ch);
+            if c.list_keys(ListKeysRequest {}).await.is_ok() {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let without = match tron_proto::client::connect_tls(
+        &addr,
+        "localhost",
+        dev_tls_config(&dev, false),
+    )
+    .await
+    {
+        Ok(ch) => tron_proto::signer::signer_client::SignerClient::new(ch)
+            .list_keys(ListKeysRequest {})
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served, "the dev client certificate is served");
+    assert!(!without, "a client without a certificate is not");
+}
+
+/// Client settings trusting the dev CA under `dev`, with the dev client certificate or none.
+fn dev_tls_config(dev: &std::path::Path, with_cert: bool) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dev.join("dev-ca.pem")).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = if with_cert {
+        builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(dev.join("dev-client.pem")).unwrap()],
+                PrivateKeyDer::from_pem_file(dev.join("dev-client.key")).unwrap(),
+            )
+            .unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    std::sync::Arc::new(config)
+}
+
 /// The README's run command: `tron-signer dev` on embedded defaults shows one allowed and one
 /// refused payout (here on a Unix socket so parallel tests cannot collide on a port).
 #[test]
