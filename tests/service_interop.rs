@@ -50,33 +50,94 @@ async fn tronweb_and_tronpy_verify_service_signatures() {
     verify_with_both(&env, &signed);
 }
 
-/// A plain grpcio client, with none of our code, finds the API by reflection, sees the
-/// health service SERVING, lists keys, gets a signature and a refusal with its reason code.
-#[tokio::test]
-async fn python_grpcio_uses_the_api_through_reflection() {
-    let env = interop_setup();
-    let to = dest(0xa1);
-    let policy = PolicyText::new("grpcio")
+fn grpcio_policy(to: tron_proto::Address) -> String {
+    PolicyText::new("grpcio")
         .key(
             Key::new(KEY1, "hot", &["TRX"])
                 .window("TRX", "1h", "100")
                 .destination(Destination::new(to, "exchange", &["TRX"]).per_tx_max("TRX", "10")),
         )
-        .text();
-    let s = Setup::new(&[("hot", KEY1_SECRET)], &policy);
+        .text()
+}
+
+/// A plain grpcio client, with none of our code, finds the API by reflection, sees the
+/// health service SERVING, lists keys, gets a signature and a refusal with its reason code.
+#[tokio::test]
+async fn python_grpcio_uses_the_api_through_reflection() {
+    let env = interop_setup();
+    let s = Setup::new(&[("hot", KEY1_SECRET)], &grpcio_policy(dest(0xa1)));
     let srv = s.start().await;
+    let target = format!("unix:{}", s.socket.display());
+    grpcio_session(&env, &target, &[]);
+    srv.stop();
+}
+
+/// The same client over mutual TLS on TCP, with its own client certificate (issue 12).
+#[tokio::test]
+async fn python_grpcio_uses_the_api_over_mutual_tls() {
+    use common::pki::{client_config, Ca};
+    let env = interop_setup();
+    let s = Setup::new(&[("hot", KEY1_SECRET)], &grpcio_policy(dest(0xa1)));
+    let ca = Ca::new("grpcio CA");
+    let dir = s.dir.path();
+    let (server_cert, server_key) = ca.server().write(dir, "server");
+    let python = ca.client("python grpcio", false);
+    let (client_cert, client_key) = python.write(dir, "python");
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let addr = format!("127.0.0.1:{}", free_loopback_port());
+    s.write_config_listening(
+        &addr,
+        &format!(
+            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            s.keystore_section(),
+            server_cert.display(),
+            server_key.display(),
+            ca_path.display()
+        ),
+    );
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&python)))
+        .await
+        .unwrap_or_else(|log| panic!("{log}"));
+    grpcio_session(
+        &env,
+        &addr,
+        &[
+            ("TLS_CA", path_str(&ca_path)),
+            ("TLS_CERT", path_str(&client_cert)),
+            ("TLS_KEY", path_str(&client_key)),
+        ],
+    );
+    srv.stop();
+    let signed: Vec<_> = s
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["reason_code"] == "signed")
+        .collect();
+    assert_eq!(signed.len(), 1);
+    let caller = signed[0]["caller"].as_str().unwrap_or("");
+    assert!(
+        caller.starts_with(&format!("tls:spki={}", python.pin())),
+        "{caller}"
+    );
+}
+
+/// Runs tests/interop/grpc_client.py against `target` with `extra_env`, and checks all it saw.
+fn grpcio_session(env: &common::interop::Env, target: &str, extra_env: &[(&str, &str)]) {
+    let to = dest(0xa1);
     let allowed = Tx::trx(KEY1, to, 1_000_000).raw();
     let refused = Tx::trx(KEY1, dest(0x66), 1_000_000).raw();
-    let target = format!("unix:{}", s.socket.display());
     let out = Command::new(&env.python)
         .arg(root().join("tests/interop/grpc_client.py"))
         .args([
-            &target,
+            target,
             KEY1,
             &hex::encode(&allowed),
             "py-1",
             &hex::encode(&refused),
         ])
+        .envs(extra_env.iter().copied())
         .output()
         .expect("run grpc_client.py");
     assert!(
@@ -110,5 +171,4 @@ async fn python_grpcio_uses_the_api_through_reflection() {
     );
     assert_eq!(v["refused"]["code"], "PERMISSION_DENIED");
     assert_eq!(v["refused"]["reason_code"], "destination_not_allowed");
-    srv.stop();
 }

@@ -372,3 +372,46 @@ async fn sighup_rotates_the_server_certificate_and_the_pins_without_dropping_con
     srv.stop();
     s.assert_audit_verifies();
 }
+
+/// The broadcaster's side (issue 12, item 6): `[signer_tls]` trusting the signer by a pin of
+/// its key instead of a CA. The right pin is served whatever the certificate's issuer; another
+/// key's pin is refused, and so is a config with both or neither kind of trust.
+#[tokio::test]
+async fn the_broadcaster_can_pin_the_signers_key() {
+    use tron_broadcaster::signer_tls::SignerTls;
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let broadcaster = ca.client("broadcaster", false);
+    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&broadcaster)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let (cert, key) = broadcaster.write(s.dir.path(), "broadcaster");
+    let settings = |ca: Option<std::path::PathBuf>, pin: Option<String>| SignerTls {
+        ca,
+        server_pin: pin,
+        cert: cert.clone(),
+        key: key.clone(),
+        server_name: None,
+    };
+    let pinned = settings(None, Some(server.pin()))
+        .client_config()
+        .expect("pinned settings");
+    assert!(
+        served(&addr, pinned).await,
+        "the signer's own key is accepted"
+    );
+    let other = Ca::new("elsewhere").server();
+    let wrong = settings(None, Some(other.pin()))
+        .client_config()
+        .expect("settings");
+    assert!(!served(&addr, wrong).await, "another key's pin is refused");
+    let ca_path = s.dir.path().join("server-ca-for-broadcaster.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let both = settings(Some(ca_path), Some(server.pin())).client_config();
+    assert_eq!(both.unwrap_err().code(), "signer_tls_invalid");
+    let neither = settings(None, None).client_config();
+    assert_eq!(neither.unwrap_err().code(), "signer_tls_invalid");
+    srv.stop();
+}

@@ -4,8 +4,12 @@
 A plain grpcio client with none of tron-signer's code: it checks the standard health
 service, learns the API from server reflection, then calls ListKeys and Sign with messages
 built from the reflected descriptors. Prints one JSON object.
+
+With TLS_CA, TLS_CERT and TLS_KEY set (PEM files), it connects over mutual TLS: the signer's
+certificate must chain to TLS_CA and name "localhost"; TLS_CERT/TLS_KEY are the client's.
 """
 import json
+import os
 import sys
 
 import grpc
@@ -24,7 +28,20 @@ def main():
     # grpc-core sends the escaped socket path as :authority on unix: targets, which HTTP/2
     # servers that validate authorities (hyper, which the signer uses) reject.
     options = [("grpc.default_authority", "localhost")] if target.startswith("unix:") else []
-    channel = grpc.insecure_channel(target, options=options)
+    if os.environ.get("TLS_CA"):
+        def read(var):
+            with open(os.environ[var], "rb") as f:
+                return f.read()
+
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read("TLS_CA"),
+            private_key=read("TLS_KEY"),
+            certificate_chain=read("TLS_CERT"),
+        )
+        options.append(("grpc.ssl_target_name_override", "localhost"))
+        channel = grpc.secure_channel(target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
     health = health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(service=SERVICE), timeout=10
     )
