@@ -281,6 +281,18 @@ async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
     let log = refused_start(&s);
     assert!(log.contains("tls_client_pins_invalid"), "{log}");
 
+    // [tls] and insecure_plaintext at once.
+    s.write_config_listening(
+        &format!("127.0.0.1:{}", free_loopback_port()),
+        &format!(
+            "insecure_plaintext = true\n{}{}",
+            s.keystore_section(),
+            tls_section(&s, "server", &server, Trust::Ca(&ca))
+        ),
+    );
+    let log = refused_start(&s);
+    assert!(log.contains("contradict each other"), "{log}");
+
     // [tls] on a Unix socket.
     s.write_config_listening(
         &s.endpoint(),
