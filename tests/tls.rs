@@ -427,3 +427,73 @@ async fn the_broadcaster_can_pin_the_signers_key() {
     assert_eq!(neither.unwrap_err().code(), "signer_tls_invalid");
     srv.stop();
 }
+
+/// A peer holding handshakes open (connected, never sending a ClientHello) gets at most
+/// `MAX_HANDSHAKES_PER_PEER` of them; one more is closed at once, while a client from
+/// another address completes its handshake and is served.
+#[tokio::test]
+async fn one_peer_cannot_hold_more_than_its_share_of_handshakes() {
+    use tokio::io::AsyncReadExt;
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let good = ca.client("good", false);
+    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&good)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let mut silent = Vec::new();
+    for _ in 0..tron_signer::service::tls::MAX_HANDSHAKES_PER_PEER {
+        silent.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Give the listener time to start their handshakes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the handshake over the per-peer cap is closed at once: {closed:?}"
+    );
+    // The silent ones are still open (their deadline is 10 s away).
+    let mut first = silent.remove(0);
+    let still = tokio::time::timeout(Duration::from_millis(200), first.read(&mut buf)).await;
+    assert!(
+        still.is_err(),
+        "a silent handshake is still pending: {still:?}"
+    );
+
+    // Another address is served meanwhile (all of 127.0.0.0/8 is local).
+    let port: u16 = addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .expect("connect from 127.0.0.2");
+    let connector = tokio_rustls::TlsConnector::from(client_config(&ca, Some(&good)));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await;
+    assert!(
+        tls.is_ok(),
+        "another peer's handshake completes: {:?}",
+        tls.err()
+    );
+    assert!(
+        srv.log_text()
+            .contains("too many handshakes from this peer"),
+        "{}",
+        srv.log_text()
+    );
+    drop(silent);
+    srv.stop();
+}
