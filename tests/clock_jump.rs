@@ -220,11 +220,7 @@ async fn the_real_signer_under_libfaketime_refuses_a_jumped_clock() {
     assert!(wait_for_health(&s.endpoint(), ServingStatus::Serving).await);
     srv.stop();
 
-    let jumps: Vec<_> = s
-        .audit_records()
-        .into_iter()
-        .filter(|r| r["reason_code"] == "clock_jump")
-        .collect();
+    let jumps: Vec<_> = s.records_with("clock_jump");
     assert_eq!(jumps.len(), 1, "the refusal is audited once: {jumps:?}");
     s.assert_audit_verifies();
     // The faketime run really saw a later clock: its audit record is stamped 32 days on.

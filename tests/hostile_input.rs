@@ -27,14 +27,6 @@ fn setup() -> Setup {
     Setup::new(&[("hot 1", KEY1_SECRET)], &policy())
 }
 
-/// The exported audit records that carry `code`.
-fn records_with(s: &Setup, code: &str) -> Vec<serde_json::Value> {
-    s.audit_records()
-        .into_iter()
-        .filter(|r| field(r, "reason_code") == code)
-        .collect()
-}
-
 fn field<'a>(rec: &'a serde_json::Value, name: &str) -> &'a str {
     rec[name].as_str().unwrap_or("")
 }
@@ -103,7 +95,7 @@ async fn oversized_keys_are_refused_by_length_with_bounded_echoes() {
     still_serving(&mut srv, 2, "after-long").await;
     srv.stop();
 
-    let refused = records_with(&s, "bad_key_address");
+    let refused = s.records_with("bad_key_address");
     assert_eq!(refused.len(), 4);
     for r in &refused {
         let key = field(r, "key");
@@ -162,7 +154,7 @@ async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
     still_serving(&mut srv, 2, "after-long-ids").await;
     srv.stop();
 
-    let refused = records_with(&s, "bad_payout_id");
+    let refused = s.records_with("bad_payout_id");
     assert_eq!(refused.len(), CALLS);
     for r in &refused {
         let id = field(r, "payout_id");

@@ -110,11 +110,7 @@ async fn python_grpcio_uses_the_api_over_mutual_tls() {
         ],
     );
     srv.stop();
-    let signed: Vec<_> = s
-        .audit_records()
-        .into_iter()
-        .filter(|r| r["reason_code"] == "signed")
-        .collect();
+    let signed: Vec<_> = s.records_with("signed");
     assert_eq!(signed.len(), 1);
     let caller = signed[0]["caller"].as_str().unwrap_or("");
     assert!(

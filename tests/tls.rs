@@ -69,6 +69,36 @@ async fn client(
     Ok(SignerClient::new(channel))
 }
 
+/// A signer trusting clients under a fresh CA, started and answering a client of that CA
+/// named `client_cn`.
+struct CaSigner {
+    ca: Ca,
+    server: Issued,
+    client: Issued,
+    s: Setup,
+    addr: String,
+    srv: Server,
+}
+
+async fn ca_signer(client_cn: &str) -> CaSigner {
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let client = ca.client(client_cn, false);
+    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
+    let srv = s
+        .start_tls(&addr, client_config(&ca, Some(&client)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    CaSigner {
+        ca,
+        server,
+        client,
+        s,
+        addr,
+        srv,
+    }
+}
+
 /// Whether a fresh connection with `config` gets a ListKeys answer. In TLS 1.3 the server
 /// judges the client's certificate after the client's side of the handshake is done, so a
 /// refusal may only show on the first call.
@@ -81,14 +111,14 @@ async fn served(addr: &str, config: Arc<rustls::ClientConfig>) -> bool {
 
 #[tokio::test]
 async fn a_client_under_the_trusted_ca_is_served_and_audited_by_its_key() {
-    let ca = Ca::new("test CA");
-    let server = ca.server();
-    let alice = ca.client("alice", false);
-    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
-    let srv = s
-        .start_tls(&addr, client_config(&ca, Some(&alice)))
-        .await
-        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let CaSigner {
+        ca,
+        server: _,
+        client: alice,
+        s,
+        addr,
+        srv,
+    } = ca_signer("alice").await;
     let mut c = client(&addr, client_config(&ca, Some(&alice)))
         .await
         .expect("connects");
@@ -103,11 +133,7 @@ async fn a_client_under_the_trusted_ca_is_served_and_audited_by_its_key() {
     );
     srv.stop();
 
-    let signed: Vec<_> = s
-        .audit_records()
-        .into_iter()
-        .filter(|r| r["reason_code"] == "signed")
-        .collect();
+    let signed: Vec<_> = s.records_with("signed");
     assert_eq!(signed.len(), 1);
     let caller = signed[0]["caller"].as_str().unwrap_or("");
     assert!(
@@ -309,11 +335,7 @@ async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
 /// Waits until the audit holds `n` records with `code`.
 async fn wait_for_records(s: &Setup, code: &str, n: usize) -> Vec<serde_json::Value> {
     for _ in 0..100 {
-        let found: Vec<_> = s
-            .audit_records()
-            .into_iter()
-            .filter(|r| r["reason_code"] == code)
-            .collect();
+        let found: Vec<_> = s.records_with(code);
         if found.len() >= n {
             return found;
         }
@@ -391,14 +413,14 @@ async fn sighup_rotates_the_server_certificate_and_the_pins_without_dropping_con
 #[tokio::test]
 async fn the_broadcaster_can_pin_the_signers_key() {
     use tron_broadcaster::signer_tls::SignerTls;
-    let ca = Ca::new("test CA");
-    let server = ca.server();
-    let broadcaster = ca.client("broadcaster", false);
-    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
-    let srv = s
-        .start_tls(&addr, client_config(&ca, Some(&broadcaster)))
-        .await
-        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let CaSigner {
+        ca,
+        server,
+        client: broadcaster,
+        s,
+        addr,
+        srv,
+    } = ca_signer("broadcaster").await;
     let (cert, key) = broadcaster.write(s.dir.path(), "broadcaster");
     let settings = |ca: Option<std::path::PathBuf>, pin: Option<String>| SignerTls {
         ca,
@@ -434,14 +456,14 @@ async fn the_broadcaster_can_pin_the_signers_key() {
 #[tokio::test]
 async fn one_peer_cannot_hold_more_than_its_share_of_handshakes() {
     use tokio::io::AsyncReadExt;
-    let ca = Ca::new("test CA");
-    let server = ca.server();
-    let good = ca.client("good", false);
-    let (s, addr) = tls_setup(|s| tls_section(s, "server", &server, Trust::Ca(&ca)));
-    let srv = s
-        .start_tls(&addr, client_config(&ca, Some(&good)))
-        .await
-        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let CaSigner {
+        ca,
+        server: _,
+        client: good,
+        s: _setup,
+        addr,
+        srv,
+    } = ca_signer("good").await;
     let mut silent = Vec::new();
     for _ in 0..tron_signer::service::tls::MAX_HANDSHAKES_PER_PEER {
         silent.push(

@@ -7,6 +7,8 @@
 //! `[clock] max_advance`, signs nothing until it is right again. While it is wrong the
 //! service reports itself not serving (see `health`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::watch;
 
 use super::refusal::{Refusal, RefusalKind};
@@ -19,6 +21,9 @@ const ORDER_SLACK_MS: i64 = 1_000;
 
 pub struct ClockGuard {
     max_advance_ms: u64,
+    /// Whether the alarm is up: read on every request, so the watch below (a lock) is only
+    /// touched when the verdict changes.
+    raised: AtomicBool,
     /// The last refusal's message while the clock is judged wrong; `None` once a check passes.
     alarm: watch::Sender<Option<String>>,
 }
@@ -27,6 +32,7 @@ impl ClockGuard {
     pub fn new(max_advance_ms: u64) -> Self {
         ClockGuard {
             max_advance_ms,
+            raised: AtomicBool::new(false),
             alarm: watch::Sender::new(None),
         }
     }
@@ -41,10 +47,12 @@ impl ClockGuard {
         let verdict = judge(latest_signed_ms, now_ms, skew_ms, self.max_advance_ms);
         match &verdict {
             Ok(()) => {
-                self.alarm.send_if_modified(|a| a.take().is_some());
+                if self.raised.swap(false, Ordering::Relaxed) {
+                    self.alarm.send_replace(None);
+                }
             }
             Err(r) => {
-                if self.alarm.borrow().is_none() {
+                if !self.raised.swap(true, Ordering::Relaxed) {
                     tracing::error!(code = %r.code, "{}", r.message);
                 }
                 self.alarm.send_replace(Some(r.message.clone()));

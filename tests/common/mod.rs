@@ -403,6 +403,14 @@ impl Setup {
             .collect()
     }
 
+    /// The exported audit records whose reason code is `code`.
+    pub fn records_with(&self, code: &str) -> Vec<serde_json::Value> {
+        self.audit_records()
+            .into_iter()
+            .filter(|r| r["reason_code"] == code)
+            .collect()
+    }
+
     /// Runs `serve` expecting it to exit by itself (a start-up that must fail); returns its
     /// status and combined output. Panics if it is still running after 30 s.
     pub fn serve_until_exit(&self) -> (std::process::ExitStatus, String) {
