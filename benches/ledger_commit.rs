@@ -40,6 +40,8 @@ fn record(n: u32) -> AuditRecord {
     AuditRecord {
         time_ms: T0,
         caller: "bench".into(),
+        identity: "unix_uid=0".into(),
+        peer: "unix:uid=0,gid=0,pid=1".into(),
         method: "Sign".into(),
         key: Some("TPbench".into()),
         txid: Some(format!("{n:064x}")),

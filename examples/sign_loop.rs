@@ -68,6 +68,12 @@ fn main() {
     let token: Address = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
         .parse()
         .expect("address");
+    // Root on the Unix socket: the example policy's "EXAMPLE local operator".
+    let peer = tron_signer::service::Peer::Unix {
+        uid: 0,
+        gid: 0,
+        pid: Some(1),
+    };
     rt.block_on(async {
         for i in 0..n {
             let raw = encode(&Decoded {
@@ -89,7 +95,7 @@ fn main() {
                 }),
             });
             core.sign(
-                "unix:uid=0,gid=0,pid=1",
+                &peer,
                 "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1",
                 &raw,
                 &format!("p-{i}"),

@@ -11,6 +11,8 @@ need node || missing+=(nodejs npm)
 # libfaketime: the clock-jump test moves the real signer's wall clock with it.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+# ssh-keygen: batch exporter signatures (and approvals) are made and checked with the real tool.
+need ssh-keygen || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >&2

@@ -1,10 +1,14 @@
 //! `tron-signer batch sign`: the air-gapped front end of the decision core.
 //!
 //! A batch file is just another transport. Every item goes through [`Core::sign`], the
-//! same decode, policy, ledger and audit path a gRPC call takes, with the caller identity
-//! `batch:<input file name>`, so limits consumed here count for gRPC and the other way
-//! round. A file whose checksum, envelope or hex is wrong is refused whole before the
-//! keystore is even opened: nothing in it is signed. A file for another network than the
+//! same decode, policy, ledger and audit path a gRPC call takes, so limits consumed here
+//! count for gRPC and the other way round. The caller is the exporter: the file carries the
+//! exporter's SSH signature (Ed25519), and the policy's `[[caller]]` with that `batch_key`
+//! must hold a Sign grant for each item's key, or the item is refused and audited like a
+//! gRPC request from an unlisted or ungranted caller. A file without a signature, or whose
+//! signature does not verify over its content, is refused whole; so is a file whose
+//! checksum, envelope or hex is wrong; both before the keystore is even opened: nothing in
+//! it is signed. A file for another network than the
 //! policy's gets an answer file in which every item is refused with `network_mismatch`:
 //! Tron addresses look the same on every network, so only the policy can tell them apart.
 //!
@@ -19,9 +23,11 @@ use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
 
 use crate::config::{Config, ConfigError};
 use crate::durable_file;
+use crate::reason::ReasonCode;
 use crate::service::core::system_clock;
 use crate::service::run::{build_core, StartError};
-use crate::service::Core;
+use crate::service::{Core, Peer};
+use crate::sshsig::{self, SshSigError};
 
 /// `tron-signer batch …`, already parsed (the flags are in `crate::cli::batch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +53,12 @@ pub enum BatchCliError {
     },
     #[error("input batch {path} refused, nothing signed: {source}")]
     Input { path: PathBuf, source: BatchError },
+    #[error("input batch {path} refused, nothing signed: it has no exporter signature (export it with a broadcaster that has [batch] signing_key)")]
+    Unsigned { path: PathBuf },
+    #[error("input batch {path} refused, nothing signed: exporter signature: {source}")]
+    BadSignature { path: PathBuf, source: SshSigError },
+    #[error("input batch {path} refused, nothing signed: exporter signature made with a {algorithm} key; exporters sign with Ed25519")]
+    NotEd25519 { path: PathBuf, algorithm: String },
     #[error("{path} already exists; choose another output file (answers are never overwritten)")]
     OutputExists { path: PathBuf },
     #[error("cannot write {path}: {source}")]
@@ -67,6 +79,10 @@ impl BatchCliError {
             BatchCliError::Config(_) => "config_invalid",
             BatchCliError::ReadInput { .. } => "batch_input_unreadable",
             BatchCliError::Input { source, .. } => source.code(),
+            BatchCliError::Unsigned { .. } => ReasonCode::BatchUnsigned.as_str(),
+            BatchCliError::BadSignature { .. } | BatchCliError::NotEd25519 { .. } => {
+                ReasonCode::BatchSignatureInvalid.as_str()
+            }
             BatchCliError::OutputExists { .. } => "batch_output_exists",
             BatchCliError::WriteOutput { .. } => "batch_output_unwritable",
             BatchCliError::Start(e) => e.code(),
@@ -93,6 +109,7 @@ pub fn run_batch(cmd: BatchCommand, out: &mut dyn Write) -> Result<BatchSummary,
             let cfg = Config::load(&config)?;
             // Everything that can refuse the whole file is checked before keys are unlocked.
             let batch = read_input(&input)?;
+            let exporter = exporter_of(&input, &batch)?;
             if out_path.exists() {
                 return Err(BatchCliError::OutputExists { path: out_path });
             }
@@ -102,8 +119,11 @@ pub fn run_batch(cmd: BatchCommand, out: &mut dyn Write) -> Result<BatchSummary,
                 .map_err(BatchCliError::Runtime)?;
             let signed = rt.block_on(async {
                 let core = build_core(&cfg)?;
-                let caller = caller_for(&input);
-                Ok::<_, BatchCliError>(sign_batch(&core, &caller, &batch).await)
+                let peer = Peer::Batch {
+                    file: file_name(&input),
+                    exporter,
+                };
+                Ok::<_, BatchCliError>(sign_batch(&core, &peer, &batch).await)
             })?;
             write_new(&out_path, &signed.to_json_bytes())?;
             let summary = summarize(&signed);
@@ -132,24 +152,46 @@ pub fn read_input(path: &Path) -> Result<UnsignedBatch, BatchCliError> {
     })
 }
 
-/// The audit identity of a batch run: `batch:<input file name>`.
-pub fn caller_for(input: &Path) -> String {
-    let name = input
+/// The Ed25519 key whose signature over the batch's content verifies: the exporter, whom
+/// the policy must list as a caller.
+pub fn exporter_of(path: &Path, batch: &UnsignedBatch) -> Result<[u8; 32], BatchCliError> {
+    let Some(e) = &batch.exporter else {
+        return Err(BatchCliError::Unsigned {
+            path: path.to_owned(),
+        });
+    };
+    let verified = sshsig::verify(
+        &e.signature,
+        tron_proto::batch::EXPORTER_NAMESPACE,
+        e.digest.as_bytes(),
+    )
+    .map_err(|source| BatchCliError::BadSignature {
+        path: path.to_owned(),
+        source,
+    })?;
+    verified.ed25519().ok_or_else(|| BatchCliError::NotEd25519 {
+        path: path.to_owned(),
+        algorithm: verified.key.algorithm().to_string(),
+    })
+}
+
+/// The input file's name, as audit records name the batch.
+pub fn file_name(input: &Path) -> String {
+    input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| input.display().to_string());
-    format!("batch:{name}")
+        .unwrap_or_else(|| input.display().to_string())
 }
 
 /// Signs every item through the decision core, in file order, and collects the answers.
 /// Items of a batch for another network than the policy's are refused without being asked.
-pub async fn sign_batch(core: &Core, caller: &str, batch: &UnsignedBatch) -> SignedBatch {
+pub async fn sign_batch(core: &Core, peer: &Peer, batch: &UnsignedBatch) -> SignedBatch {
     let mut items = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
         let answer = match core
             .sign_on(
                 Some(&batch.network),
-                caller,
+                peer,
                 &item.key,
                 &item.raw_data,
                 &item.payout_id,
@@ -228,10 +270,10 @@ mod tests {
     }
 
     #[test]
-    fn caller_is_the_file_name() {
+    fn audit_records_name_the_file() {
         assert_eq!(
-            caller_for(Path::new("/media/usb/batch-42.json")),
-            "batch:batch-42.json"
+            file_name(Path::new("/media/usb/batch-42.json")),
+            "batch-42.json"
         );
     }
 }

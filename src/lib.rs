@@ -22,6 +22,7 @@ pub mod private_file;
 pub mod reason;
 pub mod secret_source;
 pub mod service;
+pub mod sshsig;
 #[cfg(test)]
 mod test_util;
 

@@ -162,6 +162,21 @@ reason_codes! {
     TlsReloaded = "tls_reloaded", Caller;
     /// SIGHUP found TLS settings that do not load; the ones in force stay.
     TlsReloadRefused = "tls_reload_refused", Caller;
+    /// No `[[caller]]` of the policy recognises this connection, socket peer or batch
+    /// exporter (default deny).
+    CallerUnknown = "caller_unknown", Caller;
+    /// Two `[[caller]]`s recognise this identity (a pin of one, a name of another): refused
+    /// rather than guessed.
+    CallerAmbiguous = "caller_ambiguous", Caller;
+    /// The caller has no grant for this RPC.
+    CallerNotAllowed = "caller_not_allowed", Caller;
+    /// The caller has no grant for the key it names.
+    CallerKeyNotAllowed = "caller_key_not_allowed", Caller;
+    /// A batch file without its exporter's signature: refused whole, nothing signed.
+    BatchUnsigned = "batch_unsigned", Caller;
+    /// A batch file whose exporter signature is not an Ed25519 SSH signature over its
+    /// content under our namespace: refused whole, nothing signed.
+    BatchSignatureInvalid = "batch_signature_invalid", Caller;
 
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.

@@ -1,10 +1,14 @@
 //! `tron-signer batch sign` on the real binary: the air-gapped path runs the same decode,
 //! policy, ledger and audit as gRPC, refuses tampered files whole, and never overwrites.
+//! Files are signed by their exporter with a real `ssh-keygen` key (issue 12, item 7): an
+//! unsigned or wrongly signed file is refused whole, and a file from an exporter the policy
+//! does not list, or lists without a Sign grant for the key, gets every item refused.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::exporter::Exporter;
 use common::*;
 use tron_proto::batch::{SignedBatch, SignedItem, UnsignedBatch, UnsignedItem};
 use tron_proto::sig::{is_low_s, recover_address};
@@ -16,9 +20,12 @@ fn dest_a() -> Address {
     dest(0xa1)
 }
 
-/// USDT to destination A only: per transaction 30, 24 h per key 50.
-fn policy() -> String {
+/// USDT to destination A only: per transaction 30, 24 h per key 50; `ex` may Sign with
+/// KEY1 (and `more` callers are added as given).
+fn policy_with(ex: &Exporter, more: &str) -> String {
     PolicyText::new("batch test policy")
+        .callers(&ex.caller("exporter", r#"["Sign"]"#, &format!("[\"{KEY1}\"]")))
+        .callers(more)
         .key(
             Key::new(KEY1, "hot 1", &["USDT", "TRX"])
                 .window("USDT", "24h", "50")
@@ -32,6 +39,10 @@ fn policy() -> String {
         .text()
 }
 
+fn policy(ex: &Exporter) -> String {
+    policy_with(ex, "")
+}
+
 fn item(id: &str, raw: Vec<u8>) -> UnsignedItem {
     UnsignedItem {
         payout_id: id.into(),
@@ -40,13 +51,20 @@ fn item(id: &str, raw: Vec<u8>) -> UnsignedItem {
     }
 }
 
-fn write_batch(s: &Setup, name: &str, items: Vec<UnsignedItem>) -> PathBuf {
-    let path = s.dir.path().join(name);
-    let b = UnsignedBatch {
+/// Writes a Nile batch signed by `ex`.
+fn write_batch(s: &Setup, ex: &Exporter, name: &str, items: Vec<UnsignedItem>) -> PathBuf {
+    let mut b = UnsignedBatch {
         created_at_ms: now_ms(),
         network: "nile".into(),
         items,
+        exporter: None,
     };
+    ex.sign(&mut b);
+    write_file(s, name, &b)
+}
+
+fn write_file(s: &Setup, name: &str, b: &UnsignedBatch) -> PathBuf {
+    let path = s.dir.path().join(name);
     std::fs::write(&path, b.to_json_bytes()).expect("write batch");
     path
 }
@@ -81,11 +99,13 @@ fn refusal(item: &SignedItem) -> (&str, &str) {
 
 #[test]
 fn batch_signs_allowed_refuses_the_rest_and_counts_in_the_ledger() {
-    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let ex = Exporter::new("broadcaster exporter");
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(&ex));
     let usdt_a = Tx::usdt(KEY1, dest_a(), 20 * USDT).raw();
     let trx_a = Tx::trx(KEY1, dest_a(), 2_000_000).raw();
     let input = write_batch(
         &s,
+        &ex,
         "batch-1.json",
         vec![
             item("ok-usdt", usdt_a.clone()),
@@ -149,6 +169,7 @@ fn batch_signs_allowed_refuses_the_rest_and_counts_in_the_ledger() {
     // The ledger counted batch 1 (20 of 50 USDT): 20 more fits, then 20 more does not.
     let input2 = write_batch(
         &s,
+        &ex,
         "batch-2.json",
         vec![
             item("second", Tx::usdt(KEY1, dest_a(), 20 * USDT).nonce(3).raw()),
@@ -173,17 +194,40 @@ fn batch_signs_allowed_refuses_the_rest_and_counts_in_the_ledger() {
     );
 
     s.assert_audit_verifies();
-    // Every item was audited under the batch's caller identity.
-    let (_, log) = s.audit_export();
-    assert_eq!(log.matches("batch:batch-1.json").count(), 5, "{log}");
-    assert_eq!(log.matches("batch:batch-2.json").count(), 3, "{log}");
+    // Every item was audited under the exporter's caller name and key, and the file.
+    let records = s.audit_records();
+    let of = |file: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["peer"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("batch:{file},"))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("batch-1.json").len(), 5, "{records:?}");
+    assert_eq!(of("batch-2.json").len(), 3, "{records:?}");
+    for r in of("batch-1.json") {
+        assert_eq!(r["caller"], "exporter");
+        assert!(
+            r["identity"]
+                .as_str()
+                .unwrap()
+                .starts_with("batch_key=ed25519:"),
+            "{r}"
+        );
+    }
 }
 
 #[test]
 fn tampered_batch_is_refused_whole_and_nothing_is_signed() {
-    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let ex = Exporter::new("broadcaster exporter");
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(&ex));
     let input = write_batch(
         &s,
+        &ex,
         "batch.json",
         vec![item("p1", Tx::usdt(KEY1, dest_a(), 10 * USDT).raw())],
     );
@@ -225,17 +269,20 @@ fn tampered_batch_is_refused_whole_and_nothing_is_signed() {
 /// `network_mismatch`, nothing is signed, and the limits stay untouched.
 #[test]
 fn batch_for_another_network_is_refused_item_by_item() {
-    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    let ex = Exporter::new("broadcaster exporter");
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(&ex));
     let raw = Tx::usdt(KEY1, dest_a(), 20 * USDT).raw();
     let path = s.dir.path().join("mainnet-batch.json");
-    let b = UnsignedBatch {
+    let mut b = UnsignedBatch {
         created_at_ms: now_ms(),
         network: "mainnet".into(),
         items: vec![
             item("m-1", raw.clone()),
             item("m-2", Tx::trx(KEY1, dest_a(), 1_000_000).raw()),
         ],
+        exporter: None,
     };
+    ex.sign(&mut b);
     std::fs::write(&path, b.to_json_bytes()).expect("write batch");
     let out = s.dir.path().join("mainnet-batch.signed.json");
     let run = sign(&s, &path, &out);
@@ -273,7 +320,7 @@ fn batch_for_another_network_is_refused_item_by_item() {
     );
 
     // The same transaction in a Nile batch is signed: the refusal consumed no limit.
-    let nile = write_batch(&s, "nile-batch.json", vec![item("m-1", raw)]);
+    let nile = write_batch(&s, &ex, "nile-batch.json", vec![item("m-1", raw)]);
     let out = s.dir.path().join("nile-batch.signed.json");
     let run = sign(&s, &nile, &out);
     assert!(
@@ -285,4 +332,189 @@ fn batch_for_another_network_is_refused_item_by_item() {
         read_signed(&out).items[0],
         SignedItem::Signed { .. }
     ));
+}
+
+/// Refused whole, before the ledger is opened: nothing signed, nothing decided.
+fn assert_refused_whole(s: &Setup, input: &Path, code: &str) {
+    let out = s.dir.path().join(format!("{code}.signed.json"));
+    let run = sign(s, input, &out);
+    assert!(!run.status.success(), "{code}: the file was accepted");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains(code), "{code}: {err}");
+    assert!(!out.exists(), "{code}: an answer file was written");
+    assert!(!s.data_dir.join("ledger.redb").exists(), "{code}");
+}
+
+/// No signature, a signature over other content, one under another namespace, and one by
+/// a key made for something else than Ed25519: each file is refused whole with its code.
+#[test]
+fn a_batch_without_a_valid_exporter_signature_is_refused_whole() {
+    let ex = Exporter::new("broadcaster exporter");
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(&ex));
+    let items = || vec![item("p1", Tx::usdt(KEY1, dest_a(), 10 * USDT).raw())];
+    let unsigned = UnsignedBatch {
+        created_at_ms: now_ms(),
+        network: "nile".into(),
+        items: items(),
+        exporter: None,
+    };
+    assert_refused_whole(
+        &s,
+        &write_file(&s, "unsigned.json", &unsigned),
+        "batch_unsigned",
+    );
+
+    // The exporter's real signature, but over another batch's content (a payout swapped in
+    // after signing, the file re-sealed with a fresh checksum).
+    let mut signed = unsigned.clone();
+    ex.sign(&mut signed);
+    let mut swapped = signed.clone();
+    swapped.items = vec![item("p1", Tx::usdt(KEY1, dest(0xee), 10 * USDT).raw())];
+    let swapped = UnsignedBatch::from_json_bytes(&swapped.to_json_bytes()).unwrap();
+    assert_ne!(
+        swapped.exporter.as_ref().unwrap().digest,
+        signed.exporter.as_ref().unwrap().digest
+    );
+    assert_refused_whole(
+        &s,
+        &write_file(&s, "swapped.json", &swapped),
+        "batch_signature_invalid",
+    );
+
+    // Signed over the right digest, but for another purpose (namespace).
+    let mut other_ns = unsigned.clone();
+    let digest = other_ns.content_digest();
+    other_ns.exporter = Some(tron_proto::batch::ExporterSignature {
+        signature: ex.sign_text("file", &digest),
+        digest,
+    });
+    assert_refused_whole(
+        &s,
+        &write_file(&s, "namespace.json", &other_ns),
+        "batch_signature_invalid",
+    );
+
+    // Not an SSH signature at all.
+    let mut junk = unsigned.clone();
+    junk.exporter = Some(tron_proto::batch::ExporterSignature {
+        signature: "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".into(),
+        digest: junk.content_digest(),
+    });
+    assert_refused_whole(
+        &s,
+        &write_file(&s, "junk.json", &junk),
+        "batch_signature_invalid",
+    );
+
+    // The same batch with its valid signature is signed.
+    let good = write_file(&s, "good.json", &signed);
+    let out = s.dir.path().join("good.signed.json");
+    let run = sign(&s, &good, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(matches!(
+        read_signed(&out).items[0],
+        SignedItem::Signed { .. }
+    ));
+}
+
+/// A validly signed file from an exporter the policy does not list, from one it lists with
+/// Evaluate only, and from one granted another key: every item is refused with the caller
+/// code and audited under what was recognised; nothing is signed or counted.
+#[test]
+fn a_batch_from_an_unlisted_or_ungranted_exporter_signs_nothing() {
+    let ex = Exporter::new("broadcaster exporter");
+    let stranger = Exporter::new("someone else");
+    let evaluator = Exporter::new("dry run exporter");
+    let other_key = Exporter::new("exporter for key 2");
+    let more = format!(
+        "{}{}",
+        evaluator.caller("evaluator", r#"["Evaluate"]"#, &format!("[\"{KEY1}\"]")),
+        other_key.caller("key 2 exporter", r#"["Sign"]"#, &format!("[\"{KEY2}\"]")),
+    );
+    // KEY2 gets a [[key]] of its own (no destinations), so a grant may name it.
+    let text = policy_with(&ex, &more).replacen(
+        "\n[[caller]]",
+        &format!(
+            "\n[[key]]\naddress = \"{KEY2}\"\nlabel = \"hot 2\"\nassets = [\"TRX\"]\nwindows = [{{ asset = \"TRX\", window = \"24h\", max = \"1\" }}]\n\n[[caller]]"
+        ),
+        1,
+    );
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &text);
+    let cases = [
+        (&stranger, "caller_unknown", "", ""),
+        (
+            &evaluator,
+            "caller_not_allowed",
+            "evaluator",
+            "batch_key=ed25519:",
+        ),
+        (
+            &other_key,
+            "caller_key_not_allowed",
+            "key 2 exporter",
+            "batch_key=ed25519:",
+        ),
+    ];
+    for (i, (who, code, name, identity)) in cases.iter().enumerate() {
+        let file = format!("from-{code}.json");
+        let input = write_batch(
+            &s,
+            who,
+            &file,
+            vec![item(
+                &format!("p{i}"),
+                Tx::usdt(KEY1, dest_a(), 10 * USDT).nonce(i as u16).raw(),
+            )],
+        );
+        let out = s.dir.path().join(format!("from-{code}.signed.json"));
+        let run = sign(&s, &input, &out);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(String::from_utf8_lossy(&run.stdout).contains("0 signed, 1 refused"));
+        let signed = read_signed(&out);
+        let (got, message) = refusal(&signed.items[0]);
+        assert_eq!(got, *code, "{message}");
+        let records = s.records_with(code);
+        let rec = records
+            .iter()
+            .find(|r| {
+                r["peer"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("batch:{file},"))
+            })
+            .unwrap_or_else(|| panic!("{code}: no audit record: {records:?}"));
+        assert_eq!(rec["caller"], *name);
+        assert!(
+            rec["identity"].as_str().unwrap().starts_with(identity),
+            "{rec}"
+        );
+        assert_eq!(rec["decision"], "deny");
+    }
+    // Nothing was counted: the listed exporter signs the whole 30 USDT per-tx limit now.
+    let input = write_batch(
+        &s,
+        &ex,
+        "ok.json",
+        vec![item("ok", Tx::usdt(KEY1, dest_a(), 30 * USDT).raw())],
+    );
+    let out = s.dir.path().join("ok.signed.json");
+    let run = sign(&s, &input, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(matches!(
+        read_signed(&out).items[0],
+        SignedItem::Signed { .. }
+    ));
+    s.assert_audit_verifies();
 }

@@ -58,7 +58,7 @@ async fn a_clock_32_days_ahead_and_back_does_not_reset_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T));
     let core = in_process::core(dir.path(), &clock, policy());
-    core.sign("test", KEY1, &ten_trx(T, 1), "p-1")
+    core.sign(&in_process::me(), KEY1, &ten_trx(T, 1), "p-1")
         .await
         .unwrap();
     let alarm = core.clock_alarm();
@@ -69,7 +69,7 @@ async fn a_clock_32_days_ahead_and_back_does_not_reset_the_limit() {
     let ahead = T + 32 * DAY;
     clock.store(ahead, Ordering::SeqCst);
     let r = core
-        .sign("test", KEY1, &ten_trx(ahead, 2), "p-2")
+        .sign(&in_process::me(), KEY1, &ten_trx(ahead, 2), "p-2")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::ClockJump, "{}", r.message);
@@ -77,7 +77,7 @@ async fn a_clock_32_days_ahead_and_back_does_not_reset_the_limit() {
     assert!(r.message.contains("max_advance"), "{}", r.message);
     assert!(r.audit_sequence.is_some(), "the refusal is audited");
     let e = core
-        .evaluate("test", KEY1, &ten_trx(ahead, 3), "p-3")
+        .evaluate(&in_process::me(), KEY1, &ten_trx(ahead, 3), "p-3")
         .await
         .unwrap_err();
     assert_eq!(e.code, ReasonCode::ClockJump, "{}", e.message);
@@ -88,7 +88,7 @@ async fn a_clock_32_days_ahead_and_back_does_not_reset_the_limit() {
     drop(core);
     let core = in_process::core(dir.path(), &clock, policy());
     let r = core
-        .sign("test", KEY1, &ten_trx(ahead, 4), "p-4")
+        .sign(&in_process::me(), KEY1, &ten_trx(ahead, 4), "p-4")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::ClockJump, "{}", r.message);
@@ -100,7 +100,7 @@ async fn a_clock_32_days_ahead_and_back_does_not_reset_the_limit() {
     clock.store(back, Ordering::SeqCst);
     let core = in_process::core(dir.path(), &clock, policy());
     let r = core
-        .sign("test", KEY1, &ten_trx(back, 5), "p-5")
+        .sign(&in_process::me(), KEY1, &ten_trx(back, 5), "p-5")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::OverKeyWindow, "{}", r.message);
@@ -113,12 +113,14 @@ async fn a_clock_behind_the_latest_signature_by_more_than_the_skew_signs_nothing
     let clock = Arc::new(AtomicI64::new(T));
     let core = in_process::core(dir.path(), &clock, policy());
     let first = ten_trx(T, 1);
-    core.sign("test", KEY1, &first, "p-1").await.unwrap();
+    core.sign(&in_process::me(), KEY1, &first, "p-1")
+        .await
+        .unwrap();
 
     // Within the skew (1 min) behind: still judged by the policy (which refuses the amount).
     clock.store(T - MIN, Ordering::SeqCst);
     let r = core
-        .sign("test", KEY1, &ten_trx(T - MIN, 2), "p-2")
+        .sign(&in_process::me(), KEY1, &ten_trx(T - MIN, 2), "p-2")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::OverKeyWindow, "{}", r.message);
@@ -127,7 +129,7 @@ async fn a_clock_behind_the_latest_signature_by_more_than_the_skew_signs_nothing
     let behind = T - 120 * MIN;
     clock.store(behind, Ordering::SeqCst);
     let r = core
-        .sign("test", KEY1, &ten_trx(behind, 3), "p-3")
+        .sign(&in_process::me(), KEY1, &ten_trx(behind, 3), "p-3")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::ClockJump, "{}", r.message);
@@ -135,13 +137,16 @@ async fn a_clock_behind_the_latest_signature_by_more_than_the_skew_signs_nothing
     assert!(core.clock_alarm().borrow().is_some());
 
     // A replay signs nothing new: the stored signature is still returned.
-    let replay = core.sign("test", KEY1, &first, "p-1").await.unwrap();
+    let replay = core
+        .sign(&in_process::me(), KEY1, &first, "p-1")
+        .await
+        .unwrap();
     assert!(replay.replayed);
 
     // Once the clock is right again the alarm clears.
     clock.store(T + 2 * MIN, Ordering::SeqCst);
     let e = core
-        .evaluate("test", KEY1, &ten_trx(T + 2 * MIN, 4), "p-4")
+        .evaluate(&in_process::me(), KEY1, &ten_trx(T + 2 * MIN, 4), "p-4")
         .await
         .unwrap();
     assert_eq!(e.reason_code, Some(ReasonCode::OverKeyWindow));
@@ -153,13 +158,13 @@ async fn max_advance_is_configurable() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(T));
     let core = in_process::core(dir.path(), &clock, policy()).with_max_clock_advance(DAY as u64);
-    core.sign("test", KEY1, &ten_trx(T, 1), "p-1")
+    core.sign(&in_process::me(), KEY1, &ten_trx(T, 1), "p-1")
         .await
         .unwrap();
     let later = T + DAY + MIN;
     clock.store(later, Ordering::SeqCst);
     let r = core
-        .sign("test", KEY1, &ten_trx(later, 2), "p-2")
+        .sign(&in_process::me(), KEY1, &ten_trx(later, 2), "p-2")
         .await
         .unwrap_err();
     assert_eq!(r.code, ReasonCode::ClockJump, "{}", r.message);

@@ -59,7 +59,10 @@ async fn a_transaction_counts_while_it_can_still_land_in_the_window() {
     // behind ours may still take it until T + 1 min). The whole 30 min limit is used.
     let first = core(dir.path(), &clock);
     let early = ten_trx(T - 19 * MIN, T - 20 * MIN, 1);
-    first.sign("test", KEY1, &early, "p-1").await.unwrap();
+    first
+        .sign(&in_process::me(), KEY1, &early, "p-1")
+        .await
+        .unwrap();
     drop(first);
 
     // 16 min later (after a restart: usage comes from the durable ledger) the first
@@ -71,7 +74,7 @@ async fn a_transaction_counts_while_it_can_still_land_in_the_window() {
     for nonce in 2..22u16 {
         let raw = ten_trx(now + MIN, now, nonce);
         let r = second
-            .sign("test", KEY1, &raw, &format!("p-{nonce}"))
+            .sign(&in_process::me(), KEY1, &raw, &format!("p-{nonce}"))
             .await
             .expect_err("the first transfer still counts");
         assert_eq!(r.code, ReasonCode::OverKeyWindow, "{}", r.message);
@@ -83,7 +86,10 @@ async fn a_transaction_counts_while_it_can_still_land_in_the_window() {
     let free_at = T - 19 * MIN + 20 * MIN + 30 * MIN + 1;
     clock.store(free_at, Ordering::SeqCst);
     let raw = ten_trx(free_at + MIN, free_at, 30);
-    let signed = second.sign("test", KEY1, &raw, "p-30").await.unwrap();
+    let signed = second
+        .sign(&in_process::me(), KEY1, &raw, "p-30")
+        .await
+        .unwrap();
     assert!(!signed.replayed);
 }
 
@@ -100,7 +106,7 @@ async fn payout_in_flight_uses_the_same_definition() {
         ..Tx::trx(KEY1, dest(0xa1), TRX)
     }
     .raw();
-    c.sign("test", KEY1, &raw, "same").await.unwrap();
+    c.sign(&in_process::me(), KEY1, &raw, "same").await.unwrap();
 
     // Past its expiration but within the skew: it can still land.
     let at = T + MIN + 20 * MIN;
@@ -111,10 +117,15 @@ async fn payout_in_flight_uses_the_same_definition() {
         ..Tx::trx(KEY1, dest(0xa1), TRX).nonce(1)
     }
     .raw();
-    let r = c.sign("test", KEY1, &other, "same").await.unwrap_err();
+    let r = c
+        .sign(&in_process::me(), KEY1, &other, "same")
+        .await
+        .unwrap_err();
     assert_eq!(r.code, ReasonCode::PayoutInFlight, "{}", r.message);
 
     // One millisecond after expiration + skew it cannot, and the payout may be retried.
     clock.store(at + 1, Ordering::SeqCst);
-    c.sign("test", KEY1, &other, "same").await.unwrap();
+    c.sign(&in_process::me(), KEY1, &other, "same")
+        .await
+        .unwrap();
 }

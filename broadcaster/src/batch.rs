@@ -15,6 +15,7 @@ use std::path::Path;
 use tron_proto::batch::{SignedBatch, SignedItem, UnsignedBatch, UnsignedItem};
 
 use crate::builder::HeadBlock;
+use crate::exporter_key::{ExporterKey, ExporterKeyError};
 use crate::model::{now_ms, Origin, Reason, Status};
 use crate::node::NodeError;
 use crate::pipeline::{can_still_land, Pipeline, StepError};
@@ -39,6 +40,8 @@ pub enum BatchError {
         found: String,
     },
     #[error(transparent)]
+    ExporterKey(#[from] ExporterKeyError),
+    #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -52,6 +55,7 @@ impl BatchError {
             BatchError::Io { .. } => "batch_io",
             BatchError::File(e) => e.code(),
             BatchError::NetworkMismatch { .. } => "batch_network_mismatch",
+            BatchError::ExporterKey(e) => e.code(),
             BatchError::Node(e) => e.code(),
             BatchError::Store(e) => e.code(),
             BatchError::Step(_) => "batch_step",
@@ -91,8 +95,13 @@ pub struct ExportReport {
 
 /// Writes every payout that needs a signature to `out`. New transactions are built with the
 /// batch expiration window and recorded (txid, expiration) before the file is written;
-/// already-exported, still-valid ones are written again unchanged (same txid).
-pub async fn export(pipeline: &Pipeline, out: &Path) -> Result<ExportReport, BatchError> {
+/// already-exported, still-valid ones are written again unchanged (same txid). The file is
+/// signed with the exporter key, which the signer's policy must list as a caller.
+pub async fn export(
+    pipeline: &Pipeline,
+    out: &Path,
+    exporter: &ExporterKey,
+) -> Result<ExportReport, BatchError> {
     let store = pipeline.store();
     let key = pipeline.settings().key;
     let margin = pipeline.settings().solidity_margin.as_millis() as i64;
@@ -150,11 +159,13 @@ pub async fn export(pipeline: &Pipeline, out: &Path) -> Result<ExportReport, Bat
             raw_data,
         });
     }
-    let batch = UnsignedBatch {
+    let mut batch = UnsignedBatch {
         created_at_ms: now_ms(),
         network: pipeline.settings().network.as_str().to_owned(),
         items,
+        exporter: None,
     };
+    exporter.sign(&mut batch)?;
     write_atomic(out, &batch.to_json_bytes())?;
     Ok(report)
 }

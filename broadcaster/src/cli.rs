@@ -91,6 +91,8 @@ pub enum CliError {
     Batch(#[from] batch::BatchError),
     #[error(transparent)]
     SignerTls(#[from] crate::signer_tls::SignerTlsError),
+    #[error("{0}")]
+    NoExporterKey(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -108,6 +110,7 @@ impl CliError {
             CliError::ApiKey(e) => e.code(),
             CliError::Batch(e) => e.code(),
             CliError::SignerTls(e) => e.code(),
+            CliError::NoExporterKey(_) => "batch_signing_key_missing",
             CliError::Listen { .. } => "listen_failed",
         }
     }
@@ -171,9 +174,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Batch(BatchCommand::Export { out }) => {
+            // Before anything is built: an unsigned file would be refused by the signer.
+            let Some(key_path) = &cfg.batch_signing_key else {
+                return Err(CliError::NoExporterKey(
+                    "batch export signs the file with the exporter key: set batch_signing_key \
+                     in the config (ssh-keygen -t ed25519 -N '' -f exporter) and list its public \
+                     key as a batch_key caller in the signer's policy"
+                        .into(),
+                ));
+            };
+            let exporter = crate::exporter_key::ExporterKey::load(key_path)
+                .map_err(batch::BatchError::from)?;
             let store = Arc::new(Store::open(&cfg.database)?);
             let p = pipeline(&cfg, store, false)?;
-            let r = batch::export(&p, &out).await?;
+            let r = batch::export(&p, &out, &exporter).await?;
             for (id, txid, exp) in &r.items {
                 println!("{id}\t{txid}\texpires_ms={exp}");
             }

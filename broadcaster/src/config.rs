@@ -87,6 +87,9 @@ pub struct RawConfig {
     pub max_backoff: Option<String>,
     /// Mutual TLS to a signer on TCP.
     pub signer_tls: Option<SignerTls>,
+    /// The exporter's Ed25519 SSH private key (owner-only, unencrypted): `batch export`
+    /// signs each file with it.
+    pub batch_signing_key: Option<PathBuf>,
 }
 
 /// The validated config the rest of the crate uses.
@@ -117,6 +120,8 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Mutual TLS to the signer; required when `signer` is a TCP address.
     pub signer_tls: Option<SignerTls>,
+    /// The exporter key batch files are signed with; `batch export` needs it.
+    pub batch_signing_key: Option<PathBuf>,
 }
 
 /// Why a config was refused.
@@ -280,6 +285,7 @@ impl Config {
             signer_timeout: dur("signer_timeout", &raw.signer_timeout, "30s")?,
             max_backoff: dur("max_backoff", &raw.max_backoff, "60s")?,
             signer_tls: raw.signer_tls,
+            batch_signing_key: raw.batch_signing_key,
         })
     }
 }

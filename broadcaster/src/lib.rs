@@ -4,9 +4,10 @@
 //! locally, gets them signed by `tron-signer` (online over gRPC, or offline through batch
 //! files), broadcasts them to a full node and tracks them to solidified confirmation.
 //!
-//! It holds no keys and links no key backend: everything it sends to the signer is checked
-//! there again, so a compromised broadcaster can move funds only where and as fast as the
-//! signer's policy allows. It never opens a connection other than to the configured node
+//! It holds no key that can move funds and links no key backend: everything it sends to the
+//! signer is checked there again, so a compromised broadcaster can move funds only where and
+//! as fast as the signer's policy allows. The one key it may hold, the exporter key
+//! (`exporter_key`), only says that a batch file comes from this broadcaster. It never opens a connection other than to the configured node
 //! and signer.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod credit;
 pub mod deposit_address;
 pub mod duration;
+pub mod exporter_key;
 pub mod model;
 pub mod node;
 pub mod pipeline;

@@ -21,6 +21,24 @@ fn respond_on(network: &str, items: Vec<SignedItem>) -> Vec<u8> {
     .to_json_bytes()
 }
 
+/// An exporter key file made with `ssh-keygen`, as an operator makes one.
+fn exporter(dir: &std::path::Path) -> tron_broadcaster::exporter_key::ExporterKey {
+    let path = dir.join("exporter");
+    if !path.exists() {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "exporter", "-f"])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    tron_broadcaster::exporter_key::ExporterKey::load(&path).expect("exporter key")
+}
+
 fn read_request(path: &std::path::Path) -> UnsignedBatch {
     UnsignedBatch::from_json_bytes(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -48,11 +66,32 @@ async fn export_sign_import_broadcast() {
     assert_eq!(h.get("a1").status, Status::Queued);
 
     let out = h.dir.path().join("req.json");
-    let rep = batch::export(&h.pipeline, &out).await.unwrap();
+    let rep = batch::export(&h.pipeline, &out, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     assert_eq!(rep.items.len(), 4);
     let req = read_request(&out);
     assert_eq!(req.items.len(), 4);
     assert_eq!(req.network, "nile");
+    // The exporter's signature checks with ssh-keygen alone, over the content digest.
+    let sig = h.dir.path().join("req.sig");
+    let e = req.exporter.as_ref().expect("signed by the exporter");
+    std::fs::write(&sig, &e.signature).unwrap();
+    let mut check = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "check-novalidate", "-n", "tron-batch-export", "-s"])
+        .arg(&sig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), e.digest.as_bytes()).unwrap();
+    let check = check.wait_with_output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     for item in &req.items {
         assert_eq!(item.key, address_of(&test_key()).to_base58());
         assert_eq!(
@@ -78,7 +117,9 @@ async fn export_sign_import_broadcast() {
     }
     // Exporting again writes the same transactions, not new ones.
     let again = h.dir.path().join("req2.json");
-    let rep2 = batch::export(&h.pipeline, &again).await.unwrap();
+    let rep2 = batch::export(&h.pipeline, &again, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     assert_eq!(rep2.items, rep.items);
 
     let key = test_key();
@@ -136,7 +177,9 @@ async fn export_sign_import_broadcast() {
     assert_eq!(p.denial.unwrap().code, "velocity_exceeded");
 
     // Importing a signature again is harmless; a signed payout is not re-exported.
-    let rep3 = batch::export(&h.pipeline, &again).await.unwrap();
+    let rep3 = batch::export(&h.pipeline, &again, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     assert_eq!(rep3.items.len(), 1, "only a4 still waits: {:?}", rep3.items);
 
     h.node.solidify_all();
@@ -150,7 +193,9 @@ async fn tampered_file_is_refused_whole() {
     let h = Harness::new(false, None).await;
     h.add("t1", Asset::Trx, 1);
     let out = h.dir.path().join("req.json");
-    batch::export(&h.pipeline, &out).await.unwrap();
+    batch::export(&h.pipeline, &out, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     let req = read_request(&out);
     let resp = respond(vec![sign_item(&test_key(), &req.items[0])]);
     let tampered = String::from_utf8(resp.clone())
@@ -181,7 +226,9 @@ async fn unimported_batch_expires_then_is_rebuilt() {
     let h = Harness::new(false, None).await;
     h.add("x1", Asset::Trx, 1);
     let out = h.dir.path().join("req.json");
-    batch::export(&h.pipeline, &out).await.unwrap();
+    batch::export(&h.pipeline, &out, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     let first = h.get("x1").attempts[0].clone();
     // Before expiry + margin nothing changes: the signed file could still come back.
     let head = h.node.st().timestamp_ms;
@@ -191,7 +238,9 @@ async fn unimported_batch_expires_then_is_rebuilt() {
     h.node.advance(61_000);
     h.pipeline.tick().await;
     assert_eq!(h.get("x1").status, Status::Retrying);
-    let rep = batch::export(&h.pipeline, &out).await.unwrap();
+    let rep = batch::export(&h.pipeline, &out, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     assert_eq!(rep.items.len(), 1);
     assert_ne!(rep.items[0].1, first.txid);
 }
@@ -202,7 +251,9 @@ async fn signer_copy_of_the_transaction_must_wrap_our_bytes() {
     h.add("w1", Asset::Trx, 5);
     h.add("w2", Asset::Trx, 6);
     let out = h.dir.path().join("req.json");
-    batch::export(&h.pipeline, &out).await.unwrap();
+    batch::export(&h.pipeline, &out, &exporter(h.dir.path()))
+        .await
+        .unwrap();
     let req = read_request(&out);
     let item = |id: &str| {
         req.items

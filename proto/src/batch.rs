@@ -34,6 +34,17 @@
 //! of every `raw_data`, and the broadcaster still recovers every signature.
 //!
 //! Hex is lowercase on output and accepted in either case on input; a `0x` prefix is refused.
+//!
+//! # Exporter signature
+//!
+//! An unsigned batch also carries `exporter_signature`: an SSH signature (the SSHSIG format
+//! of `ssh-keygen -Y sign`, PEM armored) made with the exporter's Ed25519 key under the
+//! namespace [`EXPORTER_NAMESPACE`], over the **content digest**: the lowercase hex SHA-256
+//! of the canonical serialization of the top-level object with both `checksum` and
+//! `exporter_signature` removed (64 ASCII characters, no newline). The checksum covers the
+//! signature too. An auditor can check a file with nothing but `ssh-keygen -Y verify`, given
+//! the digest. This crate only carries the signature; the broadcaster makes it and the
+//! signer verifies it against the exporters its policy lists.
 
 use std::collections::HashSet;
 
@@ -45,6 +56,9 @@ use sha2::{Digest, Sha256};
 pub const FORMAT: &str = "tron-batch";
 /// The only version this code reads and writes.
 pub const VERSION: u64 = 1;
+/// The SSHSIG namespace of exporter signatures: a signature made for any other purpose
+/// (a git commit, an approval) can never pass for one.
+pub const EXPORTER_NAMESPACE: &str = "tron-batch-export";
 /// Longest payout id a batch may carry (the signer refuses longer ones anyway).
 pub const MAX_PAYOUT_ID_LEN: usize = 128;
 
@@ -102,6 +116,18 @@ pub struct UnsignedBatch {
     /// `mainnet`, `nile`, `shasta`, …: lets the operator see which chain a file is for.
     pub network: String,
     pub items: Vec<UnsignedItem>,
+    /// The exporter's signature, if the file has one.
+    pub exporter: Option<ExporterSignature>,
+}
+
+/// An exporter's SSH signature over a batch's content digest (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExporterSignature {
+    /// PEM armored SSHSIG (`-----BEGIN SSH SIGNATURE-----`).
+    pub signature: String,
+    /// The content digest it is meant to sign: for a file read in, what that file's content
+    /// hashes to (so a signature over other content fails to verify against it).
+    pub digest: String,
 }
 
 /// The signer's answer for one unsigned item.
@@ -153,6 +179,8 @@ struct Envelope<T> {
     created_at_ms: i64,
     network: String,
     items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exporter_signature: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,23 +213,45 @@ const KIND_UNSIGNED: &str = "unsigned";
 const KIND_SIGNED: &str = "signed";
 
 impl UnsignedBatch {
-    /// Pretty-printed JSON with its checksum.
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        let items = self
-            .items
+    fn wire_items(&self) -> Vec<WireUnsigned> {
+        self.items
             .iter()
             .map(|i| WireUnsigned {
                 payout_id: i.payout_id.clone(),
                 key: i.key.clone(),
                 raw_data: hex::encode(&i.raw_data),
             })
-            .collect();
-        seal(KIND_UNSIGNED, self.created_at_ms, &self.network, items)
+            .collect()
+    }
+
+    /// The content digest an exporter signs (module docs): of this batch as
+    /// [`UnsignedBatch::to_json_bytes`] writes it.
+    pub fn content_digest(&self) -> String {
+        let env = envelope(
+            KIND_UNSIGNED,
+            self.created_at_ms,
+            &self.network,
+            self.wire_items(),
+        );
+        checksum_of(&serde_json::to_value(&env).unwrap_or(Value::Null))
+    }
+
+    /// Pretty-printed JSON with its exporter signature (if any) and checksum.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut env = envelope(
+            KIND_UNSIGNED,
+            self.created_at_ms,
+            &self.network,
+            self.wire_items(),
+        );
+        env.exporter_signature = self.exporter.as_ref().map(|e| e.signature.clone());
+        seal(env)
     }
 
     /// Parses and checks a file: envelope, version, kind, checksum, hex, unique payout ids.
+    /// The exporter signature is carried, not verified (that needs the signer's policy).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, BatchError> {
-        let env: Envelope<WireUnsigned> = open(bytes, KIND_UNSIGNED)?;
+        let (env, digest): (Envelope<WireUnsigned>, String) = open(bytes, KIND_UNSIGNED)?;
         let mut items = Vec::with_capacity(env.items.len());
         for (index, w) in env.items.into_iter().enumerate() {
             let raw_data = hex_vec(&w.raw_data, index, "raw_data")?;
@@ -222,6 +272,9 @@ impl UnsignedBatch {
             created_at_ms: env.created_at_ms,
             network: env.network,
             items,
+            exporter: env
+                .exporter_signature
+                .map(|signature| ExporterSignature { signature, digest }),
         })
     }
 }
@@ -257,12 +310,22 @@ impl SignedBatch {
                 },
             })
             .collect();
-        seal(KIND_SIGNED, self.created_at_ms, &self.network, items)
+        seal(envelope(
+            KIND_SIGNED,
+            self.created_at_ms,
+            &self.network,
+            items,
+        ))
     }
 
     /// Parses and checks a file: envelope, version, kind, checksum, hex, unique payout ids.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, BatchError> {
-        let env: Envelope<WireSigned> = open(bytes, KIND_SIGNED)?;
+        let (env, _): (Envelope<WireSigned>, _) = open(bytes, KIND_SIGNED)?;
+        if env.exporter_signature.is_some() {
+            return Err(BatchError::Malformed(
+                "an answer file carries no exporter signature".into(),
+            ));
+        }
         let mut items = Vec::with_capacity(env.items.len());
         for (index, w) in env.items.into_iter().enumerate() {
             items.push(match w {
@@ -309,15 +372,19 @@ impl SignedBatch {
     }
 }
 
-fn seal<T: Serialize>(kind: &str, created_at_ms: i64, network: &str, items: Vec<T>) -> Vec<u8> {
-    let env = Envelope {
+fn envelope<T>(kind: &str, created_at_ms: i64, network: &str, items: Vec<T>) -> Envelope<T> {
+    Envelope {
         format: FORMAT.to_owned(),
         version: VERSION,
         kind: kind.to_owned(),
         created_at_ms,
         network: network.to_owned(),
         items,
-    };
+        exporter_signature: None,
+    }
+}
+
+fn seal<T: Serialize>(env: Envelope<T>) -> Vec<u8> {
     // Serializing plain structs of strings and integers to a Value cannot fail.
     let mut value = serde_json::to_value(&env).unwrap_or(Value::Null);
     let sum = checksum_of(&value);
@@ -329,10 +396,12 @@ fn seal<T: Serialize>(kind: &str, created_at_ms: i64, network: &str, items: Vec<
     out
 }
 
+/// The checked envelope, and the content digest of the file (without `checksum` and
+/// `exporter_signature`).
 fn open<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     kind: &str,
-) -> Result<Envelope<T>, BatchError> {
+) -> Result<(Envelope<T>, String), BatchError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| BatchError::NotJson(e.to_string()))?;
     let Value::Object(mut map) = value else {
@@ -375,7 +444,25 @@ fn open<T: serde::de::DeserializeOwned>(
     if !stated.eq_ignore_ascii_case(&computed) {
         return Err(BatchError::BadChecksum { stated, computed });
     }
-    serde_json::from_value(rest).map_err(|e| BatchError::Malformed(e.to_string()))
+    let Value::Object(mut content) = rest else {
+        return Err(BatchError::Malformed(
+            "the top level is not an object".into(),
+        ));
+    };
+    let signature = content.remove("exporter_signature");
+    let content = Value::Object(content);
+    let digest = checksum_of(&content);
+    let Value::Object(mut content) = content else {
+        return Err(BatchError::Malformed(
+            "the top level is not an object".into(),
+        ));
+    };
+    if let Some(sig) = signature {
+        content.insert("exporter_signature".into(), sig);
+    }
+    let env = serde_json::from_value(Value::Object(content))
+        .map_err(|e| BatchError::Malformed(e.to_string()))?;
+    Ok((env, digest))
 }
 
 fn describe(v: Option<&Value>) -> String {
@@ -510,7 +597,45 @@ mod tests {
                     raw_data: vec![0xff; 40],
                 },
             ],
+            exporter: None,
         }
+    }
+
+    /// The signature rides along, covered by the checksum; the digest read back is the one
+    /// the exporter computed before signing, and does not depend on the signature or layout.
+    #[test]
+    fn exporter_signature_round_trips_with_its_digest() {
+        let mut b = unsigned();
+        let digest = b.content_digest();
+        assert_eq!(digest.len(), 64);
+        b.exporter = Some(ExporterSignature {
+            signature: "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".into(),
+            digest: digest.clone(),
+        });
+        let bytes = b.to_json_bytes();
+        let back = UnsignedBatch::from_json_bytes(&bytes).unwrap();
+        assert_eq!(back, b);
+        // The same content without a signature has the same digest.
+        let mut plain = b.clone();
+        plain.exporter = None;
+        let back = UnsignedBatch::from_json_bytes(&plain.to_json_bytes()).unwrap();
+        assert_eq!(back.exporter, None);
+        assert_eq!(back.content_digest(), digest);
+        // A changed signature without a new checksum is caught like any edit.
+        let edited = edit(&bytes, |m| {
+            m.insert("exporter_signature".into(), Value::String("x".into()));
+        });
+        assert!(matches!(
+            UnsignedBatch::from_json_bytes(&edited),
+            Err(BatchError::BadChecksum { .. })
+        ));
+        // Content changed and re-sealed keeps the old signature but gets a new digest: the
+        // signature no longer signs what the file says.
+        let resealed = edit_resealed(&bytes, |m| {
+            m.insert("created_at_ms".into(), Value::from(1));
+        });
+        let back = UnsignedBatch::from_json_bytes(&resealed).unwrap();
+        assert_ne!(back.exporter.unwrap().digest, digest);
     }
 
     fn signed() -> SignedBatch {

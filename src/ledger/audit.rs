@@ -5,6 +5,10 @@
 //! every field in a fixed order, integers big-endian, strings as u32 length + UTF-8, options as
 //! a 0/1 tag. The decoded intent is kept as the exact JSON text that was hashed.
 //! A stored row is `canonical bytes || sha256(canonical bytes)`.
+//!
+//! Rows are written in format v2 (caller name, the identity it was recognised by, and the
+//! peer). Rows of format v1, which named only the peer, are still read and verified: the
+//! stored hash covers the row's own domain tag.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,7 +16,9 @@ use sha2::{Digest, Sha256};
 use super::entry::Reader;
 use super::error::LedgerError;
 
-const DOMAIN: &[u8] = b"tron-signer/audit/v1\0";
+const DOMAIN: &[u8] = b"tron-signer/audit/v2\0";
+/// Rows written before callers were named (no caller name or identity, the peer only).
+const DOMAIN_V1: &[u8] = b"tron-signer/audit/v1\0";
 
 /// The outcome recorded for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,8 +52,15 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub time_ms: i64,
-    /// Authenticated caller identity (e.g. the client certificate or socket peer), never a secret.
+    /// The policy's name for the caller (`[[caller]] name`); empty when no caller was
+    /// recognised (the refusal then says why) or the signer acted itself (a reload).
     pub caller: String,
+    /// The exact identity the caller was recognised by (`tls_pin=…`, `tls_san=uri:…`,
+    /// `unix_uid=1000`); empty when none was.
+    pub identity: String,
+    /// What the transport saw: the client key, subject and address of a TLS connection,
+    /// uid/gid/pid on the Unix socket, a batch file; never a secret.
+    pub peer: String,
     /// "Sign", "Evaluate", "Reload", ...
     pub method: String,
     pub key: Option<String>,
@@ -70,6 +83,8 @@ pub struct ChainedRecord {
     pub sequence: u64,
     pub time_ms: i64,
     pub caller: String,
+    pub identity: String,
+    pub peer: String,
     pub method: String,
     pub key: Option<String>,
     pub txid: Option<String>,
@@ -91,6 +106,8 @@ impl AuditRecord {
         let mut out = Vec::with_capacity(256 + self.message.len() + intent_len);
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         put_str(&mut out, &self.caller);
+        put_str(&mut out, &self.identity);
+        put_str(&mut out, &self.peer);
         put_str(&mut out, &self.method);
         put_opt(&mut out, self.key.as_deref());
         put_opt(&mut out, self.txid.as_deref());
@@ -111,6 +128,8 @@ impl AuditRecord {
         let s = |v: &str| 4 + v.len();
         let o = |v: Option<&str>| 1 + v.map_or(0, s);
         8 + s(&self.caller)
+            + s(&self.identity)
+            + s(&self.peer)
             + s(&self.method)
             + o(self.key.as_deref())
             + o(self.txid.as_deref())
@@ -171,7 +190,7 @@ pub(crate) struct Opened {
 /// Parses a stored row. A row that does not even parse is reported as modified at `key`.
 pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
     let modified = || LedgerError::AuditModified { seq: key };
-    if row.len() < DOMAIN.len() + 32 {
+    if row.len() < DOMAIN.len().min(DOMAIN_V1.len()) + 32 {
         return Err(modified());
     }
     let (body, stored_hash) = row.split_at(row.len() - 32);
@@ -182,13 +201,19 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
         pos: 0,
     };
     let parsed = (|| -> Result<_, LedgerError> {
-        if r.slice(DOMAIN.len())? != DOMAIN {
-            return Err(LedgerError::corrupt("domain"));
-        }
+        let v1 = match r.slice(DOMAIN.len())? {
+            d if d == DOMAIN => false,
+            d if d == DOMAIN_V1 => true,
+            _ => return Err(LedgerError::corrupt("domain")),
+        };
         let seq = u64::from_be_bytes(r.take::<8>()?);
         let prev = r.take::<32>()?;
         let time_ms = i64::from_be_bytes(r.take::<8>()?);
-        let caller = get_str(&mut r)?;
+        let (caller, identity, peer) = if v1 {
+            (String::new(), String::new(), get_str(&mut r)?)
+        } else {
+            (get_str(&mut r)?, get_str(&mut r)?, get_str(&mut r)?)
+        };
         let method = get_str(&mut r)?;
         let key_s = get_opt(&mut r)?;
         let txid = get_opt(&mut r)?;
@@ -212,6 +237,8 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
                 sequence: seq,
                 time_ms,
                 caller,
+                identity,
+                peer,
                 method,
                 key: key_s,
                 txid,
@@ -257,7 +284,9 @@ mod tests {
     fn body_len_is_the_length_of_the_body() {
         let mut rec = AuditRecord {
             time_ms: 1,
-            caller: "unix:uid=1".into(),
+            caller: "ops".into(),
+            identity: "unix_uid=1".into(),
+            peer: "unix:uid=1".into(),
             method: "Sign".into(),
             key: None,
             txid: Some("ab".repeat(32)),
@@ -272,5 +301,37 @@ mod tests {
         rec.key = Some("T".into());
         rec.intent = Some("{}".into());
         assert_eq!(rec.body_len(), rec.body().len());
+    }
+
+    /// A row in the format before callers were named still opens, with its hash intact
+    /// and its one caller string read as the peer.
+    #[test]
+    fn a_v1_row_opens_with_its_peer() {
+        let mut body = Vec::new();
+        body.extend_from_slice(DOMAIN_V1);
+        body.extend_from_slice(&7u64.to_be_bytes());
+        body.extend_from_slice(&[3; 32]);
+        body.extend_from_slice(&5i64.to_be_bytes());
+        for s in ["unix:uid=1000", "Sign"] {
+            put_str(&mut body, s);
+        }
+        for _ in 0..4 {
+            put_opt(&mut body, None);
+        }
+        for s in ["deny", "frozen", "m", &"00".repeat(32)] {
+            put_str(&mut body, s);
+        }
+        let hash: [u8; 32] = Sha256::digest(&body).into();
+        let mut row = body.clone();
+        row.extend_from_slice(&hash);
+        let opened = open_row(7, &row).unwrap();
+        assert!(opened.hash_ok);
+        assert_eq!(opened.record.peer, "unix:uid=1000");
+        assert_eq!(opened.record.caller, "");
+        assert_eq!(opened.record.reason_code, "frozen");
+        // One changed byte is caught like in any row.
+        let last = row.len() - 40;
+        row[last] ^= 1;
+        assert!(!open_row(7, &row).map(|o| o.hash_ok).unwrap_or(false));
     }
 }

@@ -277,6 +277,24 @@ impl Ledger {
         rx.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
+    /// The audit record at `seq`, read from the open ledger (`None` past the head).
+    pub fn audit_record(&self, seq: u64) -> Result<Option<ChainedRecord>, LedgerError> {
+        let rtx = self
+            .inner
+            .store
+            .db()?
+            .begin_read()
+            .map_err(|e| LedgerError::storage("begin read", e))?;
+        let table = rtx
+            .open_table(AUDIT)
+            .map_err(|e| LedgerError::storage("open audit", e))?;
+        let row = table
+            .get(seq)
+            .map_err(|e| LedgerError::storage("read audit", e))?;
+        row.map(|r| audit::open_row(seq, r.value()).map(|o| o.record))
+            .transpose()
+    }
+
     /// Offline check of the whole audit chain; see [`VerifyReport`].
     pub fn verify_audit(dir: &Path) -> Result<VerifyReport, LedgerError> {
         verify::verify(dir)

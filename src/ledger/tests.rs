@@ -35,7 +35,9 @@ fn pending(n: u32, amount: u64, payout: &str, signed_at: i64, expiration: i64) -
 fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecord {
     AuditRecord {
         time_ms: T0,
-        caller: "unix:uid=1000".into(),
+        caller: "payments".into(),
+        identity: "unix_uid=1000".into(),
+        peer: "unix:uid=1000,gid=1000,pid=7".into(),
         method: method.into(),
         key: Some(addr(1).to_base58()),
         txid: txid_hex,

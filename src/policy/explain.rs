@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use tron_proto::U256;
 
 use super::amount::format_amount;
+use super::caller::{KeyGrant, Recognition, Rpc};
 use super::duration::format_duration;
 use super::model::{AssetInfo, Policy, Window};
 use super::LoadedPolicy;
@@ -122,7 +123,67 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
             }
         }
     }
+    write_callers(o, p)
+}
+
+/// Who may ask for what, one paragraph per caller.
+fn write_callers(o: &mut String, p: &Policy) -> std::fmt::Result {
+    writeln!(o)?;
+    writeln!(
+        o,
+        "Callers: only these may ask anything; any other connection, batch file or process is refused (caller_unknown)."
+    )?;
+    for c in &p.callers {
+        writeln!(o)?;
+        writeln!(o, "Caller {:?}", c.name)?;
+        for r in &c.recognised_by {
+            writeln!(o, "  Recognised by {}", recognition(r))?;
+        }
+        let rpcs: Vec<&str> = c.rpcs.iter().map(|r| r.as_str()).collect();
+        writeln!(o, "  May call: {}.", rpcs.join(", "))?;
+        let verb = if c.may_call(Rpc::Sign) {
+            "May ask signatures (within the limits above) of"
+        } else if c.may_call(Rpc::Evaluate) {
+            "May ask decisions (never signatures) about"
+        } else {
+            "Sees"
+        };
+        match &c.keys {
+            KeyGrant::All => writeln!(o, "  {verb}: every key of this policy.")?,
+            KeyGrant::Listed(keys) if keys.is_empty() => writeln!(o, "  Keys: none.")?,
+            KeyGrant::Listed(keys) => {
+                writeln!(o, "  {verb}:")?;
+                for k in keys {
+                    let label = p.key(k).map_or("", |k| k.label.as_str());
+                    writeln!(o, "    {k} ({label:?})")?;
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+fn recognition(r: &Recognition) -> String {
+    match r {
+        Recognition::TlsPin(pin) => format!(
+            "the TLS client key whose SubjectPublicKeyInfo has SHA-256 {}",
+            hex::encode(pin)
+        ),
+        Recognition::TlsSubject(s) => format!(
+            "a TLS client certificate from the configured client CA with subject {s:?}"
+        ),
+        Recognition::TlsSan(s) => format!(
+            "a TLS client certificate from the configured client CA naming {s:?} among its alternative names"
+        ),
+        Recognition::UnixUid(uid) => format!("a process of uid {uid} on the Unix socket"),
+        Recognition::InsecureLoopback => {
+            "ANY process that reaches the plaintext loopback TCP listener (insecure_plaintext)".into()
+        }
+        Recognition::BatchKey(k) => format!(
+            "batch files signed with the Ed25519 key {}",
+            hex::encode(k)
+        ),
+    }
 }
 
 fn symbol<'p>(p: &'p Policy, asset: &Asset) -> &'p str {

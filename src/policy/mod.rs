@@ -7,6 +7,7 @@
 
 pub mod amount;
 pub mod archive;
+pub mod caller;
 mod commands;
 pub mod duration;
 mod eval;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use amount::{format_amount, parse_amount, AmountError};
+pub use caller::{CallerPolicy, KeyGrant, Presented, Recognised, Recognition, Rpc, RpcSet};
 pub use commands::{run_policy, PolicyCommand};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use eval::{Allow, Decision, Deny, DenyCode, Request, Usage};

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use tron_proto::{Address, U256};
 
+use super::caller::{recognise, CallerPolicy, Presented, Recognised};
 use crate::decode::Asset;
 
 /// Everything the signer may do; anything not described here is refused.
@@ -19,6 +20,8 @@ pub struct Policy {
     /// Signing keys in file order.
     pub keys: Vec<KeyPolicy>,
     pub(crate) key_index: HashMap<Address, usize>,
+    /// Who may ask, in file order (at least one).
+    pub callers: Vec<CallerPolicy>,
 }
 
 /// A Tron network. Addresses look alike on all of them, so only the policy can say which
@@ -147,6 +150,11 @@ impl Policy {
             .map(|w| w.window_ms)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The caller `presented` is, if exactly one `[[caller]]` recognises it.
+    pub fn recognise(&self, presented: &Presented<'_>) -> Recognised<'_> {
+        recognise(&self.callers, presented)
     }
 
     /// Symbol and decimals for `asset`, if declared.

@@ -42,6 +42,16 @@ pub enum ProblemCode {
     TokenNetwork,
     /// A clock skew not shorter than a window it applies to (the window would never close).
     ClockSkewTooLong,
+    /// Two `[[caller]]`s with one name, or one identity recognising two callers.
+    DuplicateCaller,
+    /// A `[[caller]]` identity that is not well formed (pin, SAN, SSH key).
+    BadIdentity,
+    /// An RPC name the signer does not serve.
+    UnknownRpc,
+    /// A caller granted a key the policy has no `[[key]]` for.
+    UnknownKey,
+    /// No `[[caller]]`: nobody could ask anything.
+    NoCallers,
 }
 
 impl ProblemCode {
@@ -70,6 +80,11 @@ impl ProblemCode {
             ProblemCode::KnownTokenDecimals => "known_token_decimals",
             ProblemCode::TokenNetwork => "token_network",
             ProblemCode::ClockSkewTooLong => "clock_skew_too_long",
+            ProblemCode::DuplicateCaller => "duplicate_caller",
+            ProblemCode::BadIdentity => "bad_identity",
+            ProblemCode::UnknownRpc => "unknown_rpc",
+            ProblemCode::UnknownKey => "unknown_key",
+            ProblemCode::NoCallers => "no_callers",
         }
     }
 }
@@ -202,6 +217,11 @@ impl<'t> Problems<'t> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty() && self.syntax.is_empty()
+    }
+
+    /// How many problems have been found so far.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len() + self.syntax.len()
     }
 
     pub(crate) fn into_error(self) -> PolicyLoadError {

@@ -42,6 +42,12 @@ symbol = "USDM"
 contract = "TBXSw8fM4jpQkGc6zZjsVABFpVN7UvXPdV"
 decimals = 6
 
+[[caller]]
+name = "payments"
+unix_uid = 1000
+rpcs = ["Sign", "Evaluate"]
+all_keys = true
+
 [[key]]
 address = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"
 label = "hot key"
@@ -464,6 +470,7 @@ fn wrong_types() {
     assert_eq!(
         got,
         vec![
+            (ProblemCode::NoCallers, 1),
             (ProblemCode::WrongType, 3),
             (ProblemCode::WrongType, 4),
             (ProblemCode::WrongType, 5)
@@ -557,8 +564,8 @@ fn out_of_range() {
         ("max_memo_len = 8", "max_memo_len = 100000", "max_memo_len"),
         ("max_memo_len = 8", "max_memo_len = -1", "max_memo_len"),
         (
-            "decimals = 6\n\n[[key]]",
-            "decimals = 80\n\n[[key]]",
+            "decimals = 6\n\n[[caller]]",
+            "decimals = 80\n\n[[caller]]",
             "decimals = 80",
         ),
         ("symbol = \"USDM\"", "symbol = \"US DM\"", "US DM"),
@@ -1482,4 +1489,236 @@ proptest! {
             prop_assert_eq!(sections, outcome(super::load::load_whole(&t, "t.toml")));
         }
     }
+}
+
+// ---------------------------------------------------------------- callers
+
+/// BASE's caller section replaced by `callers`.
+fn with_callers(callers: &str) -> String {
+    with(
+        "[[caller]]\nname = \"payments\"\nunix_uid = 1000\nrpcs = [\"Sign\", \"Evaluate\"]\nall_keys = true\n",
+        callers,
+    )
+}
+
+const PIN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// An Ed25519 public key made by `ssh-keygen -t ed25519` (private half discarded).
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL51WHfawnvDkLIbzegSTnDtLyXypztBX20IhV5RSw+B exporter";
+
+#[test]
+fn callers_load_with_every_kind_of_identity() {
+    let t = with_callers(&format!(
+        r#"[[caller]]
+name = "backend"
+tls_pin = ["sha256:{PIN}"]
+tls_san = ["uri:spiffe://example.org/payments", "dns:payments.internal", "ip:10.0.0.7"]
+tls_subject = "CN=payments,O=Example"
+rpcs = ["Sign", "Evaluate", "ListKeys"]
+keys = ["{KEY}"]
+
+[[caller]]
+name = "ops"
+unix_uid = [0, 1000]
+insecure_loopback = true
+batch_key = "{ED25519}"
+rpcs = ["GetPolicy", "ReadPolicyText"]
+"#
+    ));
+    let lp = parse(&t, "t.toml").unwrap();
+    let c = &lp.policy.callers;
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].name, "backend");
+    assert_eq!(c[0].recognised_by.len(), 5);
+    assert_eq!(c[0].keys, KeyGrant::Listed(vec![addr(KEY)]));
+    assert!(c[0].may_call(Rpc::ListKeys) && !c[0].may_call(Rpc::GetPolicy));
+    assert_eq!(c[1].recognised_by.len(), 4);
+    assert!(c[1].recognised_by.contains(&Recognition::InsecureLoopback));
+    let presented = Presented::Unix { uid: 0 };
+    match lp.policy.recognise(&presented) {
+        Recognised::Caller { caller, by } => {
+            assert_eq!(caller.name, "ops");
+            assert_eq!(by.to_string(), "unix_uid=0");
+        }
+        other => panic!("{other:?}"),
+    }
+    // explain says who may ask for what, in words.
+    let text = lp.explain();
+    for needle in [
+        "Caller \"backend\"",
+        &format!("SHA-256 {PIN}"),
+        "naming \"uri:spiffe://example.org/payments\"",
+        "a process of uid 1000 on the Unix socket",
+        "ANY process that reaches the plaintext loopback TCP listener",
+        "May call: Sign, Evaluate, ListKeys.",
+        &format!("May ask signatures (within the limits above) of:\n    {KEY} (\"hot key\")"),
+        "Caller \"ops\"",
+        "May call: GetPolicy, ReadPolicyText.",
+        "Keys: none.",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn a_policy_without_callers_is_refused() {
+    let t = with_callers("");
+    expect(&t, ProblemCode::NoCallers, 1);
+}
+
+#[test]
+fn caller_problems_each_have_their_code_and_line() {
+    let caller = |body: &str| with_callers(&format!("[[caller]]\nname = \"c\"\n{body}\n"));
+    let dup_marker = format!("\"{KEY}\"]");
+    let cases: Vec<(String, ProblemCode, &str)> = vec![
+        (
+            caller("tls_pin = \"abc\"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "\"abc\"",
+        ),
+        (
+            caller("tls_san = \"spiffe://x\"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "spiffe://x",
+        ),
+        (
+            caller("tls_san = \"ip:300.1.1.1\"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "ip:300",
+        ),
+        (
+            caller("tls_subject = \" \"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "tls_subject",
+        ),
+        (
+            caller("unix_uid = -1\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "unix_uid",
+        ),
+        (
+            caller("unix_uid = \"root\"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "unix_uid",
+        ),
+        (
+            caller("batch_key = \"ecdsa-sha2-nistp256 AAAA\"\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::BadIdentity,
+            "batch_key",
+        ),
+        (
+            caller("unix_uid = 5\nrpcs = [\"Signn\"]"),
+            ProblemCode::UnknownRpc,
+            "Signn",
+        ),
+        (
+            caller("unix_uid = 5\nrpcs = []"),
+            ProblemCode::MissingField,
+            "[[caller]]",
+        ),
+        (
+            caller("unix_uid = 5\nrpcs = [\"Sign\"]"),
+            ProblemCode::MissingField,
+            "[[caller]]",
+        ),
+        (
+            caller(&format!(
+                "unix_uid = 5\nrpcs = [\"Sign\"]\nkeys = [\"{STRANGER}\"]"
+            )),
+            ProblemCode::UnknownKey,
+            STRANGER,
+        ),
+        (
+            caller(&format!(
+                "unix_uid = 5\nrpcs = [\"Sign\"]\nkeys = [\"{KEY}\", \"{KEY}\"]"
+            )),
+            ProblemCode::DuplicateKey,
+            &dup_marker,
+        ),
+        (
+            caller(&format!(
+                "unix_uid = 5\nrpcs = [\"Sign\"]\nkeys = [\"{KEY}\"]\nall_keys = true"
+            )),
+            ProblemCode::OutOfRange,
+            "all_keys",
+        ),
+        (
+            caller("rpcs = [\"GetPolicy\"]"),
+            ProblemCode::MissingField,
+            "[[caller]]",
+        ),
+        (
+            caller("insecure_loopback = false\nrpcs = [\"GetPolicy\"]"),
+            ProblemCode::OutOfRange,
+            "insecure_loopback",
+        ),
+        (
+            caller("unix_uid = 5\nrpcs = [\"GetPolicy\"]\nwho = 1"),
+            ProblemCode::UnknownField,
+            "who",
+        ),
+    ];
+    for (t, code, marker) in &cases {
+        expect_at(t, *code, marker);
+        let ps = problems(t);
+        assert!(ps.iter().all(|p| p.code == *code), "{code:?}: {ps:?}");
+    }
+}
+
+/// A name used twice, or one identity claimed by two callers (or listed twice in one), is
+/// refused: every audit record's caller name must mean one thing.
+#[test]
+fn a_name_or_identity_names_one_caller() {
+    let two = |a: &str, b: &str| {
+        with_callers(&format!(
+            "[[caller]]\nname = \"a\"\n{a}\nrpcs = [\"GetPolicy\"]\n\n[[caller]]\nname = \"b\"\n{b}\nrpcs = [\"GetPolicy\"]\n"
+        ))
+    };
+    let t = two("unix_uid = 5", "unix_uid = 5");
+    // Reported where the second caller claims it.
+    let second = t.rfind("unix_uid = 5").unwrap();
+    expect(
+        &t,
+        ProblemCode::DuplicateCaller,
+        t[..second].matches('\n').count() + 1,
+    );
+    let t = two(
+        &format!("tls_pin = \"{PIN}\""),
+        &format!("tls_pin = \"sha256:{}\"", PIN.to_uppercase()),
+    );
+    let ps = problems(&t);
+    assert!(
+        ps.iter().all(|p| p.code == ProblemCode::DuplicateCaller) && ps.len() == 1,
+        "{ps:?}"
+    );
+    assert!(
+        ps[0].message.contains("already recognises caller \"a\""),
+        "{ps:?}"
+    );
+    let t = with_callers(
+        "[[caller]]\nname = \"a\"\nunix_uid = 1\nrpcs = [\"GetPolicy\"]\n[[caller]]\nname = \"a\"\nunix_uid = 2\nrpcs = [\"GetPolicy\"]\n",
+    );
+    let ps = problems(&t);
+    assert!(
+        ps.len() == 1 && ps[0].code == ProblemCode::DuplicateCaller,
+        "{ps:?}"
+    );
+    let t = with_callers("[[caller]]\nname = \"a\"\nunix_uid = [1, 1]\nrpcs = [\"GetPolicy\"]\n");
+    let ps = problems(&t);
+    assert!(
+        ps.len() == 1 && ps[0].code == ProblemCode::DuplicateCaller,
+        "{ps:?}"
+    );
+}
+
+/// Callers written inline at the top (`caller = [...]`) load like sections.
+#[test]
+fn callers_may_be_written_inline() {
+    let t = with_callers("").replacen(
+        "network = \"nile\"\n",
+        "network = \"nile\"\ncaller = [{ name = \"x\", unix_uid = 3, rpcs = [\"ListKeys\"] }]\n",
+        1,
+    );
+    let lp = parse(&t, "t.toml").unwrap();
+    assert_eq!(lp.policy.callers[0].name, "x");
 }

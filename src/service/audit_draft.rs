@@ -17,11 +17,14 @@ use super::request;
 pub(super) struct Draft(AuditRecord);
 
 impl Draft {
-    /// Who asked for what, at `time_ms`, under the policy with this hash.
-    pub fn new(time_ms: i64, caller: &str, method: &str, policy_hash: &str) -> Self {
+    /// What `peer` (as the transport named it) asked, at `time_ms`, under the policy with
+    /// this hash. The caller is not known yet: see [`Draft::caller`].
+    pub fn new(time_ms: i64, peer: &str, method: &str, policy_hash: &str) -> Self {
         Draft(AuditRecord {
             time_ms,
-            caller: caller.to_owned(),
+            caller: String::new(),
+            identity: String::new(),
+            peer: peer.to_owned(),
             method: method.to_owned(),
             key: None,
             txid: None,
@@ -32,6 +35,13 @@ impl Draft {
             message: String::new(),
             policy_hash: policy_hash.to_owned(),
         })
+    }
+
+    /// The policy's caller the peer was recognised as, and by what.
+    pub fn caller(mut self, name: &str, identity: String) -> Self {
+        self.0.caller = name.to_owned();
+        self.0.identity = identity;
+        self
     }
 
     /// The caller's key (as `parsed` from `key_text`) and payout id, each validated before
@@ -87,7 +97,7 @@ pub(super) async fn write(
     budget: &AuditBudget,
     rec: AuditRecord,
 ) -> Result<u64, Refusal> {
-    budget.charge(&rec.caller, rec.body_len(), rec.time_ms);
+    budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
     ledger
         .audit(rec)
         .await
@@ -109,7 +119,7 @@ pub(super) async fn refuse(
         RefusalKind::Unavailable => ledger::Decision::Error,
     };
     let rec = draft.outcome(decision, r.code, r.message.clone());
-    budget.charge(&rec.caller, rec.body_len(), rec.time_ms);
+    budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
     match ledger.audit(rec).await {
         Ok(seq) => r.audit_sequence = Some(seq),
         Err(e) => {

@@ -8,12 +8,14 @@ use tron_proto::Address;
 use crate::keys::KeyRing;
 use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
 use crate::policy::archive::ArchiveError;
-use crate::policy::{Decision, LoadedPolicy, Request, Usage};
+use crate::policy::{Decision, KeyGrant, LoadedPolicy, Request, Rpc, Usage};
 use crate::reason::ReasonCode;
 
 use super::audit_budget::{self, Admission, AuditBudget};
 use super::audit_draft::{self, Draft};
+use super::authorize::{authorize, Authorized};
 use super::clock_guard::ClockGuard;
+use super::peer::Peer;
 use super::policy_slot::PolicySlot;
 use super::refusal::{Refusal, RefusalKind};
 use super::request::{self, Checked};
@@ -86,11 +88,23 @@ enum Method {
 
 impl Method {
     fn as_str(self) -> &'static str {
+        self.rpc().as_str()
+    }
+
+    fn rpc(self) -> Rpc {
         match self {
-            Method::Sign => "Sign",
-            Method::Evaluate => "Evaluate",
+            Method::Sign => Rpc::Sign,
+            Method::Evaluate => Rpc::Evaluate,
         }
     }
+}
+
+/// What [`Core::allow`] hands a read-only RPC: the policy it was authorised under, and the
+/// keys its caller may see.
+#[derive(Debug)]
+pub struct Allowed {
+    pub policy: Arc<LoadedPolicy>,
+    pub keys: KeyGrant,
 }
 
 impl Core {
@@ -202,12 +216,12 @@ impl Core {
     /// Decide, record durably, then sign (DESIGN invariants 1-7).
     pub async fn sign(
         &self,
-        caller: &str,
+        peer: &Peer,
         key: &str,
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Signed, Refusal> {
-        self.sign_on(None, caller, key, raw, payout_id).await
+        self.sign_on(None, peer, key, raw, payout_id).await
     }
 
     /// [`Core::sign`] for a request labelled with the network it is meant for (a batch
@@ -216,7 +230,7 @@ impl Core {
     pub async fn sign_on(
         &self,
         network: Option<&str>,
-        caller: &str,
+        peer: &Peer,
         key: &str,
         raw: &[u8],
         payout_id: &str,
@@ -227,7 +241,7 @@ impl Core {
             checked,
             draft,
         } = self
-            .begin(Method::Sign, network, caller, key, raw, payout_id)
+            .begin(Method::Sign, network, peer, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
@@ -255,7 +269,7 @@ impl Core {
         };
         let audit = draft.outcome(ledger::Decision::Allow, ReasonCode::Signed, rule.clone());
         self.budget
-            .charge(&audit.caller, audit.body_len(), audit.time_ms);
+            .charge(&audit.peer, audit.body_len(), audit.time_ms);
         // Invariant 4: the signature leaves only after this commit returned.
         let audit_sequence = reservation.commit(signature, audit).await.map_err(|e| {
             Refusal::ledger_with(
@@ -277,7 +291,7 @@ impl Core {
     /// The same checks as [`Core::sign`], without signing or consuming limits; audited.
     pub async fn evaluate(
         &self,
-        caller: &str,
+        peer: &Peer,
         key: &str,
         raw: &[u8],
         payout_id: &str,
@@ -288,7 +302,7 @@ impl Core {
             checked,
             draft,
         } = self
-            .begin(Method::Evaluate, None, caller, key, raw, payout_id)
+            .begin(Method::Evaluate, None, peer, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
         let (allowed, rule, reason_code, message) =
@@ -366,24 +380,42 @@ impl Core {
         &self,
         method: Method,
         network: Option<&str>,
-        caller: &str,
+        peer: &Peer,
         key: &str,
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Begun, Refusal> {
         let policy = self.policy();
         let now = (self.clock)();
-        let admission = self.budget.admit(caller, now);
+        let who = peer.describe();
+        let admission = self.budget.admit(&who, now);
         if admission == Admission::RefuseCounted {
-            return Err(self.over_budget(caller));
+            return Err(self.over_budget(&who));
         }
         let parsed_key = request::parse_key(key);
         let draft = self
-            .draft(caller, method.as_str(), &policy.hash_hex())
+            .draft(&who, method.as_str(), &policy.hash_hex())
             .fields(&parsed_key, key, payout_id);
         if admission == Admission::RefuseAudited {
-            return Err(self.refuse(draft, self.over_budget(caller)).await);
+            return Err(self.refuse(draft, self.over_budget(&who)).await);
         }
+        let draft = match authorize(&policy.policy, peer, method.rpc()) {
+            Ok(a) => {
+                let draft = draft.caller(&a.caller.name, a.by.to_string());
+                // A key that does not parse is refused below, for what it is.
+                match parsed_key.as_ref().map(|k| a.key(k)) {
+                    Ok(Err(r)) => return Err(self.refuse(draft, r).await),
+                    _ => draft,
+                }
+            }
+            Err((known, r)) => {
+                let draft = match known {
+                    Some(a) => draft.caller(&a.caller.name, a.by.to_string()),
+                    None => draft,
+                };
+                return Err(self.refuse(draft, r).await);
+            }
+        };
         let ours = policy.policy.network.as_str();
         if let Some(asked) = network.filter(|n| *n != ours) {
             let r = Refusal::new(
@@ -408,6 +440,30 @@ impl Core {
             checked,
             draft,
         })
+    }
+
+    /// Authorises a read-only RPC (ListKeys, GetPolicy, ReadPolicyText) for `peer` under
+    /// the policy in force. Only refusals are audited (and charged to the peer's budget): a
+    /// read changes nothing, and a monitor polling every few seconds must not fill the log.
+    pub async fn allow(&self, peer: &Peer, rpc: Rpc) -> Result<Allowed, Refusal> {
+        let policy = self.policy();
+        let keys = match authorize(&policy.policy, peer, rpc) {
+            Ok(Authorized { caller, .. }) => caller.keys.clone(),
+            Err((known, r)) => {
+                let who = peer.describe();
+                let mut draft = self.draft(&who, rpc.as_str(), &policy.hash_hex());
+                if let Some(a) = known {
+                    draft = draft.caller(&a.caller.name, a.by.to_string());
+                }
+                let r = match self.budget.admit(&who, (self.clock)()) {
+                    Admission::RefuseCounted => return Err(self.over_budget(&who)),
+                    Admission::RefuseAudited => self.over_budget(&who),
+                    Admission::Admit => r,
+                };
+                return Err(self.refuse(draft, r).await);
+            }
+        };
+        Ok(Allowed { policy, keys })
     }
 
     async fn replay(
@@ -450,9 +506,10 @@ impl Core {
         })
     }
 
-    /// The audit draft of a request from `caller`, stamped with the signer's clock.
-    fn draft(&self, caller: &str, method: &str, policy_hash: &str) -> Draft {
-        Draft::new((self.clock)(), caller, method, policy_hash)
+    /// The audit draft of a request from `peer` (as [`Peer::describe`] names it), stamped
+    /// with the signer's clock.
+    fn draft(&self, peer: &str, method: &str, policy_hash: &str) -> Draft {
+        Draft::new((self.clock)(), peer, method, policy_hash)
     }
 
     /// Audits a refusal and returns it with its audit sequence filled in.
@@ -681,6 +738,15 @@ mod tests {
 
     const TO: [u8; 20] = [0xa1; 20];
 
+    /// A Unix socket peer of `uid`.
+    fn peer(uid: u32) -> Peer {
+        Peer::Unix {
+            uid,
+            gid: uid,
+            pid: Some(1),
+        }
+    }
+
     fn core(dir: &std::path::Path) -> (Core, Arc<FlakyKey>) {
         let key = SoftKey::from_secret(&SecretBox::new(Box::new([0x11; 32]))).unwrap();
         let owner = key.address();
@@ -710,6 +776,20 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
   label = "d"
   assets = ["TRX"]
   per_tx_max = {{ TRX = "10" }}
+[[caller]]
+name = "test"
+unix_uid = [666, 1000]
+rpcs = ["Sign", "Evaluate", "ListKeys"]
+keys = ["{owner}"]
+[[caller]]
+name = "auditor"
+unix_uid = 7
+rpcs = ["GetPolicy"]
+[[caller]]
+name = "other keys"
+unix_uid = 8
+rpcs = ["Sign"]
+keys = []
 "#,
                 to = Address::from_evm(TO)
             ),
@@ -795,7 +875,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let tx = raw(owner, 10_000_000, 1);
         core.ledger().fail_next_commits(1);
         let r = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
@@ -803,13 +883,13 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         assert!(!r.message.contains("signature\":"), "{}", r.message);
         // Nothing was recorded or counted: the same payout signs now, with the whole limit.
         let s = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap();
         assert!(!s.replayed);
         let over = raw(owner, 1, 2);
         let r = core
-            .sign("test", &owner.to_base58(), &over, "p2")
+            .sign(&peer(1000), &owner.to_base58(), &over, "p2")
             .await
             .unwrap_err();
         assert_eq!(r.code, ReasonCode::OverKeyWindow);
@@ -824,7 +904,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let tx = raw(owner, 10_000_000, 1);
         key.down.store(true, Ordering::SeqCst);
         let r = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap_err();
         assert_eq!(r.kind, RefusalKind::Unavailable);
@@ -832,7 +912,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         assert!(r.audit_sequence.is_some());
         key.down.store(false, Ordering::SeqCst);
         let s = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap();
         assert_eq!(
@@ -868,7 +948,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             })
             .unwrap();
         let r = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap_err();
         assert_eq!(
@@ -876,13 +956,13 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             (RefusalKind::Unavailable, ReasonCode::TxidInFlight)
         );
         let r = core
-            .evaluate("test", &owner.to_base58(), &tx, "p1")
+            .evaluate(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap_err();
         assert_eq!(r.code, ReasonCode::TxidInFlight);
         let other = raw(owner, 1_000_000, 2);
         let r = core
-            .sign("test", &owner.to_base58(), &other, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &other, "p1")
             .await
             .unwrap_err();
         assert_eq!(
@@ -891,7 +971,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         );
         drop(held);
         let s = core
-            .sign("test", &owner.to_base58(), &tx, "p1")
+            .sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap();
         assert!(!s.replayed);
@@ -906,16 +986,16 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let tx = raw(owner, 10_000_000, 1);
         for _ in 0..5 {
             let e = core
-                .evaluate("test", &owner.to_base58(), &tx, "p1")
+                .evaluate(&peer(1000), &owner.to_base58(), &tx, "p1")
                 .await
                 .unwrap();
             assert!(e.allowed, "{}", e.message);
         }
-        core.sign("test", &owner.to_base58(), &tx, "p1")
+        core.sign(&peer(1000), &owner.to_base58(), &tx, "p1")
             .await
             .unwrap();
         let e = core
-            .evaluate("test", &owner.to_base58(), &raw(owner, 1, 2), "p2")
+            .evaluate(&peer(1000), &owner.to_base58(), &raw(owner, 1, 2), "p2")
             .await
             .unwrap();
         assert!(!e.allowed);
@@ -931,8 +1011,13 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let (core, key) = core(dir.path());
         let owner = key.address().to_base58();
         let tx = raw(key.address(), 1_000_000, 1);
-        let signed = core.sign("test", &owner, &tx, "p1").await.unwrap();
-        assert!(core.sign("test", &owner, &tx, "p1").await.unwrap().replayed);
+        let signed = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap();
+        assert!(
+            core.sign(&peer(1000), &owner, &tx, "p1")
+                .await
+                .unwrap()
+                .replayed
+        );
         let text = core.policy_text(&core.policy()).unwrap();
         let key_frozen = text.replacen("label = \"k\"\n", "label = \"k\"\nfrozen = true\n", 1);
         let all_frozen = text.replacen("[global]\n", "[global]\nfrozen = true\n", 1);
@@ -940,7 +1025,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             assert_ne!(frozen, text, "{what}");
             let p = crate::policy::parse(&frozen, "frozen.toml").unwrap();
             core.replace_policy(p, "test").await.unwrap();
-            let r = core.sign("test", &owner, &tx, "p1").await.unwrap_err();
+            let r = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap_err();
             assert_eq!(
                 (r.kind, r.code),
                 (RefusalKind::Denied, ReasonCode::Frozen),
@@ -949,7 +1034,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
             assert!(r.audit_sequence.is_some(), "{what}: not audited");
             assert!(r.message.contains("not returned"), "{what}: {}", r.message);
             assert!(!r.message.contains(&hex::encode(signed.signature)));
-            let e = core.evaluate("test", &owner, &tx, "p1").await.unwrap();
+            let e = core.evaluate(&peer(1000), &owner, &tx, "p1").await.unwrap();
             assert_eq!(
                 (e.allowed, e.reason_code),
                 (false, Some(ReasonCode::Frozen)),
@@ -962,18 +1047,89 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         assert_ne!(removed, text);
         let p = crate::policy::parse(&removed, "removed.toml").unwrap();
         core.replace_policy(p, "test").await.unwrap();
-        let r = core.sign("test", &owner, &tx, "p1").await.unwrap_err();
+        // (The caller's grant goes with it: a grant can only name a key of the policy.)
+        let r = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap_err();
         assert_eq!(
             (r.kind, r.code),
-            (RefusalKind::Denied, ReasonCode::UnknownKey)
+            (RefusalKind::Denied, ReasonCode::CallerKeyNotAllowed)
         );
-        assert!(r.audit_sequence.is_some() && r.message.contains("not returned"));
+        assert!(r.audit_sequence.is_some());
         // Unfrozen again, the replay is served as before.
         let p = crate::policy::parse(&text, "thawed.toml").unwrap();
         core.replace_policy(p, "test").await.unwrap();
-        let again = core.sign("test", &owner, &tx, "p1").await.unwrap();
+        let again = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap();
         assert!(again.replayed);
         assert_eq!(again.signature, signed.signature);
+    }
+
+    /// Default deny: an unlisted peer, a caller without the RPC's grant and a caller without
+    /// the key's grant are each refused with their own code, audited under the name and
+    /// identity the policy knows them by; nothing is signed and nothing counted.
+    #[tokio::test]
+    async fn callers_get_only_what_they_are_granted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let owner = key.address().to_base58();
+        let tx = raw(key.address(), 10_000_000, 1);
+        let cases = [
+            (peer(4242), ReasonCode::CallerUnknown, "", ""),
+            (
+                peer(7),
+                ReasonCode::CallerNotAllowed,
+                "auditor",
+                "unix_uid=7",
+            ),
+            (
+                peer(8),
+                ReasonCode::CallerKeyNotAllowed,
+                "other keys",
+                "unix_uid=8",
+            ),
+        ];
+        for (who, code, name, identity) in &cases {
+            let r = core.sign(who, &owner, &tx, "p1").await.unwrap_err();
+            assert_eq!(
+                (r.kind, r.code),
+                (RefusalKind::Denied, *code),
+                "{}",
+                r.message
+            );
+            let seq = r.audit_sequence.expect("audited");
+            let rec = core.ledger().audit_record(seq).unwrap().unwrap();
+            assert_eq!(rec.reason_code, code.as_str());
+            assert_eq!(
+                (rec.caller.as_str(), rec.identity.as_str()),
+                (*name, *identity)
+            );
+            assert_eq!(rec.peer, who.describe());
+        }
+        // The unknown peer is told what it was seen as, in the policy's words.
+        let r = core
+            .evaluate(&peer(4242), &owner, &tx, "p1")
+            .await
+            .unwrap_err();
+        assert!(r.message.contains("unix_uid 4242"), "{}", r.message);
+        // Read-only RPCs: refused and audited for a caller without the grant.
+        let r = core.allow(&peer(1000), Rpc::GetPolicy).await.unwrap_err();
+        assert_eq!(r.code, ReasonCode::CallerNotAllowed);
+        assert!(r.audit_sequence.is_some());
+        let ok = core.allow(&peer(7), Rpc::GetPolicy).await.unwrap();
+        assert_eq!(ok.keys, KeyGrant::Listed(vec![]));
+        assert_eq!(
+            core.allow(&peer(1000), Rpc::ListKeys).await.unwrap().keys,
+            KeyGrant::Listed(vec![key.address()])
+        );
+        // None of it counted: the whole 10 TRX limit is still there for the granted caller.
+        let s = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap();
+        let rec = core
+            .ledger()
+            .audit_record(s.audit_sequence)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (rec.caller.as_str(), rec.identity.as_str()),
+            ("test", "unix_uid=1000")
+        );
     }
 
     /// A caller that floods refused requests with huge fields is charged for what its audit
@@ -989,7 +1145,7 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let tx = raw(key.address(), 1_000_000, 1);
         let huge_id = "p".repeat(4 * 1024 * 1024);
         let huge_key = format!("T{}", "z".repeat(64 * 1024));
-        let attacker = "unix:uid=666,gid=666,pid=1";
+        let attacker = &peer(666);
         let mut admitted = Vec::new();
         let first_refusal = loop {
             let r = if admitted.len() % 2 == 0 {
@@ -1022,7 +1178,16 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         );
         // A new pid of the same uid shares the budget; further refusals are only counted.
         let r = core
-            .evaluate("unix:uid=666,gid=666,pid=2", &owner, &tx, &huge_id)
+            .evaluate(
+                &Peer::Unix {
+                    uid: 666,
+                    gid: 666,
+                    pid: Some(2),
+                },
+                &owner,
+                &tx,
+                &huge_id,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -1037,7 +1202,16 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         assert_eq!(r.code, ReasonCode::AuditBudgetExceeded);
         // Another caller is unaffected.
         let e = core
-            .evaluate("unix:uid=1000,gid=1000,pid=3", &owner, &tx, "p1")
+            .evaluate(
+                &Peer::Unix {
+                    uid: 1000,
+                    gid: 1000,
+                    pid: Some(3),
+                },
+                &owner,
+                &tx,
+                "p1",
+            )
             .await
             .unwrap();
         assert!(e.allowed, "{}", e.message);
@@ -1059,19 +1233,23 @@ windows = [ {{ asset = "TRX", window = "1h", max = "10" }} ]
         let owner = key.address().to_base58();
         let full = raw(key.address(), 10_000_000, 1);
         let hold = core.ledger().occupy_queue();
-        let r = core.sign("test", &owner, &full, "p1").await.unwrap_err();
+        let r = core
+            .sign(&peer(1000), &owner, &full, "p1")
+            .await
+            .unwrap_err();
         assert_eq!(
             (r.kind, r.code),
             (RefusalKind::Unavailable, ReasonCode::LedgerBusy)
         );
         let r = core
-            .evaluate("test", &owner, &full, "p1")
+            .evaluate(&peer(1000), &owner, &full, "p1")
             .await
             .unwrap_err();
         assert_eq!(r.code, ReasonCode::LedgerBusy);
         // Back pressure: the request waits while the queue is full, and is served when the
         // writer frees room. The whole 10 TRX limit is still there: nothing was counted.
-        let (signed, ()) = tokio::join!(core.sign("test", &owner, &full, "p1"), async {
+        let asker = peer(1000);
+        let (signed, ()) = tokio::join!(core.sign(&asker, &owner, &full, "p1"), async {
             tokio::task::yield_now().await;
             drop(hold);
         });

@@ -12,11 +12,12 @@ use tron_proto::signer::{
 };
 
 use crate::policy::archive::ArchiveError;
-use crate::policy::LoadedPolicy;
+use crate::policy::{LoadedPolicy, Rpc};
 
 use crate::reason::ReasonCode;
 
 use super::core::Core;
+use super::peer::Peer;
 use super::refusal::{Refusal, RefusalKind};
 
 /// Metadata key carrying a refusal's stable reason code.
@@ -98,29 +99,28 @@ impl GrpcSigner {
     }
 }
 
-/// Who is calling, as the transport saw it: the client certificate's key on TLS, uid/pid on
-/// a Unix socket, the peer address on plaintext (loopback) TCP.
-pub fn caller<T>(req: &Request<T>) -> String {
+/// Who is calling, as the transport saw it: the client certificate on TLS, uid/gid/pid on a
+/// Unix socket, the peer address on plaintext (loopback) TCP.
+pub fn peer<T>(req: &Request<T>) -> Peer {
     if let Some(info) = req.extensions().get::<super::peer::TlsConnectInfo>() {
-        return info.caller();
+        return Peer::Tls(info.clone());
     }
     if let Some(info) = req
         .extensions()
         .get::<tonic::transport::server::UdsConnectInfo>()
     {
         return match &info.peer_cred {
-            Some(c) => format!(
-                "unix:uid={},gid={},pid={}",
-                c.uid(),
-                c.gid(),
-                c.pid().map(|p| p.to_string()).unwrap_or_else(|| "?".into())
-            ),
-            None => "unix:unknown".into(),
+            Some(c) => Peer::Unix {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            },
+            None => Peer::UnixUnknown,
         };
     }
     match req.remote_addr() {
-        Some(a) => format!("tcp:{a}"),
-        None => "unknown".into(),
+        Some(a) => Peer::PlainTcp(a),
+        None => Peer::UnixUnknown,
     }
 }
 
@@ -215,7 +215,7 @@ impl Signer for GrpcSigner {
     type ReadPolicyTextStream = PolicyTextStream;
 
     async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
-        let who = caller(&request);
+        let who = peer(&request);
         let req = request.into_inner();
         let s = self
             .core
@@ -242,7 +242,7 @@ impl Signer for GrpcSigner {
         &self,
         request: Request<SignRequest>,
     ) -> Result<Response<EvaluateResponse>, Status> {
-        let who = caller(&request);
+        let who = peer(&request);
         let req = request.into_inner();
         let e = self
             .core
@@ -267,12 +267,19 @@ impl Signer for GrpcSigner {
 
     async fn list_keys(
         &self,
-        _request: Request<ListKeysRequest>,
+        request: Request<ListKeysRequest>,
     ) -> Result<Response<ListKeysResponse>, Status> {
+        let allowed = self
+            .core
+            .allow(&peer(&request), Rpc::ListKeys)
+            .await
+            .map_err(status)?;
+        // Only the keys the caller is granted: the others are not its business.
         let keys = self
             .core
             .keys()
             .iter()
+            .filter(|k| allowed.keys.contains(&k.address()))
             .map(|k| KeyInfo {
                 address: k.address().to_base58(),
                 backend: k.backend().into(),
@@ -284,11 +291,16 @@ impl Signer for GrpcSigner {
 
     async fn get_policy(
         &self,
-        _request: Request<GetPolicyRequest>,
+        request: Request<GetPolicyRequest>,
     ) -> Result<Response<GetPolicyResponse>, Status> {
-        // One snapshot for hash and text, so a reload in between cannot mix them. A text too
-        // large to send is not read at all.
-        let p = self.core.policy();
+        // One snapshot for the grant, hash and text, so a reload in between cannot mix them.
+        // A text too large to send is not read at all.
+        let p = self
+            .core
+            .allow(&peer(&request), Rpc::GetPolicy)
+            .await
+            .map_err(status)?
+            .policy;
         let text_omitted = p.text_len > MAX_INLINE_POLICY_TEXT;
         let text = if text_omitted {
             String::new()
@@ -309,8 +321,13 @@ impl Signer for GrpcSigner {
         &self,
         request: Request<ReadPolicyTextRequest>,
     ) -> Result<Response<Self::ReadPolicyTextStream>, Status> {
+        let current = self
+            .core
+            .allow(&peer(&request), Rpc::ReadPolicyText)
+            .await
+            .map_err(status)?
+            .policy;
         let asked = request.into_inner().hash;
-        let current = self.core.policy();
         let hash = if asked.is_empty() {
             current.hash
         } else {

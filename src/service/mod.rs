@@ -5,10 +5,12 @@
 //! `core` reads top to bottom as the decision path; what it leans on has a module each:
 //! request validation (`request`), refusals (`refusal`), the policy in force
 //! (`policy_slot`), the audit record of each request (`audit_draft`) and the clock check
-//! (`clock_guard`). What gRPC health reports lives in `health`.
+//! (`clock_guard`), who is asking and what they may do (`peer`, `authorize`). What gRPC
+//! health reports lives in `health`.
 
 mod audit_budget;
 mod audit_draft;
+mod authorize;
 mod bounded;
 mod clock_guard;
 pub mod connections;
@@ -26,5 +28,6 @@ pub mod unix_socket;
 
 pub use self::audit_budget::{DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND};
 pub use self::core::{Core, Evaluated, Signed};
+pub use self::peer::Peer;
 pub use self::refusal::{Refusal, RefusalKind};
 pub use self::request::MAX_PAYOUT_ID_LEN;

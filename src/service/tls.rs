@@ -94,7 +94,9 @@ pub struct ServerTls {
     /// The config file whose `[tls]` section a reload reads again (pins live there).
     config_path: Option<PathBuf>,
     source: RwLock<TlsConfig>,
-    current: RwLock<Arc<ServerConfig>>,
+    /// The rustls config in force, and whether it trusts clients through a CA (rather than
+    /// by pinned keys): a certificate's names identify a caller only in the first case.
+    current: RwLock<(Arc<ServerConfig>, bool)>,
 }
 
 impl ServerTls {
@@ -102,7 +104,7 @@ impl ServerTls {
     /// file it came from, read again on reload.
     pub fn load(source: &TlsConfig, config_path: Option<PathBuf>) -> Result<ServerTls, TlsError> {
         Ok(ServerTls {
-            current: RwLock::new(Arc::new(build(source)?)),
+            current: RwLock::new((Arc::new(build(source)?), source.client_ca.is_some())),
             source: RwLock::new(source.clone()),
             config_path,
         })
@@ -127,15 +129,17 @@ impl ServerTls {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         };
-        let fresh = Arc::new(build(&source)?);
+        let fresh = (Arc::new(build(&source)?), source.client_ca.is_some());
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         *self.source.write().unwrap_or_else(|p| p.into_inner()) = source;
         Ok(())
     }
 
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let config = self.current.read().unwrap_or_else(|p| p.into_inner());
-        tokio_rustls::TlsAcceptor::from(Arc::clone(&config))
+    /// An acceptor for the settings in force, and whether they verify clients by CA.
+    fn acceptor(&self) -> (tokio_rustls::TlsAcceptor, bool) {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let (config, by_ca) = &*current;
+        (tokio_rustls::TlsAcceptor::from(Arc::clone(config)), *by_ca)
     }
 }
 
@@ -227,7 +231,7 @@ fn pem_error_kind(e: &rustls::pki_types::pem::Error) -> &'static str {
 }
 
 /// Reads what a verified client certificate says about its holder.
-pub fn client_cert(der: &[u8]) -> Result<ClientCert, String> {
+pub fn client_cert(der: &[u8], ca_verified: bool) -> Result<ClientCert, String> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("not X.509: {e}"))?;
     let spki_sha256 = Sha256::digest(cert.tbs_certificate.subject_pki.raw).into();
@@ -257,6 +261,7 @@ pub fn client_cert(der: &[u8]) -> Result<ClientCert, String> {
         spki_sha256,
         subject,
         sans,
+        ca_verified,
     })
 }
 
@@ -490,7 +495,7 @@ impl TlsListener {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(peer = %remote, "cannot set TCP_NODELAY: {e}");
         }
-        let acceptor = self.tls.acceptor();
+        let (acceptor, by_ca) = self.tls.acceptor();
         let timeout = self.timeout;
         let shared = Arc::clone(&self.shared);
         let done = self.done_tx.clone();
@@ -498,7 +503,7 @@ impl TlsListener {
             let outcome = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Err(_) => Err("no completed handshake before the deadline".to_owned()),
                 Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(tls)) => identify(tls, remote),
+                Ok(Ok(tls)) => identify(tls, remote, by_ca),
             };
             drop(running);
             let conn = match outcome {
@@ -526,6 +531,7 @@ impl TlsListener {
 fn identify(
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     remote: SocketAddr,
+    by_ca: bool,
 ) -> Result<TlsConn, String> {
     let der = tls
         .get_ref()
@@ -533,7 +539,7 @@ fn identify(
         .peer_certificates()
         .and_then(|c| c.first())
         .ok_or_else(|| "the client sent no certificate".to_owned())?;
-    let client = client_cert(der)?;
+    let client = client_cert(der, by_ca)?;
     Ok(TlsConn {
         inner: tls,
         info: TlsConnectInfo {

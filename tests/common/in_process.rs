@@ -43,6 +43,15 @@ pub fn ring() -> KeyRing {
     ring
 }
 
+/// The test process as a Unix socket peer: the test policies' caller.
+pub fn me() -> tron_signer::service::Peer {
+    tron_signer::service::Peer::Unix {
+        uid: super::policy::test_uid(),
+        gid: 0,
+        pid: Some(std::process::id() as i32),
+    }
+}
+
 /// A core on the ledger in `dir` (opened at the clock's reading, as a start-up would) whose
 /// clock reads `clock`.
 pub fn core(dir: &Path, clock: &Arc<AtomicI64>, policy: LoadedPolicy) -> Core {

@@ -6,6 +6,7 @@
 //! ([`softhsm`], on `tron_testkit::softhsm`).
 #![allow(dead_code)]
 
+pub mod exporter;
 pub mod in_process;
 pub mod interop;
 pub mod pki;
@@ -15,7 +16,7 @@ pub mod softhsm;
 // Not every test binary writes a policy (hence the allow); `policy_preamble` is for a test
 // that writes its own `[[key]]` text after the shared preamble.
 #[allow(unused_imports)]
-pub use policy::{policy_preamble, Destination, Key, PolicyText};
+pub use policy::{policy_preamble, test_caller, Destination, Key, PolicyText};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

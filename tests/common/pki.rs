@@ -96,7 +96,7 @@ impl Issued {
 
     /// The SHA-256 of this certificate's SubjectPublicKeyInfo, hex: what a pin names.
     pub fn pin(&self) -> String {
-        let info = tron_signer::service::tls::client_cert(&self.der).expect("readable cert");
+        let info = tron_signer::service::tls::client_cert(&self.der, false).expect("readable cert");
         hex::encode(info.spki_sha256)
     }
 }

@@ -7,9 +7,37 @@ use std::fmt::Write as _;
 
 use super::NILE_USDT;
 
+/// The uid the tests run as: the Unix socket recognises the test process by it.
+pub fn test_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// The `[[caller]]` every test policy has: this process on the Unix socket and anyone on a
+/// plaintext loopback listener, with every RPC for every key. Tests of who may ask add
+/// callers of their own (a caller section may sit anywhere in the file).
+pub fn test_caller() -> String {
+    format!(
+        r#"
+[[caller]]
+name = "test suite"
+unix_uid = {}
+insecure_loopback = true
+rpcs = ["Sign", "Evaluate", "ListKeys", "GetPolicy", "ReadPolicyText"]
+all_keys = true
+"#,
+        test_uid()
+    )
+}
+
 /// The part every test policy shares: format version, name, the Nile network, the global
-/// envelope rules and the Nile USDT token. Callers append their `[[key]]` sections.
+/// envelope rules, the Nile USDT token and the test caller ([`test_caller`]). Callers
+/// append their `[[key]]` sections.
 pub fn policy_preamble(name: &str, clock_skew: &str) -> String {
+    policy_preamble_for(name, clock_skew, &test_caller())
+}
+
+/// The preamble with `callers` (`[[caller]]` sections) instead of the test caller.
+pub fn policy_preamble_for(name: &str, clock_skew: &str, callers: &str) -> String {
     format!(
         r#"version = 1
 name = "{name}"
@@ -26,7 +54,7 @@ memo_allowed = false
 symbol = "USDT"
 contract = "{NILE_USDT}"
 decimals = 6
-"#
+{callers}"#
     )
 }
 
@@ -56,6 +84,8 @@ pub struct PolicyText {
     name: String,
     clock_skew: String,
     keys: Vec<Key>,
+    /// Extra `[[caller]]` sections, after the test caller.
+    callers: String,
 }
 
 impl PolicyText {
@@ -65,7 +95,14 @@ impl PolicyText {
             name: name.into(),
             clock_skew: "60s".into(),
             keys: Vec::new(),
+            callers: String::new(),
         }
+    }
+
+    /// Adds `[[caller]]` sections (as TOML text) besides the test caller.
+    pub fn callers(mut self, sections: &str) -> PolicyText {
+        self.callers.push_str(sections);
+        self
     }
 
     pub fn clock_skew(mut self, skew: &str) -> PolicyText {
@@ -81,7 +118,8 @@ impl PolicyText {
     /// The TOML text; the last `[[key]]` is the file's last table header but its
     /// destinations', so appended `[[key.destination]]` sections join that key.
     pub fn text(&self) -> String {
-        let mut out = policy_preamble(&self.name, &self.clock_skew);
+        let callers = format!("{}{}", test_caller(), self.callers);
+        let mut out = policy_preamble_for(&self.name, &self.clock_skew, &callers);
         for key in &self.keys {
             key.write(&mut out);
         }

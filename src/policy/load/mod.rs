@@ -10,6 +10,7 @@
 //! The file format is described for auditors in `policies/README.md`; the limits below are
 //! documented there too.
 
+mod callers;
 mod destination;
 mod global;
 mod key;
@@ -46,9 +47,11 @@ const GLOBAL: Field = field("global", Kind::Table, false);
 const TOKEN: Field = field("token", Kind::Array, false);
 /// Keys written inline (`key = [...]`).
 const KEY: Field = field("key", Kind::Array, false);
+/// Callers written inline (`caller = [...]`).
+const CALLER: Field = field("caller", Kind::Array, false);
 
 static ROOT: Schema = Schema {
-    fields: &[&VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY],
+    fields: &[&VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER],
 };
 
 /// What a successful load yields besides the file identity.
@@ -104,6 +107,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
     let global = read_global(p, text, &root, plan.with(Header::Global));
     let catalog = read_tokens(p, text, &root, plan.with(Header::Token), network);
     let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
+    let callers = read_callers(p, text, &root, plan.with(Header::Caller), &keys);
     for s in plan.strays() {
         stray(p, text, s);
     }
@@ -121,6 +125,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             assets: catalog.assets,
             keys,
             key_index,
+            callers,
         },
     })
 }
@@ -267,6 +272,55 @@ fn read_tokens<'s>(
     catalog
 }
 
+fn read_callers<'s>(
+    p: &mut Problems<'_>,
+    text: &str,
+    root: &Fields<'_, '_>,
+    sections: impl Iterator<Item = &'s Section>,
+    keys: &[crate::policy::model::KeyPolicy],
+) -> Vec<crate::policy::caller::CallerPolicy> {
+    let addresses: std::collections::HashSet<_> = keys.iter().map(|k| k.address).collect();
+    let mut callers = callers::Callers::new(&addresses);
+    let mut any = false;
+    if let Some(items) = root.array(p, &CALLER) {
+        for item in items {
+            any = true;
+            if let Some(c) = Obj::from_node(p, item, "[[caller]]") {
+                callers.add(p, c);
+            }
+        }
+    }
+    let inline = root.peek(&CALLER).map(|v| v.span());
+    for s in sections {
+        any = true;
+        let Some(tree) = parse(p, text, s) else {
+            continue;
+        };
+        if let Some(at) = &inline {
+            let line = line_of(p, at.clone());
+            redefined(
+                p,
+                s,
+                format!("[[caller]] cannot add to the caller array defined inline on line {line}"),
+            );
+            continue;
+        }
+        if let Some(c) = element(&tree, &["caller"], s.start())
+            .and_then(|node| Obj::from_node(p, node, "[[caller]]"))
+        {
+            callers.add(p, c);
+        }
+    }
+    if !any {
+        p.at(
+            0..0,
+            C::NoCallers,
+            "the policy has no [[caller]] sections, so nobody may ask it anything (default deny)",
+        );
+    }
+    callers.callers
+}
+
 fn read_keys(
     p: &mut Problems<'_>,
     text: &str,
@@ -362,7 +416,7 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
             _ => p.syntax(
                 s.header_at,
                 format!(
-                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]] and [[key.destination]], and a header for a table inside one must directly follow it",
+                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]], [[key.destination]] and [[caller]], and a header for a table inside one must directly follow it",
                     text.get(foreign.span.clone()).unwrap_or("")
                 ),
             ),

@@ -25,6 +25,8 @@ pub(super) enum Header {
     Key,
     /// `[[key.destination]]`: a destination of the last `[[key]]` above it.
     Destination,
+    /// `[[caller]]`
+    Caller,
     /// Any other header (boxed: a section list can be 100,000 long).
     Other(Box<Foreign>),
 }
@@ -243,6 +245,7 @@ fn nests(owner: &Header, header: &Foreign) -> bool {
         Header::Token => &["token"],
         Header::Key => &["key"],
         Header::Destination => &["key", "destination"],
+        Header::Caller => &["caller"],
         Header::Other(_) => return false,
     };
     header.path.as_ref().is_some_and(|path| {
@@ -280,6 +283,7 @@ fn classify<'t>(
         (false, 1) if is(0, "global") => Header::Global,
         (true, 1) if is(0, "token") => Header::Token,
         (true, 1) if is(0, "key") => Header::Key,
+        (true, 1) if is(0, "caller") => Header::Caller,
         (true, 2) if is(0, "key") && is(1, "destination") => Header::Destination,
         _ => Header::Other(Box::new(Foreign {
             span: span.clone(),

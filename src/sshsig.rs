@@ -1,0 +1,96 @@
+//! SSH signatures (the SSHSIG format `ssh-keygen -Y sign` writes), checked the way
+//! `ssh-keygen -Y verify` checks them: the namespace must be ours for the purpose, and the
+//! signature must verify under the key it names. Whether that key may sign for anything is
+//! the caller's question (the policy's callers, approvers or administrators).
+
+use ssh_key::public::KeyData;
+use ssh_key::SshSig;
+
+/// Why an SSH signature was not accepted. Messages never quote the armored text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshSigError {
+    #[error("not an SSH signature (-----BEGIN SSH SIGNATURE----- … as ssh-keygen -Y sign writes it): {0}")]
+    NotArmored(String),
+    #[error("signed for namespace {found:?}, not {expected:?}: a signature made for another purpose never counts here")]
+    Namespace { expected: String, found: String },
+    #[error("the signature does not verify under the key it names ({key}): it was made over other content or altered")]
+    Invalid { key: String },
+}
+
+/// A verified signature: the key that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub key: KeyData,
+}
+
+impl Verified {
+    /// The Ed25519 public key, if the signature was made with one.
+    pub fn ed25519(&self) -> Option<[u8; 32]> {
+        self.key.ed25519().map(|k| k.0)
+    }
+
+    /// `SHA256:…`, the fingerprint `ssh-keygen -l` prints.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
+    }
+}
+
+/// Verifies `armored` over `message` under `namespace`.
+pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified, SshSigError> {
+    let sig =
+        SshSig::from_pem(armored.trim()).map_err(|e| SshSigError::NotArmored(e.to_string()))?;
+    if sig.namespace() != namespace {
+        return Err(SshSigError::Namespace {
+            expected: namespace.to_owned(),
+            found: sig.namespace().chars().take(64).collect(),
+        });
+    }
+    let key = sig.public_key().clone();
+    let public = ssh_key::PublicKey::from(key.clone());
+    public
+        .verify(namespace, message, &sig)
+        .map_err(|_| SshSigError::Invalid {
+            key: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        })?;
+    Ok(Verified { key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ssh_key::PrivateKey {
+        ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]))
+    }
+
+    fn sign(ns: &str, msg: &[u8]) -> String {
+        key()
+            .sign(ns, ssh_key::HashAlg::Sha512, msg)
+            .unwrap()
+            .to_pem(ssh_key::LineEnding::LF)
+            .unwrap()
+    }
+
+    #[test]
+    fn accepts_only_our_namespace_and_the_signed_content() {
+        let armored = sign("tron-batch-export", b"digest");
+        let ok = verify(&armored, "tron-batch-export", b"digest").unwrap();
+        assert_eq!(
+            ok.ed25519(),
+            Some(key().public_key().key_data().ed25519().unwrap().0)
+        );
+        assert!(ok.fingerprint().starts_with("SHA256:"));
+        assert!(matches!(
+            verify(&armored, "tron-batch-export", b"other"),
+            Err(SshSigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            verify(&sign("git", b"digest"), "tron-batch-export", b"digest"),
+            Err(SshSigError::Namespace { .. })
+        ));
+        assert!(matches!(
+            verify("hello", "tron-batch-export", b"digest"),
+            Err(SshSigError::NotArmored(_))
+        ));
+    }
+}
