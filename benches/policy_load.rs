@@ -131,6 +131,12 @@ symbol = "USDT"
 contract = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 decimals = 6
 
+[[caller]]
+name = "payments"
+unix_uid = 1000
+rpcs = ["Sign"]
+all_keys = true
+
 [[key]]
 address = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"
 label = "hot key"

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::exporter::Exporter;
 use common::pki::{client_config, Ca};
 use common::*;
 use serde_json::{json, Value};
@@ -43,8 +44,9 @@ fn stranger() -> Address {
     dest(0xee)
 }
 
-/// TRX: 50 per hour for the key, 40 per transaction; USDT: 1000 per hour.
-fn policy() -> String {
+/// TRX: 50 per hour for the key, 40 per transaction; USDT: 1000 per hour. The broadcaster
+/// may ask by its certificate's SPIFFE id online and by its exporter key in batch files.
+fn policy(exporter: &Exporter) -> String {
     let both = |to: Address, label: &str| {
         Destination::new(to, label, &["TRX", "USDT"])
             .per_tx_max("TRX", "40")
@@ -59,6 +61,14 @@ fn policy() -> String {
                 .destination(both(allowed(), "exchange"))
                 .destination(both(allowed_b(), "treasury")),
         )
+        .callers(&format!(
+            "\n[[caller]]\nname = \"broadcaster\"\ntls_san = \"uri:spiffe://test/broadcaster\"\nrpcs = [\"Sign\", \"Evaluate\", \"ListKeys\"]\nkeys = [\"{KEY1}\"]\n"
+        ))
+        .callers(&exporter.caller(
+            "broadcaster exporter",
+            r#"["Sign"]"#,
+            &format!("[\"{KEY1}\"]"),
+        ))
         .text()
 }
 
@@ -83,6 +93,8 @@ fn free_port() -> u16 {
 
 /// One signer data directory, one node double, one broadcaster database.
 struct Env {
+    /// The broadcaster's batch signing key (its directory lives as long as the test).
+    _exporter: Exporter,
     signer_setup: Setup,
     signer: Option<Server>,
     node: Running,
@@ -98,7 +110,8 @@ struct Env {
 impl Env {
     /// `online`: the broadcaster talks to a running signer; otherwise air gap only.
     async fn new(online: bool) -> Env {
-        let signer_setup = Setup::new(&[("hot", KEY1_SECRET)], &policy());
+        let exporter = Exporter::new("e2e broadcaster exporter");
+        let signer_setup = Setup::new(&[("hot", KEY1_SECRET)], &policy(&exporter));
         // Online, the broadcaster reaches the signer over mutual TLS on loopback, each with
         // a certificate under a test CA (the signer trusts the broadcaster's under it).
         let (signer, signer_line) = if online {
@@ -176,14 +189,17 @@ solidity_margin = "1s"
 node_timeout = "2s"
 signer_timeout = "5s"
 max_backoff = "1s"
+batch_signing_key = "{exporter_key}"
 {signer_tls}"#,
                 node = node.url(),
                 key = key_file.display(),
                 db = dir.path().join("broadcaster.redb").display(),
+                exporter_key = exporter.key.display(),
             ),
         )
         .expect("config");
         let mut env = Env {
+            _exporter: exporter,
             signer_setup,
             signer,
             node,

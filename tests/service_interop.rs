@@ -57,6 +57,9 @@ fn grpcio_policy(to: tron_proto::Address) -> String {
                 .window("TRX", "1h", "100")
                 .destination(Destination::new(to, "exchange", &["TRX"]).per_tx_max("TRX", "10")),
         )
+        .callers(
+            "\n[[caller]]\nname = \"python client\"\ntls_san = \"uri:spiffe://test/python-grpcio\"\nrpcs = [\"Sign\", \"Evaluate\", \"ListKeys\", \"GetPolicy\", \"ReadPolicyText\"]\nall_keys = true\n",
+        )
         .text()
 }
 
@@ -81,7 +84,7 @@ async fn python_grpcio_uses_the_api_over_mutual_tls() {
     let ca = Ca::new("grpcio CA");
     let dir = s.dir.path();
     let (server_cert, server_key) = ca.server().write(dir, "server");
-    let python = ca.client("python grpcio", false);
+    let python = ca.client("python-grpcio", false);
     let (client_cert, client_key) = python.write(dir, "python");
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.pem()).unwrap();
@@ -112,10 +115,15 @@ async fn python_grpcio_uses_the_api_over_mutual_tls() {
     srv.stop();
     let signed: Vec<_> = s.records_with("signed");
     assert_eq!(signed.len(), 1);
-    let caller = signed[0]["caller"].as_str().unwrap_or("");
+    assert_eq!(signed[0]["caller"], "python client");
+    assert_eq!(
+        signed[0]["identity"],
+        "tls_san=uri:spiffe://test/python-grpcio"
+    );
+    let peer = signed[0]["peer"].as_str().unwrap_or("");
     assert!(
-        caller.starts_with(&format!("tls:spki={}", python.pin())),
-        "{caller}"
+        peer.starts_with(&format!("tls:spki={}", python.pin())),
+        "{peer}"
     );
 }
 

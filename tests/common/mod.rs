@@ -16,7 +16,7 @@ pub mod softhsm;
 // Not every test binary writes a policy (hence the allow); `policy_preamble` is for a test
 // that writes its own `[[key]]` text after the shared preamble.
 #[allow(unused_imports)]
-pub use policy::{policy_preamble, test_caller, Destination, Key, PolicyText};
+pub use policy::{policy_preamble, test_caller, test_uid, Destination, Key, PolicyText};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -506,10 +506,9 @@ where
             return Err(std::fs::read_to_string(&log).unwrap_or_default());
         }
         if let Some(mut c) = connect().await {
-            if c.get_policy(tron_proto::signer::GetPolicyRequest {})
-                .await
-                .is_ok()
-            {
+            // Serving: the service answered, with the policy or a coded refusal (a client
+            // the policy does not list is still proof that the server is up).
+            if answered(&c.get_policy(tron_proto::signer::GetPolicyRequest {}).await) {
                 return Ok(Server {
                     child,
                     client: c,
@@ -525,6 +524,15 @@ where
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a call reached the signing service: an answer, or a refusal carrying a reason
+/// code (transport failures, a refused handshake included, carry none).
+pub fn answered<T>(r: &Result<T, tonic::Status>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(st) => st.metadata().get("reason-code").is_some(),
     }
 }
 

@@ -86,6 +86,8 @@ pub struct PolicyText {
     keys: Vec<Key>,
     /// Extra `[[caller]]` sections, after the test caller.
     callers: String,
+    /// Whether the test caller is included (it is unless a test of who may ask says not).
+    test_caller: bool,
 }
 
 impl PolicyText {
@@ -96,7 +98,14 @@ impl PolicyText {
             clock_skew: "60s".into(),
             keys: Vec::new(),
             callers: String::new(),
+            test_caller: true,
         }
+    }
+
+    /// Leaves out the test caller: only the callers added with [`PolicyText::callers`].
+    pub fn without_test_caller(mut self) -> PolicyText {
+        self.test_caller = false;
+        self
     }
 
     /// Adds `[[caller]]` sections (as TOML text) besides the test caller.
@@ -118,7 +127,12 @@ impl PolicyText {
     /// The TOML text; the last `[[key]]` is the file's last table header but its
     /// destinations', so appended `[[key.destination]]` sections join that key.
     pub fn text(&self) -> String {
-        let callers = format!("{}{}", test_caller(), self.callers);
+        let mine = if self.test_caller {
+            test_caller()
+        } else {
+            String::new()
+        };
+        let callers = format!("{mine}{}", self.callers);
         let mut out = policy_preamble_for(&self.name, &self.clock_skew, &callers);
         for key in &self.keys {
             key.write(&mut out);

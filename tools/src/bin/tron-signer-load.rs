@@ -197,6 +197,15 @@ fn prepare_tls(
     Ok(())
 }
 
+/// The uid this process runs as (the owner of `/proc/self`); the signer the bench starts
+/// runs as the same user.
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
 /// Raw `C_Sign(CKM_ECDSA)` over 32-byte digests: `threads` threads, each with its own
 /// logged-in session, for `seconds`. The ceiling any PKCS#11 signing service can reach.
 fn raw_pkcs11_rate(
@@ -368,6 +377,16 @@ symbol = "USDT"
 contract = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
 decimals = 6
 
+# The load generator, on whichever transport the bench runs: this user on the Unix
+# socket, the plaintext loopback listener, and the client certificate `prepare` makes.
+[[caller]]
+name = "load generator"
+unix_uid = {uid}
+insecure_loopback = true
+tls_subject = "CN=bench client"
+rpcs = ["Sign", "Evaluate", "ListKeys", "GetPolicy", "ReadPolicyText"]
+all_keys = true
+
 [[key]]
 address = "{key}"
 label = "bench key 0"
@@ -378,7 +397,8 @@ windows = [
 ]
 "#,
         keys = a.keys,
-        n = a.destinations
+        n = a.destinations,
+        uid = own_uid(),
     );
     let mut tail = [0u8; 12];
     tail[0] = 0xd5;
