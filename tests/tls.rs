@@ -283,6 +283,15 @@ async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
     assert!(log.contains("0644"), "{log}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
+    // Owner-only, but another user's file (chown needs root; the suite runs as root).
+    if std::env::var_os("TRON_SIGNER_NO_ROOT_TESTS").is_none() {
+        std::os::unix::fs::chown(&key, Some(65534), None)
+            .expect("chown the key to nobody (run as root, or set TRON_SIGNER_NO_ROOT_TESTS=1)");
+        let log = refused_start(&s);
+        assert!(log.contains("tls_key_not_owned"), "{log}");
+        std::os::unix::fs::chown(&key, Some(test_uid()), None).unwrap();
+    }
+
     // Both kinds of client trust at once, and neither.
     let text = std::fs::read_to_string(&s.config).unwrap();
     std::fs::write(
@@ -399,12 +408,38 @@ async fn sighup_rotates_the_server_certificate_and_the_pins_without_dropping_con
         "alice's pin is gone"
     );
 
+    // A config that lost its [tls] section (plainly, or asking for plaintext): refused, the
+    // listener stays TLS with the settings in force, audited.
+    s.write_config_listening(&addr_line, &keystore);
+    srv.signal("HUP");
+    let refused = wait_for_records(&s, "tls_reload_refused", 1).await;
+    let message = refused[0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("tls_config_invalid") && message.contains("plaintext TCP"),
+        "{refused:?}"
+    );
+    s.write_config_listening(
+        &addr_line,
+        &format!("insecure_plaintext = true\n{keystore}"),
+    );
+    srv.signal("HUP");
+    let refused = wait_for_records(&s, "tls_reload_refused", 2).await;
+    assert!(
+        refused[1]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer has a [tls] section"),
+        "{refused:?}"
+    );
+    assert!(served(&addr, client_config(&new_ca, Some(&bob))).await);
+    s.write_config_listening(&addr_line, &format!("{keystore}{tls}"));
+
     // A bad new certificate: refused, audited, and the settings in force stay.
     std::fs::write(s.dir.path().join("server.pem"), "not a certificate\n").unwrap();
     srv.signal("HUP");
-    let refused = wait_for_records(&s, "tls_reload_refused", 1).await;
+    let refused = wait_for_records(&s, "tls_reload_refused", 3).await;
     assert!(
-        refused[0]["message"]
+        refused[2]["message"]
             .as_str()
             .unwrap_or("")
             .contains("tls_cert_invalid"),
