@@ -114,9 +114,16 @@ impl fmt::Display for Recognition {
             Recognition::TlsSan(s) => write!(f, "tls_san={s}"),
             Recognition::UnixUid(uid) => write!(f, "unix_uid={uid}"),
             Recognition::InsecureLoopback => f.write_str("insecure_loopback"),
-            Recognition::BatchKey(k) => write!(f, "batch_key=ed25519:{}", hex::encode(k)),
+            Recognition::BatchKey(k) => write!(f, "batch_key={}", ed25519_fingerprint(k)),
         }
     }
+}
+
+/// The `SHA256:…` fingerprint `ssh-keygen -l` prints for an Ed25519 public key, so an
+/// auditor can match an audit record to the key file.
+pub fn ed25519_fingerprint(key: &[u8; 32]) -> String {
+    let data = ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(*key));
+    data.fingerprint(ssh_key::HashAlg::Sha256).to_string()
 }
 
 /// One `[[caller]]`: who it is, how it is recognised, and what it may do.

@@ -180,8 +180,8 @@ fn recognition(r: &Recognition) -> String {
             "ANY process that reaches the plaintext loopback TCP listener (insecure_plaintext)".into()
         }
         Recognition::BatchKey(k) => format!(
-            "batch files signed with the Ed25519 key {}",
-            hex::encode(k)
+            "batch files signed with the Ed25519 key {} (as ssh-keygen -l shows it)",
+            super::caller::ed25519_fingerprint(k)
         ),
     }
 }

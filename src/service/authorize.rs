@@ -120,7 +120,7 @@ fn unknown(peer: &Peer, presented: &Presented<'_>) -> Refusal {
         }
         Presented::BatchExporter { ed25519 } => format!(
             "a batch file signed by the Ed25519 key {} (no caller lists it as batch_key)",
-            hex::encode(ed25519)
+            crate::policy::caller::ed25519_fingerprint(ed25519)
         ),
         Presented::Internal => "a peer whose identity could not be read".into(),
     };

@@ -60,7 +60,10 @@ impl Peer {
             Peer::UnixUnknown => "unix:unknown".into(),
             Peer::PlainTcp(a) => format!("tcp:{a}"),
             Peer::Batch { file, exporter } => {
-                format!("batch:{file},exporter=ed25519:{}", hex::encode(exporter))
+                format!(
+                    "batch:{file},exporter={}",
+                    crate::policy::caller::ed25519_fingerprint(exporter)
+                )
             }
             Peer::Internal(what) => (*what).to_owned(),
         }

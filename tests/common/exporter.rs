@@ -40,6 +40,25 @@ impl Exporter {
         }
     }
 
+    /// `SHA256:…`, as `ssh-keygen -l` prints the key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.key.with_extension("pub"))
+            .output()
+            .expect("ssh-keygen -l");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("fingerprint field")
+            .to_owned()
+    }
+
     /// The `[[caller]]` section recognising this exporter, with `rpcs` for `keys`.
     pub fn caller(&self, name: &str, rpcs: &str, keys: &str) -> String {
         format!(
