@@ -10,10 +10,13 @@ use crate::api::{self, ApiState};
 use crate::apikeys::{self, KeyStore};
 use crate::batch;
 use crate::config::{Config, ConfigError};
+use crate::invoice_api::{self, ReceiveApi};
 use crate::node::{Node, NodeError};
 use crate::pipeline::{Pipeline, Settings};
+use crate::receive_store::ReceiveStore;
 use crate::signer::SignerConn;
 use crate::store::{Store, StoreError};
+use crate::watcher::Watcher;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -219,11 +222,37 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let pipe = Arc::new(pipeline(&cfg, store.clone(), true)?);
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(pipe.clone().run(rx.clone()));
-    let app = api::router(ApiState {
-        store,
-        keys: Arc::new(KeyStore::new(&cfg.api_keys)),
-        owner: cfg.key,
-    });
+    // The receive side: invoices in the same API, a chain watcher beside the pipeline.
+    let (receive_routes, watcher) = match &cfg.receive {
+        Some(r) => {
+            let rs = ReceiveStore::open(store.clone())?;
+            let node = Node::new(&cfg.node_url, cfg.node_api_key.clone(), cfg.node_timeout)?;
+            let w = Arc::new(Watcher::new(
+                node,
+                rs.clone(),
+                cfg.usdt_contract,
+                cfg.poll_interval,
+                cfg.max_backoff,
+            ));
+            tracing::info!(xpub = ?r.xpub, token = %cfg.usdt_contract, "receive side enabled");
+            let routes = invoice_api::routes(ReceiveApi {
+                store: rs,
+                xpub: r.xpub.clone(),
+                tolerance_units: r.tolerance_units,
+                default_expiry: r.default_expiry,
+            });
+            (routes, Some(tokio::spawn(w.run(rx.clone()))))
+        }
+        None => (axum::Router::new(), None),
+    };
+    let app = api::router_with(
+        ApiState {
+            store,
+            keys: Arc::new(KeyStore::new(&cfg.api_keys)),
+            owner: cfg.key,
+        },
+        receive_routes,
+    );
     let listen_err = |source| CliError::Listen {
         addr: cfg.listen.to_string(),
         source,
@@ -252,6 +281,9 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         })
         .await;
     let _ = worker.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     served.map_err(|source| CliError::Listen {
         addr: cfg.listen.to_string(),
         source,

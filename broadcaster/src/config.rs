@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tron_proto::Address;
 
+use crate::deposit_address::AccountXpub;
 use crate::duration;
 use crate::secret::{Secret, SecretError, SecretSource};
 use crate::signer_tls::SignerTls;
@@ -87,7 +88,33 @@ pub struct RawConfig {
     pub max_backoff: Option<String>,
     /// Mutual TLS to a signer on TCP.
     pub signer_tls: Option<SignerTls>,
+    /// The receive side (invoices, deposit addresses, chain watcher); off when absent.
+    pub receive: Option<RawReceive>,
 }
+
+/// `[receive]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceive {
+    /// The account-level extended public key (`m/44'/195'/0'`) deposit addresses derive from.
+    pub xpub: String,
+    /// How much less than the amount still counts as paid (and how much more is not yet
+    /// overpaid), as a decimal; default "0".
+    pub invoice_tolerance: Option<String>,
+    /// Lifetime of an invoice whose request names none; default "1h".
+    pub invoice_expiry: Option<String>,
+}
+
+/// The receive side's validated settings.
+#[derive(Debug, Clone)]
+pub struct Receive {
+    pub xpub: AccountXpub,
+    pub tolerance_units: u64,
+    pub default_expiry: Duration,
+}
+
+/// The longest an invoice may stay open.
+pub const MAX_INVOICE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The validated config the rest of the crate uses.
 #[derive(Debug, Clone)]
@@ -117,6 +144,7 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Mutual TLS to the signer; required when `signer` is a TCP address.
     pub signer_tls: Option<SignerTls>,
+    pub receive: Option<Receive>,
 }
 
 /// Why a config was refused.
@@ -255,6 +283,30 @@ impl Config {
                 _ => {}
             }
         }
+        let receive = match &raw.receive {
+            None => None,
+            Some(r) => {
+                // The message never quotes the key: it may be a pasted xprv.
+                let xpub = AccountXpub::parse(&r.xpub)
+                    .map_err(|e| invalid("receive.xpub", format!("{} ({})", e, e.code())))?;
+                let tolerance_units = crate::amount::parse_allowing_zero(
+                    r.invoice_tolerance.as_deref().unwrap_or("0"),
+                )
+                .map_err(|e| invalid("receive.invoice_tolerance", e.to_string()))?;
+                let default_expiry = dur("receive.invoice_expiry", &r.invoice_expiry, "1h")?;
+                if default_expiry < Duration::from_secs(60) || default_expiry > MAX_INVOICE_EXPIRY {
+                    return Err(invalid(
+                        "receive.invoice_expiry",
+                        "must be between 1m and 30d",
+                    ));
+                }
+                Some(Receive {
+                    xpub,
+                    tolerance_units,
+                    default_expiry,
+                })
+            }
+        };
         Ok(Config {
             network: raw.network,
             node_url: node_url.trim_end_matches('/').to_owned(),
@@ -280,6 +332,7 @@ impl Config {
             signer_timeout: dur("signer_timeout", &raw.signer_timeout, "30s")?,
             max_backoff: dur("max_backoff", &raw.max_backoff, "60s")?,
             signer_tls: raw.signer_tls,
+            receive,
         })
     }
 }
