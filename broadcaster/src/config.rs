@@ -411,6 +411,69 @@ mod tests {
         assert_eq!(o.api_keys, PathBuf::from("/etc/b/keys.json"));
     }
 
+    /// The published BIP-39 test seed's account key, and its xprv.
+    fn account_keys() -> (String, String) {
+        use bip32::{DerivationPath, Prefix, XPrv};
+        let seed = hex::decode(
+            "5eb00bbddcf069084889a8ab9155568165f5c453ccb85e70811aaed6f6da5fc1\
+             9a5ac40b389cd370d086206dec8aa6c43daea6690f20ad3d8d48b2d2ce9e38e4",
+        )
+        .unwrap();
+        let path: DerivationPath = "m/44'/195'/0'".parse().unwrap();
+        let x = XPrv::derive_from_path(seed, &path).unwrap();
+        (
+            x.public_key().to_string(Prefix::XPUB),
+            x.to_string(Prefix::XPRV).to_string(),
+        )
+    }
+
+    #[test]
+    fn the_receive_section() {
+        let (xpub, xprv) = account_keys();
+        let c = Config::parse(&base(&format!("[receive]\nxpub = \"{xpub}\"\n"))).unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(r.tolerance_units, 0);
+        assert_eq!(r.default_expiry, Duration::from_secs(3600));
+        let c = Config::parse(&base(&format!(
+            "[receive]\nxpub = \"{xpub}\"\ninvoice_tolerance = \"0.01\"\ninvoice_expiry = \"2h\"\n"
+        )))
+        .unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(
+            (r.tolerance_units, r.default_expiry),
+            (10_000, Duration::from_secs(7200))
+        );
+        assert!(Config::parse(&base("")).unwrap().receive.is_none());
+
+        let refused = |extra: &str, field: &str| {
+            let e = Config::parse(&base(&format!("[receive]\n{extra}"))).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{extra}");
+            assert!(e.to_string().contains(field), "{extra}: {e}");
+            e.to_string()
+        };
+        let msg = refused(&format!("xpub = \"{xprv}\"\n"), "receive.xpub");
+        assert!(
+            msg.contains("xpub_is_private") && !msg.contains(&xprv[4..20]),
+            "{msg}"
+        );
+        refused("xpub = \"xpub123\"\n", "receive.xpub");
+        for bad in ["\"-1\"", "\"0.0000001\"", "\"x\""] {
+            refused(
+                &format!("xpub = \"{xpub}\"\ninvoice_tolerance = {bad}\n"),
+                "receive.invoice_tolerance",
+            );
+        }
+        for bad in ["30s", "31d", "soon"] {
+            refused(
+                &format!("xpub = \"{xpub}\"\ninvoice_expiry = \"{bad}\"\n"),
+                "receive.invoice_expiry",
+            );
+        }
+        let e = Config::parse(&base(&format!("[receive]\nxpub = \"{xpub}\"\nstart = 1\n")))
+            .unwrap_err();
+        assert_eq!(e.code(), "config_syntax");
+    }
+
     #[test]
     fn shasta_needs_usdt_override() {
         let s = base("").replace("nile", "shasta");

@@ -515,3 +515,142 @@ impl Touched {
         Ok(events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invoice::{ExpiryRequest, StatusChange};
+    use tron_proto::{Address, U256};
+
+    fn address(i: u32) -> String {
+        let mut body = [0u8; 20];
+        body[16..].copy_from_slice(&i.to_be_bytes());
+        Address::from_evm(body).to_base58()
+    }
+
+    fn invoice(id: &str, expires_at_ms: i64) -> Invoice {
+        Invoice {
+            tenant: "shop".into(),
+            id: id.into(),
+            created_by: "k".into(),
+            asset: Asset::Usdt,
+            amount_units: 100,
+            tolerance_units: 0,
+            expiry: ExpiryRequest::At(expires_at_ms),
+            expires_at_ms,
+            reference: None,
+            metadata: json!({}),
+            deposit_index: 0,
+            address: String::new(),
+            status: InvoiceStatus::New,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            payments: vec![],
+            history: vec![StatusChange {
+                status: InvoiceStatus::New,
+                at_ms: 0,
+            }],
+        }
+    }
+
+    fn credit(to: &str, block: u8, amount: u32) -> Credit {
+        let mut block_id = [block; 32];
+        block_id[..8].copy_from_slice(&u64::from(block).to_be_bytes());
+        Credit {
+            txid: [0x11; 32],
+            log_index: Some(0),
+            to: to.parse().unwrap(),
+            asset: CreditAsset::Token,
+            amount: U256::from(amount),
+            block_number: u64::from(block),
+            block_id,
+        }
+    }
+
+    fn state(n: u64) -> WatchState {
+        WatchState {
+            solidified: n,
+            blocks: vec![(n, "00".repeat(32))],
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, ReceiveStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            ReceiveStore::open(Arc::new(Store::open(&dir.path().join("r.redb")).unwrap())).unwrap();
+        (dir, s)
+    }
+
+    fn kinds(e: &[Event]) -> Vec<&str> {
+        e.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn the_same_block_twice_credits_once_and_unseeing_takes_it_back() {
+        let (_d, s) = setup();
+        let inv = match s
+            .create_invoice::<StoreError>(invoice("i", i64::MAX), |i| Ok(address(i)))
+            .unwrap()
+        {
+            CreatedInvoice::New(i) => i,
+            other => panic!("{other:?}"),
+        };
+        let c = credit(&inv.address, 5, 100);
+        let b = BlockCredits {
+            credits: vec![c.clone()],
+            block_timestamp_ms: 1,
+        };
+        assert_eq!(
+            kinds(&s.apply_block(&[], Some(&b), &state(4), 10).unwrap()),
+            ["invoice.seen"]
+        );
+        // A crash after commit, the block processed again: nothing new.
+        assert!(s
+            .apply_block(&[], Some(&b), &state(4), 11)
+            .unwrap()
+            .is_empty());
+        let got = s.get_invoice("shop", "i").unwrap().unwrap();
+        assert_eq!(got.payments.len(), 1);
+        // Un-seeing a block nobody credited from changes nothing; the credited one does.
+        assert!(s
+            .apply_block(&[[9; 32]], None, &state(4), 12)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            kinds(&s.apply_block(&[c.block_id], None, &state(4), 13).unwrap()),
+            ["invoice.new"]
+        );
+        let got = s.get_invoice("shop", "i").unwrap().unwrap();
+        assert_eq!(got.payments[0].state, PaymentState::Unseen);
+        // Nothing pending any more: settling does nothing.
+        assert!(s.settle(10, &state(10), 14).unwrap().is_empty());
+        // Events are numbered in order and read back per tenant.
+        let all = s.events_after("shop", 0, 10).unwrap();
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(s.events_after("shop", 1, 10).unwrap().len(), 1);
+        assert!(s.events_after("other", 0, 10).unwrap().is_empty());
+        assert!(s.events_after("shop", u64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expiry_sweeps_open_invoices_once() {
+        let (_d, s) = setup();
+        s.create_invoice::<StoreError>(invoice("late", 100), |i| Ok(address(i)))
+            .unwrap();
+        assert!(s.expire(99).unwrap().is_empty());
+        assert_eq!(kinds(&s.expire(100).unwrap()), ["invoice.expired"]);
+        assert!(s.expire(200).unwrap().is_empty(), "closed: no longer swept");
+    }
+
+    #[test]
+    fn a_credit_to_an_address_that_is_not_a_deposit_is_refused() {
+        let (_d, s) = setup();
+        let b = BlockCredits {
+            credits: vec![credit(&address(7), 5, 1)],
+            block_timestamp_ms: 1,
+        };
+        let e = s.apply_block(&[], Some(&b), &state(4), 1).unwrap_err();
+        assert_eq!(e.code(), "database_corrupt");
+        assert_eq!(s.watch_state().unwrap(), None, "nothing written");
+    }
+}
