@@ -10,6 +10,7 @@ use crate::api::{self, ApiState};
 use crate::apikeys::{self, KeyStore};
 use crate::batch;
 use crate::config::{Config, ConfigError};
+use crate::delivery_store::DeliveryStore;
 use crate::invoice_api::{self, ReceiveApi};
 use crate::node::{Node, NodeError};
 use crate::pipeline::{Pipeline, Settings};
@@ -17,6 +18,7 @@ use crate::receive_store::ReceiveStore;
 use crate::signer::SignerConn;
 use crate::store::{Store, StoreError};
 use crate::watcher::Watcher;
+use crate::webhooks::{Backoff, Sender};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,6 +96,8 @@ pub enum CliError {
     Batch(#[from] batch::BatchError),
     #[error(transparent)]
     SignerTls(#[from] crate::signer_tls::SignerTlsError),
+    #[error("cannot set up the webhook HTTP client: {0}")]
+    HttpClient(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -111,6 +115,7 @@ impl CliError {
             CliError::ApiKey(e) => e.code(),
             CliError::Batch(e) => e.code(),
             CliError::SignerTls(e) => e.code(),
+            CliError::HttpClient(_) => "http_client_failed",
             CliError::Listen { .. } => "listen_failed",
         }
     }
@@ -234,16 +239,40 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
                 cfg.poll_interval,
                 cfg.max_backoff,
             ));
-            tracing::info!(xpub = ?r.xpub, token = %cfg.usdt_contract, "receive side enabled");
+            tracing::info!(xpub = ?r.xpub, token = %cfg.usdt_contract, webhooks = r.webhooks.len(), "receive side enabled");
+            let deliveries = DeliveryStore::open(store.clone())?;
+            let sender = Arc::new(
+                Sender::new(
+                    r.webhooks.clone(),
+                    rs.clone(),
+                    deliveries.clone(),
+                    Backoff {
+                        min: r.webhook_min_backoff,
+                        max: r.webhook_max_backoff,
+                        give_up_after: r.webhook_give_up_after,
+                    },
+                )
+                .map_err(|e| CliError::HttpClient(e.to_string()))?,
+            );
             let routes = invoice_api::routes(ReceiveApi {
                 store: rs,
                 xpub: r.xpub.clone(),
                 tolerance_units: r.tolerance_units,
                 default_expiry: r.default_expiry,
+                deliveries,
+                endpoints: r
+                    .webhooks
+                    .iter()
+                    .map(|w| (w.name.clone(), w.tenant.clone()))
+                    .collect(),
             });
-            (routes, Some(tokio::spawn(w.run(rx.clone()))))
+            let tasks = vec![
+                tokio::spawn(w.run(rx.clone())),
+                tokio::spawn(sender.run(rx.clone())),
+            ];
+            (routes, tasks)
         }
-        None => (axum::Router::new(), None),
+        None => (axum::Router::new(), Vec::new()),
     };
     let app = api::router_with(
         ApiState {
@@ -281,8 +310,8 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         })
         .await;
     let _ = worker.await;
-    if let Some(w) = watcher {
-        let _ = w.await;
+    for t in watcher {
+        let _ = t.await;
     }
     served.map_err(|source| CliError::Listen {
         addr: cfg.listen.to_string(),

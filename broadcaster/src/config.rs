@@ -103,6 +103,38 @@ pub struct RawReceive {
     pub invoice_tolerance: Option<String>,
     /// Lifetime of an invoice whose request names none; default "1h".
     pub invoice_expiry: Option<String>,
+    /// Where each tenant's events are POSTed.
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    /// First retry delay of a failed delivery, doubled each time; default "5s".
+    pub webhook_min_backoff: Option<String>,
+    /// Longest retry delay; default "1h".
+    pub webhook_max_backoff: Option<String>,
+    /// A delivery still failing this long after its first attempt is given up (recorded,
+    /// redeliverable by API); default "3d".
+    pub webhook_give_up_after: Option<String>,
+}
+
+/// One `[[receive.webhooks]]` endpoint as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Stable name: deliveries are tracked under it, so renaming starts over.
+    pub name: String,
+    pub tenant: String,
+    pub url: String,
+    /// One secret, or two while rotating (the first is the new one); every delivery is
+    /// signed with each, so a receiver holding either verifies it.
+    pub secrets: Vec<SecretSource>,
+}
+
+/// A validated webhook endpoint. Its secrets never show in `Debug`.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub name: String,
+    pub tenant: String,
+    pub url: String,
+    pub secrets: Vec<Secret>,
 }
 
 /// The receive side's validated settings.
@@ -111,6 +143,10 @@ pub struct Receive {
     pub xpub: AccountXpub,
     pub tolerance_units: u64,
     pub default_expiry: Duration,
+    pub webhooks: Vec<Webhook>,
+    pub webhook_min_backoff: Duration,
+    pub webhook_max_backoff: Duration,
+    pub webhook_give_up_after: Duration,
 }
 
 /// The longest an invoice may stay open.
@@ -300,10 +336,75 @@ impl Config {
                         "must be between 1m and 30d",
                     ));
                 }
+                let mut webhooks: Vec<Webhook> = Vec::new();
+                for w in &r.webhooks {
+                    if w.name.is_empty()
+                        || w.name.len() > 64
+                        || !w
+                            .name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(invalid(
+                            "receive.webhooks.name",
+                            "1-64 of A-Z, a-z, 0-9, '-', '_'",
+                        ));
+                    }
+                    if webhooks.iter().any(|o| o.name == w.name) {
+                        return Err(invalid(
+                            "receive.webhooks.name",
+                            format!("{:?} appears twice", w.name),
+                        ));
+                    }
+                    if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                        return Err(invalid(
+                            "receive.webhooks.url",
+                            "must start with https:// or http://",
+                        ));
+                    }
+                    if w.secrets.is_empty() || w.secrets.len() > 2 {
+                        return Err(invalid(
+                            "receive.webhooks.secrets",
+                            "one secret, or two while rotating",
+                        ));
+                    }
+                    let secrets = w
+                        .secrets
+                        .iter()
+                        .map(SecretSource::read)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| {
+                            invalid("receive.webhooks.secrets", format!("{e} ({})", e.code()))
+                        })?;
+                    webhooks.push(Webhook {
+                        name: w.name.clone(),
+                        tenant: w.tenant.clone(),
+                        url: w.url.clone(),
+                        secrets,
+                    });
+                }
+                let webhook_min_backoff =
+                    dur("receive.webhook_min_backoff", &r.webhook_min_backoff, "5s")?;
+                let webhook_max_backoff =
+                    dur("receive.webhook_max_backoff", &r.webhook_max_backoff, "1h")?;
+                if webhook_min_backoff.is_zero() || webhook_max_backoff < webhook_min_backoff {
+                    return Err(invalid(
+                        "receive.webhook_max_backoff",
+                        "backoffs must be positive, the maximum at least the minimum",
+                    ));
+                }
                 Some(Receive {
                     xpub,
                     tolerance_units,
                     default_expiry,
+                    webhooks,
+                    webhook_min_backoff,
+                    webhook_max_backoff,
+                    webhook_give_up_after: dur(
+                        "receive.webhook_give_up_after",
+                        &r.webhook_give_up_after,
+                        "3d",
+                    )?,
                 })
             }
         };
@@ -472,6 +573,74 @@ mod tests {
         let e = Config::parse(&base(&format!("[receive]\nxpub = \"{xpub}\"\nstart = 1\n")))
             .unwrap_err();
         assert_eq!(e.code(), "config_syntax");
+    }
+
+    #[test]
+    fn webhook_endpoints() {
+        let (xpub, _) = account_keys();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook.secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let one = format!("{{ file = \"{}\" }}", secret.display());
+        let hook = |name: &str, url: &str, secrets: &str| {
+            format!(
+                "[receive]\nxpub = \"{xpub}\"\n[[receive.webhooks]]\nname = \"{name}\"\n\
+                 tenant = \"shop\"\nurl = \"{url}\"\nsecrets = [{secrets}]\n"
+            )
+        };
+        let c = Config::parse(&base(&hook("h1", "https://m.example/h", &one))).unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(r.webhooks.len(), 1);
+        assert_eq!(r.webhooks[0].secrets[0].expose(), "s3cret");
+        assert_eq!(r.webhook_min_backoff, Duration::from_secs(5));
+        assert_eq!(r.webhook_give_up_after, Duration::from_secs(3 * 86_400));
+        assert!(
+            !format!("{:?}", r.webhooks).contains("s3cret"),
+            "secrets stay out of Debug"
+        );
+        let refused = |text: String, field: &str| {
+            let e = Config::parse(&base(&text)).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{text}");
+            assert!(e.to_string().contains(field), "{text}: {e}");
+            e.to_string()
+        };
+        refused(
+            hook("bad name", "https://m.example/h", &one),
+            "receive.webhooks.name",
+        );
+        refused(
+            hook("h1", "ftp://m.example/h", &one),
+            "receive.webhooks.url",
+        );
+        refused(
+            hook("h1", "https://m.example/h", ""),
+            "receive.webhooks.secrets",
+        );
+        refused(
+            hook("h1", "https://m.example/h", &format!("{one}, {one}, {one}")),
+            "receive.webhooks.secrets",
+        );
+        let msg = refused(
+            hook(
+                "h1",
+                "https://m.example/h",
+                "{ env = \"TRON_BC_TEST_NO_SUCH_HOOK\" }",
+            ),
+            "receive.webhooks.secrets",
+        );
+        assert!(msg.contains("secret_env_missing"), "{msg}");
+        let twice = format!(
+            "{}[[receive.webhooks]]\nname = \"h1\"\ntenant = \"t\"\nurl = \"https://x\"\nsecrets = [{one}]\n",
+            hook("h1", "https://m.example/h", &one)
+        );
+        let msg = refused(twice, "receive.webhooks.name");
+        assert!(msg.contains("appears twice"), "{msg}");
+        refused(
+            format!(
+                "[receive]\nxpub = \"{xpub}\"\nwebhook_min_backoff = \"10s\"\nwebhook_max_backoff = \"1s\"\n"
+            ),
+            "receive.webhook_max_backoff",
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::amount;
 use crate::api::{body_error, clip, echo, parse_limit, read_body, ApiError};
 use crate::config::MAX_INVOICE_EXPIRY;
+use crate::delivery_store::DeliveryStore;
 use crate::deposit_address::AccountXpub;
 use crate::invoice::{ExpiryRequest, Invoice, InvoiceStatus, StatusChange};
 use crate::model::{now_ms, Asset, Owner};
@@ -41,6 +42,9 @@ pub struct ReceiveApi {
     pub xpub: AccountXpub,
     pub tolerance_units: u64,
     pub default_expiry: Duration,
+    pub deliveries: DeliveryStore,
+    /// `(endpoint name, tenant)` of every webhook endpoint, for redelivery.
+    pub endpoints: Vec<(String, String)>,
 }
 
 /// The `/v1/invoices` and `/v1/events` routes, to pass to [`crate::api::router_with`].
@@ -49,6 +53,7 @@ pub fn routes(r: ReceiveApi) -> Router {
         .route("/v1/invoices", get(list_invoices).post(create_invoice))
         .route("/v1/invoices/{id}", get(get_invoice))
         .route("/v1/events", get(list_events))
+        .route("/v1/events/{id}/redeliver", post(redeliver))
         .with_state(r)
 }
 
@@ -349,4 +354,53 @@ async fn list_events(
         "events": events.iter().map(event_view).collect::<Vec<_>>(),
         "next_after": next.to_string(),
     })))
+}
+
+/// `POST /v1/events/{id}/redeliver`: sends the event again to every webhook endpoint of
+/// the caller's tenant, besides the ordered queue. Another tenant's event is "not found".
+async fn redeliver(
+    State(r): State<ReceiveApi>,
+    Extension(owner): Extension<Owner>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            format!("no event {}", echo(&id)),
+        )
+    };
+    let seq = id
+        .strip_prefix("evt_")
+        .filter(|h| h.len() == 16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(not_found)?;
+    let event = r
+        .store
+        .event(seq)?
+        .filter(|e| e.tenant == owner.tenant)
+        .ok_or_else(not_found)?;
+    let endpoints: Vec<&str> = r
+        .endpoints
+        .iter()
+        .filter(|(_, tenant)| *tenant == owner.tenant)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if endpoints.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_webhook_endpoint",
+            "no webhook endpoint is configured for this tenant",
+        ));
+    }
+    let now = now_ms();
+    for name in &endpoints {
+        r.deliveries.redeliver(name, event.seq, now)?;
+    }
+    tracing::info!(event = %event.id, tenant = %owner.tenant, endpoints = endpoints.len(), "redelivery requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "event": event.id, "endpoints": endpoints })),
+    )
+        .into_response())
 }

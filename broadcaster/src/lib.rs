@@ -6,8 +6,8 @@
 //!
 //! It holds no keys and links no key backend: everything it sends to the signer is checked
 //! there again, so a compromised broadcaster can move funds only where and as fast as the
-//! signer's policy allows. It never opens a connection other than to the configured node
-//! and signer.
+//! signer's policy allows. It never opens a connection other than to the configured node,
+//! the signer, and the configured webhook endpoints.
 #![forbid(unsafe_code)]
 
 pub mod amount;
@@ -19,6 +19,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod credit;
+pub mod delivery_store;
 pub mod deposit_address;
 pub mod duration;
 pub mod invoice;
@@ -32,3 +33,5 @@ pub mod signer;
 pub mod signer_tls;
 pub mod store;
 pub mod watcher;
+pub mod webhook_sign;
+pub mod webhooks;

@@ -373,6 +373,16 @@ impl ReceiveStore {
         Ok(events)
     }
 
+    /// Event `seq`, if written.
+    pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
+        let tx = self.store.database().begin_read().map_err(table_err)?;
+        let t = tx.open_table(EVENTS).map_err(db)?;
+        match t.get(seq).map_err(db)? {
+            Some(v) => Ok(Some(decode(&format!("event {seq}"), v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// `tenant`'s events with a sequence number above `after`, oldest first, at most
     /// `limit`.
     pub fn events_after(

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use tron_broadcaster::api::{router_with, ApiState, OPENAPI};
 use tron_broadcaster::apikeys::KeyStore;
+use tron_broadcaster::delivery_store::DeliveryStore;
 use tron_broadcaster::deposit_address::AccountXpub;
 use tron_broadcaster::invoice_api::{routes, ReceiveApi};
 use tron_broadcaster::receive_store::ReceiveStore;
@@ -45,6 +46,8 @@ fn api() -> Api {
         xpub: AccountXpub::parse(&xpub).unwrap(),
         tolerance_units: 0,
         default_expiry: Duration::from_secs(3600),
+        deliveries: DeliveryStore::open(store.clone()).unwrap(),
+        endpoints: vec![("shop-hook".into(), "shop".into())],
     };
     let app = router_with(
         ApiState {
@@ -281,6 +284,8 @@ fn every_invoice_error_code_is_in_the_openapi_document() {
         "invoice_conflict",
         "invoice_not_found",
         "invalid_cursor",
+        "event_not_found",
+        "no_webhook_endpoint",
         "invalid_status",
         "invalid_limit",
         "invalid_query",
@@ -288,6 +293,7 @@ fn every_invoice_error_code_is_in_the_openapi_document() {
     ] {
         assert!(listed.contains(&c), "{c} missing from openapi.json");
     }
+    assert!(doc["paths"]["/v1/events/{id}/redeliver"]["post"].is_object());
     for p in ["/v1/invoices", "/v1/invoices/{id}", "/v1/events"] {
         assert!(doc["paths"][p]["get"].is_object(), "{p}");
     }

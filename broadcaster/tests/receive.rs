@@ -51,6 +51,11 @@ impl Drop for Server {
 }
 
 async fn env() -> Env {
+    env_with("").await
+}
+
+/// `extra` is appended to the `[receive]` section.
+async fn env_with(extra: &str) -> Env {
     let node = tron_node_double::start(Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         // Blocks come only from /double/produce, so every test decides when.
@@ -69,7 +74,7 @@ async fn env() -> Env {
         format!(
             "network = \"nile\"\nnode_url = \"{}\"\nkey = \"{OWNER}\"\n\
              database = \"{}\"\nlisten = \"127.0.0.1:0\"\npoll_interval = \"100ms\"\n\
-             max_backoff = \"1s\"\n\n[receive]\nxpub = \"{}\"\n",
+             max_backoff = \"1s\"\n\n[receive]\nxpub = \"{}\"\n{extra}",
             node.url(),
             dir.path().join("b.redb").display(),
             account_xpub()
@@ -296,6 +301,21 @@ async fn an_invoice_is_seen_then_paid_after_solidification() {
         (StatusCode::NOT_FOUND, Some("invoice_not_found"))
     );
     assert!(e.events(&s, &other).await.is_empty());
+    // No webhook endpoint is configured here: redelivery is refused for that reason.
+    let first = events[0]["id"].as_str().unwrap();
+    let (st, v) = e
+        .call(
+            &s,
+            &key,
+            "POST",
+            &format!("/v1/events/{first}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_webhook_endpoint"))
+    );
 }
 
 #[tokio::test]
@@ -526,4 +546,193 @@ async fn a_restart_mid_stream_misses_nothing_and_credits_nothing_twice() {
     assert_eq!(events.len(), before);
     assert_eq!(types_for(&events, "i0"), ["invoice.seen", "invoice.paid"]);
     let _ = &e.dir;
+}
+
+/// A merchant's webhook receiver: verifies every delivery with the receiver-side check
+/// and keeps the verified ones; answers 503 while `down`.
+#[derive(Default)]
+struct Receiver {
+    down: bool,
+    attempts: usize,
+    /// (event id header, delivery id header, body) of every delivery it accepted.
+    accepted: Vec<(String, String, Value)>,
+    refused: Vec<String>,
+}
+
+type Hooks = std::sync::Arc<std::sync::Mutex<Receiver>>;
+
+const HOOK_SECRET: &str = "whsec_test_0123456789";
+
+async fn receiver() -> (Hooks, String) {
+    use axum::http::HeaderMap;
+    let hooks: Hooks = Default::default();
+    let h = hooks.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let h = h.clone();
+            async move {
+                let mut r = h.lock().unwrap();
+                r.attempts += 1;
+                if r.down {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let header = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                match tron_broadcaster::webhook_sign::verify(
+                    HOOK_SECRET.as_bytes(),
+                    &header("Webhook-Signature"),
+                    &body,
+                    now,
+                    300,
+                ) {
+                    Ok(()) => {
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        r.accepted
+                            .push((header("Webhook-Id"), header("Webhook-Delivery"), v));
+                        axum::http::StatusCode::OK
+                    }
+                    Err(e) => {
+                        r.refused.push(e.code().to_owned());
+                        axum::http::StatusCode::BAD_REQUEST
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (hooks, format!("http://{addr}/hook"))
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_while_the_receiver_is_down_and_delivered_in_order() {
+    let (hooks, url) = receiver().await;
+    hooks.lock().unwrap().down = true;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let new_secret = secret_dir.path().join("new");
+    let old_secret = secret_dir.path().join("old");
+    std::fs::write(&new_secret, "whsec_rotated_in\n").unwrap();
+    std::fs::write(&old_secret, format!("{HOOK_SECRET}\n")).unwrap();
+    // Rotating: signed with both; the receiver still holds the old one.
+    let e = env_with(&format!(
+        "webhook_min_backoff = \"100ms\"\nwebhook_max_backoff = \"300ms\"\n\
+         [[receive.webhooks]]\nname = \"shop-hook\"\ntenant = \"shop\"\nurl = \"{url}\"\n\
+         secrets = [{{ file = \"{}\" }}, {{ file = \"{}\" }}]\n",
+        new_secret.display(),
+        old_secret.display()
+    ))
+    .await;
+    let key = e.key("shop");
+    let s = e.serve();
+    for id in ["w1", "w2"] {
+        let inv = e
+            .invoice(&s, &key, json!({"id": id, "asset": "USDT", "amount": "2"}))
+            .await;
+        e.pay(json!({"to": inv["address"], "amount": "2000000"}))
+            .await;
+    }
+    e.produce(1).await;
+    e.wait_status(&s, &key, "w2", "seen").await;
+    e.produce(SOLID_AFTER).await;
+    e.wait_status(&s, &key, "w1", "paid").await;
+    e.wait_status(&s, &key, "w2", "paid").await;
+    let events = e.events(&s, &key).await;
+    assert_eq!(events.len(), 4);
+    // Down: attempts are made and retried, none accepted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.lock().unwrap().attempts < 3 {
+        assert!(Instant::now() < deadline, "no retries while down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hooks.lock().unwrap().accepted.is_empty());
+    // Up again: every event arrives, verified, in seq order.
+    hooks.lock().unwrap().down = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.lock().unwrap().accepted.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered: {:?}",
+            hooks.lock().unwrap().accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A copy, so no lock is held across the awaits below.
+    let (accepted, refused) = {
+        let r = hooks.lock().unwrap();
+        (r.accepted.clone(), r.refused.clone())
+    };
+    assert!(refused.is_empty(), "{refused:?}");
+    let got: Vec<&Value> = accepted.iter().map(|(_, _, v)| v).collect();
+    let want: Vec<&Value> = events.iter().collect();
+    assert_eq!(got, want, "the same events as the feed, in the same order");
+    for (id, delivery, v) in &accepted {
+        assert_eq!(id, v["id"].as_str().unwrap());
+        assert!(delivery.starts_with("dlv_shop-hook_"), "{delivery}");
+    }
+    let first_delivery = accepted[0].1.clone();
+    assert!(
+        !first_delivery.ends_with("_1"),
+        "the first event needed retries: {first_delivery}"
+    );
+
+    // Redelivery by API: the same event (same id) once more.
+    let first = events[0]["id"].as_str().unwrap();
+    let (st, v) = e
+        .call(
+            &s,
+            &key,
+            "POST",
+            &format!("/v1/events/{first}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["endpoints"], json!(["shop-hook"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks.lock().unwrap().accepted.len() < 5 {
+        assert!(Instant::now() < deadline, "no redelivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hooks.lock().unwrap().accepted[4].0, first);
+    for bad in ["evt_ffffffffffffffff", "nope"] {
+        let (st, v) = e
+            .call(
+                &s,
+                &key,
+                "POST",
+                &format!("/v1/events/{bad}/redeliver"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("event_not_found"))
+        );
+    }
+    // Another tenant cannot redeliver this tenant's event, and has no endpoint anyway.
+    let other = e.key("other");
+    let (st, v) = e
+        .call(
+            &s,
+            &other,
+            "POST",
+            &format!("/v1/events/{first}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
 }
