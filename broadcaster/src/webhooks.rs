@@ -213,6 +213,84 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invoice::{ExpiryRequest, Invoice, InvoiceStatus};
+    use crate::model::Asset;
+    use crate::receive_store::CreatedInvoice;
+    use crate::secret::Secret;
+    use crate::store::Store;
+
+    /// One expired invoice, so the outbox holds one event.
+    fn outbox() -> (tempfile::TempDir, ReceiveStore, DeliveryStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("w.redb")).unwrap());
+        let rs = ReceiveStore::open(store.clone()).unwrap();
+        let inv = Invoice {
+            tenant: "shop".into(),
+            id: "i".into(),
+            created_by: "k".into(),
+            asset: Asset::Usdt,
+            amount_units: 1,
+            tolerance_units: 0,
+            expiry: ExpiryRequest::At(1),
+            expires_at_ms: 1,
+            reference: None,
+            metadata: serde_json::json!({}),
+            deposit_index: 0,
+            address: String::new(),
+            status: InvoiceStatus::New,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            payments: vec![],
+            history: vec![],
+        };
+        let created = rs
+            .create_invoice::<StoreError>(inv, |_| {
+                Ok(tron_proto::Address::from_evm([1; 20]).to_base58())
+            })
+            .unwrap();
+        assert!(matches!(created, CreatedInvoice::New(_)));
+        assert_eq!(rs.expire(2).unwrap().len(), 1);
+        let ds = DeliveryStore::open(store).unwrap();
+        (dir, rs, ds)
+    }
+
+    fn endpoint(url: &str) -> Webhook {
+        Webhook {
+            name: "hook".into(),
+            tenant: "shop".into(),
+            url: url.into(),
+            secrets: vec![Secret::new("k".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_failing_past_the_give_up_time_is_recorded_and_the_queue_moves_on() {
+        let (_d, rs, ds) = outbox();
+        // Nothing listens on port 1: every attempt fails.
+        let backoff = Backoff {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+            give_up_after: Duration::from_millis(30),
+        };
+        let sender = Sender::new(
+            vec![endpoint("http://127.0.0.1:1/h")],
+            rs,
+            ds.clone(),
+            backoff,
+        )
+        .unwrap();
+        assert_eq!(sender.pass().await.unwrap(), 0);
+        let a = ds.in_flight("hook").unwrap().unwrap();
+        assert_eq!((a.seq, a.attempts), (1, 1));
+        assert!(a.last_error.is_some());
+        assert_eq!(ds.cursor("hook").unwrap(), 0, "not moved while retrying");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        sender.pass().await.unwrap();
+        assert_eq!(ds.in_flight("hook").unwrap(), None);
+        assert_eq!(ds.cursor("hook").unwrap(), 1);
+        let failed = ds.failed("hook").unwrap();
+        assert_eq!((failed[0].seq, failed[0].attempts), (1, 2));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {

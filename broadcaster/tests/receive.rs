@@ -736,3 +736,45 @@ async fn webhooks_are_signed_retried_while_the_receiver_is_down_and_delivered_in
         (StatusCode::NOT_FOUND, Some("event_not_found"))
     );
 }
+
+/// Takes about a minute: the shortest invoice lifetime is one minute.
+#[tokio::test]
+async fn an_expired_invoice_paid_afterwards_is_paid_late() {
+    let e = env().await;
+    let key = e.key("shop");
+    let s = e.serve();
+    let inv = e
+        .invoice(
+            &s,
+            &key,
+            json!({"id": "slow", "asset": "USDT", "amount": "1", "expires_in": "1m"}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if e.get(&s, &key, "slow").await["status"] == "expired" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    e.pay(json!({"to": inv["address"], "amount": "1000000"}))
+        .await;
+    e.produce(1 + SOLID_AFTER).await;
+    let late = e.wait_status(&s, &key, "slow", "paid_late").await;
+    assert_eq!(late["payments"][0]["after_close"], true);
+    assert!(
+        late["payments"][0]["block_timestamp"].as_i64().unwrap()
+            > late["expires_at"].as_i64().unwrap()
+    );
+    let types = types_for(&e.events(&s, &key).await, "slow");
+    assert_eq!(
+        types,
+        [
+            "invoice.expired",
+            "invoice.payment_after_close",
+            "invoice.seen",
+            "invoice.paid_late"
+        ]
+    );
+}
