@@ -26,6 +26,7 @@ pub mod invoice;
 pub mod invoice_api;
 pub mod model;
 pub mod node;
+pub mod outbox;
 pub mod pipeline;
 pub mod receive_store;
 pub mod secret;

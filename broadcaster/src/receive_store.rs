@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::chain::BlockId;
 use crate::credit::{Credit, CreditAsset};
 use crate::invoice::{payment_key, Invoice, InvoiceStatus, Payment, PaymentState};
 use crate::model::{scoped_key, Asset};
+use crate::outbox;
 use crate::store::{self, allocate_in, db_error as db, decode, encode, Store, StoreError};
 
 const INVOICES: TableDefinition<&str, &[u8]> = TableDefinition::new("invoices");
@@ -30,9 +31,6 @@ const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("credits_pend
 const BY_BLOCK: TableDefinition<&[u8], &[u8]> = TableDefinition::new("credits_by_block");
 const WATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("watch_state");
 const WATCH_KEY: &str = "tracker";
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const EVENT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("event_seq");
-const SEQ_KEY: &str = "last";
 
 /// What the watcher persists about the chain: the blocks the tracker holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,19 +54,7 @@ struct BlockCredit {
     invoice: String,
 }
 
-/// An outbox event. `seq` orders all events; per invoice, they are in the order the
-/// changes happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub tenant: String,
-    pub created_at: i64,
-    /// The invoice view at the time of the change.
-    pub data: Value,
-}
+pub use crate::outbox::Event;
 
 /// What creating an invoice did.
 #[derive(Debug)]
@@ -106,8 +92,7 @@ impl ReceiveStore {
         tx.open_table(PENDING).map_err(db)?;
         tx.open_table(BY_BLOCK).map_err(db)?;
         tx.open_table(WATCH).map_err(db)?;
-        tx.open_table(EVENTS).map_err(db)?;
-        tx.open_table(EVENT_SEQ).map_err(db)?;
+        outbox::create_tables(&tx)?;
         tx.commit().map_err(db)?;
         Ok(ReceiveStore { store })
     }
@@ -391,11 +376,7 @@ impl ReceiveStore {
     /// Event `seq`, if written.
     pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
         let tx = self.store.database().begin_read().map_err(table_err)?;
-        let t = tx.open_table(EVENTS).map_err(db)?;
-        match t.get(seq).map_err(db)? {
-            Some(v) => Ok(Some(decode(&format!("event {seq}"), v.value())?)),
-            None => Ok(None),
-        }
+        Ok(outbox::get(&tx, seq)?)
     }
 
     /// `tenant`'s events with a sequence number above `after`, oldest first, at most
@@ -407,22 +388,7 @@ impl ReceiveStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let tx = self.store.database().begin_read().map_err(table_err)?;
-        let t = tx.open_table(EVENTS).map_err(db)?;
-        let mut out = Vec::new();
-        let Some(start) = after.checked_add(1) else {
-            return Ok(out);
-        };
-        for row in t.range(start..).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            let e: Event = decode(&format!("event {}", k.value()), v.value())?;
-            if e.tenant == tenant {
-                out.push(e);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        Ok(outbox::after(&tx, tenant, after, limit)?)
     }
 }
 
@@ -502,9 +468,6 @@ impl Touched {
     fn commit_into(self, tx: &WriteTransaction, now_ms: i64) -> Result<Vec<Event>, StoreError> {
         let mut t = tx.open_table(INVOICES).map_err(db)?;
         let mut open = tx.open_table(OPEN).map_err(db)?;
-        let mut seq_t = tx.open_table(EVENT_SEQ).map_err(db)?;
-        let mut events_t = tx.open_table(EVENTS).map_err(db)?;
-        let mut seq = seq_t.get(SEQ_KEY).map_err(db)?.map_or(0, |v| v.value());
         let mut events = Vec::new();
         for (key, mut inv) in self.invoices {
             let mut kinds: Vec<&'static str> = Vec::new();
@@ -523,20 +486,10 @@ impl Touched {
                 open.insert(key.as_str(), inv.expires_at_ms).map_err(db)?;
             }
             for kind in kinds {
-                seq += 1;
-                let e = Event {
-                    seq,
-                    id: format!("evt_{seq:016x}"),
-                    kind: kind.into(),
-                    tenant: inv.tenant.clone(),
-                    created_at: now_ms,
-                    data: json!({ "invoice": inv.view() }),
-                };
-                events_t.insert(seq, encode(&e)?.as_slice()).map_err(db)?;
-                events.push(e);
+                let data = json!({ "invoice": inv.view() });
+                events.push(outbox::append(tx, &inv.tenant, kind, data, now_ms)?);
             }
         }
-        seq_t.insert(SEQ_KEY, seq).map_err(db)?;
         Ok(events)
     }
 }

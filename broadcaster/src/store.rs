@@ -1,6 +1,9 @@
 //! The embedded database (redb): payouts. Every write is one fsynced transaction, so a
 //! state written before a side effect (a broadcast) survives a crash.
 //!
+//! Every payout status change (creation included) appends its `payout.<status>` event to
+//! the [`crate::outbox`] in the same transaction.
+//!
 //! Payouts are keyed by [`Payout::key`] (`<tenant>/<id>`), so each tenant has its own id
 //! space and a tenant's payouts are one contiguous key range. API keys live in their own
 //! file ([`crate::apikeys`]), which `api-keys` commands can change while `serve` runs.
@@ -20,6 +23,7 @@ use redb::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::model::{scoped_key, Payout, Status};
+use crate::outbox::{self, OutboxError};
 
 /// Schema 2: payouts keyed per tenant, API keys outside the database.
 const SCHEMA: &str = "2";
@@ -179,6 +183,7 @@ impl Store {
         tx.open_table(DEPOSITS).map_err(db)?;
         tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
         tx.open_table(DEPOSIT_ADDRESSES).map_err(db)?;
+        outbox::create_tables(&tx)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: database })
     }
@@ -204,6 +209,7 @@ impl Store {
                 Some(e) => Created::Conflict(e),
                 None => {
                     t.insert(key.as_str(), encode(&p)?.as_slice()).map_err(db)?;
+                    payout_event(&tx, &p)?;
                     Created::New(p)
                 }
             }
@@ -288,8 +294,12 @@ impl Store {
                 Some(v) => decode(key, v.value())?,
                 None => return Err(StoreError::NotFound(key.into()).into()),
             };
+            let before = p.status;
             f(&mut p)?;
             t.insert(key, encode(&p)?.as_slice()).map_err(db)?;
+            if p.status != before {
+                payout_event(&tx, &p)?;
+            }
             p
         };
         tx.commit().map_err(db)?;
@@ -332,6 +342,37 @@ impl Store {
         let t = tx.open_table(DEPOSIT_NEXT).map_err(db)?;
         Ok(t.get(NEXT_INDEX).map_err(db)?.map_or(0, |v| v.value()))
     }
+}
+
+impl From<OutboxError> for StoreError {
+    fn from(e: OutboxError) -> StoreError {
+        match e {
+            OutboxError::Db(m) => StoreError::Db(m),
+            OutboxError::Corrupt { seq, message } => StoreError::Corrupt {
+                key: format!("event {seq}"),
+                message,
+            },
+        }
+    }
+}
+
+/// The `payout.<status>` event of a payout's change, in the same transaction.
+fn payout_event(tx: &WriteTransaction, p: &Payout) -> Result<(), StoreError> {
+    let data = serde_json::json!({ "payout": {
+        "id": p.id,
+        "status": p.status,
+        "asset": p.asset,
+        "to": p.to,
+        "amount_units": p.amount_units.to_string(),
+        "txid": p.current().map(|a| a.txid.clone()),
+        "block_number": p.block_number,
+        "denial": p.denial,
+        "failure": p.failure,
+        "updated_at": p.updated_at_ms,
+    }});
+    let kind = format!("payout.{}", p.status.as_str());
+    outbox::append(tx, &p.tenant, &kind, data, p.updated_at_ms)?;
+    Ok(())
 }
 
 fn db_err(e: redb::TransactionError) -> StoreError {
@@ -471,6 +512,37 @@ mod tests {
             s.list(Some("a"), Some(Status::Queued), 10).unwrap().len(),
             0
         );
+    }
+
+    #[test]
+    fn each_status_change_appends_a_payout_event_in_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.redb")).unwrap();
+        let p = Payout::new(&owner("a"), "p1".into(), Asset::Trx, TO.into(), 5, 1);
+        s.create_payout(p.clone()).unwrap();
+        s.create_payout(p).unwrap(); // the same again: no new event
+        s.update::<StoreError>("a/p1", |p| {
+            p.transition(Status::Signing, 2, "x");
+            Ok(())
+        })
+        .unwrap();
+        s.update::<StoreError>("a/p1", |p| {
+            p.updated_at_ms = 3; // no status change: no event
+            Ok(())
+        })
+        .unwrap();
+        // A failed update writes no event either.
+        let _ = s.update::<StoreError>("a/p1", |p| {
+            p.transition(Status::Failed, 4, "x");
+            Err(StoreError::Db("boom".into()))
+        });
+        let tx = s.db.begin_read().unwrap();
+        let events = outbox::after(&tx, "a", 0, 10).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["payout.queued", "payout.signing"]);
+        assert_eq!(events[1].data["payout"]["status"], "signing");
+        assert_eq!(events[1].data["payout"]["id"], "p1");
+        assert!(outbox::after(&tx, "b", 0, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -263,6 +263,18 @@ async fn lists_filter_and_page_and_refuse_bad_queries() {
     let (s, v) = a.get("/v1/events").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v, json!({"events": [], "next_after": "0"}));
+    // A payout's creation is an event in the same feed.
+    let payout = json!({"id": "p1", "asset": "TRX", "to": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "amount": "1"});
+    let (s, _) = a
+        .call("POST", "/v1/payouts", Some(&a.key), &payout.to_string())
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, v) = a.get("/v1/events?after=0").await;
+    assert_eq!(v["events"][0]["type"], "payout.queued");
+    assert_eq!(v["events"][0]["data"]["payout"]["id"], "p1");
+    assert_eq!(v["next_after"], "1");
+    let (_, v) = a.call("GET", "/v1/events", Some(&a.other), "").await;
+    assert_eq!(v["events"], json!([]), "another tenant's feed is its own");
 }
 
 #[test]
