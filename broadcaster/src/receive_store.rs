@@ -45,6 +45,8 @@ pub struct WatchState {
 struct PendingCredit {
     invoice: String,
     block_number: u64,
+    /// Its block, whose `credits_by_block` entry goes once the block is solid.
+    block_id: String,
 }
 
 /// One entry of `credits_by_block`.
@@ -276,6 +278,7 @@ impl ReceiveStore {
                             encode(&PendingCredit {
                                 invoice: invoice_key.clone(),
                                 block_number: c.block_number,
+                                block_id: hex::encode(c.block_id),
                             })?
                             .as_slice(),
                         )
@@ -323,8 +326,13 @@ impl ReceiveStore {
                     due.push((k.value().to_owned(), p));
                 }
             }
+            // A solid block is never replaced: its un-see list is no longer needed.
+            let mut by_block = tx.open_table(BY_BLOCK).map_err(db)?;
             for (pkey, p) in due {
                 pending.remove(pkey.as_str()).map_err(db)?;
+                if let Ok(id) = hex::decode(&p.block_id) {
+                    by_block.remove(id.as_slice()).map_err(db)?;
+                }
                 let inv = touched.load(&tx, &p.invoice)?;
                 inv.set_payment_state(&pkey, PaymentState::Settled);
             }
@@ -498,6 +506,7 @@ impl Touched {
 mod tests {
     use super::*;
     use crate::invoice::{ExpiryRequest, StatusChange};
+    use redb::ReadableTableMetadata;
     use tron_proto::{Address, U256};
 
     fn address(i: u32) -> String {
@@ -608,6 +617,34 @@ mod tests {
         assert_eq!(s.events_after("shop", 1, 10).unwrap().len(), 1);
         assert!(s.events_after("other", 0, 10).unwrap().is_empty());
         assert!(s.events_after("shop", u64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn settling_forgets_the_blocks_un_see_lists() {
+        let (_d, s) = setup();
+        let inv = match s
+            .create_invoice::<StoreError>(invoice("i", i64::MAX), |i| Ok(address(i)))
+            .unwrap()
+        {
+            CreatedInvoice::New(i) => i,
+            other => panic!("{other:?}"),
+        };
+        let c = credit(&inv.address, 5, 100);
+        let b = BlockCredits {
+            credits: vec![c.clone()],
+            block_timestamp_ms: 1,
+        };
+        s.apply_block(&[], Some(&b), &state(4), 1).unwrap();
+        assert_eq!(
+            kinds(&s.settle(4, &state(4), 2).unwrap()),
+            Vec::<&str>::new(),
+            "block 5 is above 4"
+        );
+        assert_eq!(kinds(&s.settle(5, &state(5), 3).unwrap()), ["invoice.paid"]);
+        let tx = s.store.database().begin_read().unwrap();
+        let t = tx.open_table(BY_BLOCK).unwrap();
+        assert!(t.get(c.block_id.as_slice()).unwrap().is_none());
+        assert!(tx.open_table(PENDING).unwrap().is_empty().unwrap());
     }
 
     #[test]
