@@ -66,6 +66,14 @@ pub fn parse(s: &str) -> Result<u64, AmountError> {
     Ok(units.as_u64())
 }
 
+/// Like [`parse`], but zero is allowed (a tolerance, not a payment).
+pub fn parse_allowing_zero(s: &str) -> Result<u64, AmountError> {
+    match parse(s) {
+        Err(AmountError::NotPositive(_)) if !s.starts_with('-') => Ok(0),
+        other => other,
+    }
+}
+
 /// Formats base units back as the canonical decimal string (no trailing zeros).
 pub fn format(units: u64) -> String {
     tron_proto::amount::format(U256::from(units), DECIMALS)
@@ -105,6 +113,22 @@ mod tests {
         assert_eq!(
             parse("99999999999999999999999").unwrap_err().code(),
             "amount_too_large"
+        );
+    }
+
+    #[test]
+    fn zero_only_where_allowed() {
+        for s in ["0", "0.0", "000"] {
+            assert_eq!(parse_allowing_zero(s).unwrap(), 0, "{s:?}");
+        }
+        assert_eq!(parse_allowing_zero("0.01").unwrap(), 10_000);
+        assert_eq!(
+            parse_allowing_zero("-1").unwrap_err().code(),
+            "amount_not_positive"
+        );
+        assert_eq!(
+            parse_allowing_zero("x").unwrap_err().code(),
+            "invalid_amount"
         );
     }
 

@@ -64,7 +64,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -72,7 +76,7 @@ impl ApiError {
         }
     }
 
-    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -200,11 +204,18 @@ impl From<&Payout> for PayoutView {
 
 /// The router: `/openapi.json` and `/healthz` open, `/v1/*` behind API keys.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with more `/v1` routes (the receive side's) behind the same API keys; the
+/// key's [`Owner`] is in each request's extensions.
+pub fn router_with(state: ApiState, more: Router) -> Router {
     let v1 = Router::new()
         .route("/v1/payouts", get(list_payouts).post(create_payout))
         .route("/v1/payouts/{id}", get(get_payout))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(more)
+        .route_layer(middleware::from_fn_with_state(state, require_key));
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
@@ -214,7 +225,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// At most [`ECHO_LEN`] characters of `s`, quoted, with its length when cut.
-fn echo(s: &str) -> String {
+pub(crate) fn echo(s: &str) -> String {
     match s.char_indices().nth(ECHO_LEN) {
         None => format!("{s:?}"),
         Some((end, _)) => format!("{:?}... ({} bytes)", &s[..end], s.len()),
@@ -222,7 +233,7 @@ fn echo(s: &str) -> String {
 }
 
 /// A parser's message cut to [`MESSAGE_LEN`] characters: it may quote the input.
-fn clip(s: String) -> String {
+pub(crate) fn clip(s: String) -> String {
     match s.char_indices().nth(MESSAGE_LEN) {
         None => s,
         Some((end, _)) => format!("{}... ({} bytes)", &s[..end], s.len()),
@@ -265,7 +276,7 @@ async fn require_key(
     }
 }
 
-fn body_error(e: serde_json::Error) -> ApiError {
+pub(crate) fn body_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     let msg = clip(e.to_string());
     match e.classify() {
@@ -340,12 +351,9 @@ pub fn validate(req: &CreatePayout, owner: &Address) -> Result<(Asset, Address, 
     Ok((asset, to, units))
 }
 
-async fn create_payout(
-    State(state): State<ApiState>,
-    Extension(owner): Extension<Owner>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
+/// The request body, or the refusal for one too large or unreadable.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -358,7 +366,15 @@ async fn create_payout(
                 format!("body unreadable: {}", e.body_text()),
             )
         }
-    })?;
+    })
+}
+
+async fn create_payout(
+    State(state): State<ApiState>,
+    Extension(owner): Extension<Owner>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = read_body(body)?;
     let req: CreatePayout = serde_json::from_slice(&body).map_err(body_error)?;
     let (asset, to, units) = validate(&req, &state.owner)?;
     let p = Payout::new(
@@ -403,6 +419,18 @@ async fn get_payout(
     }
 }
 
+/// A `limit` query value: 1-[`MAX_LIMIT`], default [`DEFAULT_LIMIT`].
+pub(crate) fn parse_limit(l: Option<&str>) -> Result<usize, ApiError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::bad("invalid_limit", format!("limit must be 1-{MAX_LIMIT}"))),
+    }
+}
+
 /// Query of the list route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -430,16 +458,7 @@ async fn list_payouts(
             )
         })?),
     };
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad("invalid_limit", format!("limit must be 1-{MAX_LIMIT}"))
-            })?,
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let payouts: Vec<PayoutView> = state
         .store
         .list(Some(&owner.tenant), status, limit)?

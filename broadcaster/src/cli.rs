@@ -10,10 +10,15 @@ use crate::api::{self, ApiState};
 use crate::apikeys::{self, KeyStore};
 use crate::batch;
 use crate::config::{Config, ConfigError};
+use crate::delivery_store::DeliveryStore;
+use crate::invoice_api::{self, ReceiveApi};
 use crate::node::{Node, NodeError};
 use crate::pipeline::{Pipeline, Settings};
+use crate::receive_store::ReceiveStore;
 use crate::signer::SignerConn;
 use crate::store::{Store, StoreError};
+use crate::watcher::Watcher;
+use crate::webhooks::{Backoff, Sender};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +98,8 @@ pub enum CliError {
     SignerTls(#[from] crate::signer_tls::SignerTlsError),
     #[error("{0}")]
     NoExporterKey(String),
+    #[error("cannot set up the webhook HTTP client: {0}")]
+    HttpClient(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -111,6 +118,7 @@ impl CliError {
             CliError::Batch(e) => e.code(),
             CliError::SignerTls(e) => e.code(),
             CliError::NoExporterKey(_) => "batch_signing_key_missing",
+            CliError::HttpClient(_) => "http_client_failed",
             CliError::Listen { .. } => "listen_failed",
         }
     }
@@ -233,11 +241,61 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let pipe = Arc::new(pipeline(&cfg, store.clone(), true)?);
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(pipe.clone().run(rx.clone()));
-    let app = api::router(ApiState {
-        store,
-        keys: Arc::new(KeyStore::new(&cfg.api_keys)),
-        owner: cfg.key,
-    });
+    // The receive side: invoices in the same API, a chain watcher beside the pipeline.
+    let (receive_routes, watcher) = match &cfg.receive {
+        Some(r) => {
+            let rs = ReceiveStore::open(store.clone())?;
+            let node = Node::new(&cfg.node_url, cfg.node_api_key.clone(), cfg.node_timeout)?;
+            let w = Arc::new(Watcher::new(
+                node,
+                rs.clone(),
+                cfg.usdt_contract,
+                cfg.poll_interval,
+                cfg.max_backoff,
+            ));
+            tracing::info!(xpub = ?r.xpub, token = %cfg.usdt_contract, webhooks = r.webhooks.len(), "receive side enabled");
+            let deliveries = DeliveryStore::open(store.clone())?;
+            let sender = Arc::new(
+                Sender::new(
+                    r.webhooks.clone(),
+                    rs.clone(),
+                    deliveries.clone(),
+                    Backoff {
+                        min: r.webhook_min_backoff,
+                        max: r.webhook_max_backoff,
+                        give_up_after: r.webhook_give_up_after,
+                    },
+                )
+                .map_err(|e| CliError::HttpClient(e.to_string()))?,
+            );
+            let routes = invoice_api::routes(ReceiveApi {
+                store: rs,
+                xpub: r.xpub.clone(),
+                tolerance_units: r.tolerance_units,
+                default_expiry: r.default_expiry,
+                deliveries,
+                endpoints: r
+                    .webhooks
+                    .iter()
+                    .map(|w| (w.name.clone(), w.tenant.clone()))
+                    .collect(),
+            });
+            let tasks = vec![
+                tokio::spawn(w.run(rx.clone())),
+                tokio::spawn(sender.run(rx.clone())),
+            ];
+            (routes, tasks)
+        }
+        None => (axum::Router::new(), Vec::new()),
+    };
+    let app = api::router_with(
+        ApiState {
+            store,
+            keys: Arc::new(KeyStore::new(&cfg.api_keys)),
+            owner: cfg.key,
+        },
+        receive_routes,
+    );
     let listen_err = |source| CliError::Listen {
         addr: cfg.listen.to_string(),
         source,
@@ -266,6 +324,9 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         })
         .await;
     let _ = worker.await;
+    for t in watcher {
+        let _ = t.await;
+    }
     served.map_err(|source| CliError::Listen {
         addr: cfg.listen.to_string(),
         source,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tron_proto::Address;
 
+use crate::deposit_address::AccountXpub;
 use crate::duration;
 use crate::secret::{Secret, SecretError, SecretSource};
 use crate::signer_tls::SignerTls;
@@ -90,7 +91,69 @@ pub struct RawConfig {
     /// The exporter's Ed25519 SSH private key (owner-only, unencrypted): `batch export`
     /// signs each file with it.
     pub batch_signing_key: Option<PathBuf>,
+    /// The receive side (invoices, deposit addresses, chain watcher); off when absent.
+    pub receive: Option<RawReceive>,
 }
+
+/// `[receive]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceive {
+    /// The account-level extended public key (`m/44'/195'/0'`) deposit addresses derive from.
+    pub xpub: String,
+    /// How much less than the amount still counts as paid (and how much more is not yet
+    /// overpaid), as a decimal; default "0".
+    pub invoice_tolerance: Option<String>,
+    /// Lifetime of an invoice whose request names none; default "1h".
+    pub invoice_expiry: Option<String>,
+    /// Where each tenant's events are POSTed.
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    /// First retry delay of a failed delivery, doubled each time; default "5s".
+    pub webhook_min_backoff: Option<String>,
+    /// Longest retry delay; default "1h".
+    pub webhook_max_backoff: Option<String>,
+    /// A delivery still failing this long after its first attempt is given up (recorded,
+    /// redeliverable by API); default "3d".
+    pub webhook_give_up_after: Option<String>,
+}
+
+/// One `[[receive.webhooks]]` endpoint as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Stable name: deliveries are tracked under it, so renaming starts over.
+    pub name: String,
+    pub tenant: String,
+    pub url: String,
+    /// One secret, or two while rotating (the first is the new one); every delivery is
+    /// signed with each, so a receiver holding either verifies it.
+    pub secrets: Vec<SecretSource>,
+}
+
+/// A validated webhook endpoint. Its secrets never show in `Debug`.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub name: String,
+    pub tenant: String,
+    pub url: String,
+    pub secrets: Vec<Secret>,
+}
+
+/// The receive side's validated settings.
+#[derive(Debug, Clone)]
+pub struct Receive {
+    pub xpub: AccountXpub,
+    pub tolerance_units: u64,
+    pub default_expiry: Duration,
+    pub webhooks: Vec<Webhook>,
+    pub webhook_min_backoff: Duration,
+    pub webhook_max_backoff: Duration,
+    pub webhook_give_up_after: Duration,
+}
+
+/// The longest an invoice may stay open.
+pub const MAX_INVOICE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The validated config the rest of the crate uses.
 #[derive(Debug, Clone)]
@@ -122,6 +185,7 @@ pub struct Config {
     pub signer_tls: Option<SignerTls>,
     /// The exporter key batch files are signed with; `batch export` needs it.
     pub batch_signing_key: Option<PathBuf>,
+    pub receive: Option<Receive>,
 }
 
 /// Why a config was refused.
@@ -260,6 +324,95 @@ impl Config {
                 _ => {}
             }
         }
+        let receive = match &raw.receive {
+            None => None,
+            Some(r) => {
+                // The message never quotes the key: it may be a pasted xprv.
+                let xpub = AccountXpub::parse(&r.xpub)
+                    .map_err(|e| invalid("receive.xpub", format!("{} ({})", e, e.code())))?;
+                let tolerance_units = crate::amount::parse_allowing_zero(
+                    r.invoice_tolerance.as_deref().unwrap_or("0"),
+                )
+                .map_err(|e| invalid("receive.invoice_tolerance", e.to_string()))?;
+                let default_expiry = dur("receive.invoice_expiry", &r.invoice_expiry, "1h")?;
+                if default_expiry < Duration::from_secs(60) || default_expiry > MAX_INVOICE_EXPIRY {
+                    return Err(invalid(
+                        "receive.invoice_expiry",
+                        "must be between 1m and 30d",
+                    ));
+                }
+                let mut webhooks: Vec<Webhook> = Vec::new();
+                for w in &r.webhooks {
+                    if w.name.is_empty()
+                        || w.name.len() > 64
+                        || !w
+                            .name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(invalid(
+                            "receive.webhooks.name",
+                            "1-64 of A-Z, a-z, 0-9, '-', '_'",
+                        ));
+                    }
+                    if webhooks.iter().any(|o| o.name == w.name) {
+                        return Err(invalid(
+                            "receive.webhooks.name",
+                            format!("{:?} appears twice", w.name),
+                        ));
+                    }
+                    if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                        return Err(invalid(
+                            "receive.webhooks.url",
+                            "must start with https:// or http://",
+                        ));
+                    }
+                    if w.secrets.is_empty() || w.secrets.len() > 2 {
+                        return Err(invalid(
+                            "receive.webhooks.secrets",
+                            "one secret, or two while rotating",
+                        ));
+                    }
+                    let secrets = w
+                        .secrets
+                        .iter()
+                        .map(SecretSource::read)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| {
+                            invalid("receive.webhooks.secrets", format!("{e} ({})", e.code()))
+                        })?;
+                    webhooks.push(Webhook {
+                        name: w.name.clone(),
+                        tenant: w.tenant.clone(),
+                        url: w.url.clone(),
+                        secrets,
+                    });
+                }
+                let webhook_min_backoff =
+                    dur("receive.webhook_min_backoff", &r.webhook_min_backoff, "5s")?;
+                let webhook_max_backoff =
+                    dur("receive.webhook_max_backoff", &r.webhook_max_backoff, "1h")?;
+                if webhook_min_backoff.is_zero() || webhook_max_backoff < webhook_min_backoff {
+                    return Err(invalid(
+                        "receive.webhook_max_backoff",
+                        "backoffs must be positive, the maximum at least the minimum",
+                    ));
+                }
+                Some(Receive {
+                    xpub,
+                    tolerance_units,
+                    default_expiry,
+                    webhooks,
+                    webhook_min_backoff,
+                    webhook_max_backoff,
+                    webhook_give_up_after: dur(
+                        "receive.webhook_give_up_after",
+                        &r.webhook_give_up_after,
+                        "3d",
+                    )?,
+                })
+            }
+        };
         Ok(Config {
             network: raw.network,
             node_url: node_url.trim_end_matches('/').to_owned(),
@@ -286,6 +439,7 @@ impl Config {
             max_backoff: dur("max_backoff", &raw.max_backoff, "60s")?,
             signer_tls: raw.signer_tls,
             batch_signing_key: raw.batch_signing_key,
+            receive,
         })
     }
 }
@@ -362,6 +516,137 @@ mod tests {
         assert_eq!(c.api_keys, PathBuf::from("/tmp/x.redb.api-keys.json"));
         let o = Config::parse(&base("api_keys = \"/etc/b/keys.json\"")).unwrap();
         assert_eq!(o.api_keys, PathBuf::from("/etc/b/keys.json"));
+    }
+
+    /// The published BIP-39 test seed's account key, and its xprv.
+    fn account_keys() -> (String, String) {
+        use bip32::{DerivationPath, Prefix, XPrv};
+        let seed = hex::decode(
+            "5eb00bbddcf069084889a8ab9155568165f5c453ccb85e70811aaed6f6da5fc1\
+             9a5ac40b389cd370d086206dec8aa6c43daea6690f20ad3d8d48b2d2ce9e38e4",
+        )
+        .unwrap();
+        let path: DerivationPath = "m/44'/195'/0'".parse().unwrap();
+        let x = XPrv::derive_from_path(seed, &path).unwrap();
+        (
+            x.public_key().to_string(Prefix::XPUB),
+            x.to_string(Prefix::XPRV).to_string(),
+        )
+    }
+
+    #[test]
+    fn the_receive_section() {
+        let (xpub, xprv) = account_keys();
+        let c = Config::parse(&base(&format!("[receive]\nxpub = \"{xpub}\"\n"))).unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(r.tolerance_units, 0);
+        assert_eq!(r.default_expiry, Duration::from_secs(3600));
+        let c = Config::parse(&base(&format!(
+            "[receive]\nxpub = \"{xpub}\"\ninvoice_tolerance = \"0.01\"\ninvoice_expiry = \"2h\"\n"
+        )))
+        .unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(
+            (r.tolerance_units, r.default_expiry),
+            (10_000, Duration::from_secs(7200))
+        );
+        assert!(Config::parse(&base("")).unwrap().receive.is_none());
+
+        let refused = |extra: &str, field: &str| {
+            let e = Config::parse(&base(&format!("[receive]\n{extra}"))).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{extra}");
+            assert!(e.to_string().contains(field), "{extra}: {e}");
+            e.to_string()
+        };
+        let msg = refused(&format!("xpub = \"{xprv}\"\n"), "receive.xpub");
+        assert!(
+            msg.contains("xpub_is_private") && !msg.contains(&xprv[4..20]),
+            "{msg}"
+        );
+        refused("xpub = \"xpub123\"\n", "receive.xpub");
+        for bad in ["\"-1\"", "\"0.0000001\"", "\"x\""] {
+            refused(
+                &format!("xpub = \"{xpub}\"\ninvoice_tolerance = {bad}\n"),
+                "receive.invoice_tolerance",
+            );
+        }
+        for bad in ["30s", "31d", "soon"] {
+            refused(
+                &format!("xpub = \"{xpub}\"\ninvoice_expiry = \"{bad}\"\n"),
+                "receive.invoice_expiry",
+            );
+        }
+        let e = Config::parse(&base(&format!("[receive]\nxpub = \"{xpub}\"\nstart = 1\n")))
+            .unwrap_err();
+        assert_eq!(e.code(), "config_syntax");
+    }
+
+    #[test]
+    fn webhook_endpoints() {
+        let (xpub, _) = account_keys();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook.secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let one = format!("{{ file = \"{}\" }}", secret.display());
+        let hook = |name: &str, url: &str, secrets: &str| {
+            format!(
+                "[receive]\nxpub = \"{xpub}\"\n[[receive.webhooks]]\nname = \"{name}\"\n\
+                 tenant = \"shop\"\nurl = \"{url}\"\nsecrets = [{secrets}]\n"
+            )
+        };
+        let c = Config::parse(&base(&hook("h1", "https://m.example/h", &one))).unwrap();
+        let r = c.receive.unwrap();
+        assert_eq!(r.webhooks.len(), 1);
+        assert_eq!(r.webhooks[0].secrets[0].expose(), "s3cret");
+        assert_eq!(r.webhook_min_backoff, Duration::from_secs(5));
+        assert_eq!(r.webhook_give_up_after, Duration::from_secs(3 * 86_400));
+        assert!(
+            !format!("{:?}", r.webhooks).contains("s3cret"),
+            "secrets stay out of Debug"
+        );
+        let refused = |text: String, field: &str| {
+            let e = Config::parse(&base(&text)).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{text}");
+            assert!(e.to_string().contains(field), "{text}: {e}");
+            e.to_string()
+        };
+        refused(
+            hook("bad name", "https://m.example/h", &one),
+            "receive.webhooks.name",
+        );
+        refused(
+            hook("h1", "ftp://m.example/h", &one),
+            "receive.webhooks.url",
+        );
+        refused(
+            hook("h1", "https://m.example/h", ""),
+            "receive.webhooks.secrets",
+        );
+        refused(
+            hook("h1", "https://m.example/h", &format!("{one}, {one}, {one}")),
+            "receive.webhooks.secrets",
+        );
+        let msg = refused(
+            hook(
+                "h1",
+                "https://m.example/h",
+                "{ env = \"TRON_BC_TEST_NO_SUCH_HOOK\" }",
+            ),
+            "receive.webhooks.secrets",
+        );
+        assert!(msg.contains("secret_env_missing"), "{msg}");
+        let twice = format!(
+            "{}[[receive.webhooks]]\nname = \"h1\"\ntenant = \"t\"\nurl = \"https://x\"\nsecrets = [{one}]\n",
+            hook("h1", "https://m.example/h", &one)
+        );
+        let msg = refused(twice, "receive.webhooks.name");
+        assert!(msg.contains("appears twice"), "{msg}");
+        refused(
+            format!(
+                "[receive]\nxpub = \"{xpub}\"\nwebhook_min_backoff = \"10s\"\nwebhook_max_backoff = \"1s\"\n"
+            ),
+            "receive.webhook_max_backoff",
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! It holds no key that can move funds and links no key backend: everything it sends to the
 //! signer is checked there again, so a compromised broadcaster can move funds only where and
 //! as fast as the signer's policy allows. The one key it may hold, the exporter key
-//! (`exporter_key`), only says that a batch file comes from this broadcaster. It never opens a connection other than to the configured node
-//! and signer.
+//! (`exporter_key`), only says that a batch file comes from this broadcaster. It never opens
+//! a connection other than to the configured node, the signer, and the configured webhook
+//! endpoints.
 #![forbid(unsafe_code)]
 
 pub mod amount;
@@ -20,13 +21,21 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod credit;
+pub mod delivery_store;
 pub mod deposit_address;
 pub mod duration;
 pub mod exporter_key;
+pub mod invoice;
+pub mod invoice_api;
 pub mod model;
 pub mod node;
+pub mod outbox;
 pub mod pipeline;
+pub mod receive_store;
 pub mod secret;
 pub mod signer;
 pub mod signer_tls;
 pub mod store;
+pub mod watcher;
+pub mod webhook_sign;
+pub mod webhooks;

@@ -176,6 +176,46 @@ impl Node {
         Ok(Broadcast::Rejected { code, message })
     }
 
+    /// `/wallet/getblockbynum` with `visible: false` (hex addresses, as [`crate::credit`]
+    /// reads them): `None` while the node has no such block (it answers `{}`).
+    pub async fn block_by_num(&self, number: u64) -> Result<Option<Value>, NodeError> {
+        let v = self
+            .post(
+                "/wallet/getblockbynum",
+                json!({ "num": number, "visible": false }),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(NodeError::BadResponse(format!("getblockbynum: {e}")));
+        }
+        match v.as_object() {
+            Some(o) if o.is_empty() => Ok(None),
+            Some(_) => Ok(Some(v)),
+            None => Err(NodeError::BadResponse("block is not an object".into())),
+        }
+    }
+
+    /// `/wallet/gettransactioninfobyblocknum`: the receipts and logs of block `number`.
+    pub async fn block_infos(&self, number: u64) -> Result<Value, NodeError> {
+        let v = self
+            .post(
+                "/wallet/gettransactioninfobyblocknum",
+                json!({ "num": number }),
+            )
+            .await?;
+        if let Some(e) = v.get("Error").and_then(Value::as_str) {
+            return Err(NodeError::BadResponse(format!(
+                "gettransactioninfobyblocknum: {e}"
+            )));
+        }
+        Ok(v)
+    }
+
+    /// `/walletsolidity/getnowblock`: the solidified head block.
+    pub async fn solid_block(&self) -> Result<Value, NodeError> {
+        self.post("/walletsolidity/getnowblock", json!({})).await
+    }
+
     /// `/walletsolidity/gettransactioninfobyid`: `None` while unknown or not yet solid.
     pub async fn transaction_info(&self, txid_hex: &str) -> Result<Option<TxInfo>, NodeError> {
         let v = self

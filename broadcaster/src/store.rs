@@ -1,6 +1,9 @@
 //! The embedded database (redb): payouts. Every write is one fsynced transaction, so a
 //! state written before a side effect (a broadcast) survives a crash.
 //!
+//! Every payout status change (creation included) appends its `payout.<status>` event to
+//! the [`crate::outbox`] in the same transaction.
+//!
 //! Payouts are keyed by [`Payout::key`] (`<tenant>/<id>`), so each tenant has its own id
 //! space and a tenant's payouts are one contiguous key range. API keys live in their own
 //! file ([`crate::apikeys`]), which `api-keys` commands can change while `serve` runs.
@@ -15,10 +18,12 @@ use std::path::Path;
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::model::{scoped_key, Payout, Status};
+use crate::outbox::{self, OutboxError};
 
 /// Schema 2: payouts keyed per tenant, API keys outside the database.
 const SCHEMA: &str = "2";
@@ -28,9 +33,12 @@ const PAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_payou
 const DEPOSIT_NEXT: TableDefinition<&str, u32> = TableDefinition::new("deposit_next_index");
 const NEXT_INDEX: &str = "next";
 /// Deposit index -> the allocation (JSON [`Deposit`]).
-const DEPOSITS: TableDefinition<u32, &[u8]> = TableDefinition::new("deposit_indexes");
+pub(crate) const DEPOSITS: TableDefinition<u32, &[u8]> = TableDefinition::new("deposit_indexes");
 /// `<tenant>/<invoice>` -> its deposit index, so asking again returns the same address.
 const DEPOSIT_INVOICES: TableDefinition<&str, u32> = TableDefinition::new("deposit_invoices");
+/// Deposit address (21 bytes, `41…`) -> its index: what the chain watcher looks payments up by.
+pub(crate) const DEPOSIT_ADDRESSES: TableDefinition<&[u8], u32> =
+    TableDefinition::new("deposit_addresses");
 /// Child indexes at or above this are hardened and cannot be derived from an xpub.
 const DEPOSIT_INDEX_LIMIT: u32 = 1 << 31;
 /// Tables of schema 1 (payouts keyed by bare id, without owner; API keys in the database).
@@ -80,14 +88,14 @@ fn db<E: Into<redb::Error>>(e: E) -> StoreError {
     }
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: key.into(),
         message: e.to_string(),
     })
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
 }
 
@@ -174,8 +182,16 @@ impl Store {
         tx.open_table(DEPOSIT_NEXT).map_err(db)?;
         tx.open_table(DEPOSITS).map_err(db)?;
         tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
+        tx.open_table(DEPOSIT_ADDRESSES).map_err(db)?;
+        outbox::create_tables(&tx)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: database })
+    }
+
+    /// The database, for the receive side's own tables ([`crate::receive_store`]), which
+    /// must commit together with deposit allocations.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Inserts a new payout unless its tenant already has that id; atomic with the check.
@@ -193,6 +209,7 @@ impl Store {
                 Some(e) => Created::Conflict(e),
                 None => {
                     t.insert(key.as_str(), encode(&p)?.as_slice()).map_err(db)?;
+                    payout_event(&tx, &p)?;
                     Created::New(p)
                 }
             }
@@ -277,8 +294,12 @@ impl Store {
                 Some(v) => decode(key, v.value())?,
                 None => return Err(StoreError::NotFound(key.into()).into()),
             };
+            let before = p.status;
             f(&mut p)?;
             t.insert(key, encode(&p)?.as_slice()).map_err(db)?;
+            if p.status != before {
+                payout_event(&tx, &p)?;
+            }
             p
         };
         tx.commit().map_err(db)?;
@@ -299,53 +320,8 @@ impl Store {
         invoice: &str,
         derive: impl FnOnce(u32) -> Result<String, E>,
     ) -> Result<Allocated, E> {
-        let key = scoped_key(tenant, invoice);
         let tx = self.db.begin_write().map_err(db_err)?;
-        let out = {
-            let mut invoices = tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
-            let mut deposits = tx.open_table(DEPOSITS).map_err(db)?;
-            let existing = invoices.get(key.as_str()).map_err(db)?.map(|v| v.value());
-            if let Some(index) = existing {
-                let bytes =
-                    deposits
-                        .get(index)
-                        .map_err(db)?
-                        .ok_or_else(|| StoreError::Corrupt {
-                            key: key.clone(),
-                            message: format!("deposit index {index} has no allocation record"),
-                        })?;
-                return Ok(Allocated::Existing(decode(&key, bytes.value())?));
-            }
-            let mut next_table = tx.open_table(DEPOSIT_NEXT).map_err(db)?;
-            let index = next_table
-                .get(NEXT_INDEX)
-                .map_err(db)?
-                .map_or(0, |v| v.value());
-            if index >= DEPOSIT_INDEX_LIMIT {
-                return Err(StoreError::DepositIndexesExhausted.into());
-            }
-            // A record at the counter would mean the counter went backwards: refuse rather
-            // than hand the index out twice.
-            if deposits.get(index).map_err(db)?.is_some() {
-                return Err(StoreError::Corrupt {
-                    key: NEXT_INDEX.into(),
-                    message: format!("deposit index {index} is already allocated"),
-                }
-                .into());
-            }
-            let deposit = Deposit {
-                index,
-                tenant: tenant.into(),
-                invoice: invoice.into(),
-                address: derive(index)?,
-            };
-            deposits
-                .insert(index, encode(&deposit)?.as_slice())
-                .map_err(db)?;
-            invoices.insert(key.as_str(), index).map_err(db)?;
-            next_table.insert(NEXT_INDEX, index + 1).map_err(db)?;
-            Allocated::New(deposit)
-        };
+        let out = allocate_in(&tx, tenant, invoice, derive)?;
         tx.commit().map_err(db)?;
         Ok(out)
     }
@@ -368,8 +344,113 @@ impl Store {
     }
 }
 
+impl From<OutboxError> for StoreError {
+    fn from(e: OutboxError) -> StoreError {
+        match e {
+            OutboxError::Db(m) => StoreError::Db(m),
+            OutboxError::Corrupt { seq, message } => StoreError::Corrupt {
+                key: format!("event {seq}"),
+                message,
+            },
+        }
+    }
+}
+
+/// The `payout.<status>` event of a payout's change, in the same transaction.
+fn payout_event(tx: &WriteTransaction, p: &Payout) -> Result<(), StoreError> {
+    let data = serde_json::json!({ "payout": {
+        "id": p.id,
+        "status": p.status,
+        "asset": p.asset,
+        "to": p.to,
+        "amount_units": p.amount_units.to_string(),
+        "txid": p.current().map(|a| a.txid.clone()),
+        "block_number": p.block_number,
+        "denial": p.denial,
+        "failure": p.failure,
+        "updated_at": p.updated_at_ms,
+    }});
+    let kind = format!("payout.{}", p.status.as_str());
+    outbox::append(tx, &p.tenant, &kind, data, p.updated_at_ms)?;
+    Ok(())
+}
+
 fn db_err(e: redb::TransactionError) -> StoreError {
     db(e)
+}
+
+pub(crate) fn db_error<E: Into<redb::Error>>(e: E) -> StoreError {
+    db(e)
+}
+
+/// [`Store::allocate_deposit`] inside the caller's write transaction, so the invoice that
+/// gets the address commits with it (or neither does).
+pub(crate) fn allocate_in<E: From<StoreError>>(
+    tx: &WriteTransaction,
+    tenant: &str,
+    invoice: &str,
+    derive: impl FnOnce(u32) -> Result<String, E>,
+) -> Result<Allocated, E> {
+    let key = scoped_key(tenant, invoice);
+    let mut invoices = tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
+    let mut deposits = tx.open_table(DEPOSITS).map_err(db)?;
+    let existing = invoices.get(key.as_str()).map_err(db)?.map(|v| v.value());
+    if let Some(index) = existing {
+        let bytes = deposits
+            .get(index)
+            .map_err(db)?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                message: format!("deposit index {index} has no allocation record"),
+            })?;
+        return Ok(Allocated::Existing(decode(&key, bytes.value())?));
+    }
+    let mut next_table = tx.open_table(DEPOSIT_NEXT).map_err(db)?;
+    let index = next_table
+        .get(NEXT_INDEX)
+        .map_err(db)?
+        .map_or(0, |v| v.value());
+    if index >= DEPOSIT_INDEX_LIMIT {
+        return Err(StoreError::DepositIndexesExhausted.into());
+    }
+    // A record at the counter would mean the counter went backwards: refuse rather than
+    // hand the index out twice.
+    if deposits.get(index).map_err(db)?.is_some() {
+        return Err(StoreError::Corrupt {
+            key: NEXT_INDEX.into(),
+            message: format!("deposit index {index} is already allocated"),
+        }
+        .into());
+    }
+    let deposit = Deposit {
+        index,
+        tenant: tenant.into(),
+        invoice: invoice.into(),
+        address: derive(index)?,
+    };
+    let address =
+        tron_proto::Address::from_base58(&deposit.address).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            message: format!("derived address is not Base58: {e}"),
+        })?;
+    let mut by_address = tx.open_table(DEPOSIT_ADDRESSES).map_err(db)?;
+    if by_address
+        .insert(address.as_bytes().as_slice(), index)
+        .map_err(db)?
+        .is_some()
+    {
+        return Err(StoreError::Corrupt {
+            key: deposit.address.clone(),
+            message: "this address already belongs to another deposit index".into(),
+        }
+        .into());
+    }
+    deposits
+        .insert(index, encode(&deposit)?.as_slice())
+        .map_err(db)?;
+    invoices.insert(key.as_str(), index).map_err(db)?;
+    next_table.insert(NEXT_INDEX, index + 1).map_err(db)?;
+    Ok(Allocated::New(deposit))
 }
 
 #[cfg(test)]
@@ -434,6 +515,37 @@ mod tests {
     }
 
     #[test]
+    fn each_status_change_appends_a_payout_event_in_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("b.redb")).unwrap();
+        let p = Payout::new(&owner("a"), "p1".into(), Asset::Trx, TO.into(), 5, 1);
+        s.create_payout(p.clone()).unwrap();
+        s.create_payout(p).unwrap(); // the same again: no new event
+        s.update::<StoreError>("a/p1", |p| {
+            p.transition(Status::Signing, 2, "x");
+            Ok(())
+        })
+        .unwrap();
+        s.update::<StoreError>("a/p1", |p| {
+            p.updated_at_ms = 3; // no status change: no event
+            Ok(())
+        })
+        .unwrap();
+        // A failed update writes no event either.
+        let _ = s.update::<StoreError>("a/p1", |p| {
+            p.transition(Status::Failed, 4, "x");
+            Err(StoreError::Db("boom".into()))
+        });
+        let tx = s.db.begin_read().unwrap();
+        let events = outbox::after(&tx, "a", 0, 10).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["payout.queued", "payout.signing"]);
+        assert_eq!(events[1].data["payout"]["status"], "signing");
+        assert_eq!(events[1].data["payout"]["id"], "p1");
+        assert!(outbox::after(&tx, "b", 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
     fn failed_update_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("b.redb")).unwrap();
@@ -483,7 +595,9 @@ mod tests {
     }
 
     fn derive(i: u32) -> Result<String, StoreError> {
-        Ok(format!("addr{i}"))
+        let mut body = [0u8; 20];
+        body[16..].copy_from_slice(&i.to_be_bytes());
+        Ok(tron_proto::Address::from_evm(body).to_base58())
     }
 
     #[test]
@@ -493,7 +607,9 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             let a = s.allocate_deposit("t1", "inv1", derive).unwrap();
-            assert!(matches!(&a, Allocated::New(d) if d.index == 0 && d.address == "addr0"));
+            assert!(
+                matches!(&a, Allocated::New(d) if d.index == 0 && d.address == derive(0).unwrap())
+            );
             let b = s.allocate_deposit("t2", "inv1", derive).unwrap();
             assert!(matches!(&b, Allocated::New(d) if d.index == 1 && d.tenant == "t2"));
             // Asking again for the same invoice uses no new index.

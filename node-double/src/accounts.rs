@@ -94,6 +94,18 @@ impl Accounts {
         self.trc20.contains_key(token)
     }
 
+    /// The seeded TRC-20 contracts, in address order.
+    pub fn tokens(&self) -> Vec<Address> {
+        let mut t: Vec<Address> = self.trc20.keys().copied().collect();
+        t.sort_by_key(|a| *a.as_bytes());
+        t
+    }
+
+    /// Makes `token` a contract (with no holders) if it is not one yet.
+    pub fn add_token(&mut self, token: Address) {
+        self.trc20.entry(token).or_default();
+    }
+
     /// Credits (`credit`) or debits an amount the caller has checked is covered.
     pub(crate) fn add_trx(&mut self, a: &Address, amount: u128, credit: bool) {
         let e = self.trx.entry(*a).or_insert(0);

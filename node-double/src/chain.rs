@@ -1,9 +1,12 @@
-//! The double's chain: blocks on demand, the checks a node makes at broadcast, and receipts.
+//! The double's chain: blocks on demand, the checks a node makes at broadcast, receipts
+//! with TRC-20 `Transfer` logs, scripted payments ([`crate::sim`]) and reorgs.
 //!
 //! Pure state, no I/O and no clock of its own: the caller passes the time to
-//! [`Chain::produce_block`], so tests drive it block by block.
+//! [`Chain::produce_block`], so tests drive it block by block. Every block is kept (this
+//! is a test double; a run lasts minutes), so any height can be served.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -18,6 +21,11 @@ pub const TAPOS_BLOCKS: usize = 64;
 pub const MAX_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 /// What a TRC-20 transfer that runs out of tokens reports, as a real USDT contract does.
 pub const REVERT_MESSAGE: &str = "REVERT opcode executed";
+/// `keccak256("Transfer(address,address,uint256)")`, topic 0 of a TRC-20 transfer log.
+pub const TRANSFER_TOPIC: [u8; 32] = [
+    0xdd, 0xf2, 0x52, 0xad, 0x1b, 0xe2, 0xc8, 0x9b, 0x69, 0xc2, 0xb0, 0x68, 0xfc, 0x37, 0x8d, 0xaa,
+    0x95, 0x2b, 0xa7, 0xf1, 0x63, 0xc4, 0xa1, 0x16, 0x28, 0xf5, 0x5a, 0x4d, 0xf5, 0x23, 0xb3, 0xef,
+];
 
 /// One produced block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +34,8 @@ pub struct Block {
     /// First 8 bytes: the height, big-endian (as on Tron); the rest derived from the parent.
     pub id: [u8; 32],
     pub timestamp: i64,
+    /// The id of the block this one builds on (genesis: all zero but its height bytes).
+    pub parent: [u8; 32],
 }
 
 /// The `code` of a failed `/wallet/broadcasthex`, spelled as java-tron spells it.
@@ -62,7 +72,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// What a transaction moves.
+/// What a transaction's single contract is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transfer {
     Trx {
@@ -70,12 +80,25 @@ pub enum Transfer {
         to: Address,
         amount: u64,
     },
-    /// A TriggerSmartContract; `call` is the decoded `transfer(to, amount)` when the call
-    /// data is exactly that, `None` for any other call (which reverts).
+    /// A broadcast TriggerSmartContract; `call` is the decoded `transfer(to, amount)` when
+    /// the call data is exactly that, `None` for any other call (which reverts).
     Trc20 {
         owner: Address,
         token: Address,
         call: Option<(Address, U256)>,
+    },
+    /// A TRC-10 `TransferAssetContract` (scripted only): `asset_id` is the numeric id.
+    Trc10 {
+        owner: Address,
+        to: Address,
+        asset_id: String,
+        amount: u64,
+    },
+    /// A scripted TriggerSmartContract whose outcome (logs, balances) is given, not run.
+    Call {
+        owner: Address,
+        contract: Address,
+        data: Vec<u8>,
     },
 }
 
@@ -95,6 +118,72 @@ impl Receipt {
     }
 }
 
+/// An event log as a receipt carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// The emitting contract.
+    pub address: Address,
+    pub topics: Vec<[u8; 32]>,
+    pub data: Vec<u8>,
+}
+
+impl Log {
+    /// A TRC-20 `Transfer(from, to, amount)` emitted by `token`.
+    pub fn transfer(token: Address, from: &Address, to: &Address, amount: U256) -> Log {
+        let word = |a: &Address| {
+            let mut w = [0u8; 32];
+            w[12..].copy_from_slice(a.evm_bytes());
+            w
+        };
+        Log {
+            address: token,
+            topics: vec![TRANSFER_TOPIC, word(from), word(to)],
+            data: amount.to_be_bytes().to_vec(),
+        }
+    }
+}
+
+/// A balance change a transaction made; undone in reverse order when its block is replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// `None`: TRX; otherwise the TRC-20 contract.
+    pub token: Option<Address>,
+    /// `None`: the funds come from outside the double (a scripted customer).
+    pub from: Option<Address>,
+    pub to: Address,
+    pub amount: U256,
+}
+
+/// What executing a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub receipt: Receipt,
+    /// Human-readable failure reason (hex-encoded on the wire as `resMessage`).
+    pub res_message: Option<String>,
+    pub logs: Vec<Log>,
+    pub effects: Vec<Effect>,
+}
+
+impl Outcome {
+    pub fn success(logs: Vec<Log>, effects: Vec<Effect>) -> Outcome {
+        Outcome {
+            receipt: Receipt::Success,
+            res_message: None,
+            logs,
+            effects,
+        }
+    }
+
+    pub fn revert(message: &str) -> Outcome {
+        Outcome {
+            receipt: Receipt::Revert,
+            res_message: Some(message.into()),
+            logs: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+}
+
 /// An included transaction and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxInfo {
@@ -102,30 +191,61 @@ pub struct TxInfo {
     pub block_number: i64,
     pub block_timestamp: i64,
     pub receipt: Receipt,
-    /// Human-readable failure reason (hex-encoded on the wire as `resMessage`).
     pub res_message: Option<String>,
     pub transfer: Transfer,
+    /// The `raw_data` bytes exactly as signed (its sha256 is the txid).
+    pub raw: Vec<u8>,
+    /// Empty for scripted transactions, which nobody signed.
+    pub signature: Vec<Vec<u8>>,
+    pub logs: Vec<Log>,
+    pub effects: Vec<Effect>,
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
     txid: [u8; 32],
     transfer: Transfer,
+    raw: Vec<u8>,
+    signature: Vec<Vec<u8>>,
+    /// Scripted transactions carry their outcome; broadcast ones are executed.
+    outcome: Option<Outcome>,
     /// Accepted at broadcast but never to be included (`/double/drop_next`).
     dropped: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    block: Block,
+    /// This block's transactions in [`Chain::included`].
+    txs: Range<usize>,
+}
+
+/// Why a reorg was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReorgError {
+    #[error("depth must be at least 1")]
+    Zero,
+    #[error("a reorg of {depth} blocks would replace block {lowest}, at or below the solidified height {solid}")]
+    Solidified { depth: u32, lowest: i64, solid: i64 },
 }
 
 /// The whole simulated chain.
 #[derive(Debug)]
 pub struct Chain {
-    recent: VecDeque<Block>,
+    /// Every block; genesis (height 1) first, so block `n` is at index `n - 1`.
+    blocks: Vec<Stored>,
     solid_after: i64,
     pending: Vec<Pending>,
     seen: HashSet<[u8; 32]>,
+    /// Included transactions in block order.
     included: Vec<TxInfo>,
     by_txid: HashMap<[u8; 32], usize>,
     accounts: Accounts,
     drop_next: u32,
+    /// Bumped by each reorg, so replacement blocks get ids of their own.
+    fork: u64,
+    /// Makes scripted transactions distinct.
+    nonce: i64,
 }
 
 impl Chain {
@@ -134,14 +254,17 @@ impl Chain {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&1i64.to_be_bytes());
         id[8..].copy_from_slice(&Sha256::digest(b"tron-node-double genesis")[..24]);
-        let mut recent = VecDeque::with_capacity(TAPOS_BLOCKS);
-        recent.push_back(Block {
+        let genesis = Block {
             number: 1,
             id,
             timestamp: now_ms,
-        });
+            parent: [0; 32],
+        };
         Chain {
-            recent,
+            blocks: vec![Stored {
+                block: genesis,
+                txs: 0..0,
+            }],
             solid_after: i64::from(solid_after),
             pending: Vec::new(),
             seen: HashSet::new(),
@@ -149,18 +272,26 @@ impl Chain {
             by_txid: HashMap::new(),
             accounts,
             drop_next: 0,
+            fork: 0,
+            nonce: 0,
         }
     }
 
     pub fn head(&self) -> &Block {
-        // `recent` is never empty: it starts with genesis and only drops from the front
-        // after a push.
-        &self.recent[self.recent.len() - 1]
+        // Never empty: it starts with genesis, and a reorg never removes a solid block.
+        &self.blocks[self.blocks.len() - 1].block
     }
 
-    /// The highest block at least `solid_after` blocks deep.
+    /// The highest block at least `solid_after` blocks deep (genesis at the least).
     pub fn solid_number(&self) -> i64 {
-        (self.head().number - self.solid_after).max(0)
+        (self.head().number - self.solid_after).max(1)
+    }
+
+    /// Block `number` and its transactions, if produced.
+    pub fn block(&self, number: i64) -> Option<(&Block, &[TxInfo])> {
+        let index = usize::try_from(number.checked_sub(1)?).ok()?;
+        let s = self.blocks.get(index)?;
+        Some((&s.block, &self.included[s.txs.clone()]))
     }
 
     /// Produces the next block, including every pending transaction not marked dropped,
@@ -173,6 +304,7 @@ impl Chain {
         h.update(parent.id);
         h.update(number.to_be_bytes());
         h.update(timestamp.to_be_bytes());
+        h.update(self.fork.to_be_bytes());
         let digest = h.finalize();
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&number.to_be_bytes());
@@ -181,53 +313,189 @@ impl Chain {
             number,
             id,
             timestamp,
+            parent: parent.id,
         };
-        self.recent.push_back(block.clone());
-        while self.recent.len() > TAPOS_BLOCKS {
-            self.recent.pop_front();
-        }
+        let first = self.included.len();
         for p in std::mem::take(&mut self.pending) {
             if p.dropped {
                 continue;
             }
-            let (receipt, res_message) = self.execute(&p.transfer);
+            let outcome = match p.outcome {
+                Some(o) => o,
+                None => self.execute(&p.transfer),
+            };
+            for e in &outcome.effects {
+                self.apply(e, false);
+            }
             self.by_txid.insert(p.txid, self.included.len());
             self.included.push(TxInfo {
                 txid: p.txid,
                 block_number: number,
                 block_timestamp: timestamp,
-                receipt,
-                res_message,
+                receipt: outcome.receipt,
+                res_message: outcome.res_message,
                 transfer: p.transfer,
+                raw: p.raw,
+                signature: p.signature,
+                logs: outcome.logs,
+                effects: outcome.effects,
             });
         }
+        self.blocks.push(Stored {
+            block: block.clone(),
+            txs: first..self.included.len(),
+        });
         block
     }
 
-    fn execute(&mut self, t: &Transfer) -> (Receipt, Option<String>) {
+    /// Replaces the top `depth` blocks with as many new ones (new ids, same heights), as
+    /// when the network switches to another fork. Their transactions are undone; with
+    /// `keep_transactions` they are included again in the first replacement block,
+    /// otherwise they are gone (as if never broadcast, but their txids stay known).
+    /// Only blocks above the solidified height can be replaced.
+    pub fn reorg(
+        &mut self,
+        depth: u32,
+        keep_transactions: bool,
+        now_ms: i64,
+    ) -> Result<Vec<Block>, ReorgError> {
+        if depth == 0 {
+            return Err(ReorgError::Zero);
+        }
+        let head = self.head().number;
+        let lowest = head - i64::from(depth) + 1;
+        let solid = self.solid_number();
+        if lowest <= solid {
+            return Err(ReorgError::Solidified {
+                depth,
+                lowest,
+                solid,
+            });
+        }
+        // `lowest > solid >= 1`, so the index is in range and genesis stays.
+        let cut = (lowest - 1) as usize;
+        let first_tx = self.blocks[cut].txs.start;
+        self.blocks.truncate(cut);
+        let removed: Vec<TxInfo> = self.included.split_off(first_tx);
+        for info in removed.iter().rev() {
+            for e in info.effects.iter().rev() {
+                self.apply(e, true);
+            }
+            self.by_txid.remove(&info.txid);
+        }
+        self.fork += 1;
+        if keep_transactions {
+            let mut again: Vec<Pending> = removed
+                .into_iter()
+                .map(|i| {
+                    // Scripted ones keep their script; broadcast ones run again.
+                    let outcome = i.signature.is_empty().then_some(Outcome {
+                        receipt: i.receipt,
+                        res_message: i.res_message,
+                        logs: i.logs,
+                        effects: i.effects,
+                    });
+                    Pending {
+                        txid: i.txid,
+                        transfer: i.transfer,
+                        raw: i.raw,
+                        signature: i.signature,
+                        outcome,
+                        dropped: false,
+                    }
+                })
+                .collect();
+            again.append(&mut self.pending);
+            self.pending = again;
+        }
+        Ok((0..depth).map(|_| self.produce_block(now_ms)).collect())
+    }
+
+    /// Moves balances for `e`, or back with `undo`. Debits never go below zero: the
+    /// amounts were checked when the transaction ran, and undo runs in reverse order.
+    fn apply(&mut self, e: &Effect, undo: bool) {
+        let (debit, credit) = if undo {
+            (Some(e.to), e.from)
+        } else {
+            (e.from, Some(e.to))
+        };
+        for (who, add) in [(debit, false), (credit, true)] {
+            let Some(who) = who else { continue };
+            match &e.token {
+                None => {
+                    let amount = u128::try_from(e.amount).unwrap_or(u128::MAX);
+                    self.accounts.add_trx(&who, amount, add)
+                }
+                Some(t) => self.accounts.add_trc20(t, &who, e.amount, add),
+            }
+        }
+    }
+
+    fn execute(&self, t: &Transfer) -> Outcome {
         match t {
             Transfer::Trx { owner, to, amount } => {
-                let amount = u128::from(*amount);
                 // Checked at broadcast against balance minus pending debits, so this holds.
-                if self.accounts.trx(owner) < amount {
-                    return (Receipt::Revert, Some("balance is not sufficient".into()));
+                if self.accounts.trx(owner) < u128::from(*amount) {
+                    return Outcome::revert("balance is not sufficient");
                 }
-                self.accounts.add_trx(owner, amount, false);
-                self.accounts.add_trx(to, amount, true);
-                (Receipt::Success, None)
+                Outcome::success(
+                    Vec::new(),
+                    vec![Effect {
+                        token: None,
+                        from: Some(*owner),
+                        to: *to,
+                        amount: U256::from(*amount),
+                    }],
+                )
             }
             Transfer::Trc20 { owner, token, call } => {
                 let Some((to, amount)) = call else {
-                    return (Receipt::Revert, Some(REVERT_MESSAGE.into()));
+                    return Outcome::revert(REVERT_MESSAGE);
                 };
                 if self.accounts.trc20(token, owner) < *amount {
-                    return (Receipt::Revert, Some(REVERT_MESSAGE.into()));
+                    return Outcome::revert(REVERT_MESSAGE);
                 }
-                self.accounts.add_trc20(token, owner, *amount, false);
-                self.accounts.add_trc20(token, to, *amount, true);
-                (Receipt::Success, None)
+                Outcome::success(
+                    vec![Log::transfer(*token, owner, to, *amount)],
+                    vec![Effect {
+                        token: Some(*token),
+                        from: Some(*owner),
+                        to: *to,
+                        amount: *amount,
+                    }],
+                )
             }
+            // Only scripted, and scripted transactions carry their outcome.
+            Transfer::Trc10 { .. } | Transfer::Call { .. } => Outcome::revert("not executable"),
         }
+    }
+
+    /// Queues a scripted transaction for the next block: its `raw` is built by the caller
+    /// ([`crate::sim`]) and its outcome is given. Returns the txid.
+    pub fn submit_scripted(
+        &mut self,
+        transfer: Transfer,
+        raw: Vec<u8>,
+        outcome: Outcome,
+    ) -> [u8; 32] {
+        let txid = tron_proto::txid(&raw);
+        self.seen.insert(txid);
+        self.pending.push(Pending {
+            txid,
+            transfer,
+            raw,
+            signature: Vec::new(),
+            outcome: Some(outcome),
+            dropped: false,
+        });
+        txid
+    }
+
+    /// A fresh number for a scripted transaction's timestamp, so two identical payments
+    /// are two transactions.
+    pub fn next_nonce(&mut self) -> i64 {
+        self.nonce += 1;
+        self.nonce
     }
 
     /// Accept but never include the next `n` successful broadcasts.
@@ -252,6 +520,11 @@ impl Chain {
 
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Makes `token` a TRC-20 contract the double knows.
+    pub fn add_token(&mut self, token: Address) {
+        self.accounts.add_token(token);
     }
 
     /// The checks a node makes on `/wallet/broadcasthex`, in this order: the bytes decode
@@ -329,13 +602,17 @@ impl Chain {
         self.pending.push(Pending {
             txid,
             transfer,
+            raw: tx.raw_data,
+            signature: tx.signature,
+            outcome: None,
             dropped,
         });
         Ok(txid)
     }
 
     fn check_tapos(&self, raw: &transaction::Raw) -> Result<(), String> {
-        let found = self.recent.iter().any(|b| {
+        let recent = &self.blocks[self.blocks.len().saturating_sub(TAPOS_BLOCKS)..];
+        let found = recent.iter().map(|s| &s.block).any(|b| {
             raw.ref_block_bytes.as_slice() == &b.id[6..8]
                 && raw.ref_block_hash.as_slice() == &b.id[8..16]
         });
@@ -383,6 +660,10 @@ impl Chain {
                 } else {
                     Err(format!("No contract or not a smart contract: {token}"))
                 }
+            }
+            // `parse_contract` produces neither from broadcast bytes.
+            Transfer::Trc10 { .. } | Transfer::Call { .. } => {
+                Err("this contract type is only scripted in the double".into())
             }
         }
     }
@@ -602,7 +883,9 @@ pub(crate) mod tests {
             assert!(b.timestamp > 0);
         }
         assert_eq!(chain.head().number, 102);
-        assert_eq!(chain.recent.len(), TAPOS_BLOCKS);
+        assert_eq!(chain.block(102).unwrap().0, chain.head());
+        assert_eq!(chain.block(50).unwrap().0.number, 50);
+        assert!(chain.block(103).is_none() && chain.block(0).is_none());
     }
 
     #[test]
@@ -871,5 +1154,110 @@ pub(crate) mod tests {
             code(chain.broadcast(&Build::on(&head).trx(owner, dest(), 5).sign(&k))),
             "DUP_TRANSACTION_ERROR"
         );
+    }
+}
+
+#[cfg(test)]
+mod reorg_tests {
+    use super::tests::{accounts, address, key, token, Build};
+    use super::*;
+    use crate::sim::{self, Kind, Payment};
+
+    fn pay(chain: &mut Chain, to: Address, amount: u32) -> [u8; 32] {
+        sim::submit(
+            chain,
+            &Payment {
+                kind: Kind::Transfer,
+                token: Some(token()),
+                from: sim::customer(),
+                to,
+                amount: U256::from(amount),
+                via: sim::batcher(),
+                transfers: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reorg_replaces_blocks_above_the_solid_height_and_undoes_them() {
+        let k = key(0x11);
+        let owner = address(&k);
+        let dest = Address::from_evm([0xd1; 20]);
+        let mut chain = Chain::new(accounts(owner), 3, 1_000_000);
+        for _ in 0..5 {
+            chain.produce_block(0);
+        }
+        let tx = Build::on(chain.head()).trx(owner, dest, 400).sign(&k);
+        let sent = chain.broadcast(&tx).unwrap();
+        let paid = pay(&mut chain, dest, 7);
+        let old = chain.produce_block(0);
+        assert_eq!(chain.accounts().trx(&dest), 400);
+        assert_eq!(chain.accounts().trc20(&token(), &dest), U256::from(7u32));
+        let (_, txs) = chain.block(old.number).unwrap();
+        assert_eq!(txs.len(), 2);
+        assert_eq!(txs[1].logs.len(), 1);
+
+        let new = chain.reorg(1, false, 0).unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].number, old.number);
+        assert_ne!(new[0].id, old.id);
+        assert_eq!(new[0].parent, old.parent);
+        assert!(chain.block(old.number).unwrap().1.is_empty());
+        assert_eq!(chain.tx_info(&sent, false), None);
+        assert_eq!(chain.tx_info(&paid, false), None);
+        assert_eq!(chain.accounts().trx(&dest), 0);
+        assert_eq!(chain.accounts().trx(&owner), 1000);
+        assert_eq!(chain.accounts().trc20(&token(), &dest), U256::ZERO);
+        // Its txid stays known, as a node that saw it would remember it.
+        assert_eq!(
+            chain.broadcast(&tx).unwrap_err().code,
+            BroadcastCode::DupTransaction
+        );
+
+        // Head 7, solid 4: three blocks can go, a fourth would touch the solid one.
+        assert_eq!(
+            chain.reorg(4, false, 0).unwrap_err(),
+            ReorgError::Solidified {
+                depth: 4,
+                lowest: 4,
+                solid: 4
+            }
+        );
+        assert_eq!(chain.reorg(0, false, 0).unwrap_err(), ReorgError::Zero);
+        assert_eq!(chain.reorg(3, false, 0).unwrap().len(), 3);
+        assert_eq!(chain.head().number, 7);
+    }
+
+    #[test]
+    fn a_reorg_that_keeps_transactions_includes_them_again_once() {
+        let k = key(0x11);
+        let owner = address(&k);
+        let dest = Address::from_evm([0xd1; 20]);
+        let mut chain = Chain::new(accounts(owner), 3, 1_000_000);
+        for _ in 0..4 {
+            chain.produce_block(0);
+        }
+        let tx = Build::on(chain.head())
+            .trc20(
+                owner,
+                token(),
+                abi::encode_transfer(&dest, U256::from(100u32)),
+            )
+            .sign(&k);
+        let sent = chain.broadcast(&tx).unwrap();
+        let paid = pay(&mut chain, dest, 5);
+        let old = chain.produce_block(0);
+        chain.produce_block(0);
+        let new = chain.reorg(2, true, 0).unwrap();
+        assert_eq!(new[0].number, old.number);
+        for t in [sent, paid] {
+            let info = chain.tx_info(&t, false).unwrap();
+            assert_eq!(info.block_number, old.number);
+            assert_eq!(info.receipt, Receipt::Success);
+        }
+        assert_eq!(chain.included().len(), 2);
+        assert_eq!(chain.accounts().trc20(&token(), &dest), U256::from(105u32));
+        assert_eq!(chain.accounts().trc20(&token(), &owner), U256::from(400u32));
     }
 }

@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use tron_proto::Address;
 
 use crate::accounts::Accounts;
-use crate::chain::{Block, BroadcastCode, Chain, Receipt, Transfer, TxInfo};
+use crate::chain::{BroadcastCode, Chain, Transfer};
+use crate::render::{block_json, info_json};
+use crate::sim::{self, Kind, Payment};
 
 /// The header a TronGrid-style node reads the API key from.
 pub const API_KEY_HEADER: &str = "TRON-PRO-API-KEY";
@@ -36,6 +38,8 @@ pub struct App {
     chain: Mutex<Chain>,
     outage: Mutex<Outage>,
     api_key: Option<String>,
+    /// The token `/double/pay` pays in when the body names none.
+    default_token: Mutex<Option<Address>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,6 +55,7 @@ impl App {
             chain: Mutex::new(chain),
             outage: Mutex::new(Outage::default()),
             api_key,
+            default_token: Mutex::new(None),
         }
     }
 
@@ -65,6 +70,13 @@ impl App {
 
     pub fn outage(&self) -> Outage {
         *lock(&self.outage)
+    }
+
+    /// Makes `token` the one `/double/pay` pays in by default (and a contract, if the seed
+    /// did not list it). Without it, the default is the only seeded token, if just one.
+    pub fn set_default_token(&self, token: Address) {
+        self.with_chain(|c| c.add_token(token));
+        *lock(&self.default_token) = Some(token);
     }
 }
 
@@ -151,6 +163,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/walletsolidity/getnowblock",
             get(solid_now_block).post(solid_now_block),
         )
+        .route(
+            "/wallet/getblockbynum",
+            get(block_by_num).post(block_by_num),
+        )
+        .route(
+            "/wallet/getblockbylimitnext",
+            get(blocks_by_limit_next).post(blocks_by_limit_next),
+        )
+        .route(
+            "/wallet/gettransactioninfobyblocknum",
+            get(infos_by_block_num).post(infos_by_block_num),
+        )
         .route("/wallet/broadcasthex", post(broadcast_hex))
         .route("/wallet/gettransactioninfobyid", post(tx_info_head))
         .route(
@@ -160,6 +184,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/double/outage", post(set_outage))
         .route("/double/drop_next", post(drop_next))
         .route("/double/transactions", get(transactions))
+        .route("/double/pay", post(pay))
+        .route("/double/reorg", post(reorg))
+        .route("/double/produce", post(produce))
         .route("/double/balance", get(balance))
         .with_state(app)
 }
@@ -212,30 +239,114 @@ fn error_json(message: impl std::fmt::Display) -> Response {
     Json(json!({ "Error": message.to_string() })).into_response()
 }
 
-fn block_json(b: &Block) -> Value {
-    json!({
-        "blockID": hex::encode(b.id),
-        "block_header": { "raw_data": { "number": b.number, "timestamp": b.timestamp } },
-    })
-}
-
 async fn now_block(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Some(r) = guard(&app, &headers, Endpoint::Other) {
         return r;
     }
-    Json(app.with_chain(|c| block_json(c.head()))).into_response()
+    let v = app.with_chain(|c| {
+        let n = c.head().number;
+        c.block(n).map(|(b, txs)| block_json(b, txs, false))
+    });
+    Json(v.unwrap_or_else(|| json!({}))).into_response()
 }
 
 async fn solid_now_block(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Some(r) = guard(&app, &headers, Endpoint::Other) {
         return r;
     }
-    // The solid head is only reported by height and time; its id is not kept past 64 blocks.
     let v = app.with_chain(|c| {
-        let n = c.solid_number();
-        json!({ "block_header": { "raw_data": { "number": n } } })
+        c.block(c.solid_number())
+            .map(|(b, txs)| block_json(b, txs, false))
     });
-    Json(v).into_response()
+    Json(v.unwrap_or_else(|| json!({}))).into_response()
+}
+
+/// A request body as JSON; java-tron also takes an empty body as `{}`.
+fn body_json(body: &[u8]) -> Result<Value, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))
+}
+
+fn visible(v: &Value) -> bool {
+    v.get("visible").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn number_at(v: &Value, key: &str) -> Result<i64, String> {
+    v.get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| format!("body must carry an integer {key:?}"))
+}
+
+async fn block_by_num(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    let (num, vis) = match body_json(&body).and_then(|v| Ok((number_at(&v, "num")?, visible(&v)))) {
+        Ok(x) => x,
+        Err(m) => return error_json(m),
+    };
+    let v = app.with_chain(|c| c.block(num).map(|(b, txs)| block_json(b, txs, vis)));
+    Json(v.unwrap_or_else(|| json!({}))).into_response()
+}
+
+/// Most blocks `getblockbylimitnext` returns at once, as on java-tron.
+pub const BLOCK_LIMIT: i64 = 100;
+
+async fn blocks_by_limit_next(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    let parsed = body_json(&body).and_then(|v| {
+        Ok((
+            number_at(&v, "startNum")?,
+            number_at(&v, "endNum")?,
+            visible(&v),
+        ))
+    });
+    let (start, end, vis) = match parsed {
+        Ok(x) => x,
+        Err(m) => return error_json(m),
+    };
+    if start < 0 || end <= start || end - start > BLOCK_LIMIT {
+        return error_json(format!(
+            "startNum must be >= 0 and endNum - startNum in 1..={BLOCK_LIMIT}"
+        ));
+    }
+    let list: Vec<Value> = app.with_chain(|c| {
+        (start..end)
+            .filter_map(|n| c.block(n).map(|(b, txs)| block_json(b, txs, vis)))
+            .collect()
+    });
+    if list.is_empty() {
+        return Json(json!({})).into_response();
+    }
+    Json(json!({ "block": list })).into_response()
+}
+
+async fn infos_by_block_num(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    let num = match body_json(&body).and_then(|v| number_at(&v, "num")) {
+        Ok(n) => n,
+        Err(m) => return error_json(m),
+    };
+    let list: Vec<Value> = app.with_chain(|c| {
+        c.block(num)
+            .map(|(_, txs)| txs.iter().map(info_json).collect())
+            .unwrap_or_default()
+    });
+    Json(Value::Array(list)).into_response()
 }
 
 async fn broadcast_hex(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -290,37 +401,6 @@ fn parse_txid(body: &[u8]) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).map_err(|_| "value is not a 64-digit hex txid")?;
     Ok(out)
-}
-
-fn info_json(i: &TxInfo) -> Value {
-    let mut v = json!({
-        "id": hex::encode(i.txid),
-        "blockNumber": i.block_number,
-        "blockTimeStamp": i.block_timestamp,
-        "receipt": { "result": i.receipt.as_str() },
-    });
-    // Real nodes leave `receipt.result` out for plain TRX transfers (only bandwidth
-    // figures are there), so clients that insist on it are caught here, not on mainnet.
-    if matches!(i.transfer, Transfer::Trx { .. }) && i.receipt == Receipt::Success {
-        v["receipt"] = json!({ "net_usage": 268 });
-    }
-    match &i.transfer {
-        Transfer::Trc20 { token, .. } => {
-            v["contract_address"] = Value::String(token.to_hex());
-            let result = if i.receipt == Receipt::Success {
-                format!("{:064x}", 1)
-            } else {
-                String::new()
-            };
-            v["contractResult"] = json!([result]);
-        }
-        Transfer::Trx { .. } => v["contractResult"] = json!([""]),
-    }
-    if i.receipt != Receipt::Success {
-        v["result"] = Value::String("FAILED".into());
-        v["resMessage"] = Value::String(hex::encode(i.res_message.as_deref().unwrap_or("")));
-    }
-    v
 }
 
 async fn tx_info(app: &App, headers: &HeaderMap, body: &[u8], solid: bool) -> Response {
@@ -405,12 +485,161 @@ async fn transactions(State(app): State<Arc<App>>) -> Response {
                             v["amount"] = amount.to_string().into();
                         }
                     }
+                    Transfer::Trc10 {
+                        owner,
+                        to,
+                        asset_id,
+                        amount,
+                    } => {
+                        v["kind"] = "trc10".into();
+                        v["owner"] = owner.to_base58().into();
+                        v["to"] = to.to_base58().into();
+                        v["asset_id"] = asset_id.as_str().into();
+                        v["amount"] = amount.to_string().into();
+                    }
+                    Transfer::Call {
+                        owner, contract, ..
+                    } => {
+                        v["kind"] = "call".into();
+                        v["owner"] = owner.to_base58().into();
+                        v["contract"] = contract.to_base58().into();
+                    }
                 }
+                v["logs"] = i.logs.len().into();
                 v
             })
             .collect()
     });
     Json(Value::Array(list)).into_response()
+}
+
+fn parse_address(v: &Value, key: &str) -> Result<Option<Address>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|e| format!("{key}: {e}")),
+        Some(_) => Err(format!("{key} must be a Base58 address")),
+    }
+}
+
+/// `POST /double/pay`: scripts a payment into the next block (see [`crate::sim`]).
+async fn pay(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let default = *lock(&app.default_token);
+    let tokens = match default {
+        Some(t) => vec![t],
+        None => app.with_chain(|c| c.accounts().tokens()),
+    };
+    let payment = payment_of(&v, tokens);
+    let p = match payment {
+        Ok(p) => p,
+        Err(m) => return bad_request(m),
+    };
+    match app.with_chain(|c| sim::submit(c, &p)) {
+        Ok(txid) => Json(json!({
+            "txid": hex::encode(txid),
+            "kind": p.kind.as_str(),
+            "to": p.to.to_base58(),
+        }))
+        .into_response(),
+        Err(e) => bad_request(format!("{}: {e}", e.code())),
+    }
+}
+
+/// Reads a `/double/pay` body. With exactly one of `tokens`, it is the default `token`.
+fn payment_of(v: &Value, tokens: Vec<Address>) -> Result<Payment, String> {
+    let kind = match v.get("kind").and_then(Value::as_str) {
+        None => Kind::Transfer,
+        Some(k) => Kind::parse(k).ok_or_else(|| {
+            format!(
+                "kind {k:?} is not one of {}",
+                Kind::ALL.map(Kind::as_str).join(", ")
+            )
+        })?,
+    };
+    let to = parse_address(v, "to")?.ok_or("to (a Base58 address) is required")?;
+    let asset = v.get("asset").and_then(Value::as_str).unwrap_or("USDT");
+    let token = match asset {
+        "TRX" => None,
+        "USDT" => match parse_address(v, "token")? {
+            Some(t) => Some(t),
+            None => match tokens.as_slice() {
+                [only] => Some(*only),
+                _ => return Err("several or no TRC-20 tokens are seeded: name the token".into()),
+            },
+        },
+        other => return Err(format!("asset {other:?} is not TRX or USDT")),
+    };
+    let amount = match v.get("amount") {
+        None if kind == Kind::ZeroValue => tron_proto::U256::ZERO,
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            tron_proto::U256::from_str_radix(s, 10).map_err(|_| "amount is too large")?
+        }
+        Some(Value::Number(n)) if n.is_u64() => tron_proto::U256::from(n.as_u64().unwrap_or(0)),
+        _ => return Err("amount must be base units as a decimal string".into()),
+    };
+    let transfers = match v.get("transfers") {
+        None => 1,
+        Some(t) => t
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or("transfers must be a small integer")?,
+    };
+    Ok(Payment {
+        kind,
+        token,
+        from: parse_address(v, "from")?.unwrap_or_else(sim::customer),
+        to,
+        amount,
+        via: parse_address(v, "via")?.unwrap_or_else(sim::batcher),
+        transfers,
+    })
+}
+
+/// `POST /double/reorg {"depth": n, "keep_transactions"?: bool}`.
+async fn reorg(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(depth) = v
+        .get("depth")
+        .and_then(Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok())
+    else {
+        return bad_request("body must be {\"depth\": n, \"keep_transactions\"?: bool}");
+    };
+    let keep = v
+        .get("keep_transactions")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match app.with_chain(|c| c.reorg(depth, keep, now_ms())) {
+        Ok(blocks) => Json(json!({
+            "replaced": blocks.iter().map(|b| json!({
+                "number": b.number,
+                "blockID": hex::encode(b.id),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `POST /double/produce {"count": n}`: produces blocks now, besides the timer.
+async fn produce(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let n = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("count")?.as_u64())
+        .filter(|n| (1..=1000).contains(n));
+    let Some(n) = n else {
+        return bad_request("body must be {\"count\": 1..=1000}");
+    };
+    let head = app.with_chain(|c| {
+        for _ in 0..n {
+            c.produce_block(now_ms());
+        }
+        c.head().number
+    });
+    Json(json!({ "head": head })).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -503,10 +732,11 @@ mod tests {
         let ts = head["block_header"]["raw_data"]["timestamp"]
             .as_i64()
             .unwrap();
-        let block = Block {
+        let block = crate::chain::Block {
             number: n,
             id: id.try_into().unwrap(),
             timestamp: ts,
+            parent: [0; 32],
         };
 
         let dest = Address::from_evm([0xd1; 20]);

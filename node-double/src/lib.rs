@@ -15,13 +15,21 @@
 //! table. Never point anything that holds real funds at it, and never take its acceptance
 //! of a transaction as evidence that a real node would accept it.
 //!
-//! Test controls live under `/double/` (outage, dropping broadcasts, listing included
-//! transactions, reading balances); see `README.md` for the full endpoint contract.
+//! For the receive side it serves blocks (`getblockbynum`, `getblockbylimitnext`, the
+//! solidified head lagging the head) and transaction infos with TRC-20 `Transfer` logs
+//! (`gettransactioninfobyblocknum`), and can script payments of every kind a receive
+//! side must tell apart ([`sim`]) and reorgs above the solidified height.
+//!
+//! Test controls live under `/double/` (outage, dropping broadcasts, scripted payments,
+//! reorgs, producing blocks, listing included transactions, reading balances); see
+//! `README.md` for the full endpoint contract.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod chain;
 pub mod http;
+pub mod render;
+pub mod sim;
 
 pub use accounts::Accounts;
 pub use chain::{BroadcastCode, Chain, Receipt};

@@ -24,6 +24,11 @@ struct Args {
     /// Seed balances: {"trx": {"T…": "sun"}, "trc20": {"T<token>": {"T…": "units"}}}.
     #[arg(long)]
     accounts: Option<PathBuf>,
+    /// The TRC-20 contract `/double/pay` pays in when the body names none (it is made a
+    /// contract if the seed file does not list it). Default: Nile's USDT address, so a
+    /// broadcaster configured for `network = "nile"` watches it without more settings.
+    #[arg(long, default_value = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf")]
+    usdt_contract: String,
     /// Require this value in the TRON-PRO-API-KEY header (401 otherwise).
     #[arg(long)]
     api_key: Option<String>,
@@ -49,6 +54,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let usdt: tron_proto::Address = args
+        .usdt_contract
+        .parse()
+        .map_err(|e| format!("--usdt-contract: {e}"))?;
     let accounts = match &args.accounts {
         Some(p) => {
             let bytes =
@@ -57,6 +66,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         None => Accounts::default(),
     };
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,6 +82,7 @@ fn run(args: Args) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        running.app.set_default_token(usdt);
         let addr = running.addr.to_string();
         if let Some(p) = &args.port_file {
             write_atomically(p, &addr)?;
