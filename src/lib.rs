@@ -6,6 +6,7 @@
 //! line. Modules only the command line uses (`dev`, `inspect`, `no_dumps`) are private.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod batch;
 pub mod cli;
 pub mod config;

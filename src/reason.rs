@@ -178,6 +178,11 @@ reason_codes! {
     /// content under our namespace: refused whole, nothing signed.
     BatchSignatureInvalid = "batch_signature_invalid", Caller;
 
+    // --- approvals ---
+    /// The transfer is allowed only with approvals the request does not carry; the message
+    /// names the groups and counts needed and gives the statement each approver signs.
+    ApprovalRequired = "approval_required", Approval;
+
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.
     LedgerUnavailable = "ledger_unavailable", Ledger;

@@ -123,7 +123,60 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
             }
         }
     }
-    write_callers(o, p)
+    write_callers(o, p)?;
+    write_approvals(o, p)
+}
+
+/// Who must approve what, and who the approvers are.
+fn write_approvals(o: &mut String, p: &Policy) -> std::fmt::Result {
+    writeln!(o)?;
+    if p.approval_rules.is_empty() {
+        return writeln!(o, "Approvals: none required.");
+    }
+    writeln!(
+        o,
+        "Approvals: a transfer a rule below applies to is signed only with the approvals it names, and only if every rule above allows it too (approvals lift no limit). Where several rules apply, each group's largest count is needed."
+    )?;
+    for r in &p.approval_rules {
+        let info = p.asset_info(&r.asset);
+        let mut scope = format!("{} above {}", symbol(p, &r.asset), amount(r.above, info));
+        if let Some(k) = &r.key {
+            let _ = write!(scope, " sent by key {k}");
+        }
+        if let Some(d) = &r.destination {
+            let _ = write!(scope, " to {d}");
+        }
+        let needs: Vec<String> = r
+            .require
+            .iter()
+            .map(|(g, n)| format!("{n} of {g:?}"))
+            .collect();
+        writeln!(
+            o,
+            "  {} ({}): needs {}.",
+            scope,
+            r.label,
+            needs.join(" and ")
+        )?;
+    }
+    writeln!(
+        o,
+        "Approvers (each approval an SSH signature, checkable with ssh-keygen -Y verify):"
+    )?;
+    for a in &p.approvers {
+        let mut line = format!(
+            "  {:?}, in {}, key {} ({})",
+            a.name,
+            a.groups.join(", "),
+            a.fingerprint,
+            a.key.algorithm()
+        );
+        if let Some(c) = &a.caller {
+            let _ = write!(line, "; never approves requests of caller {c:?}");
+        }
+        writeln!(o, "{line}")?;
+    }
+    Ok(())
 }
 
 /// Who may ask for what, one paragraph per caller.

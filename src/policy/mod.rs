@@ -6,6 +6,7 @@
 //! identifies the policy in every decision record.
 
 pub mod amount;
+pub mod approval;
 pub mod archive;
 pub mod caller;
 mod commands;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use tron_proto::{Address, U256};
 
+use super::approval::{quorum, ApprovalRule, Approver, Quorum};
 use super::caller::{recognise, CallerPolicy, Presented, Recognised};
 use crate::decode::Asset;
 
@@ -22,6 +23,10 @@ pub struct Policy {
     pub(crate) key_index: HashMap<Address, usize>,
     /// Who may ask, in file order (at least one).
     pub callers: Vec<CallerPolicy>,
+    /// Who may approve, in file order.
+    pub approvers: Vec<Approver>,
+    /// Which transfers need approval, in file order.
+    pub approval_rules: Vec<ApprovalRule>,
 }
 
 /// A Tron network. Addresses look alike on all of them, so only the policy can say which
@@ -155,6 +160,16 @@ impl Policy {
     /// The caller `presented` is, if exactly one `[[caller]]` recognises it.
     pub fn recognise(&self, presented: &Presented<'_>) -> Recognised<'_> {
         recognise(&self.callers, presented)
+    }
+
+    /// The approvals a transfer of `amount` of `asset` by `key` to `to` needs.
+    pub fn quorum(&self, key: &Address, asset: &Asset, to: &Address, amount: U256) -> Quorum {
+        quorum(&self.approval_rules, key, asset, to, amount)
+    }
+
+    /// The approver whose key made a signature, by its `SHA256:` fingerprint.
+    pub fn approver(&self, fingerprint: &str) -> Option<&Approver> {
+        self.approvers.iter().find(|a| a.fingerprint == fingerprint)
     }
 
     /// Symbol and decimals for `asset`, if declared.

@@ -52,6 +52,12 @@ pub enum ProblemCode {
     UnknownKey,
     /// No `[[caller]]`: nobody could ask anything.
     NoCallers,
+    /// Two `[[approver]]`s with one name or one key.
+    DuplicateApprover,
+    /// A name that has no `[[caller]]` section.
+    UnknownCaller,
+    /// An `[[approval]]` rule asking more approvers of a group than it has.
+    ApprovalUnreachable,
 }
 
 impl ProblemCode {
@@ -85,6 +91,9 @@ impl ProblemCode {
             ProblemCode::UnknownRpc => "unknown_rpc",
             ProblemCode::UnknownKey => "unknown_key",
             ProblemCode::NoCallers => "no_callers",
+            ProblemCode::DuplicateApprover => "duplicate_approver",
+            ProblemCode::UnknownCaller => "unknown_caller",
+            ProblemCode::ApprovalUnreachable => "approval_unreachable",
         }
     }
 }

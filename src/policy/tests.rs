@@ -1722,3 +1722,208 @@ fn callers_may_be_written_inline() {
     let lp = parse(&t, "t.toml").unwrap();
     assert_eq!(lp.policy.callers[0].name, "x");
 }
+
+// ---------------------------------------------------------------- approvals
+
+/// Public keys made with ssh-keygen for these tests (private halves discarded).
+const BOB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVgmrC6egWxmD9b0ZXcyNcYJls1nsTAPk27hmufwmFV bob";
+const CAROL: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPSo97OTW6kT+hr9J5XLCJ/OmMveWWrmcOKuZdAJv39F carol";
+const RISK_EC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPmPx1SDZOS5AhBjEmwDlkIGxHDVC9XaY0JLIP/Po7PZfOjPyJYW8vTiuCkq6ss5mXzGlUfDgtXzKncjX95zWpE= risk";
+
+/// A FIDO2 `sk-ssh-ed25519@openssh.com` public key line (no authenticator here to make one).
+fn sk_key() -> String {
+    let sk = ssh_key::public::SkEd25519::new(
+        ssh_key::public::Ed25519PublicKey([7; 32]),
+        "ssh:".to_owned(),
+    );
+    ssh_key::PublicKey::from(ssh_key::public::KeyData::SkEd25519(sk))
+        .to_openssh()
+        .unwrap()
+}
+
+fn with_approvals(sections: &str) -> String {
+    format!("{BASE}\n{sections}")
+}
+
+fn approvers() -> String {
+    format!(
+        r#"
+[[approver]]
+name = "Bob"
+groups = ["treasury"]
+key = "{BOB}"
+
+[[approver]]
+name = "Carol"
+groups = ["treasury", "risk"]
+key = "{CAROL}"
+caller = "payments"
+
+[[approver]]
+name = "Risk officer"
+groups = ["risk"]
+key = "{RISK_EC}"
+
+[[approver]]
+name = "Dana (hardware key)"
+groups = ["treasury"]
+key = "{}"
+"#,
+        sk_key()
+    )
+}
+
+#[test]
+fn approval_tiers_load_and_explain_themselves() {
+    let t = with_approvals(&format!(
+        r#"{}
+[[approval]]
+asset = "USDT"
+above = "1000"
+require = {{ treasury = 2 }}
+
+[[approval]]
+asset = "USDT"
+above = "2000.5"
+destination = "{EXCHANGE}"
+require = {{ treasury = 2, risk = 1 }}
+"#,
+        approvers()
+    ));
+    let lp = parse(&t, "t.toml").unwrap();
+    let p = &lp.policy;
+    assert_eq!(p.approvers.len(), 4);
+    assert_eq!(p.approvers[1].caller.as_deref(), Some("payments"));
+    assert_eq!(
+        p.approvers[3].key.algorithm().to_string(),
+        "sk-ssh-ed25519@openssh.com"
+    );
+    let usdt = Asset::Token(addr(NILE_USDT));
+    let q = |to: &str, units: u64| p.quorum(&addr(KEY), &usdt, &addr(to), U256::from(units));
+    assert!(
+        q(EXCHANGE, 1_000_000_000).is_empty(),
+        "1000 USDT is not above 1000"
+    );
+    assert_eq!(
+        q(EXCHANGE, 1_000_000_001).groups,
+        vec![("treasury".into(), 2)]
+    );
+    assert_eq!(
+        q(EXCHANGE, 2_000_500_001).groups,
+        vec![("treasury".into(), 2), ("risk".into(), 1)]
+    );
+    assert_eq!(
+        q(TREASURY, 2_000_500_001).groups,
+        vec![("treasury".into(), 2)]
+    );
+    let fp = p.approvers[0].fingerprint.clone();
+    assert!(fp.starts_with("SHA256:"));
+    assert_eq!(p.approver(&fp).unwrap().name, "Bob");
+    let text = lp.explain();
+    for needle in [
+        "USDT above 1000 (1000000000 base units) (approval rule 1): needs 2 of \"treasury\".",
+        &format!("to {EXCHANGE} (approval rule 2): needs 2 of \"treasury\" and 1 of \"risk\"."),
+        "\"Carol\", in treasury, risk",
+        "never approves requests of caller \"payments\"",
+        "(ecdsa-sha2-nistp256)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    assert!(base().explain().contains("Approvals: none required."));
+}
+
+#[test]
+fn approval_problems_each_have_their_code() {
+    let rule = |body: &str| with_approvals(&format!("{}\n[[approval]]\n{body}\n", approvers()));
+    let stranger_key = format!("key = \"{STRANGER}\"");
+    let cases: Vec<(String, ProblemCode, &str)> = vec![
+        (
+            rule("asset = \"USDT\"\nabove = \"10\"\nrequire = { treasury = 4 }"),
+            ProblemCode::ApprovalUnreachable,
+            "treasury = 4",
+        ),
+        (
+            rule("asset = \"USDT\"\nabove = \"10\"\nrequire = { audit = 1 }"),
+            ProblemCode::ApprovalUnreachable,
+            "audit = 1",
+        ),
+        (
+            rule("asset = \"USDT\"\nabove = \"10\"\nrequire = { treasury = 0 }"),
+            ProblemCode::OutOfRange,
+            "treasury = 0",
+        ),
+        (
+            rule("asset = \"USDT\"\nabove = 10\nrequire = { treasury = 1 }"),
+            ProblemCode::WrongType,
+            "above = 10",
+        ),
+        (
+            rule("asset = \"USDT\"\nabove = \"1.0000001\"\nrequire = { treasury = 1 }"),
+            ProblemCode::BadAmount,
+            "1.0000001",
+        ),
+        (
+            rule("asset = \"DOGE\"\nabove = \"1\"\nrequire = { treasury = 1 }"),
+            ProblemCode::UndeclaredAsset,
+            "DOGE",
+        ),
+        (
+            rule(&format!("asset = \"USDT\"\nabove = \"1\"\nkey = \"{STRANGER}\"\nrequire = {{ treasury = 1 }}")),
+            ProblemCode::UnknownKey,
+            &stranger_key,
+        ),
+        (
+            rule("asset = \"USDT\"\nabove = \"1\"\nrequire = {}"),
+            ProblemCode::MissingField,
+            "[[approval]]",
+        ),
+    ];
+    for (t, code, marker) in &cases {
+        expect_at(t, *code, marker);
+    }
+    let approver = |body: &str| with_approvals(&format!("[[approver]]\n{body}\n"));
+    let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCnU2rwyjgvQQ1q5xq2GbHF";
+    for (t, code, marker) in [
+        (
+            approver(&format!("name = \"x\"\ngroups = [\"g\"]\nkey = \"{rsa}\"")),
+            ProblemCode::BadIdentity,
+            "key = ",
+        ),
+        (
+            approver("name = \"x\"\ngroups = [\"g\"]\nkey = \"hello\""),
+            ProblemCode::BadIdentity,
+            "key = ",
+        ),
+        (
+            approver(&format!("name = \"x\"\ngroups = []\nkey = \"{BOB}\"")),
+            ProblemCode::MissingField,
+            "[[approver]]",
+        ),
+        (
+            approver(&format!(
+                "name = \"x\"\ngroups = [\"g\"]\nkey = \"{BOB}\"\ncaller = \"nobody\""
+            )),
+            ProblemCode::UnknownCaller,
+            "\"nobody\"",
+        ),
+        (
+            with_approvals(&format!(
+                "[[approver]]\nname = \"x\"\ngroups = [\"g\"]\nkey = \"{BOB}\"\n[[approver]]\nname = \"y\"\ngroups = [\"g\"]\nkey = \"{}\"\n",
+                BOB.replace(" bob", " same key, other comment")
+            )),
+            ProblemCode::DuplicateApprover,
+            "same key",
+        ),
+        (
+            with_approvals(&format!(
+                "[[approver]]\nname = \"x\"\ngroups = [\"g\"]\nkey = \"{BOB}\"\n[[approver]]\nname = \"x\"\ngroups = [\"g\"]\nkey = \"{CAROL}\"\n"
+            )),
+            ProblemCode::DuplicateApprover,
+            "name = \"x\"\ngroups = [\"g\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPSo",
+        ),
+    ] {
+        expect_at(&t, code, marker);
+    }
+}

@@ -32,9 +32,14 @@ pub fn refused_field(s: &str) -> String {
 }
 
 /// `message`, cut to at most [`MAX_MESSAGE_BYTES`] on a character boundary.
-pub fn cap_message(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+pub fn cap_message(message: String) -> String {
+    cap_message_to(message, MAX_MESSAGE_BYTES)
+}
+
+/// `message`, cut to at most `max` bytes on a character boundary.
+pub fn cap_message_to(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max - '…'.len_utf8();
         while !message.is_char_boundary(end) {
             end -= 1;
         }

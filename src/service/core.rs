@@ -625,13 +625,54 @@ fn decide(
         now_ms: now,
     };
     match policy.policy.evaluate(&req, &LedgerUsage(state)) {
-        Decision::Allow(a) => Ok(Decided::Allow(a.rule)),
+        Decision::Allow(a) => {
+            // Approvals come last: they lift no limit, and a transfer the policy refuses
+            // asks nobody to approve it.
+            let intent = &checked.decoded.intent;
+            let quorum =
+                policy
+                    .policy
+                    .quorum(&checked.key, &intent.asset(), intent.to(), intent.amount());
+            if !quorum.is_empty() {
+                return Err(approval_required(policy, checked, payout_id, &quorum));
+            }
+            Ok(Decided::Allow(a.rule))
+        }
         Decision::Deny(d) => Err(Refusal::new(
             RefusalKind::Denied,
             d.code.reason(),
             d.message,
         )),
     }
+}
+
+/// The refusal of a transfer that needs `quorum`: who must approve, and the statement they
+/// sign. The request carries no approvals (this signer does not take them yet), so it is
+/// refused rather than signed without them.
+fn approval_required(
+    policy: &LoadedPolicy,
+    checked: &Checked,
+    payout_id: &str,
+    quorum: &crate::policy::approval::Quorum,
+) -> Refusal {
+    let needs: Vec<String> = quorum
+        .groups
+        .iter()
+        .map(|(g, n)| format!("{n} of {g:?}"))
+        .collect();
+    let text = crate::approval::statement(
+        policy,
+        &checked.key,
+        &checked.decoded,
+        payout_id,
+        crate::approval::Verdict::Approve,
+    );
+    Refusal::approval_required(format!(
+        "needs approval by {} ({}); this signer does not yet take approvals with a request,          so the transfer is refused, not signed without them. Approvers sign this statement          (ssh-keygen -Y sign -n {}):\n{text}",
+        needs.join(" and "),
+        quorum.rules.join(", "),
+        crate::approval::NAMESPACE
+    ))
 }
 
 /// The refusal of a replay under a global freeze, a freeze of `key`, or a policy that no
@@ -1130,6 +1171,64 @@ keys = []
             (rec.caller.as_str(), rec.identity.as_str()),
             ("test", "unix_uid=1000")
         );
+    }
+
+    /// A transfer an `[[approval]]` rule applies to is refused `approval_required`, audited,
+    /// with the groups needed and the statement to sign; one below the rule's threshold signs.
+    /// Evaluate says the same; nothing refused is counted.
+    #[tokio::test]
+    async fn a_transfer_that_needs_approval_is_refused_with_its_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, key) = core(dir.path());
+        let text = core.policy_text(&core.policy()).unwrap();
+        let with_rule = format!(
+            "{text}\n[[approver]]\nname = \"Bob\"\ngroups = [\"treasury\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVgmrC6egWxmD9b0ZXcyNcYJls1nsTAPk27hmufwmFV bob\"\n\n[[approval]]\nasset = \"TRX\"\nabove = \"5\"\nrequire = {{ treasury = 1 }}\n"
+        );
+        let p = crate::policy::parse(&with_rule, "approvals.toml").unwrap();
+        let hash = p.hash_hex();
+        core.replace_policy(p, "test").await.unwrap();
+        let owner = key.address().to_base58();
+        let big = raw(key.address(), 6_000_000, 1);
+        let r = core
+            .sign(&peer(1000), &owner, &big, "p1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (r.kind, r.code),
+            (RefusalKind::Denied, ReasonCode::ApprovalRequired)
+        );
+        assert!(r.audit_sequence.is_some());
+        for needle in [
+            "needs approval by 1 of \"treasury\" (approval rule 1)",
+            "tron-signer approval statement v1\ndecision: approve\nnetwork: nile\n",
+            "amount: 6 TRX (6000000 sun)",
+            &format!("txid: {}", hex::encode(tron_proto::txid(&big))),
+            "payout id: p1",
+            &format!("policy: {hash}"),
+        ] {
+            assert!(
+                r.message.contains(needle),
+                "{needle:?} not in {}",
+                r.message
+            );
+        }
+        let e = core
+            .evaluate(&peer(1000), &owner, &big, "p1")
+            .await
+            .unwrap();
+        assert_eq!(
+            (e.allowed, e.reason_code),
+            (false, Some(ReasonCode::ApprovalRequired))
+        );
+        assert!(e.message.contains("tron-signer approval statement v1"));
+        // At the threshold, not above it: signed, and the whole 10 TRX window was still free.
+        let five = raw(key.address(), 5_000_000, 2);
+        assert!(core.sign(&peer(1000), &owner, &five, "p2").await.is_ok());
+        let five_more = raw(key.address(), 5_000_000, 3);
+        assert!(core
+            .sign(&peer(1000), &owner, &five_more, "p3")
+            .await
+            .is_ok());
     }
 
     /// A caller that floods refused requests with huge fields is charged for what its audit

@@ -42,6 +42,18 @@ impl Refusal {
         }
     }
 
+    /// `approval_required`: the message carries the statement approvers sign, built from the
+    /// policy and the decoded transaction only (no free input but the validated payout id),
+    /// so it gets a larger cap than other messages: cut, it could not be signed.
+    pub fn approval_required(message: String) -> Self {
+        Refusal {
+            kind: RefusalKind::Denied,
+            code: ReasonCode::ApprovalRequired,
+            message: super::bounded::cap_message_to(message, 4 * super::bounded::MAX_MESSAGE_BYTES),
+            audit_sequence: None,
+        }
+    }
+
     /// The key backend failed. UNAVAILABLE to the caller either way (nothing was signed; the
     /// ledger reservation is released, so the same payout may be retried), and the reason
     /// code is the backend's own (`pkcs11_token_not_found`, `pkcs11_session_lost`, ...), so

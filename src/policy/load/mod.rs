@@ -10,6 +10,7 @@
 //! The file format is described for auditors in `policies/README.md`; the limits below are
 //! documented there too.
 
+mod approvals;
 mod callers;
 mod destination;
 mod global;
@@ -49,9 +50,14 @@ const TOKEN: Field = field("token", Kind::Array, false);
 const KEY: Field = field("key", Kind::Array, false);
 /// Callers written inline (`caller = [...]`).
 const CALLER: Field = field("caller", Kind::Array, false);
+/// Approvers and approval rules written inline.
+const APPROVER: Field = field("approver", Kind::Array, false);
+const APPROVAL: Field = field("approval", Kind::Array, false);
 
 static ROOT: Schema = Schema {
-    fields: &[&VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER],
+    fields: &[
+        &VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER, &APPROVER, &APPROVAL,
+    ],
 };
 
 /// What a successful load yields besides the file identity.
@@ -108,6 +114,28 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
     let catalog = read_tokens(p, text, &root, plan.with(Header::Token), network);
     let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
     let callers = read_callers(p, text, &root, plan.with(Header::Caller), &keys);
+    let caller_names: Vec<String> = callers.iter().map(|c| c.name.clone()).collect();
+    let mut approvers = approvals::Approvers::default();
+    each_element(
+        p,
+        text,
+        &root,
+        plan.with(Header::Approver),
+        &APPROVER,
+        |p, obj| approvers.add(p, obj, &caller_names),
+    );
+    let mut approval_rules = Vec::new();
+    each_element(
+        p,
+        text,
+        &root,
+        plan.with(Header::Approval),
+        &APPROVAL,
+        |p, obj| {
+            let n = approval_rules.len() + 1;
+            approval_rules.extend(approvals::rule(p, obj, n, &catalog, &keys, &approvers));
+        },
+    );
     for s in plan.strays() {
         stray(p, text, s);
     }
@@ -126,6 +154,8 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             keys,
             key_index,
             callers,
+            approvers: approvers.list,
+            approval_rules,
         },
     })
 }
@@ -272,6 +302,47 @@ fn read_tokens<'s>(
     catalog
 }
 
+/// Hands each element of the array of tables `field` to `f`: those written inline at the
+/// top, then those written as `[[field]]` sections (not both: the second form would add to
+/// an array already closed).
+fn each_element<'s>(
+    p: &mut Problems<'_>,
+    text: &str,
+    root: &Fields<'_, '_>,
+    sections: impl Iterator<Item = &'s Section>,
+    field: &Field,
+    mut f: impl FnMut(&mut Problems<'_>, Obj<'_, '_>),
+) {
+    let what = format!("[[{}]]", field.name);
+    if let Some(items) = root.array(p, field) {
+        for item in items {
+            if let Some(obj) = Obj::from_node(p, item, what.clone()) {
+                f(p, obj);
+            }
+        }
+    }
+    let inline = root.peek(field).map(|v| v.span());
+    for s in sections {
+        let Some(tree) = parse(p, text, s) else {
+            continue;
+        };
+        if let Some(at) = &inline {
+            let line = line_of(p, at.clone());
+            redefined(
+                p,
+                s,
+                format!("{what} cannot add to the array defined inline on line {line}"),
+            );
+            continue;
+        }
+        if let Some(obj) = element(&tree, &[field.name], s.start())
+            .and_then(|node| Obj::from_node(p, node, what.clone()))
+        {
+            f(p, obj);
+        }
+    }
+}
+
 fn read_callers<'s>(
     p: &mut Problems<'_>,
     text: &str,
@@ -416,7 +487,7 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
             _ => p.syntax(
                 s.header_at,
                 format!(
-                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]], [[key.destination]] and [[caller]], and a header for a table inside one must directly follow it",
+                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]], [[key.destination]], [[caller]], [[approver]] and [[approval]], and a header for a table inside one must directly follow it",
                     text.get(foreign.span.clone()).unwrap_or("")
                 ),
             ),

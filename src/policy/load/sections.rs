@@ -27,6 +27,10 @@ pub(super) enum Header {
     Destination,
     /// `[[caller]]`
     Caller,
+    /// `[[approver]]`
+    Approver,
+    /// `[[approval]]`
+    Approval,
     /// Any other header (boxed: a section list can be 100,000 long).
     Other(Box<Foreign>),
 }
@@ -246,6 +250,8 @@ fn nests(owner: &Header, header: &Foreign) -> bool {
         Header::Key => &["key"],
         Header::Destination => &["key", "destination"],
         Header::Caller => &["caller"],
+        Header::Approver => &["approver"],
+        Header::Approval => &["approval"],
         Header::Other(_) => return false,
     };
     header.path.as_ref().is_some_and(|path| {
@@ -284,6 +290,8 @@ fn classify<'t>(
         (true, 1) if is(0, "token") => Header::Token,
         (true, 1) if is(0, "key") => Header::Key,
         (true, 1) if is(0, "caller") => Header::Caller,
+        (true, 1) if is(0, "approver") => Header::Approver,
+        (true, 1) if is(0, "approval") => Header::Approval,
         (true, 2) if is(0, "key") && is(1, "destination") => Header::Destination,
         _ => Header::Other(Box::new(Foreign {
             span: span.clone(),
