@@ -57,6 +57,83 @@ fn record(s: &Setup, seq: u64) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no audit record {seq}"))
 }
 
+/// A signer with both keys and only `callers`, trusting clients under `ca`, started and
+/// answering `probe` (served or refused: the server is up).
+async fn tls_signer(ca: &Ca, callers: &str, probe: &Issued) -> (Setup, String, Server) {
+    let s = Setup::new(
+        &[("hot 1", KEY1_SECRET), ("hot 2", KEY2_SECRET)],
+        &keys().without_test_caller().callers(callers).text(),
+    );
+    let (cert, key) = ca.server().write(s.dir.path(), "server");
+    let ca_path = s.dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let addr = format!("127.0.0.1:{}", free_loopback_port());
+    s.write_config_listening(
+        &addr,
+        &format!(
+            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            s.keystore_section(),
+            cert.display(),
+            key.display(),
+            ca_path.display()
+        ),
+    );
+    let srv = s
+        .start_tls(&addr, client_config(ca, Some(probe)))
+        .await
+        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    (s, addr, srv)
+}
+
+/// One certificate whose key pin one caller lists and whose SAN another lists: refused
+/// `caller_ambiguous` (audited, naming both), never served as either.
+#[tokio::test]
+async fn a_certificate_two_callers_claim_is_refused() {
+    let ca = Ca::new("clients CA");
+    let both = ca.client("shared", false);
+    let callers = format!(
+        r#"
+[[caller]]
+name = "by key"
+tls_pin = "{}"
+rpcs = ["ListKeys"]
+all_keys = true
+
+[[caller]]
+name = "by name"
+tls_san = "uri:spiffe://test/shared"
+rpcs = ["ListKeys", "Sign"]
+all_keys = true
+"#,
+        both.pin()
+    );
+    let (s, addr, srv) = tls_signer(&ca, &callers, &both).await;
+    let mut c = connect(&addr, &ca, &both).await;
+    let st = c.list_keys(ListKeysRequest {}).await.unwrap_err();
+    let (code, why, seq) = denied(&st);
+    assert_eq!(
+        (code, why.as_str()),
+        (tonic::Code::PermissionDenied, "caller_ambiguous")
+    );
+    assert!(
+        st.message().contains("\"by key\"") && st.message().contains("\"by name\""),
+        "{st:?}"
+    );
+    let rec = record(&s, seq);
+    assert_eq!(
+        (&rec["caller"], &rec["method"]),
+        (&serde_json::json!(""), &serde_json::json!("ListKeys"))
+    );
+    let st = c
+        .sign(request(KEY1, Tx::trx(KEY1, dest(0xa1), TRX).raw(), "a-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied(&st).1, "caller_ambiguous");
+    srv.stop();
+    assert!(s.records_with("signed").is_empty());
+    s.assert_audit_verifies();
+}
+
 #[tokio::test]
 async fn tls_callers_get_only_their_grants() {
     let ca = Ca::new("clients CA");
@@ -86,28 +163,7 @@ keys = ["{KEY2}"]
 "#,
         ops.pin()
     );
-    let s = Setup::new(
-        &[("hot 1", KEY1_SECRET), ("hot 2", KEY2_SECRET)],
-        &keys().without_test_caller().callers(&callers).text(),
-    );
-    let (cert, key) = ca.server().write(s.dir.path(), "server");
-    let ca_path = s.dir.path().join("clients-ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    let addr = format!("127.0.0.1:{}", free_loopback_port());
-    s.write_config_listening(
-        &addr,
-        &format!(
-            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
-            s.keystore_section(),
-            cert.display(),
-            key.display(),
-            ca_path.display()
-        ),
-    );
-    let srv = s
-        .start_tls(&addr, client_config(&ca, Some(&ops)))
-        .await
-        .unwrap_or_else(|log| panic!("signer did not start:\n{log}"));
+    let (s, addr, srv) = tls_signer(&ca, &callers, &ops).await;
 
     // The payments backend, by its SPIFFE id: signs with key 1, is refused key 2.
     let mut pay = connect(&addr, &ca, &payments).await;
