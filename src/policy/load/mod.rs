@@ -304,7 +304,7 @@ fn read_tokens<'s>(
 
 /// Hands each element of the array of tables `field` to `f`: those written inline at the
 /// top, then those written as `[[field]]` sections (not both: the second form would add to
-/// an array already closed).
+/// an array already closed). Returns whether the file has any, valid or not.
 fn each_element<'s>(
     p: &mut Problems<'_>,
     text: &str,
@@ -312,10 +312,12 @@ fn each_element<'s>(
     sections: impl Iterator<Item = &'s Section>,
     field: &Field,
     mut f: impl FnMut(&mut Problems<'_>, Obj<'_, '_>),
-) {
+) -> bool {
     let what = format!("[[{}]]", field.name);
+    let mut any = false;
     if let Some(items) = root.array(p, field) {
         for item in items {
+            any = true;
             if let Some(obj) = Obj::from_node(p, item, what.clone()) {
                 f(p, obj);
             }
@@ -323,6 +325,7 @@ fn each_element<'s>(
     }
     let inline = root.peek(field).map(|v| v.span());
     for s in sections {
+        any = true;
         let Some(tree) = parse(p, text, s) else {
             continue;
         };
@@ -341,6 +344,7 @@ fn each_element<'s>(
             f(p, obj);
         }
     }
+    any
 }
 
 fn read_callers<'s>(
@@ -352,36 +356,7 @@ fn read_callers<'s>(
 ) -> Vec<crate::policy::caller::CallerPolicy> {
     let addresses: std::collections::HashSet<_> = keys.iter().map(|k| k.address).collect();
     let mut callers = callers::Callers::new(&addresses);
-    let mut any = false;
-    if let Some(items) = root.array(p, &CALLER) {
-        for item in items {
-            any = true;
-            if let Some(c) = Obj::from_node(p, item, "[[caller]]") {
-                callers.add(p, c);
-            }
-        }
-    }
-    let inline = root.peek(&CALLER).map(|v| v.span());
-    for s in sections {
-        any = true;
-        let Some(tree) = parse(p, text, s) else {
-            continue;
-        };
-        if let Some(at) = &inline {
-            let line = line_of(p, at.clone());
-            redefined(
-                p,
-                s,
-                format!("[[caller]] cannot add to the caller array defined inline on line {line}"),
-            );
-            continue;
-        }
-        if let Some(c) = element(&tree, &["caller"], s.start())
-            .and_then(|node| Obj::from_node(p, node, "[[caller]]"))
-        {
-            callers.add(p, c);
-        }
-    }
+    let any = each_element(p, text, root, sections, &CALLER, |p, c| callers.add(p, c));
     if !any {
         p.at(
             0..0,
