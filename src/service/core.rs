@@ -43,6 +43,8 @@ pub struct Evaluated {
     /// Why Sign would refuse; `None` when it would sign.
     pub reason_code: Option<ReasonCode>,
     pub message: String,
+    /// For `approval_required`: the statement approvers sign.
+    pub approval_statement: Option<String>,
     pub policy_hash: String,
     pub audit_sequence: u64,
 }
@@ -305,11 +307,11 @@ impl Core {
             .begin(Method::Evaluate, None, peer, key, raw, payout_id)
             .await?;
         let txid = checked.decoded.envelope.txid;
-        let (allowed, rule, reason_code, message) =
+        let (allowed, rule, reason_code, message, approval_statement) =
             match self.judge(&policy, &checked, payout_id, now) {
-                Ok(rule) => (true, rule, None, String::new()),
+                Ok(rule) => (true, rule, None, String::new(), None),
                 Err(r) if r.kind == RefusalKind::Denied => {
-                    (false, String::new(), Some(r.code), r.message)
+                    (false, String::new(), Some(r.code), r.message, r.statement)
                 }
                 Err(r) => return Err(self.refuse(draft, r).await),
             };
@@ -324,6 +326,7 @@ impl Core {
             rule,
             reason_code,
             message,
+            approval_statement,
             policy_hash: policy.hash_hex(),
             audit_sequence,
         })
@@ -667,12 +670,17 @@ fn approval_required(
         payout_id,
         crate::approval::Verdict::Approve,
     );
-    Refusal::approval_required(format!(
-        "needs approval by {} ({}); this signer does not yet take approvals with a request,          so the transfer is refused, not signed without them. Approvers sign this statement          (ssh-keygen -Y sign -n {}):\n{text}",
-        needs.join(" and "),
-        quorum.rules.join(", "),
-        crate::approval::NAMESPACE
-    ))
+    Refusal::approval_required(
+        format!(
+            "needs approval by {} ({}); this signer does not yet take approvals with a \
+             request, so the transfer is refused, not signed without them. Approvers sign \
+             this statement (ssh-keygen -Y sign -n {}):\n",
+            needs.join(" and "),
+            quorum.rules.join(", "),
+            crate::approval::NAMESPACE
+        ),
+        text,
+    )
 }
 
 /// The refusal of a replay under a global freeze, a freeze of `key`, or a policy that no

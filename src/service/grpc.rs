@@ -233,6 +233,7 @@ impl Signer for GrpcSigner {
                 audit_sequence: s.audit_sequence,
                 reason_code: String::new(),
                 message: String::new(),
+                approval_statement: String::new(),
             }),
             replayed: s.replayed,
         }))
@@ -261,6 +262,7 @@ impl Signer for GrpcSigner {
                     .map(|c| c.as_str().to_owned())
                     .unwrap_or_default(),
                 message: e.message,
+                approval_statement: e.approval_statement.unwrap_or_default(),
             }),
         }))
     }

@@ -28,6 +28,8 @@ pub struct Refusal {
     pub message: String,
     /// The audit record of the refusal, when it could be written.
     pub audit_sequence: Option<u64>,
+    /// `approval_required`: the statement approvers sign (also at the end of `message`).
+    pub statement: Option<String>,
 }
 
 impl Refusal {
@@ -39,18 +41,23 @@ impl Refusal {
             code,
             message: super::bounded::cap_message(message),
             audit_sequence: None,
+            statement: None,
         }
     }
 
     /// `approval_required`: the message carries the statement approvers sign, built from the
     /// policy and the decoded transaction only (no free input but the validated payout id),
     /// so it gets a larger cap than other messages: cut, it could not be signed.
-    pub fn approval_required(message: String) -> Self {
+    pub fn approval_required(message: String, statement: String) -> Self {
         Refusal {
             kind: RefusalKind::Denied,
             code: ReasonCode::ApprovalRequired,
-            message: super::bounded::cap_message_to(message, 4 * super::bounded::MAX_MESSAGE_BYTES),
+            message: super::bounded::cap_message_to(
+                format!("{message}{statement}"),
+                4 * super::bounded::MAX_MESSAGE_BYTES,
+            ),
             audit_sequence: None,
+            statement: Some(statement),
         }
     }
 
