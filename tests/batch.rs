@@ -393,6 +393,27 @@ fn a_batch_without_a_valid_exporter_signature_is_refused_whole() {
         "batch_signature_invalid",
     );
 
+    // A valid SSH signature over the right digest, but by an ECDSA key: exporters sign with
+    // Ed25519.
+    let ecdsa = Exporter::of_type("ecdsa", "not an exporter key");
+    let mut by_ecdsa = unsigned.clone();
+    ecdsa.sign(&mut by_ecdsa);
+    assert_refused_whole(
+        &s,
+        &write_file(&s, "ecdsa.json", &by_ecdsa),
+        "batch_signature_invalid",
+    );
+    let err = String::from_utf8_lossy(
+        &sign(
+            &s,
+            &s.dir.path().join("ecdsa.json"),
+            &s.dir.path().join("e.out"),
+        )
+        .stderr,
+    )
+    .into_owned();
+    assert!(err.contains("exporters sign with Ed25519"), "{err}");
+
     // Not an SSH signature at all.
     let mut junk = unsigned.clone();
     junk.exporter = Some(tron_proto::batch::ExporterSignature {

@@ -17,10 +17,15 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn new(comment: &str) -> Exporter {
+        Exporter::of_type("ed25519", comment)
+    }
+
+    /// A key of another `ssh-keygen -t` type (`ecdsa`): not one an exporter may use.
+    pub fn of_type(kind: &str, comment: &str) -> Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("exporter");
         let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
             .arg(&key)
             .output()
             .expect("ssh-keygen runs (openssh-client)");
