@@ -82,6 +82,18 @@ fn sign(s: &Setup, input: &Path, out: &Path) -> std::process::Output {
     ])
 }
 
+/// Runs `batch sign` on `input`, which must succeed, and reads its answers from `out_name`.
+fn signed_ok(s: &Setup, input: &Path, out_name: &str) -> SignedBatch {
+    let out = s.dir.path().join(out_name);
+    let run = sign(s, input, &out);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    read_signed(&out)
+}
+
 fn read_signed(path: &Path) -> SignedBatch {
     SignedBatch::from_json_bytes(&std::fs::read(path).expect("read out")).expect("valid signed")
 }
@@ -320,15 +332,8 @@ fn batch_for_another_network_is_refused_item_by_item() {
 
     // The same transaction in a Nile batch is signed: the refusal consumed no limit.
     let nile = write_batch(&s, &ex, "nile-batch.json", vec![item("m-1", raw)]);
-    let out = s.dir.path().join("nile-batch.signed.json");
-    let run = sign(&s, &nile, &out);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert!(matches!(
-        read_signed(&out).items[0],
+        signed_ok(&s, &nile, "nile-batch.signed.json").items[0],
         SignedItem::Signed { .. }
     ));
 }
@@ -428,15 +433,8 @@ fn a_batch_without_a_valid_exporter_signature_is_refused_whole() {
 
     // The same batch with its valid signature is signed.
     let good = write_file(&s, "good.json", &signed);
-    let out = s.dir.path().join("good.signed.json");
-    let run = sign(&s, &good, &out);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert!(matches!(
-        read_signed(&out).items[0],
+        signed_ok(&s, &good, "good.signed.json").items[0],
         SignedItem::Signed { .. }
     ));
 }
@@ -522,15 +520,8 @@ fn a_batch_from_an_unlisted_or_ungranted_exporter_signs_nothing() {
         "ok.json",
         vec![item("ok", Tx::usdt(KEY1, dest_a(), 30 * USDT).raw())],
     );
-    let out = s.dir.path().join("ok.signed.json");
-    let run = sign(&s, &input, &out);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert!(matches!(
-        read_signed(&out).items[0],
+        signed_ok(&s, &input, "ok.signed.json").items[0],
         SignedItem::Signed { .. }
     ));
     s.assert_audit_verifies();

@@ -50,6 +50,18 @@ fn denied(st: &tonic::Status) -> (tonic::Code, String, u64) {
     (st.code(), reason(st), seq)
 }
 
+/// The addresses ListKeys shows this client.
+async fn listed(c: &mut SignerClient<tonic::transport::Channel>) -> Vec<String> {
+    c.list_keys(ListKeysRequest {})
+        .await
+        .expect("ListKeys answered")
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|k| k.address)
+        .collect()
+}
+
 fn record(s: &Setup, seq: u64) -> serde_json::Value {
     s.audit_records()
         .into_iter()
@@ -200,16 +212,7 @@ keys = ["{KEY2}"]
         )
     );
     // ListKeys shows the payments backend key 1 only.
-    let listed: Vec<String> = pay
-        .list_keys(ListKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.address)
-        .collect();
-    assert_eq!(listed, [KEY1]);
+    assert_eq!(listed(&mut pay).await, [KEY1]);
     // No grant to read the policy.
     let st = pay.get_policy(GetPolicyRequest {}).await.unwrap_err();
     let (code, why, seq) = denied(&st);
@@ -252,16 +255,7 @@ keys = ["{KEY2}"]
         .expect("operator streams the policy")
         .into_inner();
     assert!(stream.message().await.unwrap().is_some());
-    let listed: Vec<String> = op
-        .list_keys(ListKeysRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.address)
-        .collect();
-    assert_eq!(listed, [KEY2]);
+    assert_eq!(listed(&mut op).await, [KEY2]);
     let st = op
         .sign(request(
             KEY2,

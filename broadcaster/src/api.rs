@@ -292,16 +292,22 @@ pub(crate) fn body_error(e: serde_json::Error) -> ApiError {
 /// Payout ids are idempotency keys within a tenant: 1-[`MAX_PAYOUT_ID_LEN`] printable
 /// ASCII without spaces (as the signer requires), so they also fit a URL path segment.
 pub fn check_payout_id(id: &str) -> Result<(), ApiError> {
+    check_id(id, MAX_PAYOUT_ID_LEN, "invalid_payout_id")
+}
+
+/// A merchant-chosen id that goes into URL paths: 1 to `max` printable ASCII characters
+/// without spaces, `/`, `?` or `#`; refused with `code` otherwise.
+pub fn check_id(id: &str, max: usize, code: &'static str) -> Result<(), ApiError> {
     if id.is_empty()
-        || id.len() > MAX_PAYOUT_ID_LEN
+        || id.len() > max
         || !id
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#')
     {
         return Err(ApiError::bad(
-            "invalid_payout_id",
+            code,
             format!(
-                "id must be 1-{MAX_PAYOUT_ID_LEN} printable ASCII characters without spaces, '/', '?' or '#'"
+                "id must be 1-{max} printable ASCII characters without spaces, '/', '?' or '#'"
             ),
         ));
     }

@@ -158,6 +158,12 @@ mod tests {
             ExporterKey::load(&path).unwrap_err().code(),
             "batch_signing_key_invalid"
         );
+        assert_eq!(
+            ExporterKey::load(&dir.path().join("absent"))
+                .unwrap_err()
+                .code(),
+            "batch_signing_key_unreadable"
+        );
     }
 
     #[test]

@@ -76,20 +76,7 @@ pub struct CreateInvoice {
 
 /// Invoice ids: 1-[`MAX_INVOICE_ID_LEN`] printable ASCII without spaces, `/`, `?`, `#`.
 pub fn check_invoice_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty()
-        || id.len() > MAX_INVOICE_ID_LEN
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != '?' && c != '#')
-    {
-        return Err(ApiError::bad(
-            "invalid_invoice_id",
-            format!(
-                "id must be 1-{MAX_INVOICE_ID_LEN} printable ASCII characters without spaces, '/', '?' or '#'"
-            ),
-        ));
-    }
-    Ok(())
+    crate::api::check_id(id, MAX_INVOICE_ID_LEN, "invalid_invoice_id")
 }
 
 fn expiry_of(

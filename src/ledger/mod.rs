@@ -279,19 +279,8 @@ impl Ledger {
 
     /// The audit record at `seq`, read from the open ledger (`None` past the head).
     pub fn audit_record(&self, seq: u64) -> Result<Option<ChainedRecord>, LedgerError> {
-        let rtx = self
-            .inner
-            .store
-            .db()?
-            .begin_read()
-            .map_err(|e| LedgerError::storage("begin read", e))?;
-        let table = rtx
-            .open_table(AUDIT)
-            .map_err(|e| LedgerError::storage("open audit", e))?;
-        let row = table
-            .get(seq)
-            .map_err(|e| LedgerError::storage("read audit", e))?;
-        row.map(|r| audit::open_row(seq, r.value()).map(|o| o.record))
+        read_row(&self.inner.store, AUDIT, seq, ("open audit", "read audit"))?
+            .map(|row| audit::open_row(seq, &row).map(|o| o.record))
             .transpose()
     }
 
@@ -323,6 +312,24 @@ impl Ledger {
     }
 }
 
+/// One row of a sequence-keyed table, read in its own transaction from the open store.
+fn read_row(
+    store: &store::Store,
+    table: redb::TableDefinition<u64, &[u8]>,
+    seq: u64,
+    (open, read): (&'static str, &'static str),
+) -> Result<Option<Vec<u8>>, LedgerError> {
+    let rtx = store
+        .db()?
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let t = rtx
+        .open_table(table)
+        .map_err(|e| LedgerError::storage(open, e))?;
+    let row = t.get(seq).map_err(|e| LedgerError::storage(read, e))?;
+    Ok(row.map(|r| r.value().to_vec()))
+}
+
 impl StateGuard<'_> {
     /// Looks a txid up among the entries the ledger remembers: those reserved or committed
     /// whose expiration is at or after `now - retention`. A committed entry is read back from
@@ -335,20 +342,14 @@ impl StateGuard<'_> {
             Some(Found::InFlight) => return Ok(Some(Lookup::InFlight)),
             Some(Found::Committed(seq)) => seq,
         };
-        let rtx = self
-            .inner
-            .store
-            .db()?
-            .begin_read()
-            .map_err(|e| LedgerError::storage("begin read", e))?;
-        let table = rtx
-            .open_table(ENTRIES)
-            .map_err(|e| LedgerError::storage("open entries", e))?;
-        let row = table
-            .get(seq)
-            .map_err(|e| LedgerError::storage("read entry", e))?
-            .ok_or_else(|| LedgerError::corrupt("committed txid without entry"))?;
-        let entry = Entry::decode(row.value())?;
+        let row = read_row(
+            &self.inner.store,
+            ENTRIES,
+            seq,
+            ("open entries", "read entry"),
+        )?
+        .ok_or_else(|| LedgerError::corrupt("committed txid without entry"))?;
+        let entry = Entry::decode(&row)?;
         if &entry.pending.txid != txid {
             return Err(LedgerError::corrupt("entry does not match its txid"));
         }
