@@ -183,6 +183,7 @@ pub async fn demo(
             key: key.to_base58(),
             raw_data: usdt_transfer(key, token, to, 10_000_000),
             payout_id: payout,
+            approvals: vec![],
         };
         let line = match client.sign(req).await {
             Ok(r) => {

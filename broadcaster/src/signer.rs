@@ -94,6 +94,7 @@ impl SignerConn {
             key: key.to_base58(),
             raw_data: raw_data.to_vec(),
             payout_id: payout_id.to_owned(),
+            approvals: vec![],
         });
         req.set_timeout(self.timeout);
         let resp = match client.sign(req).await {

@@ -24,6 +24,9 @@ use super::refusal::{Refusal, RefusalKind};
 pub const REASON_CODE_KEY: &str = "reason-code";
 /// Metadata key carrying the audit sequence number of a refusal.
 pub const AUDIT_SEQUENCE_KEY: &str = "audit-sequence";
+/// Binary metadata on an `approval_required` refusal of Sign: the statement approvers sign
+/// (UTF-8), the same text Evaluate returns in `Decision.approval_statement`.
+pub const APPROVAL_STATEMENT_KEY: &str = "approval-statement-bin";
 
 /// `GetPolicy` leaves out a policy text over this size: with the other fields it would pass
 /// the 4 MiB message limit most gRPC clients apply. `ReadPolicyText` serves it in chunks.
@@ -203,6 +206,12 @@ pub fn status(r: Refusal) -> Status {
     if let Some(seq) = r.audit_sequence {
         s.metadata_mut()
             .insert(AUDIT_SEQUENCE_KEY, MetadataValue::from(seq));
+    }
+    if let Some(text) = &r.statement {
+        s.metadata_mut().insert_bin(
+            APPROVAL_STATEMENT_KEY,
+            tonic::metadata::MetadataValue::from_bytes(text.as_bytes()),
+        );
     }
     s
 }

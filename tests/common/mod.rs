@@ -145,6 +145,7 @@ pub fn request(key: &str, raw: Vec<u8>, payout_id: &str) -> SignRequest {
         key: key.into(),
         raw_data: raw,
         payout_id: payout_id.into(),
+        approvals: vec![],
     }
 }
 

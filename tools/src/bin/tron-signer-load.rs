@@ -512,6 +512,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     key: owner.to_base58(),
                     raw_data: raw_data(owner, dest, token, amount, n),
                     payout_id: format!("{run_id}-{n}"),
+                    approvals: vec![],
                 };
                 if let Err(status) = client.sign(req).await {
                     if errors.fetch_add(1, Ordering::Relaxed) == 0 {
