@@ -53,6 +53,7 @@ fn record(n: u32) -> AuditRecord {
         reason_code: "ok".into(),
         message: "allowed by rule usdt-hot".into(),
         policy_hash: "07".repeat(32),
+        approvals: None,
     }
 }
 

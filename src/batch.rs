@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use tron_proto::batch::{BatchError, SignedBatch, SignedItem, UnsignedBatch};
 
+use crate::approval::Offered;
 use crate::config::{Config, ConfigError};
 use crate::durable_file;
 use crate::reason::ReasonCode;
@@ -188,6 +189,14 @@ pub fn file_name(input: &Path) -> String {
 pub async fn sign_batch(core: &Core, peer: &Peer, batch: &UnsignedBatch) -> SignedBatch {
     let mut items = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
+        let offered: Vec<Offered<'_>> = item
+            .approvals
+            .iter()
+            .map(|a| Offered {
+                signature: &a.signature,
+                statement: &a.statement,
+            })
+            .collect();
         let answer = match core
             .sign_on(
                 Some(&batch.network),
@@ -195,6 +204,7 @@ pub async fn sign_batch(core: &Core, peer: &Peer, batch: &UnsignedBatch) -> Sign
                 &item.key,
                 &item.raw_data,
                 &item.payout_id,
+                &offered,
             )
             .await
         {

@@ -2,11 +2,13 @@
 //!
 //! Data flows one way: bytes ([`decode`]) to intent, intent to decision ([`policy`]),
 //! decision to durable record ([`ledger`]), record to signature ([`keys`]); [`service`]
-//! runs that path for gRPC callers and [`batch`] for batch files; [`cli`] is the command
+//! runs that path for gRPC callers and [`batch`] for batch files; [`approve`] is an
+//! approver's side of [`approval`]s; [`cli`] is the command
 //! line. Modules only the command line uses (`dev`, `inspect`, `no_dumps`) are private.
 #![forbid(unsafe_code)]
 
 pub mod approval;
+pub mod approve;
 pub mod batch;
 pub mod cli;
 pub mod config;

@@ -182,6 +182,24 @@ reason_codes! {
     /// The transfer is allowed only with approvals the request does not carry; the message
     /// names the groups and counts needed and gives the statement each approver signs.
     ApprovalRequired = "approval_required", Approval;
+    /// An approval is not an SSH signature under `tron-signer-approval`, does not verify over
+    /// this request's statement, or is over the size or count caps.
+    ApprovalInvalid = "approval_invalid", Approval;
+    /// The statement sent with an approval is not this request's; the message names the
+    /// first line that differs.
+    ApprovalMismatch = "approval_mismatch", Approval;
+    /// An approval is signed by a key no `[[approver]]` has.
+    ApproverUnknown = "approver_unknown", Approval;
+    /// An approval is by an approver in none of the groups this transfer needs.
+    ApproverNotInGroup = "approver_not_in_group", Approval;
+    /// Two approvals by the same approver: each counts once.
+    ApprovalDuplicate = "approval_duplicate", Approval;
+    /// An approval by the approver who is the caller that initiated the request.
+    ApprovalByInitiator = "approval_by_initiator", Approval;
+    /// The transaction's expiration has passed: its approvals are void.
+    ApprovalExpired = "approval_expired", Approval;
+    /// An approver of a required group signed the reject statement: the payout is cancelled.
+    ApprovalRejected = "approval_rejected", Approval;
 
     // --- ledger ---
     /// The ledger could not be read or written; nothing was signed.

@@ -48,6 +48,7 @@ fn item(id: &str, raw: Vec<u8>) -> UnsignedItem {
         payout_id: id.into(),
         key: KEY1.into(),
         raw_data: raw,
+        approvals: vec![],
     }
 }
 

@@ -157,6 +157,7 @@ pub async fn export(
             payout_id: p.key(),
             key: key.to_base58(),
             raw_data,
+            approvals: vec![],
         });
     }
     let mut batch = UnsignedBatch {

@@ -8,7 +8,9 @@
 //!   "checksum": "<64 hex>" }
 //! ```
 //!
-//! Unsigned items are `{"payout_id", "key": "T…", "raw_data": hex}`. Signed items are either
+//! Unsigned items are `{"payout_id", "key": "T…", "raw_data": hex, "approvals"?: [...]}`, each
+//! approval `{"signature": "<armored SSHSIG>", "statement"?: "<the text it signs>"}` (the
+//! signer checks them as it checks `SignRequest.approvals`). Signed items are either
 //! `{"payout_id", "txid", "status": "signed", "signature", "signed_transaction"}` or
 //! `{"payout_id", "txid"?, "status": "refused", "reason_code", "message"}`.
 //!
@@ -107,6 +109,19 @@ pub struct UnsignedItem {
     pub key: String,
     /// The exact `raw_data` bytes to be signed.
     pub raw_data: Vec<u8>,
+    /// Approvals of this transaction, as `tron-signer approve` writes them.
+    pub approvals: Vec<ItemApproval>,
+}
+
+/// One approver's SSH signature over an item's approval statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemApproval {
+    /// PEM armored SSHSIG under the namespace `tron-signer-approval`.
+    pub signature: String,
+    /// The statement it signs; optional, compared by the signer, never trusted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub statement: String,
 }
 
 /// Unsigned transactions exported by the broadcaster for the offline signer.
@@ -189,6 +204,8 @@ struct WireUnsigned {
     payout_id: String,
     key: String,
     raw_data: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    approvals: Vec<ItemApproval>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -220,6 +237,7 @@ impl UnsignedBatch {
                 payout_id: i.payout_id.clone(),
                 key: i.key.clone(),
                 raw_data: hex::encode(&i.raw_data),
+                approvals: i.approvals.clone(),
             })
             .collect()
     }
@@ -265,6 +283,7 @@ impl UnsignedBatch {
                 payout_id: w.payout_id,
                 key: w.key,
                 raw_data,
+                approvals: w.approvals,
             });
         }
         check_ids(items.iter().map(|i| i.payout_id.as_str()))?;
@@ -590,11 +609,18 @@ mod tests {
                     payout_id: "p-1".into(),
                     key: "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1".into(),
                     raw_data: vec![0x0a, 0x02, 0x01, 0x02],
+                    approvals: vec![],
                 },
                 UnsignedItem {
                     payout_id: "p-2 \"quoted\" é\n".into(),
                     key: "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1".into(),
                     raw_data: vec![0xff; 40],
+                    approvals: vec![ItemApproval {
+                        signature:
+                            "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----"
+                                .into(),
+                        statement: String::new(),
+                    }],
                 },
             ],
             exporter: None,

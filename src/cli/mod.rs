@@ -6,6 +6,7 @@
 //! - [`serve`]: `serve` and `dev`; [`inspect`]: `inspect`.
 //! - [`process`]: logging, runtime, key-memory protection, exit status.
 
+pub mod approve;
 pub mod audit;
 pub mod batch;
 pub mod inspect;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use self::approve::ApproveCli;
 use self::audit::AuditCli;
 use self::batch::BatchCli;
 use self::keys::{run_keys_cli, KeysCli};
@@ -88,6 +90,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: BatchCli,
     },
+    /// On an approver's machine: show what a payout will pay and sign its approval
+    /// statement with your SSH key (ssh-keygen -Y sign). Needs no signer keys.
+    Approve(ApproveCli),
 }
 
 /// Parses the process's arguments and runs the command.
@@ -124,6 +129,15 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit { cmd } => {
             let result = run_audit(cmd.into(), &mut std::io::stdout().lock());
+            report(result.map_err(|e| (e.code(), e.to_string())))
+        }
+        Command::Approve(cli) => {
+            let now = crate::service::core::system_clock()();
+            let result = crate::approve::run_approve(
+                &cli.command(now),
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            );
             report(result.map_err(|e| (e.code(), e.to_string())))
         }
         Command::Batch { cmd } => {

@@ -6,9 +6,10 @@
 //! a 0/1 tag. The decoded intent is kept as the exact JSON text that was hashed.
 //! A stored row is `canonical bytes || sha256(canonical bytes)`.
 //!
-//! Rows are written in format v2 (caller name, the identity it was recognised by, and the
-//! peer). Rows of format v1, which named only the peer, are still read and verified: the
-//! stored hash covers the row's own domain tag.
+//! Rows are written in format v3: the caller name, the identity it was recognised by and the
+//! peer (since v2), and the approvals the decision rested on (since v3). Rows of formats v1
+//! (the peer only) and v2 (no approvals) are still read and verified: the stored hash covers
+//! the row's own domain tag.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,7 +17,9 @@ use sha2::{Digest, Sha256};
 use super::entry::Reader;
 use super::error::LedgerError;
 
-const DOMAIN: &[u8] = b"tron-signer/audit/v2\0";
+const DOMAIN: &[u8] = b"tron-signer/audit/v3\0";
+/// Rows written before approvals were recorded.
+const DOMAIN_V2: &[u8] = b"tron-signer/audit/v2\0";
 /// Rows written before callers were named (no caller name or identity, the peer only).
 const DOMAIN_V1: &[u8] = b"tron-signer/audit/v1\0";
 
@@ -75,6 +78,10 @@ pub struct AuditRecord {
     pub message: String,
     /// Hex hash of the policy in force for this decision.
     pub policy_hash: String,
+    /// The approvals the decision rested on, as JSON text (the statement, and for each
+    /// approver their name, key fingerprint, decision and SSH signature), so an export proves
+    /// who approved and `audit verify` re-checks the signatures. Hashed exactly as given.
+    pub approvals: Option<String>,
 }
 
 /// A record as stored and exported: the request plus its place in the chain.
@@ -94,6 +101,8 @@ pub struct ChainedRecord {
     pub reason_code: String,
     pub message: String,
     pub policy_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<serde_json::Value>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -103,7 +112,8 @@ impl AuditRecord {
     /// the submitting thread, so the single writer thread only hashes and stores.
     pub(crate) fn body(&self) -> Vec<u8> {
         let intent_len = self.intent.as_ref().map_or(0, String::len);
-        let mut out = Vec::with_capacity(256 + self.message.len() + intent_len);
+        let approvals_len = self.approvals.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(256 + self.message.len() + intent_len + approvals_len);
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         put_str(&mut out, &self.caller);
         put_str(&mut out, &self.identity);
@@ -117,6 +127,7 @@ impl AuditRecord {
         put_str(&mut out, &self.reason_code);
         put_str(&mut out, &self.message);
         put_str(&mut out, &self.policy_hash);
+        put_opt(&mut out, self.approvals.as_deref());
         out
     }
 }
@@ -139,6 +150,7 @@ impl AuditRecord {
             + s(&self.reason_code)
             + s(&self.message)
             + s(&self.policy_hash)
+            + o(self.approvals.as_deref())
     }
 }
 
@@ -190,7 +202,7 @@ pub(crate) struct Opened {
 /// Parses a stored row. A row that does not even parse is reported as modified at `key`.
 pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
     let modified = || LedgerError::AuditModified { seq: key };
-    if row.len() < DOMAIN.len().min(DOMAIN_V1.len()) + 32 {
+    if row.len() < DOMAIN.len() + 32 {
         return Err(modified());
     }
     let (body, stored_hash) = row.split_at(row.len() - 32);
@@ -201,15 +213,17 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
         pos: 0,
     };
     let parsed = (|| -> Result<_, LedgerError> {
-        let v1 = match r.slice(DOMAIN.len())? {
-            d if d == DOMAIN => false,
-            d if d == DOMAIN_V1 => true,
+        // All three tags have the same length.
+        let version = match r.slice(DOMAIN.len())? {
+            d if d == DOMAIN => 3,
+            d if d == DOMAIN_V2 => 2,
+            d if d == DOMAIN_V1 => 1,
             _ => return Err(LedgerError::corrupt("domain")),
         };
         let seq = u64::from_be_bytes(r.take::<8>()?);
         let prev = r.take::<32>()?;
         let time_ms = i64::from_be_bytes(r.take::<8>()?);
-        let (caller, identity, peer) = if v1 {
+        let (caller, identity, peer) = if version == 1 {
             (String::new(), String::new(), get_str(&mut r)?)
         } else {
             (get_str(&mut r)?, get_str(&mut r)?, get_str(&mut r)?)
@@ -229,6 +243,16 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
         let reason_code = get_str(&mut r)?;
         let message = get_str(&mut r)?;
         let policy_hash = get_str(&mut r)?;
+        let approvals = match version {
+            3 => match get_opt(&mut r)? {
+                None => None,
+                Some(text) => Some(
+                    serde_json::from_str(&text)
+                        .map_err(|_| LedgerError::corrupt("approvals json"))?,
+                ),
+            },
+            _ => None,
+        };
         if r.pos != body.len() {
             return Err(LedgerError::corrupt("trailing bytes"));
         }
@@ -248,6 +272,7 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
                 reason_code,
                 message,
                 policy_hash,
+                approvals,
                 prev_hash: hex::encode(prev),
                 hash: hex::encode(hash),
             },
@@ -296,10 +321,12 @@ mod tests {
             reason_code: "frozen".into(),
             message: "é".repeat(3),
             policy_hash: "00".repeat(32),
+            approvals: None,
         };
         assert_eq!(rec.body_len(), rec.body().len());
         rec.key = Some("T".into());
         rec.intent = Some("{}".into());
+        rec.approvals = Some("{}".into());
         assert_eq!(rec.body_len(), rec.body().len());
     }
 

@@ -29,9 +29,13 @@ pub fn run_audit(cmd: AuditCommand, out: &mut dyn Write) -> Result<(), LedgerErr
     match cmd {
         AuditCommand::Verify { data_dir } => {
             let report = Ledger::verify_audit(&data_dir)?;
+            let approvals = match report.with_approvals {
+                0 => String::new(),
+                n => format!("; {n} with approvals, every signature re-verified"),
+            };
             writeln!(
                 out,
-                "ok: {} records, head {}",
+                "ok: {} records, head {}{approvals}",
                 report.records, report.head_hash
             )
             .map_err(output)

@@ -64,6 +64,10 @@ pub enum LedgerError {
     /// Audit verification: the chain head row is missing or its hash disagrees with the last record.
     #[error("audit chain head is missing or does not match record {seq}")]
     AuditHeadInvalid { seq: u64 },
+    /// Audit verification: a record's approvals do not verify (a signature over other text,
+    /// another key than the record names, or a statement for another request).
+    #[error("audit record {seq} keeps approvals that do not verify: {detail}")]
+    AuditApprovalInvalid { seq: u64, detail: String },
     /// Writing the export or the verification report failed.
     #[error("cannot write output: {detail}")]
     Output { detail: String },
@@ -90,6 +94,7 @@ impl LedgerError {
             LedgerError::AuditTruncated { .. } => "audit_truncated",
             LedgerError::AuditBeyondHead { .. } => "audit_beyond_head",
             LedgerError::AuditHeadInvalid { .. } => "audit_head_invalid",
+            LedgerError::AuditApprovalInvalid { .. } => "audit_approval_invalid",
             LedgerError::Output { .. } => "output",
         }
     }
@@ -102,7 +107,8 @@ impl LedgerError {
             | LedgerError::AuditReordered { seq }
             | LedgerError::AuditTruncated { seq, .. }
             | LedgerError::AuditBeyondHead { seq, .. }
-            | LedgerError::AuditHeadInvalid { seq } => Some(*seq),
+            | LedgerError::AuditHeadInvalid { seq }
+            | LedgerError::AuditApprovalInvalid { seq, .. } => Some(*seq),
             LedgerError::AuditChainBroken { prev, .. } => Some(*prev),
             _ => None,
         }

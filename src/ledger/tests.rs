@@ -52,6 +52,7 @@ fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecor
         .into(),
         message: "a message a person understands".into(),
         policy_hash: hex::encode([7u8; 32]),
+        approvals: None,
     }
 }
 

@@ -18,6 +18,8 @@ use super::schema::{Head, AUDIT, DB_FILE, META, META_AUDIT_HEAD};
 pub struct VerifyReport {
     pub records: u64,
     pub head_hash: String,
+    /// How many records keep approvals, each re-verified.
+    pub with_approvals: u64,
 }
 
 fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
@@ -40,7 +42,8 @@ fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
 /// Walks every record in key order and checks, for each: no gap before it (deleted), its
 /// hash over its own bytes (modified), its stored sequence equals its key (reordered), and
 /// its previous-hash equals the record before it (chain broken). Then the last record must
-/// be the recorded head (truncated / beyond head / head invalid).
+/// be the recorded head (truncated / beyond head / head invalid). The approvals a record
+/// keeps are re-verified too.
 pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
     let db = open_ro(dir)?;
     let rtx = db
@@ -58,6 +61,7 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         .map(|v| Head::decode(v.value()));
 
     let mut prev = Head::GENESIS;
+    let mut report_approvals = 0u64;
     for item in audit
         .iter()
         .map_err(|e| LedgerError::storage("iterate audit", e))?
@@ -80,6 +84,17 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
                 seq: key,
                 prev: prev.seq,
             });
+        }
+        if let Some(kept) = &opened.record.approvals {
+            let r = &opened.record;
+            let fields = crate::approval::evidence::RecordFields {
+                txid: r.txid.as_deref(),
+                payout_id: r.payout_id.as_deref(),
+                policy_hash: &r.policy_hash,
+            };
+            crate::approval::evidence::verify_kept(kept, fields)
+                .map_err(|detail| LedgerError::AuditApprovalInvalid { seq: key, detail })?;
+            report_approvals += 1;
         }
         prev = Head {
             seq: key,
@@ -111,6 +126,7 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
     Ok(VerifyReport {
         records: prev.seq,
         head_hash: hex::encode(prev.hash),
+        with_approvals: report_approvals,
     })
 }
 

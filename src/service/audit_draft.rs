@@ -34,6 +34,7 @@ impl Draft {
             reason_code: String::new(),
             message: String::new(),
             policy_hash: policy_hash.to_owned(),
+            approvals: None,
         })
     }
 
@@ -71,6 +72,12 @@ impl Draft {
     pub fn request(mut self, decoded: &Decoded) -> Self {
         self.0.txid = Some(hex::encode(decoded.envelope.txid));
         self.0.intent = Some(intent_json(decoded));
+        self
+    }
+
+    /// The approvals the decision rests on (JSON text, see [`AuditRecord::approvals`]).
+    pub fn approvals(mut self, json: String) -> Self {
+        self.0.approvals = Some(json);
         self
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tron_proto::Address;
 
+use crate::approval::{self, ApprovalError, Approvals, Offered};
 use crate::keys::KeyRing;
 use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
 use crate::policy::archive::ArchiveError;
@@ -80,7 +81,14 @@ struct Begun {
     now: i64,
     checked: Checked,
     draft: Draft,
+    /// The `[[caller]]` name the request came from.
+    initiator: String,
 }
+
+/// What the approvals a request carries come to (see [`approval::check`]), judged before
+/// the state lock is taken: verifying signatures is the slow part, and it depends on nothing
+/// the ledger holds.
+type ApprovalOutcome = Result<Option<Approvals>, ApprovalError>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -223,7 +231,20 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Signed, Refusal> {
-        self.sign_on(None, peer, key, raw, payout_id).await
+        self.sign_on(None, peer, key, raw, payout_id, &[]).await
+    }
+
+    /// [`Core::sign`] with the approvals the request carries.
+    pub async fn sign_with(
+        &self,
+        peer: &Peer,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+        approvals: &[Offered<'_>],
+    ) -> Result<Signed, Refusal> {
+        self.sign_on(None, peer, key, raw, payout_id, approvals)
+            .await
     }
 
     /// [`Core::sign`] for a request labelled with the network it is meant for (a batch
@@ -236,15 +257,20 @@ impl Core {
         key: &str,
         raw: &[u8],
         payout_id: &str,
+        approvals: &[Offered<'_>],
     ) -> Result<Signed, Refusal> {
         let Begun {
             policy,
             now,
             checked,
             draft,
+            initiator,
         } = self
             .begin(Method::Sign, network, peer, key, raw, payout_id)
             .await?;
+        let (approved, draft) = judge_approvals(
+            &policy, &checked, payout_id, &initiator, approvals, now, draft,
+        );
         let txid = checked.decoded.envelope.txid;
         let Some(backend) = self.keys.get(&checked.key).cloned() else {
             return Err(self
@@ -252,7 +278,7 @@ impl Core {
                 .await);
         };
 
-        let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, now) {
+        let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, &approved, now) {
             Step::Refuse(r) => return Err(self.refuse(draft, r).await),
             Step::Replay(entry) => {
                 return self
@@ -298,17 +324,34 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Evaluated, Refusal> {
+        self.evaluate_with(peer, key, raw, payout_id, &[]).await
+    }
+
+    /// [`Core::evaluate`] with the approvals the request carries: whether Sign would take
+    /// them.
+    pub async fn evaluate_with(
+        &self,
+        peer: &Peer,
+        key: &str,
+        raw: &[u8],
+        payout_id: &str,
+        approvals: &[Offered<'_>],
+    ) -> Result<Evaluated, Refusal> {
         let Begun {
             policy,
             now,
             checked,
             draft,
+            initiator,
         } = self
             .begin(Method::Evaluate, None, peer, key, raw, payout_id)
             .await?;
+        let (approved, draft) = judge_approvals(
+            &policy, &checked, payout_id, &initiator, approvals, now, draft,
+        );
         let txid = checked.decoded.envelope.txid;
         let (allowed, rule, reason_code, message, approval_statement) =
-            match self.judge(&policy, &checked, payout_id, now) {
+            match self.judge(&policy, &checked, payout_id, &approved, now) {
                 Ok(rule) => (true, rule, None, String::new(), None),
                 Err(r) if r.kind == RefusalKind::Denied => {
                     (false, String::new(), Some(r.code), r.message, r.statement)
@@ -335,9 +378,25 @@ impl Core {
     /// Ledger checks, policy, and the reservation, all under the state lock so that
     /// concurrent requests cannot both pass a limit. Synchronous on purpose: the lock must
     /// never be held across an await.
-    fn reserve(&self, policy: &LoadedPolicy, checked: &Checked, payout_id: &str, now: i64) -> Step {
+    fn reserve(
+        &self,
+        policy: &LoadedPolicy,
+        checked: &Checked,
+        payout_id: &str,
+        approved: &ApprovalOutcome,
+        now: i64,
+    ) -> Step {
         let mut state = self.ledger.state();
-        let rule = match decide(&state, policy, &self.clock_guard, checked, payout_id, now) {
+        let decided = decide(
+            &state,
+            policy,
+            &self.clock_guard,
+            checked,
+            payout_id,
+            approved,
+            now,
+        );
+        let rule = match decided {
             Err(r) => return Step::Refuse(r),
             Ok(Decided::Replay(entry)) => return Step::Replay(entry),
             Ok(Decided::Allow(rule)) => rule,
@@ -365,13 +424,22 @@ impl Core {
         policy: &LoadedPolicy,
         checked: &Checked,
         payout_id: &str,
+        approved: &ApprovalOutcome,
         now: i64,
     ) -> Result<String, Refusal> {
         if self.keys.get(&checked.key).is_none() {
             return Err(Refusal::key_not_loaded(&checked.key));
         }
         let state = self.ledger.state();
-        match decide(&state, policy, &self.clock_guard, checked, payout_id, now)? {
+        match decide(
+            &state,
+            policy,
+            &self.clock_guard,
+            checked,
+            payout_id,
+            approved,
+            now,
+        )? {
             Decided::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
             Decided::Allow(rule) => Ok(rule),
         }
@@ -402,13 +470,13 @@ impl Core {
         if admission == Admission::RefuseAudited {
             return Err(self.refuse(draft, self.over_budget(&who)).await);
         }
-        let draft = match authorize(&policy.policy, peer, method.rpc()) {
+        let (draft, initiator) = match authorize(&policy.policy, peer, method.rpc()) {
             Ok(a) => {
                 let draft = draft.caller(&a.caller.name, a.by.to_string());
                 // A key that does not parse is refused below, for what it is.
                 match parsed_key.as_ref().map(|k| a.key(k)) {
                     Ok(Err(r)) => return Err(self.refuse(draft, r).await),
-                    _ => draft,
+                    _ => (draft, a.caller.name.clone()),
                 }
             }
             Err((known, r)) => {
@@ -442,6 +510,7 @@ impl Core {
             now,
             checked,
             draft,
+            initiator,
         })
     }
 
@@ -608,6 +677,7 @@ fn decide(
     clock_guard: &ClockGuard,
     checked: &Checked,
     payout_id: &str,
+    approved: &ApprovalOutcome,
     now: i64,
 ) -> Result<Decided, Refusal> {
     let skew = skew_ms(policy, &checked.key);
@@ -628,19 +698,24 @@ fn decide(
         now_ms: now,
     };
     match policy.policy.evaluate(&req, &LedgerUsage(state)) {
-        Decision::Allow(a) => {
-            // Approvals come last: they lift no limit, and a transfer the policy refuses
-            // asks nobody to approve it.
-            let intent = &checked.decoded.intent;
-            let quorum =
-                policy
-                    .policy
-                    .quorum(&checked.key, &intent.asset(), intent.to(), intent.amount());
-            if !quorum.is_empty() {
-                return Err(approval_required(policy, checked, payout_id, &quorum));
+        // Approvals come last: they lift no limit, and a transfer the policy refuses asks
+        // nobody to approve it.
+        Decision::Allow(a) => match approved {
+            Ok(None) => Ok(Decided::Allow(a.rule)),
+            Ok(Some(ok)) => {
+                let names: Vec<String> = ok
+                    .approvals
+                    .iter()
+                    .map(|c| format!("{:?}", c.approver))
+                    .collect();
+                Ok(Decided::Allow(format!(
+                    "{}; approved by {}",
+                    a.rule,
+                    names.join(", ")
+                )))
             }
-            Ok(Decided::Allow(a.rule))
-        }
+            Err(e) => Err(approval_refusal(e)),
+        },
         Decision::Deny(d) => Err(Refusal::new(
             RefusalKind::Denied,
             d.code.reason(),
@@ -649,38 +724,42 @@ fn decide(
     }
 }
 
-/// The refusal of a transfer that needs `quorum`: who must approve, and the statement they
-/// sign. The request carries no approvals (this signer does not take them yet), so it is
-/// refused rather than signed without them.
-fn approval_required(
+/// The refusal the approvals came to.
+fn approval_refusal(e: &ApprovalError) -> Refusal {
+    match &e.statement {
+        Some(text) => Refusal::approval_required(e.message.clone(), text.clone()),
+        None => Refusal::new(RefusalKind::Denied, e.code, e.message.clone()),
+    }
+}
+
+/// Checks the approvals a request carries (outside the state lock), and puts those that
+/// held in its audit record: the approvals a signature rests on, or the rejections that
+/// cancelled it.
+fn judge_approvals(
     policy: &LoadedPolicy,
     checked: &Checked,
     payout_id: &str,
-    quorum: &crate::policy::approval::Quorum,
-) -> Refusal {
-    let needs: Vec<String> = quorum
-        .groups
-        .iter()
-        .map(|(g, n)| format!("{n} of {g:?}"))
-        .collect();
-    let text = crate::approval::statement(
+    initiator: &str,
+    offered: &[Offered<'_>],
+    now: i64,
+    draft: Draft,
+) -> (ApprovalOutcome, Draft) {
+    let subject = approval::Subject {
         policy,
-        &checked.key,
-        &checked.decoded,
+        key: &checked.key,
+        decoded: &checked.decoded,
         payout_id,
-        crate::approval::Verdict::Approve,
-    );
-    Refusal::approval_required(
-        format!(
-            "needs approval by {} ({}); this signer does not yet take approvals with a \
-             request, so the transfer is refused, not signed without them. Approvers sign \
-             this statement (ssh-keygen -Y sign -n {}):\n",
-            needs.join(" and "),
-            quorum.rules.join(", "),
-            crate::approval::NAMESPACE
-        ),
-        text,
-    )
+        initiator,
+    };
+    let outcome = approval::check(&subject, offered, now);
+    let draft = match &outcome {
+        Ok(Some(a)) => draft.approvals(a.to_json()),
+        Err(ApprovalError {
+            counted: Some(a), ..
+        }) => draft.approvals(a.to_json()),
+        _ => draft,
+    };
+    (outcome, draft)
 }
 
 /// The refusal of a replay under a global freeze, a freeze of `key`, or a policy that no

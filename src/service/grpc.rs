@@ -19,6 +19,7 @@ use crate::reason::ReasonCode;
 use super::core::Core;
 use super::peer::Peer;
 use super::refusal::{Refusal, RefusalKind};
+use crate::approval::Offered;
 
 /// Metadata key carrying a refusal's stable reason code.
 pub const REASON_CODE_KEY: &str = "reason-code";
@@ -194,6 +195,17 @@ fn parse_policy_hash(hex_text: &str) -> Result<[u8; 32], Status> {
     Ok(hash)
 }
 
+/// The approvals of a request, as the decision core takes them.
+fn offered(approvals: &[tron_proto::signer::Approval]) -> Vec<Offered<'_>> {
+    approvals
+        .iter()
+        .map(|a| Offered {
+            signature: &a.signature,
+            statement: &a.statement,
+        })
+        .collect()
+}
+
 /// Turns a refusal into a status with its reason code attached.
 pub fn status(r: Refusal) -> Status {
     let code = match r.kind {
@@ -228,7 +240,13 @@ impl Signer for GrpcSigner {
         let req = request.into_inner();
         let s = self
             .core
-            .sign(&who, &req.key, &req.raw_data, &req.payout_id)
+            .sign_with(
+                &who,
+                &req.key,
+                &req.raw_data,
+                &req.payout_id,
+                &offered(&req.approvals),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(SignResponse {
@@ -256,7 +274,13 @@ impl Signer for GrpcSigner {
         let req = request.into_inner();
         let e = self
             .core
-            .evaluate(&who, &req.key, &req.raw_data, &req.payout_id)
+            .evaluate_with(
+                &who,
+                &req.key,
+                &req.raw_data,
+                &req.payout_id,
+                &offered(&req.approvals),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(EvaluateResponse {

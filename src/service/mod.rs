@@ -30,4 +30,4 @@ pub use self::audit_budget::{DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND};
 pub use self::core::{Core, Evaluated, Signed};
 pub use self::peer::Peer;
 pub use self::refusal::{Refusal, RefusalKind};
-pub use self::request::MAX_PAYOUT_ID_LEN;
+pub use self::request::{payout_id_ok, MAX_PAYOUT_ID_LEN};

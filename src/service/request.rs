@@ -55,8 +55,9 @@ pub(super) fn parse_key(key: &str) -> Result<Address, tron_proto::AddressError> 
     key.trim().parse()
 }
 
-/// Whether `id` is a payout id the service accepts.
-pub(super) fn payout_id_ok(id: &str) -> bool {
+/// Whether `id` is a payout id the signer takes: 1 to [`MAX_PAYOUT_ID_LEN`] printable ASCII
+/// characters, no spaces.
+pub fn payout_id_ok(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_PAYOUT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
 }
 

@@ -109,11 +109,16 @@ pub async fn reload(core: &Core, policy_path: &std::path::Path) {
 }
 
 /// The largest request message the server decodes: the largest valid request is a
-/// `SignRequest` with 64 KiB of `raw_data`, a 44-character key and a 128-byte payout id, so
-/// 1 KiB on top of `raw_data` holds every other field and its framing. A larger message is
-/// refused by tonic (OUT_OF_RANGE) from its length prefix, before it is buffered or parsed,
-/// instead of tonic's 4 MiB default.
-pub const MAX_REQUEST_BYTES: usize = crate::decode::MAX_RAW_DATA_LEN + 1024;
+/// `SignRequest` with 64 KiB of `raw_data`, a 44-character key, a 128-byte payout id and the
+/// most approvals taken, each at its largest signature and statement; 1 KiB on top holds the
+/// other fields and the framing. A larger message is refused by tonic (OUT_OF_RANGE) from
+/// its length prefix, before it is buffered or parsed, instead of tonic's 4 MiB default.
+pub const MAX_REQUEST_BYTES: usize = crate::decode::MAX_RAW_DATA_LEN
+    + 1024
+    + crate::approval::check::MAX_APPROVALS
+        * (crate::approval::check::MAX_SIGNATURE_BYTES
+            + crate::approval::check::MAX_STATEMENT_BYTES
+            + 16);
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
