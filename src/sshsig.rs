@@ -71,6 +71,29 @@ mod tests {
             .unwrap()
     }
 
+    /// OpenSSH's `sk-ssh-ed25519@openssh.com` signature of "testing" under namespace
+    /// "example", as published with RustCrypto's ssh-key test vectors (made by a hardware
+    /// authenticator): FIDO2 signatures verify through the same path.
+    #[test]
+    fn a_published_sk_ed25519_vector_verifies() {
+        const SIG: &str = "-----BEGIN SSH SIGNATURE-----
+U1NIU0lHAAAAAQAAAEoAAAAac2stc3NoLWVkMjU1MTlAb3BlbnNzaC5jb20AAAAg1KgSUW
+V4f6c3zcWguqp6kmM37LsazmWufupeMGpBnK4AAAAEc3NoOgAAAAdleGFtcGxlAAAAAAAA
+AAZzaGE1MTIAAABnAAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAQC9WcLb5NG
+XRdCOHinQIS/MxdnAx7SQMYnyOt5q4+huTWh/Zk/UvWhP+wXl/ikNPlDpgliRq6o3VyKqS
+LLo9lQYBAAAACQ==
+-----END SSH SIGNATURE-----";
+        const KEY: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAINSoElFleH+nN83FoLqqepJjN+y7Gs5lrn7qXjBqQZyuAAAABHNzaDo=";
+        let v = verify(SIG, "example", b"testing").unwrap();
+        let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
+        assert_eq!(v.key, *key.key_data());
+        assert_eq!(v.ed25519(), None, "an sk- key is not a plain Ed25519 key");
+        assert!(matches!(
+            verify(SIG, "example", b"testinG"),
+            Err(SshSigError::Invalid { .. })
+        ));
+    }
+
     #[test]
     fn accepts_only_our_namespace_and_the_signed_content() {
         let armored = sign("tron-batch-export", b"digest");

@@ -527,3 +527,66 @@ fn a_batch_from_an_unlisted_or_ungranted_exporter_signs_nothing() {
     ));
     s.assert_audit_verifies();
 }
+
+/// Issue 13, item 6: batch items carry approvals, checked as gRPC checks them. An approver
+/// signs with `tron-signer approve` (real `ssh-keygen`) on the item's raw_data and payout id;
+/// the item without it is refused `approval_required`, with it signed, and the record keeps
+/// the approval.
+#[test]
+fn batch_items_carry_approvals_checked_like_grpc() {
+    let ex = Exporter::new("exporter");
+    let alice = Exporter::new("alice");
+    let approvals = format!(
+        "\n[[approver]]\nname = \"alice\"\ngroups = [\"treasury\"]\nkey = \"{}\"\n\
+         \n[[approval]]\nasset = \"USDT\"\nabove = \"20\"\nrequire = {{ treasury = 1 }}\n",
+        alice.public_line
+    );
+    let text = format!("{}{approvals}", policy(&ex));
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &text);
+    let raw = Tx::usdt(KEY1, dest_a(), 25 * USDT).raw();
+    let sig_path = s.dir.path().join("alice.sig");
+    let approve = s.run(&[
+        "approve",
+        "--policy",
+        path_str(&s.policy),
+        "--raw-data",
+        &hex::encode(&raw),
+        "--payout-id",
+        "big",
+        "--ssh-key",
+        path_str(&alice.key),
+        "--yes",
+        "--out",
+        path_str(&sig_path),
+    ]);
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    let signature = std::fs::read_to_string(&sig_path).unwrap();
+
+    let unapproved = write_batch(&s, &ex, "unapproved.json", vec![item("big", raw.clone())]);
+    let answers = signed_ok(&s, &unapproved, "unapproved-out.json");
+    assert_eq!(refusal(&answers.items[0]).0, "approval_required");
+
+    let mut approved = item("big", raw);
+    approved.approvals = vec![tron_proto::batch::ItemApproval {
+        signature,
+        statement: String::new(),
+    }];
+    let input = write_batch(&s, &ex, "approved.json", vec![approved]);
+    let answers = signed_ok(&s, &input, "approved-out.json");
+    assert!(
+        matches!(answers.items[0], SignedItem::Signed { .. }),
+        "{:?}",
+        answers.items[0]
+    );
+    let rec = s
+        .records_with("signed")
+        .pop()
+        .expect("the signed record");
+    assert_eq!(rec["caller"], "exporter");
+    assert_eq!(rec["approvals"]["approvals"][0]["approver"], "alice");
+    s.assert_audit_verifies();
+}

@@ -461,10 +461,134 @@ mod tests {
         let q = need(&[("treasury", 2), ("risk", 1)]);
         // The person in both groups is moved to risk so that two treasury seats fill.
         assert!(unfilled(&q, &[&both, &treasury, &treasury]).is_empty());
-        // Two people cannot fill three seats however they are placed.
-        assert_eq!(unfilled(&q, &[&both, &treasury]), need(&[("treasury", 1)]));
-        assert_eq!(unfilled(&q, &[&both]), need(&[("treasury", 2)]));
+        // Fewer people than seats leave as many seats empty, however they are placed.
+        let missing = |people: &[&[String]]| -> u32 {
+            unfilled(&q, people).iter().map(|(_, n)| n).sum()
+        };
+        assert_eq!(missing(&[&both, &treasury]), 1);
+        assert_eq!(missing(&[&both]), 2);
         assert_eq!(unfilled(&q, &[]), q);
+        // Two treasury-only people leave risk empty, not a treasury seat.
+        assert_eq!(unfilled(&q, &[&treasury, &treasury]), need(&[("risk", 1)]));
+    }
+
+    /// Plays a FIDO2 authenticator holding an `sk-ssh-ed25519@openssh.com` key: the
+    /// authenticator signs SHA-256(application) || flags || counter || SHA-256(data), where
+    /// data is what SSHSIG signs; the signature carries flags and counter after the 64 bytes.
+    /// (No hardware or software authenticator installs here; this builds the same bytes.)
+    struct SoftFido {
+        keypair: ssh_key::private::Ed25519Keypair,
+        public: ssh_key::public::KeyData,
+    }
+
+    impl SoftFido {
+        fn new(seed: u8) -> SoftFido {
+            let keypair = ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]);
+            let sk = ssh_key::public::SkEd25519::new(keypair.public, "ssh:");
+            SoftFido {
+                keypair,
+                public: ssh_key::public::KeyData::SkEd25519(sk),
+            }
+        }
+
+        fn line(&self) -> String {
+            ssh_key::PublicKey::new(self.public.clone(), "fido")
+                .to_openssh()
+                .unwrap()
+        }
+
+        fn sign(&self, text: &str) -> String {
+            use sha2::{Digest, Sha256};
+            use signature::Signer as _;
+            let hash = ssh_key::HashAlg::Sha512;
+            let data = ssh_key::SshSig::signed_data(NAMESPACE, hash, text.as_bytes()).unwrap();
+            // User present; counter 7.
+            let flags_counter = [0x01, 0, 0, 0, 7];
+            let mut signed = Sha256::digest(b"ssh:").to_vec();
+            signed.extend_from_slice(&flags_counter);
+            signed.extend_from_slice(&Sha256::digest(&data));
+            let raw: ssh_key::Signature = self.keypair.try_sign(&signed).unwrap();
+            let mut bytes = raw.as_bytes().to_vec();
+            bytes.extend_from_slice(&flags_counter);
+            let sig = ssh_key::Signature::new(ssh_key::Algorithm::SkEd25519, bytes).unwrap();
+            ssh_key::SshSig::new(self.public.clone(), NAMESPACE, hash, sig)
+                .unwrap()
+                .to_pem(ssh_key::LineEnding::LF)
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn a_fido2_sk_ed25519_approval_counts_and_a_forged_one_does_not() {
+        use crate::decode::{Envelope, Intent, TrxTransfer};
+        let fido = SoftFido::new(4);
+        let other = SoftFido::new(5);
+        let key = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+        let to = "TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd";
+        let text = format!(
+            "version = 1\nname = \"s\"\nnetwork = \"nile\"\n[global]\nmax_fee_limit = \"50\"\n\
+             max_expiration = \"10m\"\nclock_skew = \"60s\"\n\
+             [[caller]]\nname = \"c\"\nunix_uid = 1\nrpcs = [\"Sign\"]\nall_keys = true\n\
+             [[approver]]\nname = \"hardware\"\ngroups = [\"risk\"]\nkey = \"{}\"\n\
+             [[approval]]\nasset = \"TRX\"\nabove = \"1\"\nrequire = {{ risk = 1 }}\n\
+             [[key]]\naddress = \"{key}\"\nlabel = \"hot\"\nassets = [\"TRX\"]\n\
+             windows = [{{ asset = \"TRX\", window = \"1h\", max = \"100\" }}]\n\
+             [[key.destination]]\naddress = \"{to}\"\nlabel = \"x\"\nassets = [\"TRX\"]\n\
+             per_tx_max = {{ TRX = \"50\" }}\n",
+            fido.line()
+        );
+        let policy = crate::policy::parse(&text, "s.toml").unwrap();
+        let key: Address = key.parse().unwrap();
+        let decoded = Decoded {
+            envelope: Envelope {
+                txid: [0xcd; 32],
+                ref_block_bytes: [0, 1],
+                ref_block_hash: [2; 8],
+                expiration: 2_000_000,
+                timestamp: 1_000_000,
+                fee_limit: 0,
+                memo: vec![],
+                permission_id: 0,
+            },
+            intent: Intent::Trx(TrxTransfer {
+                owner: key,
+                to: to.parse().unwrap(),
+                amount: 5_000_000,
+            }),
+        };
+        let subject = Subject {
+            policy: &policy,
+            key: &key,
+            decoded: &decoded,
+            payout_id: "p",
+            initiator: "c",
+        };
+        let statement = text_of(&subject);
+        let sig = fido.sign(&statement);
+        let offered = [Offered {
+            signature: &sig,
+            statement: "",
+        }];
+        let ok = check(&subject, &offered, 1_500_000).unwrap().unwrap();
+        assert_eq!(ok.approvals[0].approver, "hardware");
+        assert_eq!(ok.approvals[0].decision, "approve");
+        // The same authenticator over another statement, and another authenticator.
+        let forged = fido.sign(&statement.replace("payout id: p", "payout id: q"));
+        let unknown = other.sign(&statement);
+        for (sig, want) in [
+            (forged, ReasonCode::ApprovalInvalid),
+            (unknown, ReasonCode::ApproverUnknown),
+        ] {
+            let offered = [Offered {
+                signature: &sig,
+                statement: "",
+            }];
+            assert_eq!(check(&subject, &offered, 1_500_000).unwrap_err().code, want);
+        }
+    }
+
+    fn text_of(subject: &Subject<'_>) -> String {
+        text(subject, Verdict::Approve)
     }
 
     #[test]
