@@ -4,6 +4,11 @@
 //! a change to the decision path. See BENCHMARKS.md.
 //!
 //! `cargo build --release --example sign_loop && valgrind --tool=callgrind target/release/examples/sign_loop 2000`
+//!
+//! `sign_loop N 2` attaches two Ed25519 approvals to every request (the policy then needs
+//! two of "bench" for every USDT transfer); they are made before the loop. `sign_loop N A
+//! setup-only` does everything but the `Core::sign` calls, so the setup (and making the
+//! approvals) can be subtracted.
 
 use std::sync::Arc;
 
@@ -40,6 +45,11 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
+    let approvers: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let setup_only = std::env::args().nth(3).is_some_and(|a| a == "setup-only");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -52,8 +62,26 @@ fn main() {
     let mut ring = KeyRing::default();
     ring.insert(Arc::new(Key(key))).expect("one key");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/nile.toml");
-    let text = std::fs::read_to_string(path).expect("policies/nile.toml");
+    let mut text = std::fs::read_to_string(path).expect("policies/nile.toml");
+    let approver_keys: Vec<ssh_key::PrivateKey> = (0..approvers)
+        .map(|i| {
+            let seed = [u8::try_from(i).expect("few approvers") + 1; 32];
+            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&seed))
+        })
+        .collect();
+    for (i, k) in approver_keys.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[approver]]\nname = \"bench {i}\"\ngroups = [\"bench\"]\nkey = \"{}\"\n",
+            k.public_key().to_openssh().expect("openssh")
+        ));
+    }
+    if approvers > 0 {
+        text.push_str(&format!(
+            "\n[[approval]]\nasset = \"USDT\"\nabove = \"0\"\nrequire = {{ bench = {approvers} }}\n"
+        ));
+    }
     let policy = tron_signer::policy::parse(&text, "nile.toml").expect("the example policy");
+    let for_statements = policy.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -74,9 +102,9 @@ fn main() {
         gid: 0,
         pid: Some(1),
     };
-    rt.block_on(async {
-        for i in 0..n {
-            let raw = encode(&Decoded {
+    let raws: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            encode(&Decoded {
                 envelope: Envelope {
                     txid: [0; 32],
                     ref_block_bytes: (i as u16).to_be_bytes(),
@@ -93,12 +121,55 @@ fn main() {
                     to,
                     amount: U256::from(1u8),
                 }),
-            });
-            core.sign(
+            })
+        })
+        .collect();
+    let approvals: Vec<Vec<String>> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let decoded = tron_signer::decode::decode(raw).expect("decodes");
+            let statement = tron_signer::approval::statement(
+                &for_statements,
+                &owner,
+                &decoded,
+                &format!("p-{i}"),
+                tron_signer::approval::Verdict::Approve,
+            );
+            approver_keys
+                .iter()
+                .map(|k| {
+                    k.sign(
+                        tron_signer::approval::NAMESPACE,
+                        ssh_key::HashAlg::Sha512,
+                        statement.as_bytes(),
+                    )
+                    .expect("signs")
+                    .to_pem(ssh_key::LineEnding::LF)
+                    .expect("armors")
+                })
+                .collect()
+        })
+        .collect();
+    if setup_only {
+        println!("set up {n} requests with {approvers} approvals each");
+        return;
+    }
+    rt.block_on(async {
+        for (i, (raw, sigs)) in raws.iter().zip(&approvals).enumerate() {
+            let offered: Vec<tron_signer::approval::Offered<'_>> = sigs
+                .iter()
+                .map(|s| tron_signer::approval::Offered {
+                    signature: s,
+                    statement: "",
+                })
+                .collect();
+            core.sign_with(
                 &peer,
                 "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1",
-                &raw,
+                raw,
                 &format!("p-{i}"),
+                &offered,
             )
             .await
             .expect("signed");

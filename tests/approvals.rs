@@ -649,3 +649,51 @@ async fn approvers_sign_with_tron_signer_approve() {
     .await;
     assert_eq!(code, "approval_rejected");
 }
+
+/// Hostile approvals cost a bounded amount and each is refused for what it is: too many,
+/// too large, attached to a transfer that needs none.
+#[tokio::test]
+async fn oversized_or_needless_approvals_are_refused() {
+    let people = People::new();
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(&people, "approvals"));
+    let mut server = s.start().await;
+    let base = Tx::trx(KEY1, dest(0xa1), 50 * TRX).nonce(1);
+    let raw = base.raw();
+    let text = statement_of(&mut server, &raw, "p-h").await;
+    let alice = approval(people.alice.sign_text(NAMESPACE, &text));
+
+    let many = vec![alice.clone(); 17];
+    let (code, msg) = refused(&mut server, with(&raw, "p-h", many)).await;
+    assert_eq!(code, "approval_invalid");
+    assert!(msg.contains("17 approvals; at most 16"), "{msg}");
+
+    let mut padded = alice.clone();
+    padded.signature = format!("{}{}", " ".repeat(5000), alice.signature);
+    let (code, msg) = refused(&mut server, with(&raw, "p-h", vec![padded])).await;
+    assert_eq!(code, "approval_invalid");
+    assert!(msg.contains("at most 4096"), "{msg}");
+
+    let mut long_statement = alice.clone();
+    long_statement.statement = "x".repeat(5000);
+    let (code, _) = refused(&mut server, with(&raw, "p-h", vec![long_statement])).await;
+    assert_eq!(code, "approval_invalid");
+
+    // 5 TRX needs no approval: an approval attached to it counts for nothing, so it is refused.
+    // The same expiration: only amount, txid and payout id differ in its statement.
+    let small = base.with_amount(5 * u128::from(TRX)).nonce(2).raw();
+    let small_text = text
+        .replace(
+            "amount: 50 TRX (50000000 sun)",
+            "amount: 5 TRX (5000000 sun)",
+        )
+        .replace(
+            &hex::encode(tron_proto::txid(&raw)),
+            &hex::encode(tron_proto::txid(&small)),
+        )
+        .replace("payout id: p-h", "payout id: p-small");
+    let needless = approval(people.alice.sign_text(NAMESPACE, &small_text));
+    let (code, msg) = refused(&mut server, with(&small, "p-small", vec![needless])).await;
+    assert_eq!(code, "approver_not_in_group", "{msg}");
+    assert!(msg.contains("this transfer needs no approval"), "{msg}");
+    s.assert_audit_verifies();
+}

@@ -582,10 +582,7 @@ fn batch_items_carry_approvals_checked_like_grpc() {
         "{:?}",
         answers.items[0]
     );
-    let rec = s
-        .records_with("signed")
-        .pop()
-        .expect("the signed record");
+    let rec = s.records_with("signed").pop().expect("the signed record");
     assert_eq!(rec["caller"], "exporter");
     assert_eq!(rec["approvals"]["approvals"][0]["approver"], "alice");
     s.assert_audit_verifies();

@@ -17,7 +17,7 @@ use crate::policy::LoadedPolicy;
 use crate::reason::ReasonCode;
 use crate::sshsig::{self, SshSigError};
 
-use super::statement::{statement, utc, Verdict, NAMESPACE};
+use super::statement::{statement, utc, with_verdict, Verdict, NAMESPACE};
 
 /// At most this many approvals per request: more than any quorum needs, few enough that a
 /// flood of signatures costs a bounded amount of verification.
@@ -134,7 +134,8 @@ pub fn check(
             ),
         ));
     }
-    let reject_text = text(subject, Verdict::Reject);
+    // Not built by `statement` again: the reject text differs in its second line only.
+    let reject_text = with_verdict(&approve_text, Verdict::Reject);
     let mut counted: Vec<(Counted, &[String])> = Vec::with_capacity(offered.len());
     for (i, o) in offered.iter().enumerate() {
         let n = i + 1;
@@ -462,9 +463,8 @@ mod tests {
         // The person in both groups is moved to risk so that two treasury seats fill.
         assert!(unfilled(&q, &[&both, &treasury, &treasury]).is_empty());
         // Fewer people than seats leave as many seats empty, however they are placed.
-        let missing = |people: &[&[String]]| -> u32 {
-            unfilled(&q, people).iter().map(|(_, n)| n).sum()
-        };
+        let missing =
+            |people: &[&[String]]| -> u32 { unfilled(&q, people).iter().map(|(_, n)| n).sum() };
         assert_eq!(missing(&[&both, &treasury]), 1);
         assert_eq!(missing(&[&both]), 2);
         assert_eq!(unfilled(&q, &[]), q);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::sshsig;
 
-use super::statement::NAMESPACE;
+use super::statement::{with_verdict, Verdict, NAMESPACE};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,13 +50,12 @@ pub fn verify_kept(json: &serde_json::Value, record: RecordFields<'_>) -> Result
         }
     }
     for (i, a) in kept.approvals.iter().enumerate() {
-        let text = match a.decision.as_str() {
-            "approve" => kept.statement.clone(),
-            "reject" => kept
-                .statement
-                .replacen("\ndecision: approve\n", "\ndecision: reject\n", 1),
+        let verdict = match a.decision.as_str() {
+            "approve" => Verdict::Approve,
+            "reject" => Verdict::Reject,
             other => return Err(format!("approval {} has decision {other:?}", i + 1)),
         };
+        let text = with_verdict(&kept.statement, verdict);
         let v = sshsig::verify(&a.signature, NAMESPACE, text.as_bytes())
             .map_err(|e| format!("approval {} by {:?}: {e}", i + 1, a.approver))?;
         if v.fingerprint() != a.fingerprint {

@@ -86,6 +86,18 @@ pub fn statement(
     s
 }
 
+/// The statement `approve_text` (as [`statement`] wrote it with [`Verdict::Approve`]) with
+/// `verdict` instead: only the second line differs. No other line can hold that text (labels
+/// are quoted with their newlines escaped; a payout id has no spaces).
+pub fn with_verdict(approve_text: &str, verdict: Verdict) -> String {
+    match verdict {
+        Verdict::Approve => approve_text.to_owned(),
+        Verdict::Reject => {
+            approve_text.replacen("\ndecision: approve\n", "\ndecision: reject\n", 1)
+        }
+    }
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DDThh:mm:ss.sssZ` (proleptic Gregorian, UTC).
 pub fn utc(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -160,6 +172,9 @@ mod statement_tests {
             }),
         };
         let got = statement(&policy, &key, &decoded, "payout-7", Verdict::Reject);
+        let approve = statement(&policy, &key, &decoded, "payout-7", Verdict::Approve);
+        assert_eq!(with_verdict(&approve, Verdict::Reject), got);
+        assert_eq!(with_verdict(&approve, Verdict::Approve), approve);
         let want = format!(
             "tron-signer approval statement v1
 decision: reject
