@@ -128,3 +128,153 @@ fn explain_shows_token_and_base_units() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
 }
+
+/// `policy diff OLD NEW` on `policies/mainnet.toml` and edited copies (issue 14, item 4).
+mod diff {
+    use super::common::*;
+
+    const MAINNET: &str = include_str!("../policies/mainnet.toml");
+
+    /// Mainnet with each `(from, to)` replaced once.
+    fn edited(edits: &[(&str, &str)]) -> String {
+        let mut text = MAINNET.to_owned();
+        for (from, to) in edits {
+            assert_eq!(text.matches(from).count(), 1, "{from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        text
+    }
+
+    /// Runs `policy diff` (with `extra` flags) from mainnet to `new`: exit code and stdout.
+    fn diff(new: &str, extra: &[&str]) -> (Option<i32>, String) {
+        let s = Setup::bare(MAINNET);
+        let new_path = s.dir.path().join("new.toml");
+        std::fs::write(&new_path, new).unwrap();
+        let mut args = vec!["policy", "diff", path_str(&s.policy), path_str(&new_path)];
+        args.extend_from_slice(extra);
+        let out = s.run(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    const HOT: &str = "key \"EXAMPLE payout hot key\" (TQVSgo3fKUrNwwzFTKWvXPFT3jqmu22Diu)";
+    const EXCHANGE: &str =
+        "destination \"EXAMPLE exchange deposit\" (TT8iRL8nRZRu4sueth1o3pKcnDpyC3ySKj)";
+
+    #[test]
+    fn reordered_but_equal_is_no_difference() {
+        // Windows, approval rules and callers in another order, comments dropped.
+        let reordered = edited(&[
+            (
+                "  { asset = \"TRX\",  window = \"1h\",  max = \"5000\" },\n  { asset = \"TRX\",  window = \"24h\", max = \"20000\" },",
+                "  { asset = \"TRX\",  window = \"24h\", max = \"20000\" },\n  { asset = \"TRX\",  window = \"1h\",  max = \"5000\" },",
+            ),
+            (
+                "above = \"10000\"\nrequire = { treasury = 2 }",
+                "above = \"20000\"\nrequire = { risk = 1, treasury = 2 }",
+            ),
+            (
+                "above = \"20000\"\nrequire = { treasury = 2, risk = 1 }",
+                "above = \"10000\"\nrequire = { treasury = 2 }",
+            ),
+            ("network = \"mainnet\"        # the only network this policy signs for", "network = \"mainnet\""),
+        ]);
+        let (code, out) = diff(&reordered, &[]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("no differences"), "{out}");
+    }
+
+    #[test]
+    fn each_kind_of_change_is_named_with_both_values() {
+        let changed = edited(&[
+            (
+                "per_tx_max = { USDT = \"10000\" }",
+                "per_tx_max = { USDT = \"20000\" }",
+            ),
+            (
+                "  { asset = \"USDT\", window = \"24h\", max = \"100000\" },\n]",
+                "  { asset = \"USDT\", window = \"24h\", max = \"90000\" },\n]",
+            ),
+            ("max_expiration = \"5m\"", "max_expiration = \"10m\""),
+            ("frozen = false", "frozen = true"),
+            (
+                "rpcs = [\"Sign\", \"Evaluate\", \"ListKeys\"]",
+                "rpcs = [\"Sign\", \"Evaluate\"]",
+            ),
+            (
+                "above = \"10000\"\nrequire = { treasury = 2 }",
+                "above = \"15000\"\nrequire = { treasury = 2 }",
+            ),
+            (
+                "name = \"EXAMPLE risk team dashboard\"",
+                "name = \"EXAMPLE risk dashboard\"",
+            ),
+        ]);
+        let (code, out) = diff(&changed, &[]);
+        assert_eq!(code, Some(1), "{out}");
+        for line in [
+            format!("- raised 10000 → 20000 USDT per transaction for {EXCHANGE} of {HOT}"),
+            format!("- lowered 100000 → 90000 USDT in any 24h for {HOT}"),
+            format!("- raised 5m → 10m max expiration for {HOT}"),
+            "- changed global freeze of the policy: off → on".to_owned(),
+            "- changed RPCs of caller \"EXAMPLE payments backend\": Sign, Evaluate, ListKeys → Sign, Evaluate".to_owned(),
+            "- removed approval rule: USDT above 10000 needs 2 of \"treasury\"".to_owned(),
+            "- added approval rule: USDT above 15000 needs 2 of \"treasury\"".to_owned(),
+            "- removed caller \"EXAMPLE risk team dashboard\"".to_owned(),
+            "- added caller \"EXAMPLE risk dashboard\"".to_owned(),
+        ] {
+            assert!(out.contains(&line), "{line:?} missing from\n{out}");
+        }
+        // The retired key's window is unchanged: only the hot key's 24h USDT window moved.
+        assert_eq!(out.matches("USDT in any 24h").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn keys_destinations_tokens_and_approvers_added_and_removed() {
+        let cold = "  [[key.destination]]\n  address = \"TKrVe1tFhjgjMUAAAzmU5JBr2bgxQUUMAe\"   # EXAMPLE address\n  label = \"EXAMPLE cold wallet\"\n  assets = [\"TRX\", \"USDT\"]";
+        let start = MAINNET.find(cold).expect("the cold wallet");
+        let end = start + MAINNET[start..].find("]\n\n").expect("its end") + 2;
+        let without_cold = format!("{}{}", &MAINNET[..start], &MAINNET[end..]);
+        let dan = "[[approver]]\nname = \"EXAMPLE Dan (treasury)\"\ngroups = [\"treasury\"]\nkey = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL51WHfawnvDkLIbzegSTnDtLyXypztBX20IhV5RSw+B dan\"\n\n";
+        let text = without_cold
+            .replacen("[[approver]]", &format!("{dan}[[approver]]"), 1)
+            .replacen(
+            "[[token]]",
+            "[[token]]\nsymbol = \"USDD\"\ncontract = \"TPYmHEhy5n8TCEfYGqW2rPxsghSfzghPDn\"\ndecimals = 18\n\n[[token]]",
+            1,
+        );
+        let (code, out) = diff(&text, &["--json"]);
+        assert_eq!(code, Some(1), "{out}");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(doc["equal"], false);
+        let texts: Vec<&str> = doc["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap())
+            .collect();
+        let has = |t: &str| texts.iter().any(|x| x.starts_with(t));
+        assert!(has(&format!("removed destination \"EXAMPLE cold wallet\" (TKrVe1tFhjgjMUAAAzmU5JBr2bgxQUUMAe) of {HOT}")), "{texts:?}");
+        assert!(
+            has("added approver \"EXAMPLE Dan (treasury)\" (SHA256:"),
+            "{texts:?}"
+        );
+        assert!(
+            has("added token USDD (TRC-20 TPYmHEhy5n8TCEfYGqW2rPxsghSfzghPDn)"),
+            "{texts:?}"
+        );
+        assert!(doc["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] == "added" || c["kind"] == "removed"));
+    }
+
+    #[test]
+    fn an_unreadable_or_invalid_file_is_exit_2() {
+        let (code, _) = diff("version = 1\n", &[]);
+        assert_eq!(code, Some(2));
+    }
+}

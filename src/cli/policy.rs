@@ -1,4 +1,4 @@
-//! `tron-signer policy check | hash | explain`.
+//! `tron-signer policy check | hash | explain | diff`.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,15 @@ pub enum PolicyCli {
         /// The policy TOML file.
         file: PathBuf,
     },
+    /// What changed from OLD to NEW: keys, destinations, tokens, callers and approvers added
+    /// or removed, limits raised or lowered. Exit 0 when equal, 1 when different, 2 on error.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// One JSON document, for tools.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl From<PolicyCli> for PolicyCommand {
@@ -32,6 +41,7 @@ impl From<PolicyCli> for PolicyCommand {
             PolicyCli::Check { file } => PolicyCommand::Check { file },
             PolicyCli::Hash { file } => PolicyCommand::Hash { file },
             PolicyCli::Explain { file } => PolicyCommand::Explain { file },
+            PolicyCli::Diff { old, new, json } => PolicyCommand::Diff { old, new, json },
         }
     }
 }

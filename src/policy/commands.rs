@@ -15,10 +15,70 @@ pub enum PolicyCommand {
     Hash { file: PathBuf },
     /// Print a plain-language summary of what the policy allows.
     Explain { file: PathBuf },
+    /// What changed from `old` to `new`; exit 0 when they mean the same, 1 when they
+    /// differ, 2 when either cannot be read.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        json: bool,
+    },
 }
 
 /// Exit code for a refused file.
 const EXIT_INVALID: i32 = 1;
+/// `policy diff`: the files differ.
+const EXIT_DIFFERENT: i32 = 1;
+/// `policy diff`: a file could not be read or is not a valid policy.
+const EXIT_DIFF_ERROR: i32 = 2;
+
+fn diff(
+    old: &Path,
+    new: &Path,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<i32> {
+    let (a, b) = match (load_file(old), load_file(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(err, "{e}")?;
+            return Ok(EXIT_DIFF_ERROR);
+        }
+    };
+    let changes = super::diff::diff(&a.policy, &b.policy);
+    if json {
+        let doc = serde_json::json!({
+            "equal": changes.is_empty(),
+            "old": { "file": old.display().to_string(), "sha256": a.hash_hex(), "name": a.name },
+            "new": { "file": new.display().to_string(), "sha256": b.hash_hex(), "name": b.name },
+            "changes": changes,
+        });
+        writeln!(out, "{doc:#}")?;
+    } else if changes.is_empty() {
+        writeln!(
+            out,
+            "no differences in what the policies allow ({} → {})",
+            a.hash_hex(),
+            b.hash_hex()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} → {}: {} change(s)",
+            a.hash_hex(),
+            b.hash_hex(),
+            changes.len()
+        )?;
+        for c in &changes {
+            writeln!(out, "- {}", c.text)?;
+        }
+    }
+    Ok(if changes.is_empty() {
+        0
+    } else {
+        EXIT_DIFFERENT
+    })
+}
 
 /// Runs one policy subcommand; returns the process exit code.
 pub fn run_policy(cmd: PolicyCommand, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
@@ -26,6 +86,9 @@ pub fn run_policy(cmd: PolicyCommand, out: &mut dyn Write, err: &mut dyn Write) 
         PolicyCommand::Check { file } => check(&file, out, err),
         PolicyCommand::Hash { file } => hash(&file, out, err),
         PolicyCommand::Explain { file } => explain(&file, out, err),
+        PolicyCommand::Diff { old, new, json } => {
+            return diff(&old, &new, json, out, err).unwrap_or(EXIT_DIFF_ERROR)
+        }
     };
     // A closed stdout/stderr is not something the user can be told about.
     result.unwrap_or(EXIT_INVALID)

@@ -10,6 +10,7 @@ pub mod approval;
 pub mod archive;
 pub mod caller;
 mod commands;
+pub mod diff;
 pub mod duration;
 mod eval;
 mod explain;
