@@ -10,7 +10,6 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use tron_proto::Address;
 
@@ -189,7 +188,8 @@ pub fn run_approve(
             return Err(ApproveError::NotConfirmed);
         }
     }
-    let armored = ssh_keygen_sign(ssh_key, &text)?;
+    let armored = sshsig::ssh_keygen_sign(ssh_key, NAMESPACE, text.as_bytes())
+        .map_err(ApproveError::SshKeygen)?;
     let verified = sshsig::verify(&armored, NAMESPACE, text.as_bytes())
         .map_err(|e| ApproveError::SshKeygen(format!("its signature does not verify: {e}")))?;
     if p.approver(&verified.fingerprint()).is_none() {
@@ -322,42 +322,6 @@ fn approver_of(
             loaded.hash_hex()
         ))),
     }
-}
-
-/// `ssh-keygen -Y sign -n tron-signer-approval -f KEY`, the statement on its standard input
-/// and the armored signature from its standard output. Its prompts (passphrase, touch) reach
-/// the approver's terminal.
-fn ssh_keygen_sign(key: &Path, text: &str) -> Result<String, ApproveError> {
-    let mut child = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            ApproveError::SshKeygen(format!(
-                "cannot run it ({e}); install openssh-client (ssh-keygen 8.1 or later)"
-            ))
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| ApproveError::SshKeygen(format!("cannot pass it the statement: {e}")))?;
-    }
-    let done = child
-        .wait_with_output()
-        .map_err(|e| ApproveError::SshKeygen(e.to_string()))?;
-    if !done.status.success() {
-        let err = String::from_utf8_lossy(&done.stderr);
-        return Err(ApproveError::SshKeygen(format!(
-            "signing failed ({}): {}",
-            done.status,
-            err.trim().chars().take(400).collect::<String>()
-        )));
-    }
-    String::from_utf8(done.stdout)
-        .map_err(|_| ApproveError::SshKeygen("its output is not text".into()))
 }
 
 /// Writes `bytes` to a new file at `path`, never replacing one.

@@ -119,7 +119,7 @@ pub fn run_batch(cmd: BatchCommand, out: &mut dyn Write) -> Result<BatchSummary,
                 .build()
                 .map_err(BatchCliError::Runtime)?;
             let signed = rt.block_on(async {
-                let core = build_core(&cfg)?;
+                let core = build_core(&cfg).await?;
                 let peer = Peer::Batch {
                     file: file_name(&input),
                     exporter,

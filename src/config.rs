@@ -200,10 +200,47 @@ pub struct Config {
     /// in so many words: anything that can reach the port could then ask for signatures.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// `[policy_admins]`: when present, a policy goes into force only with a quorum of these
+    /// administrators' signatures over its exact bytes (see `crate::governance`).
+    #[serde(default)]
+    pub policy_admins: Option<PolicyAdmins>,
     /// The file this config was loaded from (SIGHUP re-reads its `[tls]` section); `None`
     /// for a config built in code.
     #[serde(skip)]
     pub source_path: Option<PathBuf>,
+}
+
+/// The policy administrators, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "PolicyAdminsRepr")]
+pub struct PolicyAdmins(pub crate::governance::AdminSet);
+
+/// `[policy_admins]` as written: `threshold = 2` and
+/// `admins = [{ name = "alice", key = "ssh-ed25519 AAAA… alice" }, …]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyAdminsRepr {
+    threshold: usize,
+    admins: Vec<AdminRepr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminRepr {
+    name: String,
+    key: String,
+}
+
+impl TryFrom<PolicyAdminsRepr> for PolicyAdmins {
+    type Error = String;
+
+    fn try_from(r: PolicyAdminsRepr) -> Result<Self, String> {
+        let entries: Vec<(String, String)> =
+            r.admins.into_iter().map(|a| (a.name, a.key)).collect();
+        crate::governance::AdminSet::new(&entries, r.threshold)
+            .map(PolicyAdmins)
+            .map_err(|e| format!("policy_admins: {e}"))
+    }
 }
 
 /// `[tls]`: the TCP listener speaks TLS 1.3 and requires a client certificate, trusted

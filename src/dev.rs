@@ -99,6 +99,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         connections: Default::default(),
         tls,
         insecure_plaintext: false,
+        policy_admins: None,
         source_path: None,
     })
 }
@@ -211,7 +212,7 @@ pub async fn demo(
 /// (unless `exit_after_demo`).
 pub async fn run_dev(dir: &Path, listen: Listen, exit_after_demo: bool) -> Result<(), DevError> {
     let cfg = prepare(dir, listen)?;
-    let core = run::build_core_with(&cfg, SecretString::from(DEV_PASSPHRASE))?;
+    let core = run::build_core_with(&cfg, SecretString::from(DEV_PASSPHRASE)).await?;
     let (endpoint, pki) = match &cfg.listen {
         Listen::Tcp(a) => (a.to_string(), Some(DevPki::ensure(dir, a.ip())?)),
         Listen::Unix(p) => (format!("unix:{}", p.display()), None),

@@ -148,6 +148,16 @@ reason_codes! {
     PolicyReloaded = "policy_reloaded", PolicyAdmin;
     /// A reload was refused; the old policy stays in force.
     PolicyInvalid = "policy_invalid", PolicyAdmin;
+    /// A policy was refused (at start-up or reload): the config names policy administrators
+    /// and none of them signed its exact bytes.
+    PolicyUnsigned = "policy_unsigned", PolicyAdmin;
+    /// A policy was refused: fewer of the policy administrators signed it than the threshold.
+    PolicyQuorumNotMet = "policy_quorum_not_met", PolicyAdmin;
+    /// A policy was refused: its revision is not above the one put in force before (or it
+    /// states none where one is needed), however it is signed.
+    PolicyRollback = "policy_rollback", PolicyAdmin;
+    /// Audit only: at start-up, a policy other than the one recorded last was put in force.
+    PolicyInForce = "policy_in_force", PolicyAdmin;
     /// A policy hash in a request is not 64 hex digits.
     PolicyHashInvalid = "policy_hash_invalid", PolicyAdmin;
     /// No policy with this hash was ever in force here.

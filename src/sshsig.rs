@@ -6,6 +6,15 @@
 use ssh_key::public::KeyData;
 use ssh_key::SshSig;
 
+/// The key types a person signs with (approvers, policy administrators): Ed25519, ECDSA
+/// P-256, and their FIDO2 hardware-backed forms.
+pub const PERSONAL_KEY_TYPES: [&str; 4] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
 /// Why an SSH signature was not accepted. Messages never quote the armored text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshSigError {
@@ -53,6 +62,44 @@ pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified
             key: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
         })?;
     Ok(Verified { key })
+}
+
+/// Signs `bytes` with `ssh-keygen -Y sign -n NAMESPACE -f KEY` (the bytes on its standard
+/// input, the armored signature from its standard output), so a FIDO2 key asks for a touch
+/// and a public key file signs through `ssh-agent`; its prompts reach the terminal. The error
+/// says what failed, with at most 400 bytes of what ssh-keygen printed.
+pub fn ssh_keygen_sign(
+    key: &std::path::Path,
+    namespace: &str,
+    bytes: &[u8],
+) -> Result<String, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run it ({e}); install openssh-client (ssh-keygen 8.1 or later)")
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(bytes)
+            .map_err(|e| format!("cannot pass it the text to sign: {e}"))?;
+    }
+    let done = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !done.status.success() {
+        let err = String::from_utf8_lossy(&done.stderr);
+        return Err(format!(
+            "signing failed ({}): {}",
+            done.status,
+            err.trim().chars().take(400).collect::<String>()
+        ));
+    }
+    String::from_utf8(done.stdout).map_err(|_| "its output is not text".into())
 }
 
 #[cfg(test)]

@@ -845,7 +845,8 @@ async fn audit_verify_catches_tampering_of_a_service_log() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 6 records"));
+    // Record 1 is the policy put in force at the first start (policy_in_force).
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 7 records"));
 
     type Tamper = fn(&mut redb::Table<u64, &[u8]>);
     let cases: [(&str, &str, Tamper); 4] = [
@@ -865,7 +866,7 @@ async fn audit_verify_catches_tampering_of_a_service_log() {
             t.insert(4, a.as_slice()).unwrap();
         }),
         ("truncated", "audit_truncated", |t| {
-            t.remove(6).unwrap();
+            t.remove(7).unwrap();
         }),
     ];
     for (kind, code, tamper) in cases {
@@ -889,7 +890,7 @@ async fn audit_verify_catches_tampering_of_a_service_log() {
         );
         assert!(!out.status.success(), "{kind} not detected: {text}");
         assert!(text.contains(code), "{kind}: {text}");
-        let first_bad = if kind == "truncated" { "6" } else { "3" };
+        let first_bad = if kind == "truncated" { "7" } else { "3" };
         assert!(
             text.contains(&format!("record {first_bad} ")),
             "{kind} should name sequence {first_bad}: {text}"

@@ -24,6 +24,25 @@ pub enum PolicyCli {
         /// The policy TOML file.
         file: PathBuf,
     },
+    /// Which policy administrators (from the signer config) signed FILE and whether they
+    /// meet the quorum. Exit 0 when met, 1 when not, 2 on error.
+    Verify {
+        file: PathBuf,
+        /// The signer's configuration file (its [policy_admins] section).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Sign FILE as policy administrator NAME with your SSH key (ssh-keygen -Y sign -n
+    /// tron-signer-policy), writing FILE.sig.NAME beside it.
+    Sign {
+        file: PathBuf,
+        /// Your SSH key for ssh-keygen -f (a private key, or a public key held by ssh-agent).
+        #[arg(long)]
+        ssh_key: PathBuf,
+        /// Your administrator name, as the signer config lists it.
+        #[arg(long)]
+        name: String,
+    },
     /// What changed from OLD to NEW: keys, destinations, tokens, callers and approvers added
     /// or removed, limits raised or lowered. Exit 0 when equal, 1 when different, 2 on error.
     Diff {
@@ -42,6 +61,16 @@ impl From<PolicyCli> for PolicyCommand {
             PolicyCli::Hash { file } => PolicyCommand::Hash { file },
             PolicyCli::Explain { file } => PolicyCommand::Explain { file },
             PolicyCli::Diff { old, new, json } => PolicyCommand::Diff { old, new, json },
+            PolicyCli::Verify { file, config } => PolicyCommand::Verify { file, config },
+            PolicyCli::Sign {
+                file,
+                ssh_key,
+                name,
+            } => PolicyCommand::Sign {
+                file,
+                ssh_key,
+                name,
+            },
         }
     }
 }

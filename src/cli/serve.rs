@@ -16,7 +16,7 @@ pub fn serve(config: &Path) -> ExitCode {
         let rt = runtime()?;
         rt.block_on(async {
             let tls = run::prepare_transport(&cfg)?;
-            let core = run::build_core(&cfg)?;
+            let core = run::build_core(&cfg).await?;
             run::run(&cfg, core, tls, run::termination()).await
         })
         .map_err(|e| (e.code(), e.to_string()))

@@ -103,6 +103,32 @@ struct Inner {
     queue: Arc<Semaphore>,
     #[cfg_attr(not(any(test, feature = "fault-injection")), allow(dead_code))]
     fail_next: Arc<AtomicU32>,
+    /// The policy recorded in force last (`META_POLICY_IN_FORCE`).
+    policy_mark: Mutex<Option<PolicyMark>>,
+}
+
+/// The policy put in force last, as the ledger records it: no policy with a lower revision
+/// (or the same revision and other bytes) is put in force after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyMark {
+    pub revision: u64,
+    /// sha256 of the policy file's bytes.
+    pub hash: [u8; 32],
+}
+
+impl PolicyMark {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.revision.to_be_bytes());
+        out[8..].copy_from_slice(&self.hash);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<PolicyMark> {
+        let revision = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let hash = bytes.get(8..)?.try_into().ok()?;
+        Some(PolicyMark { revision, hash })
+    }
 }
 
 impl Drop for Inner {
@@ -194,6 +220,7 @@ impl Ledger {
         init_tables(&db)?;
         let head = store::read_head(&db)?;
         let latest_signed_ms = read_latest_signed(&db)?;
+        let policy_mark = read_policy_mark(&db)?;
         let mut state = State::new(retention_ms, latest_signed_ms);
         // Judged by the later of the two clocks' earlier reading: a clock that jumped ahead
         // before this start must not make the ledger forget usage a window still counts.
@@ -228,6 +255,7 @@ impl Ledger {
                 writer: Some(handle),
                 queue: Arc::new(Semaphore::new(QUEUE_BYTES)),
                 fail_next,
+                policy_mark: Mutex::new(policy_mark),
             }),
         })
     }
@@ -275,6 +303,38 @@ impl Ledger {
             })
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// The policy recorded in force last, if any was.
+    pub fn policy_mark(&self) -> Option<PolicyMark> {
+        *self
+            .inner
+            .policy_mark
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records `mark` as the policy in force, with its audit record, in one durable commit.
+    /// Returns the record's sequence number.
+    pub async fn put_policy(&self, rec: AuditRecord, mark: PolicyMark) -> Result<u64, LedgerError> {
+        let body = rec.body();
+        let queued = self.inner.admit(body.len()).await?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .send(Job::Policy {
+                body,
+                mark: mark.encode(),
+                reply,
+                _queued: queued,
+            })
+            .map_err(|_| LedgerError::WriterStopped)?;
+        let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
+        *self
+            .inner
+            .policy_mark
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mark);
+        Ok(seq)
     }
 
     /// The audit record at `seq`, read from the open ledger (`None` past the head).
@@ -490,6 +550,25 @@ fn init_tables(db: &Database) -> Result<(), LedgerError> {
     }
     txn.commit()
         .map_err(|e| LedgerError::storage("commit init", e))
+}
+
+/// The policy recorded in force last, if any.
+fn read_policy_mark(db: &Database) -> Result<Option<PolicyMark>, LedgerError> {
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let meta = rtx
+        .open_table(META)
+        .map_err(|e| LedgerError::storage("open meta", e))?;
+    let Some(v) = meta
+        .get(schema::META_POLICY_IN_FORCE)
+        .map_err(|e| LedgerError::storage("read the policy in force", e))?
+    else {
+        return Ok(None);
+    };
+    PolicyMark::decode(v.value())
+        .map(Some)
+        .ok_or_else(|| LedgerError::corrupt("policy in force"))
 }
 
 /// The latest time anything was signed at: stored beside the chain head by every commit

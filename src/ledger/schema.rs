@@ -6,7 +6,8 @@
 //!   in-memory index from a range read instead of scanning every entry ever signed.
 //! - `audit`: sequence -> canonical record bytes followed by their 32-byte SHA-256.
 //! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version;
-//!   "latest_signed_ms" -> the latest signing time (i64 BE ms).
+//!   "latest_signed_ms" -> the latest signing time (i64 BE ms); "policy_in_force" -> the
+//!   revision and hash of the policy put in force last (see [`META_POLICY_IN_FORCE`]).
 
 use redb::TableDefinition;
 
@@ -21,6 +22,9 @@ pub(crate) const META_SCHEMA: &str = "schema";
 /// The latest `signed_at` of any committed entry (i64 BE milliseconds), so that a clock that
 /// jumped is noticed even after a restart (`clock_jump`).
 pub(crate) const META_LATEST_SIGNED: &str = "latest_signed_ms";
+/// The policy in force with the highest revision ever put in force here: revision (u64 BE)
+/// || sha256 of its bytes. A policy with a lower revision is never put in force again.
+pub(crate) const META_POLICY_IN_FORCE: &str = "policy_in_force";
 /// Version 2 keys entries by audit sequence (version 1, an earlier development format, keyed
 /// them by txid and is refused).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/2";

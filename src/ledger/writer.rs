@@ -27,6 +27,7 @@ use super::entry::encode_parts;
 use super::error::LedgerError;
 use super::schema::{
     Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD, META_LATEST_SIGNED,
+    META_POLICY_IN_FORCE,
 };
 use super::state::Undo;
 use super::store::{Reopen, Store};
@@ -52,6 +53,13 @@ pub(crate) enum Job {
         body: Vec<u8>,
         reply: Reply,
         /// Its room in the bounded queue, held (never read) until the job is answered.
+        _queued: OwnedSemaphorePermit,
+    },
+    /// A policy put in force: its audit record and, in the same transaction, the new mark.
+    Policy {
+        body: Vec<u8>,
+        mark: [u8; 40],
+        reply: Reply,
         _queued: OwnedSemaphorePermit,
     },
 }
@@ -230,7 +238,7 @@ impl Writer {
             // The job's room in the queue is freed here, before its submitter is answered.
             let reply = match job {
                 Job::Sign(job) => job.reply,
-                Job::Audit { reply, .. } => reply,
+                Job::Audit { reply, .. } | Job::Policy { reply, .. } => reply,
             };
             let answer = match &result {
                 Ok(first_seq) => Ok(first_seq + i as u64),
@@ -284,6 +292,11 @@ impl Writer {
                         &job.audit_body
                     }
                     Job::Audit { body, .. } => body,
+                    Job::Policy { body, mark, .. } => {
+                        meta.insert(META_POLICY_IN_FORCE, mark.as_slice())
+                            .map_err(|e| LedgerError::storage("record the policy in force", e))?;
+                        body
+                    }
                 };
                 let (row, hash) = seal_body(body, seq, &head.hash);
                 audit

@@ -52,6 +52,9 @@ pub struct LoadedPolicy {
     pub hash: [u8; 32],
     pub version: u32,
     pub name: String,
+    /// The `revision` the file states (0 when it states none): each policy put in force
+    /// must have a higher one than any before it.
+    pub revision: u64,
     pub policy: Policy,
 }
 
@@ -104,6 +107,7 @@ fn loaded(parsed: load::Parsed, text: String, source_name: &str) -> LoadedPolicy
         text: Some(text),
         version: parsed.version,
         name: parsed.name,
+        revision: parsed.revision,
         policy: parsed.policy,
     }
 }

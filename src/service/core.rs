@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tron_proto::Address;
 
 use crate::approval::{self, ApprovalError, Approvals, Offered};
+use crate::governance::AdminSet;
 use crate::keys::KeyRing;
 use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
 use crate::policy::archive::ArchiveError;
@@ -17,6 +18,7 @@ use super::audit_draft::{self, Draft};
 use super::authorize::{authorize, Authorized};
 use super::clock_guard::ClockGuard;
 use super::peer::Peer;
+use super::policy_gate::{self, Admitted};
 use super::policy_slot::PolicySlot;
 use super::refusal::{Refusal, RefusalKind};
 use super::request::{self, Checked};
@@ -73,6 +75,8 @@ pub struct Core {
     budget: AuditBudget,
     /// Refuses to sign on a clock that jumped.
     clock_guard: ClockGuard,
+    /// `[policy_admins]`: who must sign a policy before it goes into force.
+    admins: Option<AdminSet>,
 }
 
 /// What [`Core::begin`] hands on.
@@ -129,7 +133,55 @@ impl Core {
                 audit_budget::DEFAULT_BURST_BYTES,
             ),
             clock_guard: ClockGuard::new(crate::config::ClockConfig::DEFAULT_MAX_ADVANCE_MS),
+            admins: None,
         }
+    }
+
+    /// Requires a quorum of `admins` over the bytes of every policy put in force from now on
+    /// (the one given to [`Core::new`] is checked by the caller, before keys are unlocked).
+    pub fn with_policy_admins(mut self, admins: Option<AdminSet>) -> Self {
+        self.admins = admins;
+        self
+    }
+
+    /// Whether `new` may be put in force: signed by the administrators' quorum (when there
+    /// are any) and not a rollback of the policy the ledger recorded last. Blocking file I/O
+    /// (the signature files).
+    pub fn admit_policy(&self, new: &LoadedPolicy) -> Result<Admitted, Refusal> {
+        policy_gate::admit(self.admins.as_ref(), self.ledger.policy_mark(), new)
+    }
+
+    /// At start-up: records the policy in force in the ledger (with an audit record) when it
+    /// is not the one recorded last, so that no later start or reload can roll it back.
+    pub async fn record_policy_at_start(&self, admitted: &Admitted) -> Result<(), Refusal> {
+        if self.ledger.policy_mark() == Some(admitted.mark) {
+            return Ok(());
+        }
+        let policy = self.policy();
+        let before = self
+            .ledger
+            .policy_mark()
+            .map_or("none recorded".to_owned(), |m| {
+                format!("revision {} ({})", m.revision, hex::encode(m.hash))
+            });
+        let rec = self
+            .draft("signer:start", "Start", &policy.hash_hex())
+            .outcome(
+                ledger::Decision::Allow,
+                ReasonCode::PolicyInForce,
+                format!(
+                    "policy {} (revision {}) in force at start-up{}; before: {before}",
+                    policy.hash_hex(),
+                    policy.revision,
+                    admitted.signers()
+                ),
+            );
+        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        self.ledger
+            .put_policy(rec, admitted.mark)
+            .await
+            .map(|_| ())
+            .map_err(|e| Refusal::ledger_with(&e, "the policy in force could not be recorded"))
     }
 
     /// Replaces the default `[clock] max_advance`: how far ahead of the latest signature the
@@ -176,25 +228,53 @@ impl Core {
         self.policy.current()
     }
 
-    /// Puts a new, already validated policy in force atomically; audited.
-    pub async fn replace_policy(&self, new: LoadedPolicy, caller: &str) -> Result<u64, Refusal> {
+    /// Puts a new, validated and admitted ([`Core::admit_policy`]) policy in force: first
+    /// recorded durably (with its audit record and the ledger's no-rollback mark), then
+    /// swapped in atomically. Nothing changes if the record cannot be written.
+    pub async fn replace_policy(
+        &self,
+        new: LoadedPolicy,
+        admitted: &Admitted,
+        caller: &str,
+    ) -> Result<u64, Refusal> {
         let new_hash = new.hash_hex();
-        let old_hash = self.policy.swap(new).hash_hex();
+        let old_hash = self.policy().hash_hex();
         let rec = self.draft(caller, "Reload", &new_hash).outcome(
             ledger::Decision::Allow,
             ReasonCode::PolicyReloaded,
-            format!("policy {old_hash} replaced by {new_hash}"),
+            format!(
+                "policy {old_hash} replaced by {new_hash} (revision {}){}",
+                new.revision,
+                admitted.signers()
+            ),
         );
-        audit_draft::write(&self.ledger, &self.budget, rec).await
+        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        let seq = self
+            .ledger
+            .put_policy(rec, admitted.mark)
+            .await
+            .map_err(|e| {
+                Refusal::ledger_with(
+                    &e,
+                    "the new policy could not be recorded, so it was not put in force",
+                )
+            })?;
+        self.policy.swap(new);
+        Ok(seq)
     }
 
-    /// Records a reload that was refused (the old policy stays in force).
-    pub async fn reload_refused(&self, caller: &str, problems: &str) -> Result<u64, Refusal> {
+    /// Records a reload that was refused with `code` (the old policy stays in force).
+    pub async fn reload_refused(
+        &self,
+        caller: &str,
+        code: ReasonCode,
+        problems: &str,
+    ) -> Result<u64, Refusal> {
         let rec = self
             .draft(caller, "Reload", &self.policy().hash_hex())
             .outcome(
                 ledger::Decision::Deny,
-                ReasonCode::PolicyInvalid,
+                code,
                 format!("new policy refused, old one stays in force: {problems}"),
             );
         audit_draft::write(&self.ledger, &self.budget, rec).await
@@ -825,6 +905,14 @@ impl Usage for LedgerUsage<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Admits `p` (no administrators here; the ledger's mark) and puts it in force.
+    async fn put_in_force(core: &Core, p: LoadedPolicy) {
+        let admitted = core.admit_policy(&p).expect("admitted");
+        core.replace_policy(p, &admitted, "test")
+            .await
+            .expect("put in force");
+    }
     use crate::decode::{encode, Envelope, Intent, TrxTransfer};
     use crate::keys::{KeyBackend, KeyError, SignFuture, SoftKey};
     use secrecy::SecretBox;
@@ -986,7 +1074,7 @@ keys = []
         let next_text = text.replace("name = \"core test\"", "name = \"core test, next\"");
         assert_ne!(next_text, text);
         let next = crate::policy::parse(&next_text, "next.toml").unwrap();
-        core.replace_policy(next, "test").await.unwrap();
+        put_in_force(&core, next).await;
         assert_eq!(
             crate::policy::archive::read(dir.path(), &first.hash).unwrap(),
             text
@@ -1152,7 +1240,7 @@ keys = []
         for (what, frozen) in [("key", key_frozen), ("global", all_frozen)] {
             assert_ne!(frozen, text, "{what}");
             let p = crate::policy::parse(&frozen, "frozen.toml").unwrap();
-            core.replace_policy(p, "test").await.unwrap();
+            put_in_force(&core, p).await;
             let r = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap_err();
             assert_eq!(
                 (r.kind, r.code),
@@ -1174,7 +1262,7 @@ keys = []
         let removed = text.replace(&owner, &other);
         assert_ne!(removed, text);
         let p = crate::policy::parse(&removed, "removed.toml").unwrap();
-        core.replace_policy(p, "test").await.unwrap();
+        put_in_force(&core, p).await;
         // (The caller's grant goes with it: a grant can only name a key of the policy.)
         let r = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap_err();
         assert_eq!(
@@ -1184,7 +1272,7 @@ keys = []
         assert!(r.audit_sequence.is_some());
         // Unfrozen again, the replay is served as before.
         let p = crate::policy::parse(&text, "thawed.toml").unwrap();
-        core.replace_policy(p, "test").await.unwrap();
+        put_in_force(&core, p).await;
         let again = core.sign(&peer(1000), &owner, &tx, "p1").await.unwrap();
         assert!(again.replayed);
         assert_eq!(again.signature, signed.signature);
@@ -1273,7 +1361,7 @@ keys = []
         );
         let p = crate::policy::parse(&with_rule, "approvals.toml").unwrap();
         let hash = p.hash_hex();
-        core.replace_policy(p, "test").await.unwrap();
+        put_in_force(&core, p).await;
         let owner = key.address().to_base58();
         let big = raw(key.address(), 6_000_000, 1);
         let r = core

@@ -18,6 +18,7 @@ pub mod core;
 pub mod grpc;
 mod health;
 pub mod peer;
+pub mod policy_gate;
 mod policy_slot;
 mod refusal;
 mod request;

@@ -16,9 +16,11 @@ use crate::keys::KeyBackend;
 use crate::keys::KeyRing;
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::{self, PolicyLoadError};
+use crate::reason::ReasonCode;
 use crate::secret_source::SecretSourceError;
 use crate::service::connections::LimitError;
 use crate::service::core::system_clock;
+use crate::service::policy_gate;
 use crate::service::server::{self, ServeError};
 use crate::service::tls::{ServerTls, TlsError};
 use crate::service::unix_socket::SocketError;
@@ -52,6 +54,10 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The policy file is not signed by the administrators' quorum, or would roll back the
+    /// one recorded in force; or recording it failed.
+    #[error("policy not put in force, not starting ({code}): {message}")]
+    PolicyRefused { code: ReasonCode, message: String },
 }
 
 impl StartError {
@@ -73,30 +79,73 @@ impl StartError {
             StartError::Serve(_) => "serve_failed",
             StartError::Config(e) => e.code(),
             StartError::Tls(e) => e.code(),
+            StartError::PolicyRefused { code, .. } => code.as_str(),
         }
     }
 }
 
 /// Builds the decision core from a configuration, reading the keystore passphrase and the
 /// PKCS#11 PIN from their sources.
-pub fn build_core(cfg: &Config) -> Result<Arc<Core>, StartError> {
+pub async fn build_core(cfg: &Config) -> Result<Arc<Core>, StartError> {
+    // The policy is judged before the passphrase is even asked for: an unauthorised file
+    // stops the start without touching the keystore or the token.
+    let judged = judge_policy(cfg)?;
     let passphrase = match &cfg.keystore {
         Some(ks) => Some(ks.passphrase.read_secret("keystore passphrase")?),
         None => None,
     };
-    build_core_from(cfg, passphrase)
+    build_core_from(cfg, judged, passphrase).await
+}
+
+/// The policy file, the ledger, and whether the policy may go into force (see
+/// `policy_gate`).
+struct Judged {
+    policy: policy::LoadedPolicy,
+    ledger: Ledger,
+    admitted: policy_gate::Admitted,
+}
+
+fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
+    let policy = policy::load_file(&cfg.policy)?;
+    // Retain enough history for the longest window any policy may ever use, so a reload
+    // that lengthens a window never undercounts.
+    let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?;
+    let admins = cfg.policy_admins.as_ref().map(|a| &a.0);
+    let admitted = policy_gate::admit(admins, ledger.policy_mark(), &policy).map_err(|r| {
+        StartError::PolicyRefused {
+            code: r.code,
+            message: r.message,
+        }
+    })?;
+    Ok(Judged {
+        policy,
+        ledger,
+        admitted,
+    })
 }
 
 /// Builds the decision core with the keystore passphrase already in hand (the PKCS#11
 /// PIN, if any, still comes from its source).
-pub fn build_core_with(cfg: &Config, passphrase: SecretString) -> Result<Arc<Core>, StartError> {
-    build_core_from(cfg, Some(passphrase))
+pub async fn build_core_with(
+    cfg: &Config,
+    passphrase: SecretString,
+) -> Result<Arc<Core>, StartError> {
+    let judged = judge_policy(cfg)?;
+    build_core_from(cfg, judged, Some(passphrase)).await
 }
 
-fn build_core_from(
+async fn build_core_from(
     cfg: &Config,
+    judged: Judged,
     passphrase: Option<SecretString>,
 ) -> Result<Arc<Core>, StartError> {
+    let Judged {
+        policy,
+        ledger,
+        admitted,
+    } = judged;
+    let admins = cfg.policy_admins.as_ref().map(|a| a.0.clone());
+    let clock = system_clock();
     let mut keys = KeyRing::default();
     if let (Some(ks), Some(passphrase)) = (&cfg.keystore, passphrase) {
         add_keystore(ks, passphrase, &mut keys)?;
@@ -104,23 +153,26 @@ fn build_core_from(
     if let Some(section) = &cfg.pkcs11 {
         add_pkcs11(section, &mut keys)?;
     }
-    let policy = policy::load_file(&cfg.policy)?;
     for k in policy.policy.keys() {
         if keys.get(k).is_none() {
             tracing::warn!(key = %k, "the policy names a key that is not loaded; requests for it are refused");
         }
     }
-    let clock = system_clock();
-    // Retain enough history for the longest window any policy may ever use, so a reload
-    // that lengthens a window never undercounts.
-    let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, clock())?;
-    tracing::info!(policy = %policy.hash_hex(), name = %policy.name, "policy in force");
-    let core =
-        Core::new(keys, policy, ledger, clock).with_max_clock_advance(cfg.clock.max_advance_ms);
-    Ok(Arc::new(match cfg.audit_budget {
+    tracing::info!(policy = %policy.hash_hex(), name = %policy.name, revision = policy.revision, "policy in force");
+    let core = Core::new(keys, policy, ledger, clock)
+        .with_max_clock_advance(cfg.clock.max_advance_ms)
+        .with_policy_admins(admins);
+    let core = match cfg.audit_budget {
         Some(b) => core.with_audit_budget(b.bytes_per_second, b.burst_bytes),
         None => core,
-    }))
+    };
+    core.record_policy_at_start(&admitted)
+        .await
+        .map_err(|r| StartError::PolicyRefused {
+            code: r.code,
+            message: r.message,
+        })?;
+    Ok(Arc::new(core))
 }
 
 fn add_keystore(

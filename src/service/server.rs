@@ -16,6 +16,7 @@ use super::unix_socket::{self, SocketError};
 use super::Core;
 use crate::config::{ConnectionsConfig, Listen, UnixSocketConfig};
 use crate::policy;
+use crate::reason::ReasonCode;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -88,20 +89,25 @@ async fn reload_tls(core: &Core, tls: &ServerTls) {
 
 /// One reload attempt.
 pub async fn reload(core: &Core, policy_path: &std::path::Path) {
-    match policy::load_file(policy_path) {
-        Ok(p) => {
+    let admitted = policy::load_file(policy_path)
+        .map_err(|e| (ReasonCode::PolicyInvalid, e.to_string()))
+        .and_then(|p| match core.admit_policy(&p) {
+            Ok(a) => Ok((p, a)),
+            Err(r) => Err((r.code, r.message)),
+        });
+    match admitted {
+        Ok((p, admitted)) => {
             let hash = p.hash_hex();
-            match core.replace_policy(p, "signal:SIGHUP").await {
+            match core.replace_policy(p, &admitted, "signal:SIGHUP").await {
                 Ok(seq) => tracing::info!(%hash, audit_sequence = seq, "policy reloaded"),
                 Err(r) => {
-                    tracing::error!(%hash, code = %r.code, "policy reloaded but not audited: {}", r.message)
+                    tracing::error!(%hash, code = %r.code, "policy reload not recorded, so not put in force; the old policy stays: {}", r.message)
                 }
             }
         }
-        Err(e) => {
-            let problems = e.to_string();
-            tracing::error!(path = %policy_path.display(), "policy reload refused; the old policy stays in force:\n{problems}");
-            if let Err(r) = core.reload_refused("signal:SIGHUP", &problems).await {
+        Err((code, problems)) => {
+            tracing::error!(path = %policy_path.display(), %code, "policy reload refused; the old policy stays in force:\n{problems}");
+            if let Err(r) = core.reload_refused("signal:SIGHUP", code, &problems).await {
                 tracing::error!(code = %r.code, "reload refusal not audited: {}", r.message);
             }
         }

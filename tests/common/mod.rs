@@ -377,8 +377,13 @@ impl Setup {
     /// `audit export` of this setup's data directory into a new file (exports never
     /// overwrite); returns the file's path and its text, one JSON record per line.
     pub fn audit_export(&self) -> (PathBuf, String) {
-        let n = self.dir.path().read_dir().map_or(0, |d| d.count());
-        let path = self.dir.path().join(format!("audit-{n}.jsonl"));
+        let mut n = self.dir.path().read_dir().map_or(0, |d| d.count());
+        let mut path = self.dir.path().join(format!("audit-{n}.jsonl"));
+        // A test may have removed files since the last export.
+        while path.exists() {
+            n += 1;
+            path = self.dir.path().join(format!("audit-{n}.jsonl"));
+        }
         let out = self.run(&[
             "audit",
             "export",

@@ -35,12 +35,7 @@ static RULE: Schema = Schema {
 };
 
 /// Key types an approver may sign with: Ed25519 and P-256, in software or on a FIDO2 token.
-const ALGORITHMS: [&str; 4] = [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
+const ALGORITHMS: [&str; 4] = crate::sshsig::PERSONAL_KEY_TYPES;
 
 const MAX_NAME_LEN: usize = 64;
 

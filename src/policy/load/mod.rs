@@ -40,6 +40,8 @@ pub use limits::{
 
 const VERSION: Field = field("version", Kind::Uint, true);
 const NAME: Field = field("name", Kind::Str, true);
+/// The policy's revision: each policy put in force must have a higher one (no rollback).
+const REVISION: Field = field("revision", Kind::Uint, false);
 /// The network the policy signs for (`Network::as_str`).
 const NETWORK: Field = field("network", Kind::Str, true);
 /// `[global]` written inline (`global = { ... }`).
@@ -56,7 +58,7 @@ const APPROVAL: Field = field("approval", Kind::Array, false);
 
 static ROOT: Schema = Schema {
     fields: &[
-        &VERSION, &NAME, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER, &APPROVER, &APPROVAL,
+        &VERSION, &NAME, &REVISION, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER, &APPROVER, &APPROVAL,
     ],
 };
 
@@ -64,6 +66,8 @@ static ROOT: Schema = Schema {
 pub(crate) struct Parsed {
     pub(crate) version: u32,
     pub(crate) name: String,
+    /// 0 when the file has none.
+    pub(crate) revision: u64,
     pub(crate) policy: Policy,
 }
 
@@ -108,6 +112,14 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
         }
     }
 
+    let revision = root.uint(p, &REVISION);
+    if let Some(r) = revision.as_ref().filter(|r| r.value == 0) {
+        p.at(
+            r.span.clone(),
+            C::OutOfRange,
+            "revision starts at 1 (leave it out only where no rollback protection is wanted)",
+        );
+    }
     let network = read_network(p, &root);
 
     let global = read_global(p, text, &root, plan.with(Header::Global));
@@ -147,6 +159,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
     Some(Parsed {
         version: u32::try_from(version?.value).ok()?,
         name: name?.value.to_owned(),
+        revision: revision.map_or(0, |r| r.value),
         policy: Policy {
             network: network?,
             frozen: global.frozen,

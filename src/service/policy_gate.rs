@@ -1,0 +1,144 @@
+//! Whether a loaded policy may be put in force: signed by a quorum of the policy
+//! administrators when the config names them (`crate::governance`), and not a rollback: its
+//! revision is above the one the ledger recorded in force last, or it is that very policy
+//! again. The same gate stands at start-up and at every reload, so a restart cannot bring
+//! back what a reload would refuse.
+
+use crate::governance::{self, AdminSet, GovernanceError};
+use crate::ledger::PolicyMark;
+use crate::policy::LoadedPolicy;
+use crate::reason::ReasonCode;
+
+use super::refusal::{Refusal, RefusalKind};
+
+/// What let a policy through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The administrators who signed it (empty when the config names none).
+    pub signed_by: Vec<String>,
+    /// The ledger's mark once it is in force.
+    pub mark: PolicyMark,
+}
+
+impl Admitted {
+    /// `", signed by "alice", "bob""`, or nothing, for messages.
+    pub fn signers(&self) -> String {
+        if self.signed_by.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> = self.signed_by.iter().map(|n| format!("{n:?}")).collect();
+        format!(", signed by {}", names.join(", "))
+    }
+}
+
+/// Judges `new` against the administrators (if any) and the ledger's `mark`. Reads the
+/// signature files beside the policy: blocking file I/O.
+pub fn admit(
+    admins: Option<&AdminSet>,
+    mark: Option<PolicyMark>,
+    new: &LoadedPolicy,
+) -> Result<Admitted, Refusal> {
+    let hash = new.hash_hex();
+    let signed_by = match admins {
+        None => Vec::new(),
+        Some(set) => {
+            let Some(text) = &new.text else {
+                return Err(refuse(
+                    ReasonCode::PolicyUnsigned,
+                    format!("policy {hash}: its bytes are not at hand to check signatures over"),
+                ));
+            };
+            let report = governance::check_files(set, &new.path, text.as_bytes())
+                .and_then(|r| governance::require_quorum(r, &hash))
+                .map_err(|e| {
+                    let code = match e {
+                        GovernanceError::QuorumNotMet { .. } => ReasonCode::PolicyQuorumNotMet,
+                        GovernanceError::Unsigned { .. } | GovernanceError::Unreadable { .. } => {
+                            ReasonCode::PolicyUnsigned
+                        }
+                    };
+                    refuse(code, e.to_string())
+                })?;
+            if new.revision == 0 {
+                return Err(refuse(
+                    ReasonCode::PolicyRollback,
+                    format!(
+                        "policy {hash} states no revision; with policy administrators every \
+                         policy needs one (revision = N, above the one in force)"
+                    ),
+                ));
+            }
+            report.signed_by
+        }
+    };
+    let next = PolicyMark {
+        revision: new.revision,
+        hash: new.hash,
+    };
+    if let Some(m) = mark {
+        let same = m.hash == new.hash;
+        let protected = m.revision > 0 || new.revision > 0;
+        if !same && protected && new.revision <= m.revision {
+            return Err(refuse(
+                ReasonCode::PolicyRollback,
+                format!(
+                    "policy {hash} has revision {}, not above revision {} (policy {}) put in \
+                     force before: a policy is never rolled back, however it is signed",
+                    new.revision,
+                    m.revision,
+                    hex::encode(m.hash)
+                ),
+            ));
+        }
+    }
+    Ok(Admitted {
+        signed_by,
+        mark: next,
+    })
+}
+
+fn refuse(code: ReasonCode, message: String) -> Refusal {
+    Refusal::new(RefusalKind::Denied, code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(revision: Option<u64>) -> LoadedPolicy {
+        let rev = revision.map_or(String::new(), |r| format!("revision = {r}\n"));
+        let text = format!(
+            "version = 1\nname = \"g\"\n{rev}network = \"nile\"\n[global]\nmax_fee_limit = \"1\"\n\
+             max_expiration = \"1m\"\nclock_skew = \"1s\"\n[[caller]]\nname = \"c\"\nunix_uid = 1\n\
+             rpcs = [\"Sign\"]\nall_keys = true\n[[key]]\naddress = \"TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1\"\n\
+             label = \"k\"\nassets = [\"TRX\"]\nwindows = [{{ asset = \"TRX\", window = \"1h\", max = \"1\" }}]\n"
+        );
+        crate::policy::parse(&text, "g.toml").unwrap()
+    }
+
+    fn mark_of(p: &LoadedPolicy) -> PolicyMark {
+        PolicyMark {
+            revision: p.revision,
+            hash: p.hash,
+        }
+    }
+
+    #[test]
+    fn a_lower_or_equal_revision_with_other_bytes_is_a_rollback() {
+        let (five, six) = (policy(Some(5)), policy(Some(6)));
+        assert!(admit(None, Some(mark_of(&five)), &six).is_ok());
+        assert!(
+            admit(None, Some(mark_of(&six)), &six).is_ok(),
+            "the same policy again"
+        );
+        let r = admit(None, Some(mark_of(&six)), &five).unwrap_err();
+        assert_eq!(r.code, ReasonCode::PolicyRollback);
+        // Without revisions on either side there is nothing to protect; once one is in
+        // force, a file without one is a rollback.
+        let (none_a, none_b) = (policy(None), policy(None));
+        assert!(admit(None, Some(mark_of(&none_a)), &none_b).is_ok());
+        let r = admit(None, Some(mark_of(&five)), &none_a).unwrap_err();
+        assert_eq!(r.code, ReasonCode::PolicyRollback);
+        assert!(admit(None, None, &five).is_ok());
+    }
+}
