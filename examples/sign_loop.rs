@@ -128,6 +128,9 @@ fn main() {
         .iter()
         .enumerate()
         .map(|(i, raw)| {
+            if approver_keys.is_empty() {
+                return Vec::new();
+            }
             let decoded = tron_signer::decode::decode(raw).expect("decodes");
             let statement = tron_signer::approval::statement(
                 &for_statements,
