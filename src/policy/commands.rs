@@ -263,10 +263,11 @@ fn check(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Resu
         Ok(p) => {
             writeln!(
                 out,
-                "{}: OK, policy {:?} version {}, {} key(s), sha256 {}",
+                "{}: OK, policy {:?} version {}, revision {}, {} key(s), sha256 {}",
                 file.display(),
                 p.name,
                 p.version,
+                p.revision,
                 p.policy.keys.len(),
                 p.hash_hex()
             )?;
