@@ -156,6 +156,11 @@ reason_codes! {
     /// A policy was refused: its revision is not above the one put in force before (or it
     /// states none where one is needed), however it is signed.
     PolicyRollback = "policy_rollback", PolicyAdmin;
+    /// A policy was refused at start-up or reload: its `not_before` is still ahead.
+    PolicyNotYetValid = "policy_not_yet_valid", PolicyAdmin;
+    /// The policy's `expires_at` has passed: at start-up or reload it is refused, and while
+    /// it is in force every Sign and Evaluate is refused until another is put in force.
+    PolicyExpired = "policy_expired", PolicyAdmin;
     /// Audit only: at start-up, a policy other than the one recorded last was put in force.
     PolicyInForce = "policy_in_force", PolicyAdmin;
     /// A policy hash in a request is not 64 hex digits.

@@ -254,3 +254,85 @@ async fn wait_for_records(s: &Setup, code: &str, n: usize) -> Vec<serde_json::Va
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// `policy` with top-level `lines` added after the format version.
+fn with_lines(text: &str, lines: &str) -> String {
+    text.replacen("version = 1\n", &format!("version = 1\n{lines}"), 1)
+}
+
+fn instant(ms: i64) -> String {
+    // Whole seconds, as an operator writes them.
+    let s = ms.div_euclid(1000);
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{s}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn not_before_and_expires_at_are_enforced() {
+    // Not valid yet: no start.
+    let future = instant(now_ms() + 3_600_000);
+    let s = Setup::new(
+        &[("hot 1", KEY1_SECRET)],
+        &with_lines(&policy(0, "5"), &format!("not_before = \"{future}\"\n")),
+    );
+    refused_start(&s, "policy_not_yet_valid");
+
+    // Already expired: no start either.
+    let past = instant(now_ms() - 1000);
+    std::fs::write(
+        &s.policy,
+        with_lines(&policy(0, "5"), &format!("expires_at = \"{past}\"\n")),
+    )
+    .unwrap();
+    refused_start(&s, "policy_expired");
+
+    // Expiring in a few seconds: it signs, then refuses everything.
+    let soon_ms = (now_ms() / 1000 + 4) * 1000;
+    std::fs::write(
+        &s.policy,
+        with_lines(
+            &policy(0, "5"),
+            &format!("expires_at = \"{}\"\n", instant(soon_ms)),
+        ),
+    )
+    .unwrap();
+    let mut server = s.start().await;
+    server
+        .client
+        .sign(request(
+            KEY1,
+            Tx::trx(KEY1, dest(0xa1), 1_000_000).raw(),
+            "p-1",
+        ))
+        .await
+        .expect("signs before expires_at");
+    while now_ms() < soon_ms + 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let raw = Tx::trx(KEY1, dest(0xa1), 1_000_000).nonce(2).raw();
+    let st = server
+        .client
+        .sign(request(KEY1, raw.clone(), "p-2"))
+        .await
+        .expect_err("expired");
+    assert_eq!(reason(&st), "policy_expired", "{st:?}");
+    let e = server
+        .client
+        .evaluate(request(KEY1, raw, "p-2"))
+        .await
+        .expect("Evaluate answers")
+        .into_inner();
+    assert_eq!(e.decision.unwrap().reason_code, "policy_expired");
+
+    // A malformed instant is a load problem.
+    let bad = Setup::bare(&with_lines(
+        &policy(0, "5"),
+        "expires_at = \"2026-12-01\"\n",
+    ));
+    let out = bad.run(&["policy", "check", path_str(&bad.policy)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[bad_time]"));
+}

@@ -98,48 +98,8 @@ pub fn with_verdict(approve_text: &str, verdict: Verdict) -> String {
     }
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DDThh:mm:ss.sssZ` (proleptic Gregorian, UTC).
-pub fn utc(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
-    )
-}
-
-/// Year, month, day of the day `days` after 1970-01-01: counted in 400-year eras of
-/// 146,097 days, each era's years starting on 1 March so the leap day falls last.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_matches_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
-        assert_eq!(utc(-1), "1969-12-31T23:59:59.999Z");
-    }
-}
+/// Milliseconds since the epoch as `YYYY-MM-DDThh:mm:ss.sssZ` (UTC).
+pub use crate::policy::instant::format_utc as utc;
 
 #[cfg(test)]
 mod statement_tests {

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod duration;
 mod eval;
 mod explain;
+pub mod instant;
 pub mod landing;
 mod load;
 mod model;

@@ -27,6 +27,10 @@ pub struct Policy {
     pub approvers: Vec<Approver>,
     /// Which transfers need approval, in file order.
     pub approval_rules: Vec<ApprovalRule>,
+    /// `not_before`: the policy is not put in force before this instant (ms since the epoch).
+    pub not_before_ms: Option<i64>,
+    /// `expires_at`: from this instant on it allows nothing.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A Tron network. Addresses look alike on all of them, so only the policy can say which

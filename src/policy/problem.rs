@@ -22,6 +22,9 @@ pub enum ProblemCode {
     BadAddress,
     BadAmount,
     BadDuration,
+    /// An instant that is not `YYYY-MM-DDThh:mm:ssZ` (UTC), or a validity that ends before
+    /// it begins.
+    BadTime,
     /// A value outside the range the signer accepts (decimals, memo length, caps).
     OutOfRange,
     DuplicateKey,
@@ -73,6 +76,7 @@ impl ProblemCode {
             ProblemCode::BadAddress => "bad_address",
             ProblemCode::BadAmount => "bad_amount",
             ProblemCode::BadDuration => "bad_duration",
+            ProblemCode::BadTime => "bad_time",
             ProblemCode::OutOfRange => "out_of_range",
             ProblemCode::DuplicateKey => "duplicate_key",
             ProblemCode::DuplicateDestination => "duplicate_destination",

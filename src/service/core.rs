@@ -148,7 +148,12 @@ impl Core {
     /// are any) and not a rollback of the policy the ledger recorded last. Blocking file I/O
     /// (the signature files).
     pub fn admit_policy(&self, new: &LoadedPolicy) -> Result<Admitted, Refusal> {
-        policy_gate::admit(self.admins.as_ref(), self.ledger.policy_mark(), new)
+        policy_gate::admit(
+            self.admins.as_ref(),
+            self.ledger.policy_mark(),
+            new,
+            (self.clock)(),
+        )
     }
 
     /// At start-up: records the policy in force in the ledger (with an audit record) when it
@@ -772,6 +777,9 @@ fn decide(
     // Before the policy, which judges expirations and windows by this very clock. A replay
     // above is unaffected: it signs nothing new and counts nothing.
     clock_guard.check(state.latest_signed_ms(), now, skew)?;
+    if let Some(r) = policy_gate::expired(policy, now) {
+        return Err(r);
+    }
     let req = Request {
         key: &checked.key,
         decoded: &checked.decoded,

@@ -6,6 +6,7 @@
 
 use crate::governance::{self, AdminSet, GovernanceError};
 use crate::ledger::PolicyMark;
+use crate::policy::instant::format_utc as utc;
 use crate::policy::LoadedPolicy;
 use crate::reason::ReasonCode;
 
@@ -37,8 +38,26 @@ pub fn admit(
     admins: Option<&AdminSet>,
     mark: Option<PolicyMark>,
     new: &LoadedPolicy,
+    now_ms: i64,
 ) -> Result<Admitted, Refusal> {
     let hash = new.hash_hex();
+    let p = &new.policy;
+    if let Some(from) = p.not_before_ms.filter(|t| now_ms < *t) {
+        return Err(refuse(
+            ReasonCode::PolicyNotYetValid,
+            format!(
+                "policy {hash} is valid from {} (not_before); the signer's clock reads {}",
+                utc(from),
+                utc(now_ms)
+            ),
+        ));
+    }
+    if let Some(until) = p.expires_at_ms.filter(|t| now_ms >= *t) {
+        return Err(refuse(
+            ReasonCode::PolicyExpired,
+            expired_message(&hash, until, now_ms),
+        ));
+    }
     let signed_by = match admins {
         None => Vec::new(),
         Some(set) => {
@@ -97,6 +116,24 @@ pub fn admit(
     })
 }
 
+/// The refusal of anything under a policy that expired at `until`.
+pub fn expired(policy: &LoadedPolicy, now_ms: i64) -> Option<Refusal> {
+    let until = policy.policy.expires_at_ms.filter(|t| now_ms >= *t)?;
+    Some(refuse(
+        ReasonCode::PolicyExpired,
+        expired_message(&policy.hash_hex(), until, now_ms),
+    ))
+}
+
+fn expired_message(hash: &str, until: i64, now_ms: i64) -> String {
+    format!(
+        "policy {hash} expired at {} (expires_at; the signer's clock reads {}): nothing is \
+         signed under it; put a new policy in force",
+        utc(until),
+        utc(now_ms)
+    )
+}
+
 fn refuse(code: ReasonCode, message: String) -> Refusal {
     Refusal::new(RefusalKind::Denied, code, message)
 }
@@ -126,19 +163,19 @@ mod tests {
     #[test]
     fn a_lower_or_equal_revision_with_other_bytes_is_a_rollback() {
         let (five, six) = (policy(Some(5)), policy(Some(6)));
-        assert!(admit(None, Some(mark_of(&five)), &six).is_ok());
+        assert!(admit(None, Some(mark_of(&five)), &six, 0).is_ok());
         assert!(
-            admit(None, Some(mark_of(&six)), &six).is_ok(),
+            admit(None, Some(mark_of(&six)), &six, 0).is_ok(),
             "the same policy again"
         );
-        let r = admit(None, Some(mark_of(&six)), &five).unwrap_err();
+        let r = admit(None, Some(mark_of(&six)), &five, 0).unwrap_err();
         assert_eq!(r.code, ReasonCode::PolicyRollback);
         // Without revisions on either side there is nothing to protect; once one is in
         // force, a file without one is a rollback.
         let (none_a, none_b) = (policy(None), policy(None));
-        assert!(admit(None, Some(mark_of(&none_a)), &none_b).is_ok());
-        let r = admit(None, Some(mark_of(&five)), &none_a).unwrap_err();
+        assert!(admit(None, Some(mark_of(&none_a)), &none_b, 0).is_ok());
+        let r = admit(None, Some(mark_of(&five)), &none_a, 0).unwrap_err();
         assert_eq!(r.code, ReasonCode::PolicyRollback);
-        assert!(admit(None, None, &five).is_ok());
+        assert!(admit(None, None, &five, 0).is_ok());
     }
 }

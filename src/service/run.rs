@@ -111,7 +111,8 @@ fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
     // that lengthens a window never undercounts.
     let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?;
     let admins = cfg.policy_admins.as_ref().map(|a| &a.0);
-    let admitted = policy_gate::admit(admins, ledger.policy_mark(), &policy).map_err(|r| {
+    let now = system_clock()();
+    let admitted = policy_gate::admit(admins, ledger.policy_mark(), &policy, now).map_err(|r| {
         StartError::PolicyRefused {
             code: r.code,
             message: r.message,

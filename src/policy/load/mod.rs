@@ -42,6 +42,9 @@ const VERSION: Field = field("version", Kind::Uint, true);
 const NAME: Field = field("name", Kind::Str, true);
 /// The policy's revision: each policy put in force must have a higher one (no rollback).
 const REVISION: Field = field("revision", Kind::Uint, false);
+/// When the policy may first be put in force, and when it stops allowing anything (UTC).
+const NOT_BEFORE: Field = field("not_before", Kind::Str, false);
+const EXPIRES_AT: Field = field("expires_at", Kind::Str, false);
 /// The network the policy signs for (`Network::as_str`).
 const NETWORK: Field = field("network", Kind::Str, true);
 /// `[global]` written inline (`global = { ... }`).
@@ -58,7 +61,18 @@ const APPROVAL: Field = field("approval", Kind::Array, false);
 
 static ROOT: Schema = Schema {
     fields: &[
-        &VERSION, &NAME, &REVISION, &NETWORK, &GLOBAL, &TOKEN, &KEY, &CALLER, &APPROVER, &APPROVAL,
+        &VERSION,
+        &NAME,
+        &REVISION,
+        &NOT_BEFORE,
+        &EXPIRES_AT,
+        &NETWORK,
+        &GLOBAL,
+        &TOKEN,
+        &KEY,
+        &CALLER,
+        &APPROVER,
+        &APPROVAL,
     ],
 };
 
@@ -120,6 +134,32 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             "revision starts at 1 (leave it out only where no rollback protection is wanted)",
         );
     }
+    let instant = |p: &mut Problems<'_>, f: &Field| {
+        let at = root.str(p, f)?;
+        let ms = super::instant::parse_utc(at.value);
+        if ms.is_none() {
+            p.at(
+                at.span.clone(),
+                C::BadTime,
+                format!(
+                    "{} must be an instant in UTC like \"2026-12-01T00:00:00Z\"",
+                    f.name
+                ),
+            );
+        }
+        ms.map(|ms| (ms, at.span))
+    };
+    let not_before = instant(p, &NOT_BEFORE);
+    let expires_at = instant(p, &EXPIRES_AT);
+    if let (Some((from, _)), Some((until, span))) = (&not_before, &expires_at) {
+        if until <= from {
+            p.at(
+                span.clone(),
+                C::BadTime,
+                "expires_at must be after not_before",
+            );
+        }
+    }
     let network = read_network(p, &root);
 
     let global = read_global(p, text, &root, plan.with(Header::Global));
@@ -169,6 +209,8 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             callers,
             approvers: approvers.list,
             approval_rules,
+            not_before_ms: not_before.map(|(ms, _)| ms),
+            expires_at_ms: expires_at.map(|(ms, _)| ms),
         },
     })
 }
