@@ -335,9 +335,9 @@ async fn every_void_approval_is_refused_with_its_reason_and_a_quorum_signs() {
         .iter()
         .zip([&p.alice, &p.frank])
     {
-        ssh_keygen_verifies(
+        key.assert_verifies(
             a["approver"].as_str().unwrap(),
-            &key.public_line,
+            NAMESPACE,
             a["signature"].as_str().unwrap(),
             kept["statement"].as_str().unwrap(),
         );
@@ -375,39 +375,6 @@ async fn every_void_approval_is_refused_with_its_reason_and_a_quorum_signs() {
     let (code, _) = refused(&mut server, with(&raw2, "p-60", both)).await;
     assert_eq!(code, "approval_invalid");
     s.assert_audit_verifies();
-}
-
-/// `ssh-keygen -Y verify` with an allowed-signers file of one line, the statement on stdin.
-fn ssh_keygen_verifies(name: &str, public_line: &str, signature: &str, statement: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let allowed = dir.path().join("allowed_signers");
-    std::fs::write(&allowed, format!("{name} {public_line}\n")).unwrap();
-    let sig = dir.path().join("approval.sig");
-    std::fs::write(&sig, signature).unwrap();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-n", NAMESPACE, "-I", name, "-f"])
-        .arg(&allowed)
-        .arg("-s")
-        .arg(&sig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh-keygen -Y verify");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(statement.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ssh-keygen -Y verify refused {name}'s approval: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

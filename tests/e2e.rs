@@ -110,8 +110,16 @@ struct Env {
 impl Env {
     /// `online`: the broadcaster talks to a running signer; otherwise air gap only.
     async fn new(online: bool) -> Env {
+        Env::with_policy(online, "").await
+    }
+
+    /// [`Env::new`] with `extra` sections appended to the test policy.
+    async fn with_policy(online: bool, extra: &str) -> Env {
         let exporter = Exporter::new("e2e broadcaster exporter");
-        let signer_setup = Setup::new(&[("hot", KEY1_SECRET)], &policy(&exporter));
+        let signer_setup = Setup::new(
+            &[("hot", KEY1_SECRET)],
+            &format!("{}{extra}", policy(&exporter)),
+        );
         // Online, the broadcaster reaches the signer over mutual TLS on loopback, each with
         // a certificate under a test CA (the signer trusts the broadcaster's under it).
         let (signer, signer_line) = if online {
@@ -368,6 +376,35 @@ batch_signing_key = "{exporter_key}"
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `GET /v1/approvals`: the payouts waiting for approvers.
+    async fn pending_approvals(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(self.api("/v1/approvals"))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("list approvals")
+            .json()
+            .await
+            .expect("json");
+        v["approvals"].as_array().cloned().expect("approvals array")
+    }
+
+    /// `POST /v1/payouts/{id}/approvals`; returns (HTTP status, body).
+    async fn hand_in(&self, id: &str, txid: &str, signature: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.api(&format!("/v1/payouts/{id}/approvals")))
+            .bearer_auth(&self.api_key)
+            .json(&json!({"txid": txid, "signature": signature}))
+            .send()
+            .await
+            .expect("hand in approval");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("json"))
     }
 
     async fn transactions(&self) -> Vec<Value> {
@@ -742,4 +779,127 @@ async fn air_gap_round_trip() {
     assert_eq!(env.balance(&allowed(), None).await, 7_000_000);
     assert_eq!(env.balance(&allowed_b(), Some(NILE_USDT)).await, 42_500_000);
     assert_eq!(env.balance(&stranger(), None).await, 0);
+}
+
+/// Approvals end to end: a TRX payout over 10 needs two of "treasury". The broadcaster
+/// parks it in `awaiting_approval`; each approver runs `tron-signer approve` on the raw
+/// bytes and policy alone (real `ssh-keygen` keys) and hands the signature in through the
+/// API; the signer verifies both, signs, and the node double confirms. The audit export
+/// names both approvers and `ssh-keygen -Y verify` accepts their signatures from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payout_over_the_threshold_waits_for_two_approvers_then_confirms() {
+    const NAMESPACE: &str = "tron-signer-approval";
+    let alice = Exporter::new("alice");
+    let bob = Exporter::new("bob");
+    let approver = |name: &str, key: &Exporter| {
+        format!(
+            "\n[[approver]]\nname = \"{name}\"\ngroups = [\"treasury\"]\nkey = \"{}\"\n",
+            key.public_line
+        )
+    };
+    let rules = format!(
+        "{}{}\n[[approval]]\nasset = \"TRX\"\nabove = \"10\"\nrequire = {{ treasury = 2 }}\n",
+        approver("alice", &alice),
+        approver("bob", &bob)
+    );
+    let mut env = Env::with_policy(true, &rules).await;
+    env.start_broadcaster().await;
+    env.create_ok("small", "TRX", &allowed(), "5").await;
+    env.create_ok("large", "TRX", &allowed(), "20").await;
+    // Below the threshold nothing is asked.
+    let small = env.wait_status("small", "confirmed", WAIT).await;
+    assert!(!statuses(&small).iter().any(|s| s == "awaiting_approval"));
+
+    env.wait_status("large", "awaiting_approval", WAIT).await;
+    let pending = env.pending_approvals().await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let entry = &pending[0];
+    assert_eq!(entry["payout_id"], "large");
+    let txid = entry["txid"].as_str().expect("txid").to_owned();
+    let statement = entry["statement"].as_str().expect("statement").to_owned();
+    assert!(
+        statement.contains(&format!("\ntxid: {txid}\n")),
+        "{statement}"
+    );
+    assert!(statement.contains("\namount: 20 TRX"), "{statement}");
+    assert!(
+        entry["needed"]
+            .as_str()
+            .unwrap()
+            .contains("2 of \"treasury\""),
+        "{entry}"
+    );
+    let raw = entry["raw_data"].as_str().expect("raw_data");
+    let signer_payout_id = entry["signer_payout_id"].as_str().expect("id");
+
+    let mut signatures = Vec::new();
+    for (name, key) in [("alice", &alice), ("bob", &bob)] {
+        let out_file = env.dir.path().join(format!("{name}.sig"));
+        let out = Command::new(BIN)
+            .arg("approve")
+            .args(["--policy", path_str(&env.signer_setup.policy)])
+            .args(["--raw-data", raw, "--payout-id", signer_payout_id])
+            .args(["--ssh-key", path_str(&key.key), "--yes", "--out"])
+            .arg(&out_file)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tron-signer approve");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{name}: {said}");
+        assert!(
+            said.contains("20 TRX"),
+            "{name} was not shown the amount: {said}"
+        );
+        let signature = std::fs::read_to_string(&out_file).expect("signature file");
+        let (status, body) = env.hand_in("large", &txid, &signature).await;
+        assert_eq!(status, 202, "{body}");
+        signatures.push((name, key, signature));
+    }
+
+    let large = env.wait_status("large", "confirmed", WAIT).await;
+    let s = statuses(&large);
+    for want in [
+        "queued",
+        "signing",
+        "awaiting_approval",
+        "broadcast",
+        "confirmed",
+    ] {
+        assert!(s.iter().any(|x| x == want), "{want} missing in {s:?}");
+    }
+    let txs = env.transactions().await;
+    assert_eq!(Env::included_for(&large, &txs), std::slice::from_ref(&txid));
+    assert_eq!(env.balance(&allowed(), None).await, 25_000_000);
+
+    // The signer's audit record names both approvers and keeps their signatures, which
+    // ssh-keygen alone accepts over the kept statement; audit verify re-verifies them.
+    let rec = env
+        .signer_setup
+        .records_with("signed")
+        .into_iter()
+        .find(|r| r["payout_id"] == signer_payout_id)
+        .expect("the signed record of the large payout");
+    let kept = &rec["approvals"];
+    assert_eq!(kept["statement"], statement.as_str());
+    let kept = kept["approvals"].as_array().expect("approvals");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for (name, key, signature) in &signatures {
+        let a = kept
+            .iter()
+            .find(|a| a["approver"] == *name)
+            .unwrap_or_else(|| panic!("{name} missing from {kept:?}"));
+        assert_eq!(a["fingerprint"], key.fingerprint());
+        assert_eq!(a["signature"].as_str().unwrap().trim(), signature.trim());
+        key.assert_verifies(
+            name,
+            NAMESPACE,
+            a["signature"].as_str().unwrap(),
+            &statement,
+        );
+    }
+    env.signer_setup.assert_audit_verifies();
 }

@@ -19,7 +19,9 @@ use tron_proto::Address;
 
 use crate::amount;
 use crate::apikeys::{ApiKeyError, KeyStore, Verdict, MAX_TENANT_LEN};
-use crate::model::{now_ms, Asset, Origin, Owner, Payout, Reason, Status};
+use crate::model::{
+    now_ms, ApprovalProgress, ApprovalState, Asset, Origin, Owner, Payout, Reason, Status,
+};
 use crate::store::{Created, Store, StoreError};
 
 /// The OpenAPI 3 document the server serves at `/openapi.json`.
@@ -152,6 +154,31 @@ pub struct AttemptView {
     pub origin: Origin,
     pub signed: bool,
     pub broadcast_at: Option<i64>,
+    /// Present once the signer asked for approvals of this transaction (the statement and
+    /// each approval are at `GET /v1/approvals` while the payout waits).
+    pub approvals: Option<ApprovalSummary>,
+}
+
+/// How far the approvals of one transaction have got.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApprovalSummary {
+    /// The signer's last word on which groups and counts are still needed.
+    pub needed: String,
+    pub accepted: usize,
+    pub refused: usize,
+    pub pending: usize,
+}
+
+impl ApprovalSummary {
+    fn of(st: &ApprovalState) -> ApprovalSummary {
+        let count = |s| st.approvals.iter().filter(|c| c.state == s).count();
+        ApprovalSummary {
+            needed: st.needed.clone(),
+            accepted: count(ApprovalProgress::Accepted),
+            refused: count(ApprovalProgress::Refused),
+            pending: count(ApprovalProgress::Pending),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -183,6 +210,7 @@ impl From<&Payout> for PayoutView {
                     origin: a.origin,
                     signed: a.signed_transaction.is_some(),
                     broadcast_at: a.broadcast_at_ms,
+                    approvals: a.approval.as_ref().map(ApprovalSummary::of),
                 })
                 .collect(),
             denial: p.denial.clone(),

@@ -290,9 +290,12 @@ fn apply_signature(
         SignOutcome::Signed {
             signed_transaction, ..
         } => signed_transaction,
-        SignOutcome::Retry(m) | SignOutcome::Denied(Reason { message: m, .. }) => {
-            return Err(("signature_invalid", m))
-        }
+        SignOutcome::Retry(m)
+        | SignOutcome::Denied(Reason { message: m, .. })
+        | SignOutcome::ApprovalRequired {
+            reason: Reason { message: m, .. },
+            ..
+        } => return Err(("signature_invalid", m)),
     };
     let txid_hex = hex::encode(txid);
     pipeline

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::apikeys::{self, KeyStore};
+use crate::approval_api;
 use crate::batch;
 use crate::config::{Config, ConfigError};
 use crate::delivery_store::DeliveryStore;
@@ -290,11 +291,11 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     };
     let app = api::router_with(
         ApiState {
-            store,
+            store: store.clone(),
             keys: Arc::new(KeyStore::new(&cfg.api_keys)),
             owner: cfg.key,
         },
-        receive_routes,
+        receive_routes.merge(approval_api::routes(store)),
     );
     let listen_err = |source| CliError::Listen {
         addr: cfg.listen.to_string(),

@@ -15,6 +15,7 @@
 pub mod amount;
 pub mod api;
 pub mod apikeys;
+pub mod approval_api;
 pub mod batch;
 pub mod builder;
 pub mod chain;

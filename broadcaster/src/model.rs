@@ -20,12 +20,17 @@ pub enum Status {
     Failed,
     /// The last transaction expired unconfirmed; a new one will be built.
     Retrying,
+    /// The signer asked for approvals of the current transaction; approvers' signatures
+    /// are collected through the API and passed on until the signer signs or refuses.
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Queued,
         Status::Signing,
+        Status::AwaitingApproval,
         Status::Denied,
         Status::Broadcast,
         Status::Confirmed,
@@ -46,6 +51,7 @@ impl Status {
             Status::Confirmed => "confirmed",
             Status::Failed => "failed",
             Status::Retrying => "retrying",
+            Status::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -108,6 +114,65 @@ pub struct Attempt {
     pub signed_transaction: Option<String>,
     /// When the node first accepted (or already knew) the transaction.
     pub broadcast_at_ms: Option<i64>,
+    /// Set once the signer asked for approvals of this transaction.
+    #[serde(default)]
+    pub approval: Option<ApprovalState>,
+}
+
+/// The approvals of one transaction: what the signer asked approvers to sign, and what
+/// they sent. Approvals name a txid, so a rebuilt transaction starts with none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalState {
+    /// The statement the signer returned with `approval_required` (empty if it sent
+    /// none; `tron-signer approve` builds the same text from the raw bytes and policy).
+    pub statement: String,
+    /// The signer's last word on which groups and counts are still needed.
+    pub needed: String,
+    pub approvals: Vec<CollectedApproval>,
+}
+
+impl ApprovalState {
+    /// The approvals the signer has taken so far, and the first one it has not seen yet.
+    /// The signer is shown one new approval at a time, so a void one is always known.
+    pub fn next_offer(&self) -> (Vec<&CollectedApproval>, Option<usize>) {
+        let taken = self
+            .approvals
+            .iter()
+            .filter(|a| a.state == ApprovalProgress::Accepted)
+            .collect();
+        let next = self
+            .approvals
+            .iter()
+            .position(|a| a.state == ApprovalProgress::Pending);
+        (taken, next)
+    }
+}
+
+/// One approval (or rejection) as an approver sent it through the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectedApproval {
+    /// The armored SSH signature.
+    pub signature: String,
+    /// The statement that was signed, when the sender gave it.
+    pub statement: String,
+    pub received_at_ms: i64,
+    /// The id of the API key that sent it.
+    pub received_from: String,
+    pub state: ApprovalProgress,
+    /// The signer's reason when it voided this approval.
+    pub refusal: Option<Reason>,
+}
+
+/// Where one collected approval stands with the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalProgress {
+    /// Not yet shown to the signer.
+    Pending,
+    /// The signer verified it and counted it (it asked for more, or signed).
+    Accepted,
+    /// The signer voided it (see `refusal`); it is not passed on again.
+    Refused,
 }
 
 /// A reason code and message from the signer or the chain.

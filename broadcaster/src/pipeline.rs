@@ -16,9 +16,11 @@ use tron_proto::Address;
 
 use crate::builder::{self, BuildParams, HeadBlock, Transfer};
 use crate::config::{Config, Network};
-use crate::model::{now_ms, Attempt, Origin, Payout, Reason, Status};
+use crate::model::{
+    now_ms, ApprovalProgress, ApprovalState, Attempt, Origin, Payout, Reason, Status,
+};
 use crate::node::{Broadcast, Node, NodeError};
-use crate::signer::{SignOutcome, SignerConn};
+use crate::signer::{SignOutcome, SignerConn, VOID_APPROVAL_CODES};
 use crate::store::{Store, StoreError};
 
 /// Node codes that mean the transaction is invalid for good.
@@ -244,7 +246,7 @@ impl Pipeline {
                     };
                     p = next;
                 }
-                Status::Signing => {
+                Status::Signing | Status::AwaitingApproval => {
                     let Some(next) = self.advance_signing(&p, head).await? else {
                         return Ok(());
                     };
@@ -335,6 +337,7 @@ impl Pipeline {
             origin,
             signed_transaction: None,
             broadcast_at_ms: None,
+            approval: None,
         })
     }
 
@@ -366,55 +369,159 @@ impl Pipeline {
                 }
                 Ok(None)
             }
-            Origin::Online => {
-                if h.timestamp_ms.saturating_add(MIN_REMAINING_MS) >= a.expiration_ms {
-                    // Never signed-and-kept, never broadcast: safe to replace at once.
-                    let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
-                        p.transition(
-                            Status::Retrying,
-                            now_ms(),
-                            format!("{} expired before it was signed", a.txid),
-                        );
-                        Ok(())
-                    })?;
-                    return Ok(Some(next));
-                }
-                let Some(signer) = &self.signer else {
-                    return Ok(None);
-                };
-                let raw = hex::decode(&a.raw_data)
-                    .map_err(|e| StepError::Retry(format!("stored raw_data unreadable: {e}")))?;
-                match signer.sign(&self.settings.key, &raw, &p.key()).await {
-                    SignOutcome::Signed {
-                        signed_transaction, ..
-                    } => {
-                        let txid = a.txid.clone();
-                        let stx = hex::encode(signed_transaction);
-                        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
-                            match p.current_mut() {
-                                Some(cur) if cur.txid == txid => {
-                                    cur.signed_transaction = Some(stx);
-                                    Ok(())
-                                }
-                                _ => Err(StepError::Retry("attempt changed underneath".into())),
-                            }
-                        })?;
-                        Ok(Some(next))
-                    }
-                    SignOutcome::Denied(reason) => {
-                        let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
-                            let note =
-                                format!("signer refused: [{}] {}", reason.code, reason.message);
-                            p.denial = Some(reason);
-                            p.transition(Status::Denied, now_ms(), note);
-                            Ok(())
-                        })?;
-                        Ok(Some(next))
-                    }
-                    SignOutcome::Retry(m) => Err(StepError::Retry(m)),
-                }
-            }
+            Origin::Online => self.sign_online(p, &a, &h).await,
         }
+    }
+
+    /// Asks the signer for the signature of an online attempt, with the approvals it has
+    /// taken so far plus at most one new one, and records what it said.
+    async fn sign_online(
+        &self,
+        p: &Payout,
+        a: &Attempt,
+        h: &HeadBlock,
+    ) -> Result<Option<Payout>, StepError> {
+        if h.timestamp_ms.saturating_add(MIN_REMAINING_MS) >= a.expiration_ms {
+            // Never signed-and-kept, never broadcast: safe to replace at once.
+            let note = if p.status == Status::AwaitingApproval {
+                format!(
+                    "{} expired awaiting approval; a new transaction will be built and \
+                     its approvals asked afresh (approvals of {} are void)",
+                    a.txid, a.txid
+                )
+            } else {
+                format!("{} expired before it was signed", a.txid)
+            };
+            let next = self.store.update(&p.key(), |p| -> Result<(), StepError> {
+                p.transition(Status::Retrying, now_ms(), note);
+                Ok(())
+            })?;
+            return Ok(Some(next));
+        }
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let (taken, candidate) = match &a.approval {
+            Some(st) => st.next_offer(),
+            None => (Vec::new(), None),
+        };
+        if p.status == Status::AwaitingApproval && candidate.is_none() {
+            // Nothing new to show the signer.
+            return Ok(None);
+        }
+        let offered: Vec<tron_proto::signer::Approval> = taken
+            .iter()
+            .copied()
+            .chain(candidate.and_then(|i| a.approval.as_ref().map(|st| &st.approvals[i])))
+            .map(|c| tron_proto::signer::Approval {
+                signature: c.signature.clone(),
+                statement: c.statement.clone(),
+            })
+            .collect();
+        let raw = hex::decode(&a.raw_data)
+            .map_err(|e| StepError::Retry(format!("stored raw_data unreadable: {e}")))?;
+        let outcome = signer
+            .sign(&self.settings.key, &raw, &p.key(), offered)
+            .await;
+        let txid = a.txid.clone();
+        // Every arm checks the attempt is still the one asked about.
+        let current = |p: &mut Payout| -> Result<(), StepError> {
+            match p.current() {
+                Some(cur) if cur.txid == txid => Ok(()),
+                _ => Err(StepError::Retry("attempt changed underneath".into())),
+            }
+        };
+        let next = match outcome {
+            SignOutcome::Signed {
+                signed_transaction, ..
+            } => {
+                let stx = hex::encode(signed_transaction);
+                self.store.update(&p.key(), |p| -> Result<(), StepError> {
+                    current(p)?;
+                    let waited = p.status == Status::AwaitingApproval;
+                    if let Some(cur) = p.current_mut() {
+                        cur.signed_transaction = Some(stx);
+                        settle_candidate(cur, candidate, ApprovalProgress::Accepted, None);
+                    }
+                    if waited {
+                        p.transition(Status::Signing, now_ms(), "approved; signed");
+                    }
+                    Ok(())
+                })?
+            }
+            SignOutcome::ApprovalRequired { reason, statement } => {
+                self.store.update(&p.key(), |p| -> Result<(), StepError> {
+                    current(p)?;
+                    let Some(cur) = p.current_mut() else {
+                        return Ok(());
+                    };
+                    settle_candidate(cur, candidate, ApprovalProgress::Accepted, None);
+                    let st = cur.approval.get_or_insert_with(|| ApprovalState {
+                        statement: statement.clone(),
+                        needed: String::new(),
+                        approvals: Vec::new(),
+                    });
+                    if st.statement != statement {
+                        // The signer now asks for another text (its policy changed): what
+                        // was signed so far is void there.
+                        for c in &mut st.approvals {
+                            if c.state != ApprovalProgress::Refused {
+                                c.state = ApprovalProgress::Refused;
+                                c.refusal = Some(Reason {
+                                    code: "approval_statement_changed".into(),
+                                    message: "the signer asks approvers to sign a new \
+                                              statement; sign it again"
+                                        .into(),
+                                });
+                            }
+                        }
+                        st.statement = statement;
+                    }
+                    st.needed = reason.message.clone();
+                    if p.status != Status::AwaitingApproval {
+                        p.transition(
+                            Status::AwaitingApproval,
+                            now_ms(),
+                            format!("needs approval: {}", reason.message),
+                        );
+                    } else {
+                        p.updated_at_ms = now_ms();
+                    }
+                    Ok(())
+                })?
+            }
+            SignOutcome::Denied(reason)
+                if candidate.is_some() && VOID_APPROVAL_CODES.contains(&reason.code.as_str()) =>
+            {
+                // That one approval does not count; the payout waits for others.
+                self.store.update(&p.key(), |p| -> Result<(), StepError> {
+                    current(p)?;
+                    if let Some(cur) = p.current_mut() {
+                        settle_candidate(cur, candidate, ApprovalProgress::Refused, Some(reason));
+                    }
+                    p.updated_at_ms = now_ms();
+                    Ok(())
+                })?
+            }
+            SignOutcome::Denied(reason) => {
+                self.store.update(&p.key(), |p| -> Result<(), StepError> {
+                    let note = format!("signer refused: [{}] {}", reason.code, reason.message);
+                    if let Some(cur) = p.current_mut() {
+                        settle_candidate(
+                            cur,
+                            candidate,
+                            ApprovalProgress::Refused,
+                            Some(reason.clone()),
+                        );
+                    }
+                    p.denial = Some(reason);
+                    p.transition(Status::Denied, now_ms(), note);
+                    Ok(())
+                })?
+            }
+            SignOutcome::Retry(m) => return Err(StepError::Retry(m)),
+        };
+        Ok(Some(next))
     }
 
     /// Sends a signed transaction and acts on the node's verdict.
@@ -590,5 +697,21 @@ impl Pipeline {
             p.transition(Status::Retrying, now_ms(), note);
             Ok(())
         })
+    }
+}
+
+/// Records what the signer made of the approval it was shown for the first time.
+fn settle_candidate(
+    a: &mut Attempt,
+    candidate: Option<usize>,
+    state: ApprovalProgress,
+    refusal: Option<Reason>,
+) {
+    let Some(c) = candidate.and_then(|i| a.approval.as_mut()?.approvals.get_mut(i)) else {
+        return;
+    };
+    if c.state == ApprovalProgress::Pending {
+        c.state = state;
+        c.refusal = refusal;
     }
 }

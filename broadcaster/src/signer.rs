@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use tron_proto::signer::signer_client::SignerClient;
-use tron_proto::signer::SignRequest;
+use tron_proto::signer::{Approval, SignRequest};
 use tron_proto::Address;
 
 use crate::builder;
@@ -18,6 +18,23 @@ pub const REASON_CODE_KEY: &str = "reason-code";
 /// The signer's refusal for a second transaction while the first can still land. Not
 /// final for us: it clears once the earlier transaction has expired by the signer's clock.
 pub const PAYOUT_IN_FLIGHT: &str = "payout_in_flight";
+/// The signer's refusal of a transaction that needs (more) approvals.
+pub const APPROVAL_REQUIRED: &str = "approval_required";
+/// Binary metadata entry of an `approval_required` refusal: the statement approvers sign.
+pub const APPROVAL_STATEMENT_KEY: &str = "approval-statement-bin";
+/// The signer's codes for one approval it will not count. The payout keeps waiting for
+/// other approvals; `approval_rejected` (an approver cancelled) is final instead.
+pub const VOID_APPROVAL_CODES: [&str; 7] = [
+    "approval_invalid",
+    "approval_mismatch",
+    "approver_unknown",
+    "approver_not_in_group",
+    "approval_duplicate",
+    "approval_by_initiator",
+    "approval_expired",
+];
+/// Longest statement taken from the signer's metadata (the signer's own cap).
+const MAX_STATEMENT_BYTES: usize = 4096;
 
 /// What asking the signer gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +45,8 @@ pub enum SignOutcome {
     },
     /// A final refusal (policy, ledger or malformed request).
     Denied(Reason),
+    /// Not signed until approvers sign `statement` (the reason says who is still needed).
+    ApprovalRequired { reason: Reason, statement: String },
     /// Transient (unreachable, busy, or `payout_in_flight`): try again later.
     Retry(String),
 }
@@ -76,10 +95,16 @@ impl SignerConn {
         &self.endpoint
     }
 
-    /// Asks for a signature over `raw_data` and checks what comes back: the signature must
-    /// recover to `key` over the txid we computed, and the signed transaction must wrap
-    /// exactly our bytes.
-    pub async fn sign(&self, key: &Address, raw_data: &[u8], payout_id: &str) -> SignOutcome {
+    /// Asks for a signature over `raw_data`, with the approvals collected for it, and
+    /// checks what comes back: the signature must recover to `key` over the txid we
+    /// computed, and the signed transaction must wrap exactly our bytes.
+    pub async fn sign(
+        &self,
+        key: &Address,
+        raw_data: &[u8],
+        payout_id: &str,
+        approvals: Vec<Approval>,
+    ) -> SignOutcome {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
             match self.connect().await {
@@ -94,7 +119,7 @@ impl SignerConn {
             key: key.to_base58(),
             raw_data: raw_data.to_vec(),
             payout_id: payout_id.to_owned(),
-            approvals: vec![],
+            approvals,
         });
         req.set_timeout(self.timeout);
         let resp = match client.sign(req).await {
@@ -158,6 +183,19 @@ pub fn classify(status: &tonic::Status) -> SignOutcome {
             });
             if code == PAYOUT_IN_FLIGHT {
                 return SignOutcome::Retry(message);
+            }
+            if code == APPROVAL_REQUIRED {
+                let statement = status
+                    .metadata()
+                    .get_bin(APPROVAL_STATEMENT_KEY)
+                    .and_then(|v| v.to_bytes().ok())
+                    .filter(|b| b.len() <= MAX_STATEMENT_BYTES)
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .unwrap_or_default();
+                return SignOutcome::ApprovalRequired {
+                    reason: Reason { code, message },
+                    statement,
+                };
             }
             SignOutcome::Denied(Reason { code, message })
         }
@@ -229,5 +267,24 @@ mod tests {
             classify(&tonic::Status::deadline_exceeded("slow")),
             SignOutcome::Retry(_)
         ));
+        let mut needs = status(
+            tonic::Code::PermissionDenied,
+            APPROVAL_REQUIRED,
+            "[approval_required] still needed: 2 of \"treasury\"",
+        );
+        needs.metadata_mut().insert_bin(
+            APPROVAL_STATEMENT_KEY,
+            tonic::metadata::MetadataValue::from_bytes(b"statement text"),
+        );
+        assert_eq!(
+            classify(&needs),
+            SignOutcome::ApprovalRequired {
+                reason: Reason {
+                    code: APPROVAL_REQUIRED.into(),
+                    message: "still needed: 2 of \"treasury\"".into()
+                },
+                statement: "statement text".into()
+            }
+        );
     }
 }

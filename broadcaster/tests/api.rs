@@ -95,6 +95,8 @@ async fn openapi_is_served_without_a_key() {
     assert!(v["openapi"].as_str().unwrap().starts_with("3."));
     assert!(v["paths"]["/v1/payouts"]["post"].is_object());
     assert!(v["paths"]["/v1/payouts/{id}"]["get"].is_object());
+    assert!(v["paths"]["/v1/payouts/{id}/approvals"]["post"].is_object());
+    assert!(v["paths"]["/v1/approvals"]["get"].is_object());
     // Every error code the API emits is listed in the document.
     let listed: Vec<&str> = v["components"]["schemas"]["Error"]["properties"]["error"]
         ["properties"]["code"]["enum"]
@@ -133,6 +135,13 @@ const ERROR_CODES: &[&str] = &[
     "invalid_limit",
     "invalid_query",
     "not_found",
+    "invalid_txid",
+    "invalid_approval_signature",
+    "invalid_approval_statement",
+    "approval_txid_unknown",
+    "approval_txid_superseded",
+    "payout_not_awaiting_approval",
+    "too_many_approvals",
 ];
 
 #[tokio::test]

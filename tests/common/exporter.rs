@@ -91,6 +91,41 @@ impl Exporter {
         std::fs::read_to_string(sig_path(&file)).expect("signature file")
     }
 
+    /// Asserts that `ssh-keygen -Y verify` alone, with an allowed-signers file naming this
+    /// key as `name`, accepts `signature` over `message` under `namespace`: what an auditor
+    /// runs on an audit export.
+    pub fn assert_verifies(&self, name: &str, namespace: &str, signature: &str, message: &str) {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let allowed = dir.path().join("allowed_signers");
+        std::fs::write(&allowed, format!("{name} {}\n", self.public_line)).expect("write");
+        let sig = dir.path().join("message.sig");
+        std::fs::write(&sig, signature).expect("write");
+        let mut child = Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", namespace, "-I", name, "-f"])
+            .arg(&allowed)
+            .arg("-s")
+            .arg(&sig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ssh-keygen -Y verify");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(message.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("ssh-keygen -Y verify");
+        assert!(
+            out.status.success(),
+            "ssh-keygen -Y verify refused {name}'s signature: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Signs `batch` as the broadcaster does.
     pub fn sign(&self, batch: &mut UnsignedBatch) {
         let digest = batch.content_digest();

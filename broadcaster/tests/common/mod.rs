@@ -224,6 +224,11 @@ pub struct SignerState {
     pub calls: Vec<(String, String)>,
     /// Refuse the next calls with (grpc code, reason code, message).
     pub refuse: VecDeque<(tonic::Code, &'static str, &'static str)>,
+    /// The approvals each Sign call carried (armored signatures), in call order.
+    pub approvals: Vec<Vec<String>>,
+    /// Sent as the `approval-statement-bin` metadata of an `approval_required` refusal,
+    /// with the txid appended so each transaction has its own.
+    pub statement: String,
 }
 
 #[derive(Clone)]
@@ -260,12 +265,22 @@ impl Signer for MockSigner {
         let refusal = {
             let mut s = self.state.lock().unwrap();
             s.calls.push((req.payout_id.clone(), hex::encode(txid)));
-            s.refuse.pop_front()
+            s.approvals
+                .push(req.approvals.iter().map(|a| a.signature.clone()).collect());
+            s.refuse
+                .pop_front()
+                .map(|r| (r, format!("{}\ntxid: {}\n", s.statement, hex::encode(txid))))
         };
-        if let Some((code, reason, msg)) = refusal {
+        if let Some(((code, reason, msg), statement)) = refusal {
             let mut st = tonic::Status::new(code, format!("[{reason}] {msg}"));
             st.metadata_mut()
                 .insert("reason-code", reason.parse().unwrap());
+            if reason == "approval_required" {
+                st.metadata_mut().insert_bin(
+                    "approval-statement-bin",
+                    tonic::metadata::MetadataValue::from_bytes(statement.as_bytes()),
+                );
+            }
             return Err(st);
         }
         let signature = sign_raw(&self.key, &req.raw_data);
