@@ -106,7 +106,8 @@ impl AdminSet {
         Ok(AdminSet { admins, threshold })
     }
 
-    fn by_fingerprint(&self, fingerprint: &str) -> Option<&Admin> {
+    /// The administrator whose key has this `SHA256:…` fingerprint.
+    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&Admin> {
         self.admins.iter().find(|a| a.fingerprint == fingerprint)
     }
 }

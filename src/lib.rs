@@ -16,6 +16,7 @@ pub mod decode;
 mod dev;
 mod dev_pki;
 pub mod durable_file;
+pub mod freeze;
 pub mod governance;
 mod inspect;
 pub mod keys;

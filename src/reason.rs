@@ -163,6 +163,19 @@ reason_codes! {
     PolicyExpired = "policy_expired", PolicyAdmin;
     /// Audit only: at start-up, a policy other than the one recorded last was put in force.
     PolicyInForce = "policy_in_force", PolicyAdmin;
+    /// Audit only: a policy administrator's freeze statement was taken; what it covers is
+    /// refused `frozen` until a new quorum-signed policy is in force.
+    FreezeApplied = "freeze_applied", PolicyAdmin;
+    /// A freeze statement is not one (format, size) or its signature does not verify under
+    /// `tron-signer-freeze`.
+    FreezeInvalid = "freeze_invalid", PolicyAdmin;
+    /// A freeze statement is signed by a key no policy administrator has.
+    FreezeNotAdmin = "freeze_not_admin", PolicyAdmin;
+    /// A freeze statement names another policy than the one in force (a new policy lifted
+    /// the freeze it was for, or it was written for another signer).
+    FreezeStale = "freeze_stale", PolicyAdmin;
+    /// The config names no policy administrators, so nobody can sign a freeze.
+    FreezeUnavailable = "freeze_unavailable", PolicyAdmin;
     /// A policy hash in a request is not 64 hex digits.
     PolicyHashInvalid = "policy_hash_invalid", PolicyAdmin;
     /// No policy with this hash was ever in force here.

@@ -336,3 +336,205 @@ async fn not_before_and_expires_at_are_enforced() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("[bad_time]"));
 }
+
+/// `tron-signer freeze` by `key` against the running signer of `s`, with `args`.
+fn freeze(s: &Setup, key: &SshKey, args: &[&str]) -> std::process::Output {
+    let endpoint = s.endpoint();
+    let mut all = vec![
+        "freeze",
+        "--endpoint",
+        endpoint.as_str(),
+        "--ssh-key",
+        path_str(&key.key),
+    ];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+fn failed_with(out: &std::process::Output, code: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("error [{code}]")),
+        "{code} not in: {err}"
+    );
+}
+
+/// Signs with `raw` and expects the refusal `code`; returns its message.
+async fn refused_with(server: &mut Server, raw: Vec<u8>, payout: &str, code: &str) -> String {
+    let st = server
+        .client
+        .sign(request(KEY1, raw, payout))
+        .await
+        .expect_err("refused");
+    assert_eq!(reason(&st), code, "{}", st.message());
+    st.message().to_owned()
+}
+
+/// Item 3: any one administrator freezes a key (or every key) with `tron-signer freeze`;
+/// the freeze is durable across a restart, refuses replays of stored signatures too, and
+/// holds until a new policy signed by a quorum is in force; a non-administrator's, a
+/// tampered and a stale statement are refused, each with its own code.
+#[tokio::test]
+async fn one_administrator_freezes_and_only_a_new_quorum_signed_policy_lifts_it() {
+    use tron_proto::signer::FreezeRequest;
+    const NAMESPACE: &str = "tron-signer-freeze";
+    let a = Admins::new();
+    let s = setup(&a, &policy(1, "5"));
+    sign_as(&s, &a.alice, "alice");
+    sign_as(&s, &a.bob, "bob");
+    let mut server = s.start().await;
+    let trx = |nonce: u16| Tx::trx(KEY1, dest(0xa1), 1_000_000).nonce(nonce).raw();
+    server
+        .client
+        .sign(request(KEY1, trx(1), "p-1"))
+        .await
+        .expect("signs before the freeze");
+
+    // A key no administrator has.
+    let out = freeze(
+        &s,
+        &a.mallory,
+        &["--key", KEY1, "--reason", "not mine to say"],
+    );
+    failed_with(&out, "freeze_not_admin");
+    server
+        .client
+        .sign(request(KEY1, trx(2), "p-2"))
+        .await
+        .expect("not frozen by a non-administrator");
+
+    // Carol alone freezes the key.
+    let out = freeze(
+        &s,
+        &a.carol,
+        &["--key", KEY1, "--reason", "hot wallet host compromised"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("tron-signer freeze statement v1\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("key {KEY1} frozen by administrator \"carol\"")),
+        "{said}"
+    );
+    let msg = refused_with(&mut server, trx(3), "p-3", "frozen").await;
+    assert!(msg.contains("hot wallet host compromised"), "{msg}");
+    // The stored signature of p-1 is not handed out again either.
+    refused_with(&mut server, trx(1), "p-1", "frozen").await;
+    let e = server
+        .client
+        .evaluate(request(KEY1, trx(3), "p-3"))
+        .await
+        .expect("Evaluate answers")
+        .into_inner()
+        .decision
+        .unwrap();
+    assert_eq!(e.reason_code, "frozen");
+
+    // A statement changed after signing, and one for another policy, are refused.
+    let hash = server
+        .client
+        .get_policy(tron_proto::signer::GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hash;
+    let out = freeze(
+        &s,
+        &a.alice,
+        &["--all", "--reason", "everything", "--statement-only"],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("\npolicy: {hash}\n")), "{text}");
+    let signature = a.alice.sign_text(NAMESPACE, &text);
+    let edited = text.replace("everything", "everything now");
+    let st = server
+        .client
+        .freeze(FreezeRequest {
+            statement: edited,
+            signature: signature.clone(),
+        })
+        .await
+        .expect_err("tampered");
+    assert_eq!(reason(&st), "freeze_invalid", "{}", st.message());
+    let policy_signature = a.alice.sign_text("tron-signer-policy", &text);
+    let st = server
+        .client
+        .freeze(FreezeRequest {
+            statement: text.clone(),
+            signature: policy_signature,
+        })
+        .await
+        .expect_err("another namespace");
+    assert_eq!(reason(&st), "freeze_invalid", "{}", st.message());
+
+    // Durable: still frozen after a restart.
+    server.stop();
+    let mut server = s.start().await;
+    refused_with(&mut server, trx(4), "p-4", "frozen").await;
+
+    // A new policy under-signed (carol alone) is refused: still frozen.
+    unsign(&s);
+    std::fs::write(&s.policy, policy(2, "5")).unwrap();
+    sign_as(&s, &a.carol, "carol");
+    server.signal("HUP");
+    wait_for_records(&s, "policy_quorum_not_met", 1).await;
+    refused_with(&mut server, trx(5), "p-5", "frozen").await;
+
+    // Signed by a quorum: in force, and the freeze is lifted.
+    sign_as(&s, &a.bob, "bob");
+    server.signal("HUP");
+    wait_for_records(&s, "policy_reloaded", 1).await;
+    server
+        .client
+        .sign(request(KEY1, trx(6), "p-6"))
+        .await
+        .expect("signs again under the new policy");
+
+    // Alice's statement names the old policy: stale now.
+    let st = server
+        .client
+        .freeze(FreezeRequest {
+            statement: text,
+            signature,
+        })
+        .await
+        .expect_err("stale");
+    assert_eq!(reason(&st), "freeze_stale", "{}", st.message());
+    server.stop();
+
+    let applied = s.records_with("freeze_applied");
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied[0]["caller"], "test suite");
+    assert!(applied[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("frozen by administrator \"carol\""));
+    assert_eq!(s.records_with("freeze_not_admin").len(), 1);
+    s.assert_audit_verifies();
+}
+
+/// Without `[policy_admins]` nobody can sign a freeze: refused, audited.
+#[tokio::test]
+async fn without_administrators_a_freeze_is_unavailable() {
+    let s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy(1, "5"));
+    let mut server = s.start().await;
+    let st = server
+        .client
+        .freeze(tron_proto::signer::FreezeRequest {
+            statement: "tron-signer freeze statement v1\n".into(),
+            signature: String::new(),
+        })
+        .await
+        .expect_err("no administrators");
+    assert_eq!(reason(&st), "freeze_unavailable", "{}", st.message());
+    assert_eq!(s.records_with("freeze_unavailable").len(), 1);
+}

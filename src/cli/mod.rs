@@ -9,6 +9,7 @@
 pub mod approve;
 pub mod audit;
 pub mod batch;
+pub mod freeze;
 pub mod inspect;
 pub mod keys;
 pub mod policy;
@@ -93,6 +94,9 @@ pub enum Command {
     /// On an approver's machine: show what a payout will pay and sign its approval
     /// statement with your SSH key (ssh-keygen -Y sign). Needs no signer keys.
     Approve(ApproveCli),
+    /// Freeze one key or all keys with your policy administrator's SSH signature; only a new
+    /// quorum-signed policy lifts it.
+    Freeze(freeze::FreezeCli),
 }
 
 /// Parses the process's arguments and runs the command.
@@ -139,6 +143,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 &mut std::io::stdout().lock(),
             );
             report(result.map_err(|e| (e.code(), e.to_string())))
+        }
+        Command::Freeze(cli) => {
+            let now = crate::service::core::system_clock()();
+            report(freeze::run(cli, now, &mut std::io::stdout().lock()))
         }
         Command::Batch { cmd } => {
             init_logging();

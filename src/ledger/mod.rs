@@ -105,6 +105,8 @@ struct Inner {
     fail_next: Arc<AtomicU32>,
     /// The policy recorded in force last (`META_POLICY_IN_FORCE`).
     policy_mark: Mutex<Option<PolicyMark>>,
+    /// The freezes in force as recorded (`META_FREEZE`), opaque to the ledger.
+    freezes: Mutex<Option<Vec<u8>>>,
 }
 
 /// The policy put in force last, as the ledger records it: no policy with a lower revision
@@ -221,6 +223,7 @@ impl Ledger {
         let head = store::read_head(&db)?;
         let latest_signed_ms = read_latest_signed(&db)?;
         let policy_mark = read_policy_mark(&db)?;
+        let freezes = read_meta(&db, schema::META_FREEZE, "the freezes in force")?;
         let mut state = State::new(retention_ms, latest_signed_ms);
         // Judged by the later of the two clocks' earlier reading: a clock that jumped ahead
         // before this start must not make the ledger forget usage a window still counts.
@@ -256,6 +259,7 @@ impl Ledger {
                 queue: Arc::new(Semaphore::new(QUEUE_BYTES)),
                 fail_next,
                 policy_mark: Mutex::new(policy_mark),
+                freezes: Mutex::new(freezes),
             }),
         })
     }
@@ -329,12 +333,49 @@ impl Ledger {
             })
             .map_err(|_| LedgerError::WriterStopped)?;
         let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
-        *self
+        let before = self
             .inner
             .policy_mark
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mark);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(mark);
+        if before.map(|m| m.hash) != Some(mark.hash) {
+            // The writer removed them in the same commit.
+            *self.freezes_slot() = None;
+        }
         Ok(seq)
+    }
+
+    /// The freezes in force as last recorded ([`Ledger::put_freeze`]); cleared when a policy
+    /// other than the one marked before is put in force.
+    pub fn freezes(&self) -> Option<Vec<u8>> {
+        self.freezes_slot().clone()
+    }
+
+    /// Records `freezes` (the whole set in force) with the audit record of the freeze that
+    /// changed it, in one durable commit. Returns the record's sequence number.
+    pub async fn put_freeze(&self, rec: AuditRecord, freezes: Vec<u8>) -> Result<u64, LedgerError> {
+        let body = rec.body();
+        let queued = self.inner.admit(body.len() + freezes.len()).await?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .send(Job::Freeze {
+                body,
+                freezes: freezes.clone(),
+                reply,
+                _queued: queued,
+            })
+            .map_err(|_| LedgerError::WriterStopped)?;
+        let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
+        *self.freezes_slot() = Some(freezes);
+        Ok(seq)
+    }
+
+    fn freezes_slot(&self) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
+        self.inner
+            .freezes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The audit record at `seq`, read from the open ledger (`None` past the head).
@@ -550,6 +591,18 @@ fn init_tables(db: &Database) -> Result<(), LedgerError> {
     }
     txn.commit()
         .map_err(|e| LedgerError::storage("commit init", e))
+}
+
+/// The value of a `meta` entry, if present.
+fn read_meta(db: &Database, key: &str, what: &'static str) -> Result<Option<Vec<u8>>, LedgerError> {
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let meta = rtx
+        .open_table(META)
+        .map_err(|e| LedgerError::storage("open meta", e))?;
+    let v = meta.get(key).map_err(|e| LedgerError::storage(what, e))?;
+    Ok(v.map(|v| v.value().to_vec()))
 }
 
 /// The policy recorded in force last, if any.

@@ -7,7 +7,8 @@
 //! - `audit`: sequence -> canonical record bytes followed by their 32-byte SHA-256.
 //! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version;
 //!   "latest_signed_ms" -> the latest signing time (i64 BE ms); "policy_in_force" -> the
-//!   revision and hash of the policy put in force last (see [`META_POLICY_IN_FORCE`]).
+//!   revision and hash of the policy put in force last (see [`META_POLICY_IN_FORCE`]);
+//!   "freeze" -> the administrators' freezes in force (see [`META_FREEZE`]).
 
 use redb::TableDefinition;
 
@@ -25,6 +26,10 @@ pub(crate) const META_LATEST_SIGNED: &str = "latest_signed_ms";
 /// The policy in force with the highest revision ever put in force here: revision (u64 BE)
 /// || sha256 of its bytes. A policy with a lower revision is never put in force again.
 pub(crate) const META_POLICY_IN_FORCE: &str = "policy_in_force";
+/// The policy administrators' freezes in force, as the service encodes them (opaque here).
+/// A policy mark with another hash removes it in the same transaction: a new policy in force
+/// is what lifts a freeze.
+pub(crate) const META_FREEZE: &str = "freeze";
 /// Version 2 keys entries by audit sequence (version 1, an earlier development format, keyed
 /// them by txid and is refused).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/2";

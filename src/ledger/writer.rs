@@ -26,7 +26,7 @@ use super::audit::seal_body;
 use super::entry::encode_parts;
 use super::error::LedgerError;
 use super::schema::{
-    Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD, META_LATEST_SIGNED,
+    Head, AUDIT, BY_EXPIRATION, ENTRIES, META, META_AUDIT_HEAD, META_FREEZE, META_LATEST_SIGNED,
     META_POLICY_IN_FORCE,
 };
 use super::state::Undo;
@@ -55,10 +55,18 @@ pub(crate) enum Job {
         /// Its room in the bounded queue, held (never read) until the job is answered.
         _queued: OwnedSemaphorePermit,
     },
-    /// A policy put in force: its audit record and, in the same transaction, the new mark.
+    /// A policy put in force: its audit record and, in the same transaction, the new mark
+    /// (which, for another policy than the one marked before, clears the freezes).
     Policy {
         body: Vec<u8>,
         mark: [u8; 40],
+        reply: Reply,
+        _queued: OwnedSemaphorePermit,
+    },
+    /// A freeze taken: its audit record and, in the same transaction, the freezes in force.
+    Freeze {
+        body: Vec<u8>,
+        freezes: Vec<u8>,
         reply: Reply,
         _queued: OwnedSemaphorePermit,
     },
@@ -238,7 +246,9 @@ impl Writer {
             // The job's room in the queue is freed here, before its submitter is answered.
             let reply = match job {
                 Job::Sign(job) => job.reply,
-                Job::Audit { reply, .. } | Job::Policy { reply, .. } => reply,
+                Job::Audit { reply, .. }
+                | Job::Policy { reply, .. }
+                | Job::Freeze { reply, .. } => reply,
             };
             let answer = match &result {
                 Ok(first_seq) => Ok(first_seq + i as u64),
@@ -293,8 +303,20 @@ impl Writer {
                     }
                     Job::Audit { body, .. } => body,
                     Job::Policy { body, mark, .. } => {
-                        meta.insert(META_POLICY_IN_FORCE, mark.as_slice())
-                            .map_err(|e| LedgerError::storage("record the policy in force", e))?;
+                        let before = meta
+                            .insert(META_POLICY_IN_FORCE, mark.as_slice())
+                            .map_err(|e| LedgerError::storage("record the policy in force", e))?
+                            .map(|v| v.value().to_vec());
+                        // Bytes 8.. are the policy hash: another policy lifts every freeze.
+                        if before.as_deref().and_then(|b| b.get(8..)) != mark.get(8..) {
+                            meta.remove(META_FREEZE)
+                                .map_err(|e| LedgerError::storage("lift the freezes", e))?;
+                        }
+                        body
+                    }
+                    Job::Freeze { body, freezes, .. } => {
+                        meta.insert(META_FREEZE, freezes.as_slice())
+                            .map_err(|e| LedgerError::storage("record the freeze", e))?;
                         body
                     }
                 };

@@ -18,15 +18,19 @@ pub enum Rpc {
     ListKeys,
     GetPolicy,
     ReadPolicyText,
+    /// Delivers a policy administrator's freeze statement (the statement's signature is
+    /// what counts; the grant only says who may hand one in).
+    Freeze,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 5] = [
+    pub const ALL: [Rpc; 6] = [
         Rpc::Sign,
         Rpc::Evaluate,
         Rpc::ListKeys,
         Rpc::GetPolicy,
         Rpc::ReadPolicyText,
+        Rpc::Freeze,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl Rpc {
             Rpc::ListKeys => "ListKeys",
             Rpc::GetPolicy => "GetPolicy",
             Rpc::ReadPolicyText => "ReadPolicyText",
+            Rpc::Freeze => "Freeze",
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tron_proto::Address;
 
 use crate::approval::{self, ApprovalError, Approvals, Offered};
+use crate::freeze::{self as freeze_statement, FreezeSet, Scope};
 use crate::governance::AdminSet;
 use crate::keys::KeyRing;
 use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
@@ -17,6 +18,7 @@ use super::audit_budget::{self, Admission, AuditBudget};
 use super::audit_draft::{self, Draft};
 use super::authorize::{authorize, Authorized};
 use super::clock_guard::ClockGuard;
+use super::freezes::{self, Freezes};
 use super::peer::Peer;
 use super::policy_gate::{self, Admitted};
 use super::policy_slot::PolicySlot;
@@ -77,6 +79,19 @@ pub struct Core {
     clock_guard: ClockGuard,
     /// `[policy_admins]`: who must sign a policy before it goes into force.
     admins: Option<AdminSet>,
+    /// The administrators' freezes in force (recorded in the ledger).
+    freezes: Freezes,
+}
+
+/// What [`Core::freeze`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeTaken {
+    /// `"all keys frozen by administrator …"`.
+    pub description: String,
+    pub admin: String,
+    /// The scope was frozen already; the statement was recorded all the same.
+    pub already: bool,
+    pub audit_sequence: u64,
 }
 
 /// What [`Core::begin`] hands on.
@@ -123,7 +138,9 @@ pub struct Allowed {
 
 impl Core {
     pub fn new(keys: KeyRing, policy: LoadedPolicy, ledger: Ledger, clock: Clock) -> Self {
+        let freezes = Freezes::load(ledger.freezes(), &policy.hash_hex());
         Core {
+            freezes,
             keys,
             policy: PolicySlot::new(policy, ledger.dir().to_path_buf()),
             ledger,
@@ -185,8 +202,12 @@ impl Core {
         self.ledger
             .put_policy(rec, admitted.mark)
             .await
-            .map(|_| ())
-            .map_err(|e| Refusal::ledger_with(&e, "the policy in force could not be recorded"))
+            .map_err(|e| Refusal::ledger_with(&e, "the policy in force could not be recorded"))?;
+        if self.freezes.under(&policy).is_none() {
+            // Recorded under an earlier policy: the ledger lifted them in that commit.
+            self.freezes.lift();
+        }
+        Ok(())
     }
 
     /// Replaces the default `[clock] max_advance`: how far ahead of the latest signature the
@@ -265,7 +286,115 @@ impl Core {
                 )
             })?;
         self.policy.swap(new);
+        if new_hash != old_hash {
+            // The ledger lifted them in the same commit as the new mark.
+            self.freezes.lift();
+        }
         Ok(seq)
+    }
+
+    /// Takes a policy administrator's freeze statement (`crate::freeze`): the caller must be
+    /// granted `Freeze`; the statement must be signed by an administrator and name the
+    /// policy in force. What it covers is refused `frozen` from its commit on, durably,
+    /// until a new policy is in force. Every outcome is audited.
+    pub async fn freeze(
+        &self,
+        peer: &Peer,
+        statement: &str,
+        signature: &str,
+    ) -> Result<FreezeTaken, Refusal> {
+        let policy = self.policy();
+        let who = peer.describe();
+        let admission = self.budget.admit(&who, (self.clock)());
+        if admission == Admission::RefuseCounted {
+            return Err(self.over_budget(&who));
+        }
+        let mut draft = self.draft(&who, Rpc::Freeze.as_str(), &policy.hash_hex());
+        if admission == Admission::RefuseAudited {
+            return Err(self.refuse(draft, self.over_budget(&who)).await);
+        }
+        match authorize(&policy.policy, peer, Rpc::Freeze) {
+            Ok(a) => draft = draft.caller(&a.caller.name, a.by.to_string()),
+            Err((known, r)) => {
+                if let Some(a) = known {
+                    draft = draft.caller(&a.caller.name, a.by.to_string());
+                }
+                return Err(self.refuse(draft, r).await);
+            }
+        }
+        let deny = |code, message: String| Refusal::new(RefusalKind::Denied, code, message);
+        let Some(admins) = &self.admins else {
+            let r = deny(
+                ReasonCode::FreezeUnavailable,
+                "the signer config names no policy administrators ([policy_admins]), so no \
+                 freeze statement can be judged"
+                    .into(),
+            );
+            return Err(self.refuse(draft, r).await);
+        };
+        let (st, order) = match freeze_statement::judge(admins, statement, signature) {
+            Ok(judged) => judged,
+            Err(e) => return Err(self.refuse(draft, deny(e.code(), e.to_string())).await),
+        };
+        if st.policy_hash != policy.hash {
+            let r = deny(
+                ReasonCode::FreezeStale,
+                format!(
+                    "the statement freezes policy {}, but policy {} is in force (a new policy \
+                     lifted that freeze, or the statement is for another signer): sign a \
+                     statement for the policy in force",
+                    hex::encode(st.policy_hash),
+                    policy.hash_hex()
+                ),
+            );
+            return Err(self.refuse(draft, r).await);
+        }
+        if let Scope::Key(k) = st.scope {
+            if policy.policy.key(&k).is_none() {
+                let r = deny(
+                    ReasonCode::FreezeInvalid,
+                    format!("the policy in force has no key {k} to freeze"),
+                );
+                return Err(self.refuse(draft, r).await);
+            }
+        }
+        let _writing = self.freezes.writing().await;
+        let current = self.freezes.under(&policy);
+        let already = current
+            .as_ref()
+            .and_then(|f| f.already(&st.scope))
+            .is_some();
+        let mut set = current.map_or_else(
+            || FreezeSet {
+                policy: policy.hash_hex(),
+                orders: Vec::new(),
+            },
+            |f| (*f).clone(),
+        );
+        set.orders.push(order.clone());
+        let description = order.describe();
+        let rec = draft.outcome(
+            ledger::Decision::Allow,
+            ReasonCode::FreezeApplied,
+            format!(
+                "{description}{}; a new quorum-signed policy lifts it",
+                if already { " (already frozen)" } else { "" }
+            ),
+        );
+        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        let audit_sequence = self
+            .ledger
+            .put_freeze(rec, set.encode())
+            .await
+            .map_err(|e| Refusal::ledger_with(&e, "the freeze could not be recorded"))?;
+        self.freezes.replace(set);
+        tracing::warn!(admin = %order.admin, scope = ?st.scope, "freeze in force: {description}");
+        Ok(FreezeTaken {
+            description,
+            admin: order.admin,
+            already,
+            audit_sequence,
+        })
     }
 
     /// Records a reload that was refused with `code` (the old policy stays in force).
@@ -472,9 +601,11 @@ impl Core {
         now: i64,
     ) -> Step {
         let mut state = self.ledger.state();
+        let frozen = self.freezes.under(policy);
         let decided = decide(
             &state,
             policy,
+            frozen.as_deref(),
             &self.clock_guard,
             checked,
             payout_id,
@@ -515,10 +646,12 @@ impl Core {
         if self.keys.get(&checked.key).is_none() {
             return Err(Refusal::key_not_loaded(&checked.key));
         }
+        let frozen = self.freezes.under(policy);
         let state = self.ledger.state();
         match decide(
             &state,
             policy,
+            frozen.as_deref(),
             &self.clock_guard,
             checked,
             payout_id,
@@ -756,15 +889,21 @@ enum Decided {
 
 /// Ledger checks, then policy against the ledger's usage; shared by Sign and Evaluate and
 /// run under the caller's state lock.
+#[allow(clippy::too_many_arguments)]
 fn decide(
     state: &StateGuard<'_>,
     policy: &LoadedPolicy,
+    freezes: Option<&FreezeSet>,
     clock_guard: &ClockGuard,
     checked: &Checked,
     payout_id: &str,
     approved: &ApprovalOutcome,
     now: i64,
 ) -> Result<Decided, Refusal> {
+    // An administrator's freeze first: it stops replays of stored signatures too.
+    if let Some(order) = freezes.and_then(|f| f.covering(&checked.key)) {
+        return Err(freezes::refusal(order));
+    }
     let skew = skew_ms(policy, &checked.key);
     if let Prior::Replay(entry) = prior(state, checked, payout_id, now, skew)? {
         // A freeze stops replays too: after an incident, signatures that were committed but

@@ -7,8 +7,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use tron_proto::signer::signer_server::Signer;
 use tron_proto::signer::{
-    Decision, EvaluateResponse, GetPolicyRequest, GetPolicyResponse, KeyInfo, ListKeysRequest,
-    ListKeysResponse, PolicyTextChunk, ReadPolicyTextRequest, SignRequest, SignResponse,
+    Decision, EvaluateResponse, FreezeRequest, FreezeResponse, GetPolicyRequest, GetPolicyResponse,
+    KeyInfo, ListKeysRequest, ListKeysResponse, PolicyTextChunk, ReadPolicyTextRequest,
+    SignRequest, SignResponse,
 };
 
 use crate::policy::archive::ArchiveError;
@@ -297,6 +298,25 @@ impl Signer for GrpcSigner {
                 message: e.message,
                 approval_statement: e.approval_statement.unwrap_or_default(),
             }),
+        }))
+    }
+
+    async fn freeze(
+        &self,
+        request: Request<FreezeRequest>,
+    ) -> Result<Response<FreezeResponse>, Status> {
+        let who = peer(&request);
+        let req = request.into_inner();
+        let taken = self
+            .core
+            .freeze(&who, &req.statement, &req.signature)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(FreezeResponse {
+            description: taken.description,
+            admin: taken.admin,
+            already_frozen: taken.already,
+            audit_sequence: taken.audit_sequence,
         }))
     }
 

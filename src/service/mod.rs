@@ -15,6 +15,7 @@ mod bounded;
 mod clock_guard;
 pub mod connections;
 pub mod core;
+mod freezes;
 pub mod grpc;
 mod health;
 pub mod peer;

@@ -22,7 +22,7 @@ pub fn test_caller() -> String {
 name = "test suite"
 unix_uid = {}
 insecure_loopback = true
-rpcs = ["Sign", "Evaluate", "ListKeys", "GetPolicy", "ReadPolicyText"]
+rpcs = ["Sign", "Evaluate", "ListKeys", "GetPolicy", "ReadPolicyText", "Freeze"]
 all_keys = true
 "#,
         test_uid()

@@ -304,6 +304,12 @@ impl Signer for MockSigner {
     ) -> Result<tonic::Response<ListKeysResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("mock"))
     }
+    async fn freeze(
+        &self,
+        _: tonic::Request<tron_proto::signer::FreezeRequest>,
+    ) -> Result<tonic::Response<tron_proto::signer::FreezeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("mock"))
+    }
     async fn get_policy(
         &self,
         _: tonic::Request<GetPolicyRequest>,
