@@ -25,6 +25,7 @@ mod no_dumps;
 pub mod policy;
 pub mod private_file;
 pub mod reason;
+pub mod replay;
 pub mod secret_source;
 pub mod service;
 pub mod sshsig;

@@ -278,3 +278,134 @@ mod diff {
         assert_eq!(code, Some(2));
     }
 }
+
+/// `policy replay` (issue 14 item 5) on a ledger a real signer wrote: the history is judged
+/// again under a candidate, with the candidate's own windows, beside the running signer.
+mod replay {
+    use super::*;
+    use serde_json::Value;
+
+    const TRX: u64 = 1_000_000;
+
+    /// TRX to the exchange: at most `per_tx` per transaction, `window` per 24 h for the key.
+    fn policy(per_tx: &str, window: &str) -> String {
+        PolicyText::new("replayed")
+            .key(
+                Key::new(KEY1, "hot", &["TRX"])
+                    .window("TRX", "24h", window)
+                    .destination(
+                        Destination::new(dest(0xa1), "exchange", &["TRX"])
+                            .per_tx_max("TRX", per_tx),
+                    ),
+            )
+            .text()
+    }
+
+    fn replay(s: &Setup, candidate: &str, json: bool) -> (Option<i32>, String, String) {
+        let file = s.dir.path().join("candidate.toml");
+        std::fs::write(&file, candidate).unwrap();
+        let mut args = vec![
+            "policy",
+            "replay",
+            path_str(&file),
+            "--data-dir",
+            path_str(&s.data_dir),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = s.run(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lowered_window_refuses_the_two_payouts_that_would_cross_it() {
+        let s = Setup::new(&[("hot", KEY1_SECRET)], &policy("10", "100"));
+        let mut server = s.start().await;
+        let mut raws = Vec::new();
+        for (n, amount) in [6u64, 6, 6, 6].into_iter().enumerate() {
+            let raw = Tx::trx(KEY1, dest(0xa1), amount * TRX)
+                .nonce(n as u16 + 1)
+                .raw();
+            raws.push(raw.clone());
+            server
+                .client
+                .sign(request(KEY1, raw, &format!("p-{n}")))
+                .await
+                .expect("signed under the policy in force");
+        }
+        let over = Tx::trx(KEY1, dest(0xa1), 12 * TRX).nonce(9).raw();
+        let st = server
+            .client
+            .sign(request(KEY1, over.clone(), "p-12"))
+            .await
+            .expect_err("over the per-transaction cap");
+        assert_eq!(reason(&st), "over_per_tx_max");
+        // The same txid again is a replay, not a new decision.
+        server
+            .client
+            .sign(request(KEY1, raws[0].clone(), "p-0"))
+            .await
+            .expect("idempotent");
+        let evaluated = Tx::trx(KEY1, dest(0xa1), TRX).nonce(20).raw();
+        server
+            .client
+            .evaluate(request(KEY1, evaluated, "p-eval"))
+            .await
+            .expect("Evaluate is no Sign decision");
+
+        // The policy in force itself: nothing changes (read beside the running signer).
+        let (code, said, err) = replay(&s, &policy("10", "100"), false);
+        assert_eq!(code, Some(0), "{said}{err}");
+        assert!(
+            said.contains("5 Sign decisions judged again, 5 unchanged, 0 allowed -> refused, 0 refused -> allowed; 1 Sign records were not policy decisions"),
+            "{said}"
+        );
+
+        // 15 TRX a day: the third and fourth 6 TRX payouts would have crossed it.
+        let (code, said, err) = replay(&s, &policy("10", "15"), false);
+        assert_eq!(code, Some(1), "{said}{err}");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 3, "{said}");
+        for (line, payout) in lines[..2].iter().zip(["p-2", "p-3"]) {
+            assert!(line.contains(&format!("payout {payout:?}")), "{line}");
+            assert!(line.contains("6 TRX"), "{line}");
+            assert!(
+                line.contains("allowed -> refused over_key_window"),
+                "{line}"
+            );
+        }
+        assert!(
+            lines[2].contains("2 allowed -> refused, 0 refused -> allowed"),
+            "{said}"
+        );
+
+        // A higher cap lets the 12 TRX payout through; JSON for tools.
+        let (code, said, err) = replay(&s, &policy("20", "100"), true);
+        assert_eq!(code, Some(1), "{said}{err}");
+        let v: Value = serde_json::from_str(&said).expect("JSON");
+        let changes = v["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{v:#}");
+        assert_eq!(changes[0]["payout_id"], "p-12");
+        assert_eq!(changes[0]["before"]["code"], "over_per_tx_max");
+        assert_eq!(changes[0]["after"]["allowed"], true);
+        assert_eq!(
+            changes[0]["txid"],
+            hex::encode(tron_proto::txid(&over)).as_str()
+        );
+        server.stop();
+
+        // Errors: no ledger, or an invalid candidate.
+        let bare = Setup::bare(&policy("10", "100"));
+        let (code, _, err) = replay(&bare, &policy("10", "100"), false);
+        assert_eq!(code, Some(2));
+        assert!(err.contains("no ledger database here"), "{err}");
+        let (code, _, err) = replay(&s, "version = 1\n", false);
+        assert_eq!(code, Some(2));
+        assert!(err.contains("error [policy_invalid]"), "{err}");
+    }
+}

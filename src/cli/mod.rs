@@ -30,7 +30,6 @@ use self::process::{init_logging, protect_key_memory, protect_key_memory_quietly
 use crate::batch::run_batch;
 use crate::config::Listen;
 use crate::ledger::run_audit;
-use crate::policy::run_policy;
 
 /// `tron-signer`.
 #[derive(Debug, Parser)]
@@ -124,8 +123,8 @@ pub fn run(cli: Cli) -> ExitCode {
             report(result.map_err(|e| (e.code(), e.to_string())))
         }
         Command::Policy { cmd } => {
-            let code = run_policy(
-                cmd.into(),
+            let code = policy::run(
+                cmd,
                 &mut std::io::stdout().lock(),
                 &mut std::io::stderr().lock(),
             );

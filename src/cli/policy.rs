@@ -1,10 +1,10 @@
-//! `tron-signer policy check | hash | explain | diff`.
+//! `tron-signer policy check | hash | explain | diff | verify | sign | replay`.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::policy::PolicyCommand;
+use crate::policy::{run_policy, PolicyCommand};
 
 /// Policy file tools for operators and auditors.
 #[derive(Debug, Clone, Subcommand)]
@@ -43,6 +43,19 @@ pub enum PolicyCli {
         #[arg(long)]
         name: String,
     },
+    /// Judge the signed history in a ledger again under FILE, a candidate policy: every Sign
+    /// decision that would change (allowed -> refused, refused -> allowed) and a summary.
+    /// Reads the ledger read-only (beside a running signer). Exit 0 when nothing would
+    /// change, 1 when something would, 2 on error.
+    Replay {
+        file: PathBuf,
+        /// The signer's data directory (its ledger).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// One JSON document, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// What changed from OLD to NEW: keys, destinations, tokens, callers and approvers added
     /// or removed, limits raised or lowered. Exit 0 when equal, 1 when different, 2 on error.
     Diff {
@@ -54,23 +67,70 @@ pub enum PolicyCli {
     },
 }
 
-impl From<PolicyCli> for PolicyCommand {
-    fn from(cli: PolicyCli) -> Self {
-        match cli {
-            PolicyCli::Check { file } => PolicyCommand::Check { file },
-            PolicyCli::Hash { file } => PolicyCommand::Hash { file },
-            PolicyCli::Explain { file } => PolicyCommand::Explain { file },
-            PolicyCli::Diff { old, new, json } => PolicyCommand::Diff { old, new, json },
-            PolicyCli::Verify { file, config } => PolicyCommand::Verify { file, config },
-            PolicyCli::Sign {
-                file,
-                ssh_key,
-                name,
-            } => PolicyCommand::Sign {
-                file,
-                ssh_key,
-                name,
-            },
+/// Runs a `policy` command; returns the exit status.
+pub fn run(cli: PolicyCli, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> i32 {
+    let cmd = match cli {
+        PolicyCli::Replay {
+            file,
+            data_dir,
+            json,
+        } => return replay(&file, &data_dir, json, out, err),
+        PolicyCli::Check { file } => PolicyCommand::Check { file },
+        PolicyCli::Hash { file } => PolicyCommand::Hash { file },
+        PolicyCli::Explain { file } => PolicyCommand::Explain { file },
+        PolicyCli::Diff { old, new, json } => PolicyCommand::Diff { old, new, json },
+        PolicyCli::Verify { file, config } => PolicyCommand::Verify { file, config },
+        PolicyCli::Sign {
+            file,
+            ssh_key,
+            name,
+        } => PolicyCommand::Sign {
+            file,
+            ssh_key,
+            name,
+        },
+    };
+    run_policy(cmd, out, err)
+}
+
+/// Exit status of `policy replay` when something would change, and on error.
+const REPLAY_CHANGED: i32 = 1;
+const REPLAY_ERROR: i32 = 2;
+
+fn replay(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    json: bool,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> i32 {
+    let candidate = match crate::policy::load_file(file) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error [policy_invalid]: {e}");
+            return REPLAY_ERROR;
         }
+    };
+    let report = match crate::replay::replay(&candidate, data_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "error [{}]: {e}", e.code());
+            return REPLAY_ERROR;
+        }
+    };
+    let written = if json {
+        serde_json::to_string_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|t| writeln!(out, "{t}"))
+    } else {
+        out.write_all(report.render().as_bytes())
+    };
+    if written.is_err() {
+        return REPLAY_ERROR;
+    }
+    if report.changes.is_empty() {
+        0
+    } else {
+        REPLAY_CHANGED
     }
 }

@@ -19,6 +19,45 @@ pub fn intent_value(d: &Decoded) -> Value {
     serde_json::to_value(View::of(d)).unwrap_or(Value::Null)
 }
 
+/// The decoded transaction back from the view an audit record stores (the inverse of
+/// [`intent_json`]), so a record can be judged again (`policy replay`). `None` when the
+/// value is not such a view.
+pub fn decoded_of(v: &Value) -> Option<Decoded> {
+    let text = |k: &str| v.get(k)?.as_str();
+    let int = |k: &str| v.get(k)?.as_i64();
+    let addr = |k: &str| text(k)?.parse::<tron_proto::Address>().ok();
+    let bytes = |k: &str| hex::decode(text(k)?).ok();
+    let owner = addr("owner")?;
+    let to = addr("to")?;
+    let intent = match text("kind")? {
+        "trx" => Intent::Trx(crate::decode::TrxTransfer {
+            owner,
+            to,
+            amount: text("amount")?.parse().ok()?,
+        }),
+        "trc20" => Intent::Trc20(crate::decode::Trc20Transfer {
+            owner,
+            token: addr("token")?,
+            to,
+            amount: text("amount")?.parse().ok()?,
+        }),
+        _ => return None,
+    };
+    Some(Decoded {
+        envelope: crate::decode::Envelope {
+            txid: bytes("txid")?.try_into().ok()?,
+            ref_block_bytes: bytes("ref_block_bytes")?.try_into().ok()?,
+            ref_block_hash: bytes("ref_block_hash")?.try_into().ok()?,
+            expiration: int("expiration")?,
+            timestamp: int("timestamp")?,
+            fee_limit: int("fee_limit")?,
+            memo: bytes("memo")?,
+            permission_id: i32::try_from(int("permission_id")?).ok()?,
+        },
+        intent,
+    })
+}
+
 /// Fields in alphabetical order: the JSON text is then byte for byte what the earlier
 /// `serde_json::Value` rendering produced (its maps are sorted), so audit records hash the
 /// same text for the same request whichever way it was rendered.
@@ -106,6 +145,11 @@ mod tests {
         ] {
             let d = decoded(intent);
             assert_eq!(intent_json(&d), intent_value(&d).to_string());
+            // And back: a record can be judged again from its view alone.
+            assert_eq!(decoded_of(&intent_value(&d)), Some(d.clone()));
+            let mut broken = intent_value(&d);
+            broken["amount"] = Value::String("-1".into());
+            assert_eq!(decoded_of(&broken), None);
         }
     }
 }

@@ -46,7 +46,7 @@ pub use audit::{AuditRecord, ChainedRecord, Decision};
 pub use commands::{run_audit, AuditCommand};
 pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
-pub use intent_json::{intent_json, intent_value};
+pub use intent_json::{decoded_of, intent_json, intent_value};
 pub use state::{Lookup, PayoutRef};
 pub use store::StoreHealth;
 pub use verify::VerifyReport;
@@ -388,6 +388,15 @@ impl Ledger {
     /// Offline check of the whole audit chain; see [`VerifyReport`].
     pub fn verify_audit(dir: &Path) -> Result<VerifyReport, LedgerError> {
         verify::verify(dir)
+    }
+
+    /// Hands every audit record of the ledger in `dir`, in order, to `each`, reading it
+    /// read-only so a running service is not disturbed; stops when `each` returns `false`.
+    pub fn each_audit_record(
+        dir: &Path,
+        each: &mut dyn FnMut(ChainedRecord) -> bool,
+    ) -> Result<u64, LedgerError> {
+        verify::each_record(dir, each)
     }
 
     /// Writes every audit record, in order, as one JSON object per line. Returns the count.

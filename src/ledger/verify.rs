@@ -130,6 +130,34 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
     })
 }
 
+/// Hands every audit record, in order, to `each` (read-only, beside a running service);
+/// stops at the first record `each` returns `false` for. Returns how many were read.
+pub(crate) fn each_record(
+    dir: &Path,
+    each: &mut dyn FnMut(super::ChainedRecord) -> bool,
+) -> Result<u64, LedgerError> {
+    let db = open_ro(dir)?;
+    let rtx = db
+        .begin_read()
+        .map_err(|e| LedgerError::storage("begin read", e))?;
+    let audit = rtx
+        .open_table(AUDIT)
+        .map_err(|e| LedgerError::storage("open audit", e))?;
+    let mut n = 0u64;
+    for item in audit
+        .iter()
+        .map_err(|e| LedgerError::storage("iterate audit", e))?
+    {
+        let (k, v) = item.map_err(|e| LedgerError::storage("read audit", e))?;
+        let opened = open_row(k.value(), v.value())?;
+        n += 1;
+        if !each(opened.record) {
+            break;
+        }
+    }
+    Ok(n)
+}
+
 pub(crate) fn export(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
     let db = open_ro(dir)?;
     let rtx = db
