@@ -161,6 +161,12 @@ reason_codes! {
     /// The policy's `expires_at` has passed: at start-up or reload it is refused, and while
     /// it is in force every Sign and Evaluate is refused until another is put in force.
     PolicyExpired = "policy_expired", PolicyAdmin;
+    /// A policy names `[policy_admins]` while the signer config has none (nothing would check
+    /// their signatures).
+    PolicyAdminsNotConfigured = "policy_admins_not_configured", PolicyAdmin;
+    /// At start-up the policy recorded in force last is not in the archive, so the
+    /// administrators who must sign its successor are unknown.
+    PolicyAdminsUnknown = "policy_admins_unknown", PolicyAdmin;
     /// Audit only: at start-up, a policy other than the one recorded last was put in force.
     PolicyInForce = "policy_in_force", PolicyAdmin;
     /// Audit only: a policy administrator's freeze statement was taken; what it covers is

@@ -538,3 +538,113 @@ async fn without_administrators_a_freeze_is_unavailable() {
     assert_eq!(reason(&st), "freeze_unavailable", "{}", st.message());
     assert_eq!(s.records_with("freeze_unavailable").len(), 1);
 }
+
+/// `policy` with a `[policy_admins]` section naming `admins`, `threshold` of them needed.
+fn with_admins(policy: &str, admins: &[(&str, &SshKey)], threshold: usize) -> String {
+    let entries: Vec<String> = admins
+        .iter()
+        .map(|(n, k)| format!("  {{ name = \"{n}\", key = \"{}\" }},\n", k.public_line))
+        .collect();
+    format!(
+        "{policy}\n[policy_admins]\nthreshold = {threshold}\nadmins = [\n{}]\n",
+        entries.concat()
+    )
+}
+
+/// Item 1, the administrator set living in the policy: a policy that hands the set to new
+/// administrators goes into force only with the current set's quorum (the config's at
+/// first), not the new set's; from then on the new set, and only it, signs the next one, at
+/// reload and at start-up (read back from the archive). A restart with the policy recorded
+/// in force is not judged again.
+#[tokio::test]
+async fn an_admin_set_change_needs_the_current_quorum_and_the_new_set_signs_after() {
+    let a = Admins::new();
+    let dave = SshKey::new("dave");
+    let erin = SshKey::new("erin");
+    let new_set = [("dave", &dave), ("erin", &erin)];
+    let s = setup(&a, &policy(1, "5"));
+    sign_as(&s, &a.alice, "alice");
+    sign_as(&s, &a.bob, "bob");
+    let mut server = s.start().await;
+
+    // Revision 2 hands the set to dave and erin: their own signatures do not count yet.
+    unsign(&s);
+    std::fs::write(&s.policy, with_admins(&policy(2, "5"), &new_set, 2)).unwrap();
+    sign_as(&s, &dave, "dave");
+    sign_as(&s, &erin, "erin");
+    server.signal("HUP");
+    let refused = wait_for_records(&s, "policy_unsigned", 1).await;
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("which is no policy administrator"),
+        "{refused:?}"
+    );
+    // The current quorum (the config's alice and bob) puts it in force.
+    sign_as(&s, &a.alice, "alice");
+    sign_as(&s, &a.bob, "bob");
+    server.signal("HUP");
+    wait_for_records(&s, "policy_reloaded", 1).await;
+
+    // Now alice and bob are no administrators any more...
+    unsign(&s);
+    std::fs::write(&s.policy, with_admins(&policy(3, "7"), &new_set, 2)).unwrap();
+    sign_as(&s, &a.alice, "alice");
+    sign_as(&s, &a.bob, "bob");
+    server.signal("HUP");
+    wait_for_records(&s, "policy_unsigned", 2).await;
+    let out = freeze(&s, &a.alice, &["--all", "--reason", "former admin"]);
+    failed_with(&out, "freeze_not_admin");
+    // ...and dave and erin sign revision 3 in.
+    sign_as(&s, &dave, "dave");
+    sign_as(&s, &erin, "erin");
+    server.signal("HUP");
+    wait_for_records(&s, "policy_reloaded", 2).await;
+    let seven = Tx::trx(KEY1, dest(0xa1), 7_000_000).raw();
+    server
+        .client
+        .sign(request(KEY1, seven, "p-7"))
+        .await
+        .expect("revision 3 in force");
+    server.stop();
+
+    // A restart with revision 3 is not judged again, even with its signatures gone.
+    unsign(&s);
+    s.start().await.stop();
+
+    // At start-up the set comes from the archived policy in force: alice and bob cannot
+    // sign revision 4 in.
+    std::fs::write(&s.policy, with_admins(&policy(4, "8"), &new_set, 2)).unwrap();
+    sign_as(&s, &a.alice, "alice");
+    sign_as(&s, &a.bob, "bob");
+    refused_start(&s, "policy_unsigned");
+    // Without the archive the successor's signers are unknown: refused, not guessed.
+    let archived = s
+        .data_dir
+        .join("policies")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    let backup = s.dir.path().join("archive-backup");
+    std::fs::create_dir(&backup).unwrap();
+    for p in &archived {
+        std::fs::rename(p, backup.join(p.file_name().unwrap())).unwrap();
+    }
+    refused_start(&s, "policy_admins_unknown");
+    for p in &archived {
+        std::fs::rename(backup.join(p.file_name().unwrap()), p).unwrap();
+    }
+    sign_as(&s, &dave, "dave");
+    sign_as(&s, &erin, "erin");
+    s.start().await.stop();
+    s.assert_audit_verifies();
+
+    // A policy naming administrators under a config without any is refused.
+    let bare = Setup::new(
+        &[("hot 1", KEY1_SECRET)],
+        &with_admins(&policy(1, "5"), &new_set, 1),
+    );
+    refused_start(&bare, "policy_admins_not_configured");
+}

@@ -131,6 +131,7 @@ fn explain_shows_token_and_base_units() {
 
 /// `policy diff OLD NEW` on `policies/mainnet.toml` and edited copies (issue 14, item 4).
 mod diff {
+    use super::common::exporter::Exporter;
     use super::common::*;
 
     const MAINNET: &str = include_str!("../policies/mainnet.toml");
@@ -162,6 +163,56 @@ mod diff {
     const HOT: &str = "key \"EXAMPLE payout hot key\" (TQVSgo3fKUrNwwzFTKWvXPFT3jqmu22Diu)";
     const EXCHANGE: &str =
         "destination \"EXAMPLE exchange deposit\" (TT8iRL8nRZRu4sueth1o3pKcnDpyC3ySKj)";
+
+    /// A `[policy_admins]` section of `(name, seed)` administrators, `threshold` needed.
+    fn admins(entries: &[(&str, u8)], threshold: usize) -> String {
+        let lines: Vec<String> = entries
+            .iter()
+            .map(|(n, seed)| format!("  {{ name = \"{n}\", key = \"{}\" }},\n", admin_key(*seed)))
+            .collect();
+        format!(
+            "\n[policy_admins]\nthreshold = {threshold}\nadmins = [\n{}]\n",
+            lines.concat()
+        )
+    }
+
+    /// A fixed Ed25519 public key line per seed (made once by ssh-keygen, cached).
+    fn admin_key(seed: u8) -> String {
+        use std::sync::OnceLock;
+        static KEYS: OnceLock<Vec<String>> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            (0..4)
+                .map(|i| Exporter::new(&format!("admin {i}")).public_line)
+                .collect()
+        })[usize::from(seed)]
+        .clone()
+    }
+
+    #[test]
+    fn administrator_changes_are_named() {
+        let old = format!("{MAINNET}{}", admins(&[("alice", 0), ("bob", 1)], 2));
+        let s = Setup::bare(&old);
+        let new = format!(
+            "{MAINNET}{}",
+            admins(&[("alice", 0), ("bob", 2), ("carol", 3)], 2)
+        );
+        let new_path = s.dir.path().join("new.toml");
+        std::fs::write(&new_path, &new).unwrap();
+        let out = s.run(&["policy", "diff", path_str(&s.policy), path_str(&new_path)]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains("policy administrator \"carol\""), "{said}");
+        assert!(said.contains("policy administrator \"bob\""), "{said}");
+        assert!(said.contains("2 of 2") && said.contains("2 of 3"), "{said}");
+        assert!(!said.contains("\"alice\""), "{said}");
+        // Dropping the section hands the choice back to the signer config.
+        let (code, said) = diff(MAINNET, &[]);
+        assert_eq!(code, Some(0), "{said}");
+        std::fs::write(&new_path, MAINNET).unwrap();
+        let out = s.run(&["policy", "diff", path_str(&s.policy), path_str(&new_path)]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("the signer config's"), "{said}");
+    }
 
     #[test]
     fn reordered_but_equal_is_no_difference() {

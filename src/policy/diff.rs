@@ -70,6 +70,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     d.callers();
     d.approvers();
     d.approval_rules();
+    d.admins();
     d.out
 }
 
@@ -449,6 +450,41 @@ impl Diff<'_> {
                     a.caller.as_deref().unwrap_or("none"),
                 );
             }
+        }
+    }
+
+    /// `[policy_admins]`: each administrator by name, and the threshold.
+    fn admins(&mut self) {
+        let (old, new) = (self.old.admins.as_ref(), self.new.admins.as_ref());
+        let none = crate::governance::AdminSet {
+            admins: Vec::new(),
+            threshold: 0,
+        };
+        let (o, n) = (old.unwrap_or(&none), new.unwrap_or(&none));
+        for a in &o.admins {
+            if !n.admins.iter().any(|x| x.name == a.name) {
+                self.removed(format!(
+                    "policy administrator {:?} ({})",
+                    a.name, a.fingerprint
+                ));
+            }
+        }
+        for a in &n.admins {
+            let subject = format!("policy administrator {:?}", a.name);
+            match o.admins.iter().find(|x| x.name == a.name) {
+                None => self.added(format!("{subject} ({})", a.fingerprint)),
+                Some(x) if x.fingerprint != a.fingerprint => {
+                    self.changed(&subject, "key", &x.fingerprint, &a.fingerprint)
+                }
+                Some(_) => {}
+            }
+        }
+        let said = |set: Option<&crate::governance::AdminSet>| match set {
+            None => "the signer config's".to_owned(),
+            Some(s) => format!("{} of {}", s.threshold, s.admins.len()),
+        };
+        if said(old) != said(new) {
+            self.changed("[policy_admins]", "threshold", &said(old), &said(new));
         }
     }
 

@@ -124,7 +124,28 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
         }
     }
     write_callers(o, p)?;
-    write_approvals(o, p)
+    write_approvals(o, p)?;
+    write_admins(o, p)
+}
+
+/// Who signs the next policy once this one is in force.
+fn write_admins(o: &mut String, p: &Policy) -> std::fmt::Result {
+    writeln!(o)?;
+    let Some(set) = &p.admins else {
+        return writeln!(
+            o,
+            "Policy administrators: the signer config's (this policy names none)."
+        );
+    };
+    writeln!(
+        o,
+        "Policy administrators once this policy is in force (the next policy needs {} of their signatures; any one of them can freeze):",
+        set.threshold
+    )?;
+    for a in &set.admins {
+        writeln!(o, "  {:?}, key {}", a.name, a.fingerprint)?;
+    }
+    Ok(())
 }
 
 /// Who must approve what, and who the approvers are.

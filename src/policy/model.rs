@@ -27,6 +27,9 @@ pub struct Policy {
     pub approvers: Vec<Approver>,
     /// Which transfers need approval, in file order.
     pub approval_rules: Vec<ApprovalRule>,
+    /// `[policy_admins]`: once this policy is in force, the administrators (and threshold)
+    /// who must sign the next one, replacing the signer config's set. `None`: the config's.
+    pub admins: Option<crate::governance::AdminSet>,
     /// `not_before`: the policy is not put in force before this instant (ms since the epoch).
     pub not_before_ms: Option<i64>,
     /// `expires_at`: from this instant on it allows nothing.

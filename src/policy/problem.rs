@@ -57,6 +57,9 @@ pub enum ProblemCode {
     NoCallers,
     /// Two `[[approver]]`s with one name or one key.
     DuplicateApprover,
+    /// `[policy_admins]` that is no usable administrator set (a name, a repeated name or key,
+    /// a threshold of 0 or above the number of administrators).
+    BadAdminSet,
     /// A name that has no `[[caller]]` section.
     UnknownCaller,
     /// An `[[approval]]` rule asking more approvers of a group than it has.
@@ -96,6 +99,7 @@ impl ProblemCode {
             ProblemCode::UnknownKey => "unknown_key",
             ProblemCode::NoCallers => "no_callers",
             ProblemCode::DuplicateApprover => "duplicate_approver",
+            ProblemCode::BadAdminSet => "bad_admin_set",
             ProblemCode::UnknownCaller => "unknown_caller",
             ProblemCode::ApprovalUnreachable => "approval_unreachable",
         }

@@ -1927,3 +1927,71 @@ fn approval_problems_each_have_their_code() {
         expect_at(&t, code, marker);
     }
 }
+
+fn admin_line(seed: u8) -> String {
+    ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+        .public_key()
+        .to_openssh()
+        .unwrap()
+}
+
+#[test]
+fn policy_admins_are_read_and_checked_like_the_configs() {
+    let section = |threshold: u32, entries: &str| {
+        format!("{BASE}\n[policy_admins]\nthreshold = {threshold}\nadmins = [{entries}]\n")
+    };
+    let one =
+        |name: &str, seed: u8| format!("{{ name = \"{name}\", key = \"{}\" }}, ", admin_line(seed));
+    let t = section(2, &format!("{}{}", one("alice", 1), one("bob", 2)));
+    let lp = parse(&t, "admins.toml").unwrap();
+    let set = lp.policy.admins.expect("an admin set");
+    assert_eq!(set.threshold, 2);
+    let names: Vec<&str> = set.admins.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(base().policy.admins.is_none());
+    // Inline is the same.
+    let inline = BASE.replacen(
+        "version = 1\n",
+        &format!(
+            "version = 1\npolicy_admins = {{ threshold = 1, admins = [{}] }}\n",
+            one("alice", 1).trim_end_matches(", ")
+        ),
+        1,
+    );
+    assert_eq!(
+        parse(&inline, "x")
+            .unwrap()
+            .policy
+            .admins
+            .unwrap()
+            .threshold,
+        1
+    );
+
+    let marker = "[policy_admins]";
+    let t = section(3, &format!("{}{}", one("alice", 1), one("bob", 2)));
+    expect_at(&t, ProblemCode::BadAdminSet, marker);
+    let t = section(1, &format!("{}{}", one("alice", 1), one("alice", 2)));
+    expect_at(&t, ProblemCode::BadAdminSet, marker);
+    let t = section(1, &format!("{}{}", one("alice", 1), one("bob", 1)));
+    expect_at(&t, ProblemCode::BadAdminSet, marker);
+    let t = section(1, "{ name = \"alice\", key = \"ssh-rsa AAAA\" }");
+    expect_at(&t, ProblemCode::BadIdentity, marker);
+    let t = section(
+        1,
+        &format!(
+            "{{ name = \"alice\", key = \"{}\", groups = [] }}",
+            admin_line(1)
+        ),
+    );
+    expect_at(&t, ProblemCode::UnknownField, "groups");
+    let t = format!(
+        "{}\n[policy_admins]\nthreshold = 1\nadmins = []\n",
+        section(1, &one("a", 1))
+    );
+    expect_at(
+        &t,
+        ProblemCode::Syntax,
+        "[policy_admins]\nthreshold = 1\nadmins = []",
+    );
+}

@@ -165,8 +165,9 @@ impl Core {
     /// are any) and not a rollback of the policy the ledger recorded last. Blocking file I/O
     /// (the signature files).
     pub fn admit_policy(&self, new: &LoadedPolicy) -> Result<Admitted, Refusal> {
+        let in_force = self.policy();
         policy_gate::admit(
-            self.admins.as_ref(),
+            policy_gate::current_admins(self.admins.as_ref(), Some(&in_force)),
             self.ledger.policy_mark(),
             new,
             (self.clock)(),
@@ -323,7 +324,7 @@ impl Core {
             }
         }
         let deny = |code, message: String| Refusal::new(RefusalKind::Denied, code, message);
-        let Some(admins) = &self.admins else {
+        let Some(admins) = policy_gate::current_admins(self.admins.as_ref(), Some(&policy)) else {
             let r = deny(
                 ReasonCode::FreezeUnavailable,
                 "the signer config names no policy administrators ([policy_admins]), so no \

@@ -32,8 +32,22 @@ impl Admitted {
     }
 }
 
-/// Judges `new` against the administrators (if any) and the ledger's `mark`. Reads the
-/// signature files beside the policy: blocking file I/O.
+/// The administrators who must sign the next policy: those the policy in force names in its
+/// `[policy_admins]`, or else the signer config's. `None` only when the config names none.
+pub fn current_admins<'a>(
+    config: Option<&'a AdminSet>,
+    in_force: Option<&'a LoadedPolicy>,
+) -> Option<&'a AdminSet> {
+    let config = config?;
+    Some(
+        in_force
+            .and_then(|p| p.policy.admins.as_ref())
+            .unwrap_or(config),
+    )
+}
+
+/// Judges `new` against the current administrators (if any, see [`current_admins`]) and the
+/// ledger's `mark`. Reads the signature files beside the policy: blocking file I/O.
 pub fn admit(
     admins: Option<&AdminSet>,
     mark: Option<PolicyMark>,
@@ -58,8 +72,23 @@ pub fn admit(
             expired_message(&hash, until, now_ms),
         ));
     }
+    if admins.is_none() && p.admins.is_some() {
+        return Err(refuse(
+            ReasonCode::PolicyAdminsNotConfigured,
+            format!(
+                "policy {hash} names policy administrators, but the signer config has no \
+                 [policy_admins] section, so nothing would check their signatures: add the \
+                 section to the config first"
+            ),
+        ));
+    }
+    // The very policy the ledger recorded in force (a restart, or a reload of the same
+    // file) was judged when it was put in force, by the administrators current then; its
+    // own `[policy_admins]` may name others, so it is not judged again.
+    let recorded = mark.is_some_and(|m| m.hash == new.hash);
     let signed_by = match admins {
         None => Vec::new(),
+        Some(_) if recorded => Vec::new(),
         Some(set) => {
             let Some(text) = &new.text else {
                 return Err(refuse(

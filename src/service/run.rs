@@ -110,7 +110,9 @@ fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
     // Retain enough history for the longest window any policy may ever use, so a reload
     // that lengthens a window never undercounts.
     let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?;
-    let admins = cfg.policy_admins.as_ref().map(|a| &a.0);
+    let in_force = policy_in_force(cfg, &ledger, &policy)?;
+    let admins =
+        policy_gate::current_admins(cfg.policy_admins.as_ref().map(|a| &a.0), in_force.as_ref());
     let now = system_clock()();
     let admitted = policy_gate::admit(admins, ledger.policy_mark(), &policy, now).map_err(|r| {
         StartError::PolicyRefused {
@@ -123,6 +125,37 @@ fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
         ledger,
         admitted,
     })
+}
+
+/// With policy administrators configured: the policy the ledger recorded in force last,
+/// when it is another file than `policy` (its `[policy_admins]`, if any, says who must sign
+/// `policy`), read back from the archive. `None` when the same file starts again, or nothing
+/// was ever recorded, or no administrators are configured.
+fn policy_in_force(
+    cfg: &Config,
+    ledger: &Ledger,
+    policy: &policy::LoadedPolicy,
+) -> Result<Option<policy::LoadedPolicy>, StartError> {
+    let Some(mark) = ledger.policy_mark().filter(|m| m.hash != policy.hash) else {
+        return Ok(None);
+    };
+    if cfg.policy_admins.is_none() {
+        return Ok(None);
+    }
+    let unknown = |why: String| StartError::PolicyRefused {
+        code: ReasonCode::PolicyAdminsUnknown,
+        message: format!(
+            "the policy recorded in force last ({}) {why}, so the administrators who must \
+             sign {} are unknown; restore the archive from a backup",
+            hex::encode(mark.hash),
+            policy.hash_hex()
+        ),
+    };
+    let text = policy::archive::read(&cfg.data_dir, &mark.hash)
+        .map_err(|e| unknown(format!("cannot be read from the archive: {e}")))?;
+    policy::parse(&text, "the policy recorded in force last")
+        .map(Some)
+        .map_err(|e| unknown(format!("no longer loads: {e}")))
 }
 
 /// Builds the decision core with the keystore passphrase already in hand (the PKCS#11

@@ -10,6 +10,7 @@
 //! The file format is described for auditors in `policies/README.md`; the limits below are
 //! documented there too.
 
+mod admins;
 mod approvals;
 mod callers;
 mod destination;
@@ -55,6 +56,8 @@ const TOKEN: Field = field("token", Kind::Array, false);
 const KEY: Field = field("key", Kind::Array, false);
 /// Callers written inline (`caller = [...]`).
 const CALLER: Field = field("caller", Kind::Array, false);
+/// `[policy_admins]`: who must sign the next policy (see `admins`).
+const POLICY_ADMINS: Field = field("policy_admins", Kind::Table, false);
 /// Approvers and approval rules written inline.
 const APPROVER: Field = field("approver", Kind::Array, false);
 const APPROVAL: Field = field("approval", Kind::Array, false);
@@ -73,6 +76,7 @@ static ROOT: Schema = Schema {
         &CALLER,
         &APPROVER,
         &APPROVAL,
+        &POLICY_ADMINS,
     ],
 };
 
@@ -188,6 +192,14 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             approval_rules.extend(approvals::rule(p, obj, n, &catalog, &keys, &approvers));
         },
     );
+    let admins = read_single(
+        p,
+        text,
+        &root,
+        plan.with(Header::PolicyAdmins),
+        &POLICY_ADMINS,
+        admins::read,
+    );
     for s in plan.strays() {
         stray(p, text, s);
     }
@@ -209,6 +221,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             callers,
             approvers: approvers.list,
             approval_rules,
+            admins,
             not_before_ms: not_before.map(|(ms, _)| ms),
             expires_at_ms: expires_at.map(|(ms, _)| ms),
         },
@@ -289,32 +302,46 @@ fn read_global<'s>(
     root: &Fields<'_, '_>,
     sections: impl Iterator<Item = &'s Section>,
 ) -> global::Global {
-    let inline = root.peek(&GLOBAL).map(|v| v.span());
+    read_single(p, text, root, sections, &GLOBAL, global::read)
+}
+
+/// A section that may appear once (`[name]`, or `name = { ... }` inline), read by `read`
+/// (given `None` when it is absent).
+fn read_single<'s, T>(
+    p: &mut Problems<'_>,
+    text: &str,
+    root: &Fields<'_, '_>,
+    sections: impl Iterator<Item = &'s Section>,
+    field: &Field,
+    mut read: impl FnMut(&mut Problems<'_>, Option<Obj<'_, '_>>) -> T,
+) -> T {
+    let what = format!("[{}]", field.name);
+    let inline = root.peek(field).map(|v| v.span());
     let mut first: Option<&Section> = None;
     let mut out = None;
     for s in sections {
         let tree = parse(p, text, s);
         if let Some(at) = &inline {
             let line = line_of(p, at.clone());
-            redefined(p, s, format!("[global] is already defined on line {line}"));
+            redefined(p, s, format!("{what} is already defined on line {line}"));
             continue;
         }
         if let Some(f) = first {
             let line = p.line_col(f.header_at).0;
-            redefined(p, s, format!("[global] is already defined on line {line}"));
+            redefined(p, s, format!("{what} is already defined on line {line}"));
             continue;
         }
         first = Some(s);
         let Some(tree) = tree else { continue };
-        let table = element(&tree, &["global"], s.start())
-            .and_then(|node| Obj::from_node(p, node, "[global]"));
-        out = Some(global::read(p, table));
+        let table = element(&tree, &[field.name], s.start())
+            .and_then(|node| Obj::from_node(p, node, what.clone()));
+        out = Some(read(p, table));
     }
     match out {
         Some(g) => g,
         None => {
-            let table = root.table(p, &GLOBAL, "[global]");
-            global::read(p, table)
+            let table = root.table(p, field, what);
+            read(p, table)
         }
     }
 }

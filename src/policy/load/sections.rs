@@ -31,6 +31,8 @@ pub(super) enum Header {
     Approver,
     /// `[[approval]]`
     Approval,
+    /// `[policy_admins]`
+    PolicyAdmins,
     /// Any other header (boxed: a section list can be 100,000 long).
     Other(Box<Foreign>),
 }
@@ -252,6 +254,7 @@ fn nests(owner: &Header, header: &Foreign) -> bool {
         Header::Caller => &["caller"],
         Header::Approver => &["approver"],
         Header::Approval => &["approval"],
+        Header::PolicyAdmins => &["policy_admins"],
         Header::Other(_) => return false,
     };
     header.path.as_ref().is_some_and(|path| {
@@ -287,6 +290,7 @@ fn classify<'t>(
     let is = |i: usize, name: &str| names.get(i).is_some_and(|(n, _)| *n == name);
     let header = match (array, names.len()) {
         (false, 1) if is(0, "global") => Header::Global,
+        (false, 1) if is(0, "policy_admins") => Header::PolicyAdmins,
         (true, 1) if is(0, "token") => Header::Token,
         (true, 1) if is(0, "key") => Header::Key,
         (true, 1) if is(0, "caller") => Header::Caller,
