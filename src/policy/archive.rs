@@ -5,6 +5,12 @@
 //! decided it, and the signer need not hold a large policy's text in memory (a 100,000-entry
 //! allowlist is ~21 MiB of TOML) just to answer `GetPolicy`. Reads check the hash, so an
 //! edited archive file is reported, never served.
+//!
+//! Beside each text, the administrators' signatures that put it in force:
+//! `policies/<sha256 hex>.toml.sig.<administrator>`, named like the files beside a policy, so
+//! `ssh-keygen -Y verify` and `tron-signer policy verify` read the archive as they read the
+//! originals. They are evidence for auditors (`audit bundle`), not a second check: the
+//! signer judged them before the policy went into force.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +19,10 @@ use sha2::{Digest, Sha256};
 use crate::durable_file;
 
 const DIR: &str = "policies";
+
+/// The largest signature file read (an armored SSHSIG is under 1 KiB; `crate::governance`
+/// reads no more beside a policy either).
+pub const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;
 
 /// Why an archived policy could not be stored or served.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +91,97 @@ pub fn read(data_dir: &Path, hash: &[u8; 32]) -> Result<String, ArchiveError> {
     String::from_utf8(bytes).map_err(|_| ArchiveError::Tampered { path: shown })
 }
 
+/// Archives `signatures` (administrator name, armored text) of the policy with this hash,
+/// each atomically, replacing an earlier copy by the same administrator. Names are the
+/// administrator set's, which holds no path separator; anything else is refused.
+pub fn store_signatures(
+    data_dir: &Path,
+    hash: &[u8; 32],
+    signatures: &[(String, String)],
+) -> Result<(), ArchiveError> {
+    let text_path = path_for(data_dir, hash);
+    let dir = data_dir.join(DIR);
+    durable_file::create_dir_private(&dir).map_err(|e| ArchiveError::Io {
+        path: dir.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    for (admin, text) in signatures {
+        let path = signature_path(&text_path, admin).ok_or_else(|| ArchiveError::Io {
+            path: text_path.display().to_string(),
+            detail: format!("administrator name {admin:?} cannot name a file"),
+        })?;
+        if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+            continue;
+        }
+        durable_file::write_atomic(&path, text.as_bytes(), durable_file::Mode::Replace, &|| {
+            Ok(())
+        })
+        .map_err(|e| ArchiveError::Io {
+            path: path.display().to_string(),
+            detail: format!("{}: {}", e.step, e.source),
+        })?;
+    }
+    Ok(())
+}
+
+/// `<text path>.sig.<admin>`, when `admin` is a plain file-name part.
+fn signature_path(text_path: &Path, admin: &str) -> Option<PathBuf> {
+    let plain = (1..=64).contains(&admin.len())
+        && admin
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let name = text_path.file_name()?.to_str()?;
+    plain.then(|| text_path.with_file_name(format!("{name}.sig.{admin}")))
+}
+
+/// The archived signatures of the policy with this hash, (administrator, armored text) in
+/// name order; none when it has none (put in force without administrators, or before
+/// signatures were archived). The texts are not verified here.
+pub fn signatures(data_dir: &Path, hash: &[u8; 32]) -> Result<Vec<(String, String)>, ArchiveError> {
+    let text_path = path_for(data_dir, hash);
+    let dir = data_dir.join(DIR);
+    let io = |path: &Path, detail: String| ArchiveError::Io {
+        path: path.display().to_string(),
+        detail,
+    };
+    let prefix = format!("{}.toml.sig.", hex::encode(hash));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&dir, e.to_string())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io(&dir, e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(admin) = name.strip_prefix(&prefix).filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        if signature_path(&text_path, admin).is_none() {
+            continue;
+        }
+        let path = entry.path();
+        let text = read_signature(&path).map_err(|detail| io(&path, detail))?;
+        out.push((admin.to_owned(), text));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one signature file, at most [`MAX_SIGNATURE_BYTES`]; why not, as text.
+pub fn read_signature(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    f.take(MAX_SIGNATURE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_SIGNATURE_BYTES {
+        return Err(format!("larger than {MAX_SIGNATURE_BYTES} bytes"));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +214,43 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn signatures_are_archived_beside_the_text_and_listed_by_administrator() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hash, other) = ([1u8; 32], [2u8; 32]);
+        assert!(
+            signatures(dir.path(), &hash).unwrap().is_empty(),
+            "no archive yet"
+        );
+        let sigs = vec![
+            ("bob".to_owned(), "sig b".to_owned()),
+            ("alice".to_owned(), "sig a".to_owned()),
+        ];
+        store_signatures(dir.path(), &hash, &sigs).unwrap();
+        store_signatures(dir.path(), &other, &[("carol".into(), "sig c".into())]).unwrap();
+        let text_path = path_for(dir.path(), &hash);
+        let alice = std::fs::read_to_string(format!("{}.sig.alice", text_path.display()));
+        assert_eq!(alice.unwrap(), "sig a");
+        assert_eq!(
+            signatures(dir.path(), &hash).unwrap(),
+            [
+                ("alice".to_owned(), "sig a".to_owned()),
+                ("bob".to_owned(), "sig b".to_owned())
+            ]
+        );
+        // Storing again replaces an administrator's copy.
+        store_signatures(dir.path(), &hash, &[("bob".into(), "sig b2".into())]).unwrap();
+        assert_eq!(signatures(dir.path(), &hash).unwrap()[1].1, "sig b2");
+
+        let err = store_signatures(dir.path(), &hash, &[("../x".into(), "s".into())]);
+        assert!(err.unwrap_err().to_string().contains("cannot name a file"));
+        // A file over the bound is reported, never read whole.
+        let big = format!("{}.sig.dave", text_path.display());
+        std::fs::write(&big, vec![b'a'; MAX_SIGNATURE_BYTES as usize + 1]).unwrap();
+        let err = signatures(dir.path(), &hash).unwrap_err().to_string();
+        assert!(err.contains("larger than 16384 bytes"), "{err}");
     }
 
     #[test]

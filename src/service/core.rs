@@ -177,6 +177,8 @@ impl Core {
     /// At start-up: records the policy in force in the ledger (with an audit record) when it
     /// is not the one recorded last, so that no later start or reload can roll it back.
     pub async fn record_policy_at_start(&self, admitted: &Admitted) -> Result<(), Refusal> {
+        self.policy
+            .keep_signatures(&admitted.mark.hash, &admitted.signatures);
         if self.ledger.policy_mark() == Some(admitted.mark) {
             return Ok(());
         }
@@ -291,6 +293,8 @@ impl Core {
             // The ledger lifted them in the same commit as the new mark.
             self.freezes.lift();
         }
+        self.policy
+            .keep_signatures(&admitted.mark.hash, &admitted.signatures);
         Ok(seq)
     }
 

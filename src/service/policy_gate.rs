@@ -6,6 +6,7 @@
 
 use crate::governance::{self, AdminSet, GovernanceError};
 use crate::ledger::PolicyMark;
+use crate::policy::archive;
 use crate::policy::instant::format_utc as utc;
 use crate::policy::LoadedPolicy;
 use crate::reason::ReasonCode;
@@ -17,6 +18,9 @@ use super::refusal::{Refusal, RefusalKind};
 pub struct Admitted {
     /// The administrators who signed it (empty when the config names none).
     pub signed_by: Vec<String>,
+    /// The signatures that made the quorum: (administrator, armored text), archived beside
+    /// the policy's text once it is in force, so an auditor's bundle can carry them.
+    pub signatures: Vec<(String, String)>,
     /// The ledger's mark once it is in force.
     pub mark: PolicyMark,
 }
@@ -47,7 +51,9 @@ pub fn current_admins<'a>(
 }
 
 /// Judges `new` against the current administrators (if any, see [`current_admins`]) and the
-/// ledger's `mark`. Reads the signature files beside the policy: blocking file I/O.
+/// ledger's `mark`. Reads the signature files beside the policy: blocking file I/O. Writes
+/// nothing: the signatures that made the quorum are archived only once the policy is in
+/// force (`PolicySlot::keep_signatures`).
 pub fn admit(
     admins: Option<&AdminSet>,
     mark: Option<PolicyMark>,
@@ -84,11 +90,12 @@ pub fn admit(
     }
     // The very policy the ledger recorded in force (a restart, or a reload of the same
     // file) was judged when it was put in force, by the administrators current then; its
-    // own `[policy_admins]` may name others, so it is not judged again.
+    // own `[policy_admins]` may name others, so it is not judged again (and its signatures
+    // were archived then).
     let recorded = mark.is_some_and(|m| m.hash == new.hash);
-    let signed_by = match admins {
-        None => Vec::new(),
-        Some(_) if recorded => Vec::new(),
+    let (signed_by, signatures) = match admins {
+        None => (Vec::new(), Vec::new()),
+        Some(_) if recorded => (Vec::new(), Vec::new()),
         Some(set) => {
             let Some(text) = &new.text else {
                 return Err(refuse(
@@ -96,17 +103,17 @@ pub fn admit(
                     format!("policy {hash}: its bytes are not at hand to check signatures over"),
                 ));
             };
-            let report = governance::check_files(set, &new.path, text.as_bytes())
-                .and_then(|r| governance::require_quorum(r, &hash))
-                .map_err(|e| {
-                    let code = match e {
-                        GovernanceError::QuorumNotMet { .. } => ReasonCode::PolicyQuorumNotMet,
-                        GovernanceError::Unsigned { .. } | GovernanceError::Unreadable { .. } => {
-                            ReasonCode::PolicyUnsigned
-                        }
-                    };
-                    refuse(code, e.to_string())
-                })?;
+            let files = read_signature_files(&new.path)?;
+            let report =
+                governance::require_quorum(governance::judge(set, text.as_bytes(), &files), &hash)
+                    .map_err(|e| {
+                        let code = match e {
+                            GovernanceError::QuorumNotMet { .. } => ReasonCode::PolicyQuorumNotMet,
+                            GovernanceError::Unsigned { .. }
+                            | GovernanceError::Unreadable { .. } => ReasonCode::PolicyUnsigned,
+                        };
+                        refuse(code, e.to_string())
+                    })?;
             if new.revision == 0 {
                 return Err(refuse(
                     ReasonCode::PolicyRollback,
@@ -116,7 +123,20 @@ pub fn admit(
                     ),
                 ));
             }
-            report.signed_by
+            // Keep the texts that made the quorum, for the archive (see `Admitted`); the
+            // report judges the files in the order given.
+            let signatures = report
+                .files
+                .iter()
+                .zip(&files)
+                .filter_map(|((_, verdict), (_, text))| match (verdict, text) {
+                    (governance::Verdict::SignedBy(admin), Ok(text)) => {
+                        Some((admin.clone(), text.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            (report.signed_by, signatures)
         }
     };
     let next = PolicyMark {
@@ -141,8 +161,28 @@ pub fn admit(
     }
     Ok(Admitted {
         signed_by,
+        signatures,
         mark: next,
     })
+}
+
+/// A signature file and its text, or why it could not be read (as `governance::judge` takes
+/// them).
+type SignatureFile = (std::path::PathBuf, Result<String, String>);
+
+/// The signature files beside `policy`, each with its text (at most
+/// [`archive::MAX_SIGNATURE_BYTES`]) or why it could not be read. Read once, so the texts
+/// judged are the texts archived.
+fn read_signature_files(policy: &std::path::Path) -> Result<Vec<SignatureFile>, Refusal> {
+    let paths = governance::signature_files(policy)
+        .map_err(|e| refuse(ReasonCode::PolicyUnsigned, e.to_string()))?;
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let text = archive::read_signature(&p);
+            (p, text)
+        })
+        .collect())
 }
 
 /// The refusal of anything under a policy that expired at `until`.

@@ -1,5 +1,6 @@
 //! The policy in force: swapped atomically on reload, and archived by hash under the data
-//! directory so that any audit record's policy hash can be resolved to its exact text.
+//! directory (with the administrators' signatures that put it in force) so that any audit
+//! record's policy hash can be resolved to its exact text.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -56,6 +57,27 @@ impl PolicySlot {
             }
         }
         old
+    }
+
+    /// Archives the administrators' signatures that put the policy with this hash in force
+    /// (see [`crate::policy::archive`]). A failure is logged, not fatal: the policy is
+    /// authorised either way; only an auditor's bundle would then lack the signatures.
+    /// Blocking file I/O.
+    pub fn keep_signatures(&self, hash: &[u8; 32], signatures: &[(String, String)]) {
+        if signatures.is_empty() {
+            return;
+        }
+        match archive::store_signatures(&self.dir, hash, signatures) {
+            Ok(()) => tracing::info!(
+                policy = %hex::encode(hash),
+                count = signatures.len(),
+                "policy signatures archived"
+            ),
+            Err(e) => tracing::error!(
+                policy = %hex::encode(hash),
+                "the policy's signatures could not be archived: {e}"
+            ),
+        }
     }
 
     /// The text of `policy` (one this slot put in force): from memory, or from the archive,
