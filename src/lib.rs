@@ -3,12 +3,13 @@
 //! Data flows one way: bytes ([`decode`]) to intent, intent to decision ([`policy`]),
 //! decision to durable record ([`ledger`]), record to signature ([`keys`]); [`service`]
 //! runs that path for gRPC callers and [`batch`] for batch files; [`approve`] is an
-//! approver's side of [`approval`]s; [`cli`] is the command
-//! line. Modules only the command line uses (`dev`, `inspect`, `no_dumps`) are private.
+//! approver's side of [`approval`]s; [`audit_bundle`] is offline evidence for auditors;
+//! [`cli`] is the command line. Modules only the command line uses (`dev`, `inspect`, `no_dumps`) are private.
 #![forbid(unsafe_code)]
 
 pub mod approval;
 pub mod approve;
+pub mod audit_bundle;
 pub mod batch;
 pub mod cli;
 pub mod config;

@@ -1,19 +1,41 @@
-//! `tron-signer audit verify | export`.
+//! `tron-signer audit verify | export | bundle`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::ledger::AuditCommand;
+use crate::audit_bundle::{self, Admins, BundleError, Report};
+use crate::ledger::{run_audit, AuditCommand};
+
+use super::process::report;
+
+/// `audit bundle` / `audit verify --bundle`: everything verified.
+const EXIT_OK: u8 = 0;
+/// The evidence does not verify (a record, policy or signature; the first is named).
+const EXIT_FAILED: u8 = 1;
+/// Usage or read errors: nothing was verified.
+const EXIT_ERROR: u8 = 2;
 
 /// The audit hash chain, read from the signer's data directory while it runs.
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCli {
     /// Recompute the audit hash chain; name the first bad sequence number if it is broken.
+    /// With --bundle, check an evidence bundle instead, offline: exit 0 when everything
+    /// verifies, 1 when something does not, 2 when it cannot be read.
     Verify {
         /// The signer's data directory (holds ledger.redb).
+        #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+        data_dir: Option<PathBuf>,
+        /// An evidence bundle written by `audit bundle`.
         #[arg(long)]
-        data_dir: PathBuf,
+        bundle: Option<PathBuf>,
+        /// The signer's configuration file: its [policy_admins] are the administrators the
+        /// bundle's policy signatures are checked against. Without it they are checked
+        /// against the keys the bundle itself names.
+        #[arg(long, requires = "bundle", conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
     },
     /// Write every audit record as one JSON object per line.
     Export {
@@ -23,13 +45,150 @@ pub enum AuditCli {
         #[arg(long, default_value = "-")]
         out: String,
     },
+    /// Write records FROM to TO of the audit chain, every policy they name and its
+    /// administrators' signatures into one evidence file, for `audit verify --bundle` on a
+    /// machine with no access to the signer. Exit 1 when the stretch does not verify, 2 on
+    /// usage or read errors.
+    Bundle {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The first audit sequence number (1 is the first record).
+        #[arg(long)]
+        from: u64,
+        /// The last audit sequence number, at most the chain's head.
+        #[arg(long)]
+        to: u64,
+        /// The bundle file; it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
-impl From<AuditCli> for AuditCommand {
-    fn from(cli: AuditCli) -> Self {
-        match cli {
-            AuditCli::Verify { data_dir } => AuditCommand::Verify { data_dir },
-            AuditCli::Export { data_dir, out } => AuditCommand::Export { data_dir, out },
+/// Runs an audit subcommand: its report on standard output, a failure as `error [code]: …`
+/// on standard error.
+pub fn run(cli: AuditCli) -> ExitCode {
+    let stdout = &mut std::io::stdout().lock();
+    let cmd = match cli {
+        AuditCli::Verify {
+            bundle: Some(bundle),
+            config,
+            ..
+        } => return bundle_exit(verify_bundle(&bundle, config.as_deref(), stdout)),
+        AuditCli::Bundle {
+            data_dir,
+            from,
+            to,
+            out,
+        } => return bundle_exit(write_bundle(&data_dir, from, to, &out, stdout)),
+        AuditCli::Verify {
+            data_dir: Some(data_dir),
+            ..
+        } => AuditCommand::Verify { data_dir },
+        // clap requires one of the two.
+        AuditCli::Verify { data_dir: None, .. } => return ExitCode::from(EXIT_ERROR),
+        AuditCli::Export { data_dir, out } => AuditCommand::Export { data_dir, out },
+    };
+    report(run_audit(cmd, stdout).map_err(|e| (e.code(), e.to_string())))
+}
+
+fn bundle_exit(result: Result<(), BundleError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.code());
+            ExitCode::from(if e.is_evidence_failure() {
+                EXIT_FAILED
+            } else {
+                EXIT_ERROR
+            })
         }
     }
+}
+
+fn output(e: std::io::Error) -> BundleError {
+    BundleError::Write {
+        path: "standard output".into(),
+        detail: e.to_string(),
+    }
+}
+
+fn write_bundle(
+    data_dir: &Path,
+    from: u64,
+    to: u64,
+    out: &Path,
+    stdout: &mut dyn Write,
+) -> Result<(), BundleError> {
+    audit_bundle::check_new(out)?;
+    let bundle = audit_bundle::make(data_dir, from, to)?;
+    let size = audit_bundle::save(&bundle, out)?;
+    let signatures: usize = bundle.policies.iter().map(|p| p.signatures.len()).sum();
+    writeln!(
+        stdout,
+        "wrote records {from} to {to} ({} records), {} policies and {signatures} policy \
+         signatures to {} ({size} bytes)",
+        to - from + 1,
+        bundle.policies.len(),
+        out.display()
+    )
+    .map_err(output)
+}
+
+fn verify_bundle(
+    path: &Path,
+    config: Option<&Path>,
+    stdout: &mut dyn Write,
+) -> Result<(), BundleError> {
+    let admins = config.map(audit_bundle::admins_from_config).transpose()?;
+    let bundle = audit_bundle::read(path)?;
+    let trust = admins.as_ref().map_or(Admins::FromBundle, Admins::Trusted);
+    let r = audit_bundle::verify(&bundle, trust)?;
+    writeln!(stdout, "{}", summary(&r)).map_err(output)?;
+    writeln!(stdout, "{}", admins_line(&r, config)).map_err(output)
+}
+
+/// The summary line: records, policies, approvals, signatures checked.
+fn summary(r: &Report) -> String {
+    format!(
+        "ok: records {} to {} ({} records, anchor {}, last hash {}); {} policies, each text \
+         matching its hash; {} approvals in {} records re-verified; {} policy signatures \
+         re-verified",
+        r.from,
+        r.to,
+        r.records(),
+        r.anchor,
+        r.last_hash,
+        r.policies,
+        r.approvals,
+        r.records_with_approvals,
+        r.policy_signatures
+    )
+}
+
+/// Where the administrators' keys came from: a trusted config, or the bundle itself.
+fn admins_line(r: &Report, config: Option<&Path>) -> String {
+    if let Some(config) = config {
+        return format!(
+            "policy administrators: from {}; every policy carries a quorum of them",
+            config.display()
+        );
+    }
+    let keys: Vec<String> = r
+        .keys
+        .iter()
+        .map(|(name, fp)| format!("{name:?} {fp}"))
+        .collect();
+    let unsigned = match r.unsigned_policies {
+        0 => String::new(),
+        n => format!("; {n} policies carry no signature"),
+    };
+    format!(
+        "policy administrators: the keys came from the bundle itself ({}), not from a trust \
+         root: give --config SIGNER_CONFIG to check them against the administrators{unsigned}",
+        if keys.is_empty() {
+            "none".to_owned()
+        } else {
+            keys.join(", ")
+        }
+    )
 }

@@ -29,7 +29,6 @@ use self::policy::PolicyCli;
 use self::process::{init_logging, protect_key_memory, protect_key_memory_quietly, report};
 use crate::batch::run_batch;
 use crate::config::Listen;
-use crate::ledger::run_audit;
 
 /// `tron-signer`.
 #[derive(Debug, Parser)]
@@ -80,7 +79,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: PolicyCli,
     },
-    /// Verify or export the audit chain.
+    /// Verify or export the audit chain, or bundle a stretch of it as offline evidence.
     Audit {
         #[command(subcommand)]
         cmd: AuditCli,
@@ -130,10 +129,7 @@ pub fn run(cli: Cli) -> ExitCode {
             );
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
-        Command::Audit { cmd } => {
-            let result = run_audit(cmd.into(), &mut std::io::stdout().lock());
-            report(result.map_err(|e| (e.code(), e.to_string())))
-        }
+        Command::Audit { cmd } => audit::run(cmd),
         Command::Approve(cli) => {
             let now = crate::service::core::system_clock()();
             let result = crate::approve::run_approve(

@@ -68,6 +68,9 @@ pub enum LedgerError {
     /// another key than the record names, or a statement for another request).
     #[error("audit record {seq} keeps approvals that do not verify: {detail}")]
     AuditApprovalInvalid { seq: u64, detail: String },
+    /// A stretch of the chain was asked for that it does not hold (`audit bundle`).
+    #[error("cannot take audit records {from} to {to}: {why}")]
+    AuditRange { from: u64, to: u64, why: String },
     /// Writing the export or the verification report failed.
     #[error("cannot write output: {detail}")]
     Output { detail: String },
@@ -95,6 +98,7 @@ impl LedgerError {
             LedgerError::AuditBeyondHead { .. } => "audit_beyond_head",
             LedgerError::AuditHeadInvalid { .. } => "audit_head_invalid",
             LedgerError::AuditApprovalInvalid { .. } => "audit_approval_invalid",
+            LedgerError::AuditRange { .. } => "audit_range",
             LedgerError::Output { .. } => "output",
         }
     }

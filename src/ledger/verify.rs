@@ -22,7 +22,7 @@ pub struct VerifyReport {
     pub with_approvals: u64,
 }
 
-fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
+pub(super) fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
     let path = dir.join(DB_FILE);
     if !path.is_file() {
         return Err(LedgerError::Open {
@@ -39,11 +39,8 @@ fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
         })
 }
 
-/// Walks every record in key order and checks, for each: no gap before it (deleted), its
-/// hash over its own bytes (modified), its stored sequence equals its key (reordered), and
-/// its previous-hash equals the record before it (chain broken). Then the last record must
-/// be the recorded head (truncated / beyond head / head invalid). The approvals a record
-/// keeps are re-verified too.
+/// Walks every record in key order and checks each with [`check_next`]. Then the last
+/// record must be the recorded head (truncated / beyond head / head invalid).
 pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
     let db = open_ro(dir)?;
     let rtx = db
@@ -67,39 +64,11 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         .map_err(|e| LedgerError::storage("iterate audit", e))?
     {
         let (k, v) = item.map_err(|e| LedgerError::storage("read audit", e))?;
-        let key = k.value();
-        let expected = prev.seq + 1;
-        if key != expected {
-            return Err(LedgerError::AuditDeleted { seq: expected });
-        }
-        let opened = open_row(key, v.value())?;
-        if !opened.hash_ok {
-            return Err(LedgerError::AuditModified { seq: key });
-        }
-        if opened.seq != key {
-            return Err(LedgerError::AuditReordered { seq: key });
-        }
-        if opened.prev != prev.hash {
-            return Err(LedgerError::AuditChainBroken {
-                seq: key,
-                prev: prev.seq,
-            });
-        }
-        if let Some(kept) = &opened.record.approvals {
-            let r = &opened.record;
-            let fields = crate::approval::evidence::RecordFields {
-                txid: r.txid.as_deref(),
-                payout_id: r.payout_id.as_deref(),
-                policy_hash: &r.policy_hash,
-            };
-            crate::approval::evidence::verify_kept(kept, fields)
-                .map_err(|detail| LedgerError::AuditApprovalInvalid { seq: key, detail })?;
+        let checked = check_next(prev, k.value(), v.value())?;
+        if checked.approvals.is_some() {
             report_approvals += 1;
         }
-        prev = Head {
-            seq: key,
-            hash: opened.hash,
-        };
+        prev = checked.head;
     }
 
     let head = match head {
@@ -156,6 +125,61 @@ pub(crate) fn each_record(
         }
     }
     Ok(n)
+}
+
+/// What one record that checked out says: its place in the chain, the policy it names and
+/// how many approvals it keeps (each re-verified), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckedRecord {
+    pub head: Head,
+    pub policy_hash: String,
+    pub approvals: Option<usize>,
+}
+
+/// Checks the row stored under `key` as the record after `prev`: no gap before it
+/// (deleted), its hash over its own bytes (modified), its stored sequence equals `key`
+/// (reordered), its previous-hash is `prev`'s (chain broken), and the approvals it keeps
+/// re-verify. `audit verify` runs this on the ledger, `audit verify --bundle` on a bundle.
+pub(crate) fn check_next(prev: Head, key: u64, row: &[u8]) -> Result<CheckedRecord, LedgerError> {
+    let expected = prev.seq + 1;
+    if key != expected {
+        return Err(LedgerError::AuditDeleted { seq: expected });
+    }
+    let opened = open_row(key, row)?;
+    if !opened.hash_ok {
+        return Err(LedgerError::AuditModified { seq: key });
+    }
+    if opened.seq != key {
+        return Err(LedgerError::AuditReordered { seq: key });
+    }
+    if opened.prev != prev.hash {
+        return Err(LedgerError::AuditChainBroken {
+            seq: key,
+            prev: prev.seq,
+        });
+    }
+    let r = &opened.record;
+    let approvals = match &r.approvals {
+        None => None,
+        Some(kept) => {
+            let fields = crate::approval::evidence::RecordFields {
+                txid: r.txid.as_deref(),
+                payout_id: r.payout_id.as_deref(),
+                policy_hash: &r.policy_hash,
+            };
+            let n = crate::approval::evidence::verify_kept(kept, fields)
+                .map_err(|detail| LedgerError::AuditApprovalInvalid { seq: key, detail })?;
+            Some(n)
+        }
+    };
+    Ok(CheckedRecord {
+        head: Head {
+            seq: key,
+            hash: opened.hash,
+        },
+        policy_hash: opened.record.policy_hash,
+        approvals,
+    })
 }
 
 pub(crate) fn export(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
