@@ -55,6 +55,13 @@ pub enum BundleError {
     /// A policy text does not hash to the hash it is carried under (and the records name).
     #[error("policy {hash}: the text in the bundle hashes to {found}, so it is not the policy the records name (edited)")]
     PolicyAltered { hash: String, found: String },
+    /// A policy whose `[policy_admins]` is needed does not load with this signer's loader.
+    #[error("policy {hash} does not load, so the administrators it names are unknown ({problems} problem(s), the first: {first})")]
+    PolicyInvalid {
+        hash: String,
+        problems: usize,
+        first: String,
+    },
     /// A policy signature does not verify, or not as the bundle says.
     #[error("policy {hash}: the signature by {admin:?} does not count: {detail}")]
     SignatureInvalid {
@@ -86,6 +93,7 @@ impl BundleError {
             BundleError::PolicyAbsent { .. } => "audit_bundle_policy_absent",
             BundleError::PolicyUnnamed { .. } => "audit_bundle_policy_unnamed",
             BundleError::PolicyAltered { .. } => "audit_bundle_policy_altered",
+            BundleError::PolicyInvalid { .. } => "audit_bundle_policy_invalid",
             BundleError::SignatureInvalid { .. } => "audit_bundle_signature_invalid",
             BundleError::QuorumNotMet { .. } => "audit_bundle_quorum_not_met",
         }
@@ -100,6 +108,7 @@ impl BundleError {
                 | BundleError::PolicyAbsent { .. }
                 | BundleError::PolicyUnnamed { .. }
                 | BundleError::PolicyAltered { .. }
+                | BundleError::PolicyInvalid { .. }
                 | BundleError::SignatureInvalid { .. }
                 | BundleError::QuorumNotMet { .. }
         )

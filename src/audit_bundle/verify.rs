@@ -2,7 +2,9 @@
 //! chain links from its anchor and every record hash recomputes; every approval a record
 //! keeps re-verifies; every policy a record names is in it, and its text hashes to that
 //! name; every policy signature verifies under `tron-signer-policy`, against the
-//! administrators given, or else against the keys the bundle itself names.
+//! administrators current before that policy (the config's, or those the policy before it
+//! names in its `[policy_admins]`, as `service::policy_gate` judges), or else against the
+//! keys the bundle itself names.
 
 use sha2::{Digest, Sha256};
 
@@ -17,7 +19,9 @@ use super::format::{Bundle, Policy, Signature};
 #[derive(Debug, Clone, Copy)]
 pub enum Admins<'a> {
     /// A signer config's `[policy_admins]` (trusted): every policy must carry a quorum of
-    /// them, and nothing else.
+    /// the administrators current before it, and nothing else. The first policy of the
+    /// bundle is judged by these; each later one by the `[policy_admins]` of the policy
+    /// before it in the chain, or these when it names none.
     Trusted(&'a AdminSet),
     /// The keys the bundle names beside each signature: proves the signatures are intact,
     /// not who may sign.
@@ -42,6 +46,9 @@ pub struct Report {
     /// (administrator, `SHA256:…` fingerprint) of each key that verified a policy
     /// signature, each once, in first-seen order.
     pub keys: Vec<(String, String)>,
+    /// With [`Admins::Trusted`]: how many policies were judged by administrators a policy
+    /// named rather than the config's.
+    pub judged_by_policy_admins: usize,
 }
 
 impl Report {
@@ -61,6 +68,9 @@ pub fn verify(bundle: &Bundle, admins: Admins<'_>) -> Result<Report, BundleError
         .collect();
     let held = |hash: &str| names.iter().position(|n| n == hash);
     let mut used = vec![false; bundle.policies.len()];
+    // The order the policies went into force: of their first record, which the chain fixes
+    // (the order of the bundle's list does not count).
+    let mut order = Vec::with_capacity(bundle.policies.len());
     let (mut records_with_approvals, mut approvals) = (0, 0);
     for r in &named {
         let Some(i) = held(&r.policy_hash) else {
@@ -76,7 +86,10 @@ pub fn verify(bundle: &Bundle, admins: Admins<'_>) -> Result<Report, BundleError
                     .to_string(),
             });
         };
-        used[i] = true;
+        if !used[i] {
+            used[i] = true;
+            order.push(i);
+        }
         if let Some(n) = r.approvals {
             records_with_approvals += 1;
             approvals += n;
@@ -102,14 +115,53 @@ pub fn verify(bundle: &Bundle, admins: Admins<'_>) -> Result<Report, BundleError
         policy_signatures: 0,
         unsigned_policies: 0,
         keys: Vec::new(),
+        judged_by_policy_admins: 0,
     };
-    for p in &bundle.policies {
-        check_policy(p, admins, &mut report)?;
+    // With trusted administrators: those the policy before names, if it does.
+    let mut named_by_previous: Option<AdminSet> = None;
+    for (k, &i) in order.iter().enumerate() {
+        let p = &bundle.policies[i];
+        let judges = match admins {
+            Admins::FromBundle => None,
+            Admins::Trusted(config) => {
+                if named_by_previous.is_some() {
+                    report.judged_by_policy_admins += 1;
+                }
+                Some(named_by_previous.as_ref().unwrap_or(config))
+            }
+        };
+        check_policy(p, judges, &mut report)?;
+        if judges.is_some() && k + 1 < order.len() {
+            named_by_previous = admins_named_by(p)?;
+        }
     }
     Ok(report)
 }
 
-fn check_policy(p: &Policy, admins: Admins<'_>, report: &mut Report) -> Result<(), BundleError> {
+/// The `[policy_admins]` a policy names, read with the signer's own policy loader.
+fn admins_named_by(p: &Policy) -> Result<Option<AdminSet>, BundleError> {
+    let hash = hex::encode(p.hash);
+    let loaded = crate::policy::parse(&p.text, &format!("{hash}.toml")).map_err(|e| {
+        let first = e
+            .problems
+            .first()
+            .map_or_else(String::new, ToString::to_string);
+        BundleError::PolicyInvalid {
+            hash: hash.clone(),
+            problems: e.problems.len(),
+            first,
+        }
+    })?;
+    Ok(loaded.policy.admins)
+}
+
+/// Checks one policy: its text against its hash, each signature under the key the bundle
+/// names, and, when `judges` are given, that they signed it with their quorum.
+fn check_policy(
+    p: &Policy,
+    judges: Option<&AdminSet>,
+    report: &mut Report,
+) -> Result<(), BundleError> {
     let hash = hex::encode(p.hash);
     let found: [u8; 32] = Sha256::digest(p.text.as_bytes()).into();
     if found != p.hash {
@@ -125,13 +177,13 @@ fn check_policy(p: &Policy, admins: Admins<'_>, report: &mut Report) -> Result<(
         }
     }
     report.policy_signatures += p.signatures.len();
-    match admins {
-        Admins::FromBundle => {
+    match judges {
+        None => {
             if p.signatures.is_empty() {
                 report.unsigned_policies += 1;
             }
         }
-        Admins::Trusted(set) => {
+        Some(set) => {
             let files: Vec<_> = p
                 .signatures
                 .iter()
@@ -211,8 +263,24 @@ mod tests {
     use crate::ledger::{AuditRecord, Decision, Ledger};
     use crate::policy::archive;
 
-    const ONE: &str = "version = 1\nname = \"one\"\n";
-    const TWO: &str = "version = 1\nname = \"two\"\n";
+    /// A policy that loads, named `name`, with `extra` sections at its end.
+    fn policy_text(name: &str, extra: &str) -> String {
+        format!(
+            "version = 1\nname = \"{name}\"\nrevision = 1\nnetwork = \"nile\"\n[global]\n\
+             max_fee_limit = \"1\"\nmax_expiration = \"1m\"\nclock_skew = \"1s\"\n[[caller]]\n\
+             name = \"c\"\nunix_uid = 1\nrpcs = [\"Sign\"]\nall_keys = true\n[[key]]\n\
+             address = \"TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1\"\nlabel = \"k\"\nassets = [\"TRX\"]\n\
+             windows = [{{ asset = \"TRX\", window = \"1h\", max = \"1\" }}]\n{extra}"
+        )
+    }
+
+    fn one() -> String {
+        policy_text("one", "")
+    }
+
+    fn two() -> String {
+        policy_text("two", "")
+    }
 
     fn key(seed: u8) -> ssh_key::PrivateKey {
         ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
@@ -266,22 +334,24 @@ mod tests {
         }
     }
 
-    /// A data directory whose chain names ONE (records 1-2) then TWO (3), both archived, ONE
-    /// signed by alice and bob, TWO by alice and carol.
-    fn data_dir() -> tempfile::TempDir {
+    /// A data directory whose chain names `one` (records 1-2) then `two` (3), both
+    /// archived with the signatures given (administrator name, key seed).
+    fn data_dir_with(
+        one: &str,
+        one_signers: &[(&str, u8)],
+        two: &str,
+        two_signers: &[(&str, u8)],
+    ) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let ledger = Ledger::open(dir.path(), 1000, 1).unwrap();
-        for policy in [ONE, ONE, TWO] {
+        for policy in [one, one, two] {
             rt.block_on(ledger.audit(record(policy))).unwrap();
         }
         drop(ledger);
-        for (text, signers) in [
-            (ONE, [("alice", 1), ("bob", 2)]),
-            (TWO, [("alice", 1), ("carol", 3)]),
-        ] {
+        for (text, signers) in [(one, one_signers), (two, two_signers)] {
             archive::store(dir.path(), text.as_bytes(), &hash(text)).unwrap();
             let sigs: Vec<(String, String)> = signers
                 .iter()
@@ -290,6 +360,16 @@ mod tests {
             archive::store_signatures(dir.path(), &hash(text), &sigs).unwrap();
         }
         dir
+    }
+
+    /// ONE signed by alice and bob, TWO by alice and carol.
+    fn data_dir() -> tempfile::TempDir {
+        data_dir_with(
+            &one(),
+            &[("alice", 1), ("bob", 2)],
+            &two(),
+            &[("alice", 1), ("carol", 3)],
+        )
     }
 
     fn failure(b: &Bundle, admins: Admins<'_>) -> (String, String) {
@@ -338,7 +418,7 @@ mod tests {
         let dir = data_dir();
         let set = admins();
         let b = crate::audit_bundle::make(dir.path(), 1, 3).unwrap();
-        let (one, two) = (hex::encode(hash(ONE)), hex::encode(hash(TWO)));
+        let (one_h, two_h) = (hex::encode(hash(&one())), hex::encode(hash(&two())));
 
         let mut absent = b.clone();
         absent.policies.remove(1);
@@ -346,7 +426,7 @@ mod tests {
             failure(&absent, Admins::FromBundle),
             (
                 "audit_bundle_policy_absent".into(),
-                format!("audit record 3 names policy {two}, which the bundle does not hold")
+                format!("audit record 3 names policy {two_h}, which the bundle does not hold")
             )
         );
         let mut unnamed = b.clone();
@@ -369,7 +449,7 @@ mod tests {
         assert_eq!(
             said,
             format!(
-                "policy {two}: the signature by \"carol\" does not count: made by key {}, the \
+                "policy {two_h}: the signature by \"carol\" does not count: made by key {}, the \
                  bundle names {}",
                 fp(3),
                 fp(2)
@@ -388,7 +468,7 @@ mod tests {
         assert_eq!(
             failure(&renamed, Admins::Trusted(&set)).1,
             format!(
-                "policy {one}: the signature by \"robert\" does not count: its key is \
+                "policy {one_h}: the signature by \"robert\" does not count: its key is \
                  administrator \"bob\"'s in the config, not \"robert\"'s"
             )
         );
@@ -402,7 +482,7 @@ mod tests {
         assert_eq!(
             said,
             format!(
-                "policy {one}: signed by 1 of the 2 administrators it needs ({one}.toml.sig.alice: \
+                "policy {one_h}: signed by 1 of the 2 administrators it needs ({one_h}.toml.sig.alice: \
                  signed by \"alice\")"
             )
         );
@@ -417,13 +497,13 @@ mod tests {
         assert_eq!(
             failure(&unsigned, Admins::Trusted(&set)).1,
             format!(
-                "policy {one}: the bundle carries no signature by the administrators; it needs 2"
+                "policy {one_h}: the bundle carries no signature by the administrators; it needs 2"
             )
         );
 
         // A signature over the other policy's text.
         let mut crossed = b.clone();
-        crossed.policies[0].signatures[0].signature = sign(1, TWO);
+        crossed.policies[0].signatures[0].signature = sign(1, &two());
         let said = failure(&crossed, Admins::FromBundle).1;
         assert!(
             said.contains("does not verify under the key it names"),
@@ -431,17 +511,79 @@ mod tests {
         );
     }
 
+    /// A policy naming `[policy_admins]` hands the next one to them, as the signer judges.
+    #[test]
+    fn the_administrators_a_policy_names_judge_the_next_one() {
+        let set = admins();
+        let handover = policy_text(
+            "one",
+            &format!(
+                "[policy_admins]\nthreshold = 1\nadmins = [{{ name = \"dave\", key = \"{}\" }}]\n",
+                line(4)
+            ),
+        );
+        let dir = data_dir_with(
+            &handover,
+            &[("alice", 1), ("bob", 2)],
+            &two(),
+            &[("dave", 4)],
+        );
+        let b = crate::audit_bundle::make(dir.path(), 1, 3).unwrap();
+        let r = verify(&b, Admins::Trusted(&set)).unwrap();
+        assert_eq!((r.policy_signatures, r.judged_by_policy_admins), (3, 1));
+        // The order the chain gives counts, not the order of the bundle's list.
+        let mut reordered = b.clone();
+        reordered.policies.reverse();
+        assert_eq!(verify(&reordered, Admins::Trusted(&set)).unwrap(), r);
+
+        // The config's administrators no longer count for TWO.
+        let dir = data_dir_with(
+            &handover,
+            &[("alice", 1), ("bob", 2)],
+            &two(),
+            &[("alice", 1), ("carol", 3)],
+        );
+        let b = crate::audit_bundle::make(dir.path(), 1, 3).unwrap();
+        let fp = key(1).public_key().fingerprint(ssh_key::HashAlg::Sha256);
+        assert_eq!(
+            failure(&b, Admins::Trusted(&set)).1,
+            format!(
+                "policy {}: the signature by \"alice\" does not count: signed by {fp}, which is \
+                 no policy administrator",
+                hex::encode(hash(&two()))
+            )
+        );
+        assert!(
+            verify(&b, Admins::FromBundle).is_ok(),
+            "intact, by the bundle's keys"
+        );
+
+        // A policy whose administrators are needed must load with this signer's loader.
+        let unloadable = "version = 1\nname = \"old\"\n";
+        let dir = data_dir_with(unloadable, &[("alice", 1), ("bob", 2)], &two(), &[]);
+        let b = crate::audit_bundle::make(dir.path(), 1, 3).unwrap();
+        let (code, said) = failure(&b, Admins::Trusted(&set));
+        assert_eq!(code, "audit_bundle_policy_invalid");
+        let want = format!(
+            "policy {h} does not load, so the administrators it names are unknown (",
+            h = hex::encode(hash(unloadable))
+        );
+        assert!(said.starts_with(&want), "{said}");
+        // Without trusted administrators nothing needs loading.
+        assert_eq!(verify(&b, Admins::FromBundle).unwrap().unsigned_policies, 1);
+    }
+
     #[test]
     fn making_a_bundle_needs_every_policy_in_the_archive() {
         let dir = data_dir();
-        std::fs::remove_file(archive::path_for(dir.path(), &hash(TWO))).unwrap();
+        std::fs::remove_file(archive::path_for(dir.path(), &hash(&two()))).unwrap();
         let e = crate::audit_bundle::make(dir.path(), 1, 3).unwrap_err();
         assert_eq!(e.code(), "audit_bundle_policy_unavailable");
         assert!(!e.is_evidence_failure());
         assert!(
             e.to_string().starts_with(&format!(
                 "policy {}, named by audit record 3, is not in the archive: archived policy",
-                hex::encode(hash(TWO))
+                hex::encode(hash(&two()))
             )),
             "{e}"
         );

@@ -168,10 +168,18 @@ fn summary(r: &Report) -> String {
 /// Where the administrators' keys came from: a trusted config, or the bundle itself.
 fn admins_line(r: &Report, config: Option<&Path>) -> String {
     if let Some(config) = config {
-        return format!(
-            "policy administrators: from {}; every policy carries a quorum of them",
-            config.display()
-        );
+        return match r.judged_by_policy_admins {
+            0 => format!(
+                "policy administrators: from {}; every policy carries a quorum of them",
+                config.display()
+            ),
+            n => format!(
+                "policy administrators: from {}, and for {n} policies those the policy before \
+                 it names in [policy_admins]; every policy carries a quorum of the \
+                 administrators current before it",
+                config.display()
+            ),
+        };
     }
     let keys: Vec<String> = r
         .keys
