@@ -10,7 +10,9 @@ need python3 || missing+=(python3 python3-venv python3-pip)
 need node || missing+=(nodejs npm)
 # libfaketime: the clock-jump test moves the real signer's wall clock with it.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
-[ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+# SoftHSM2: the module and its softhsm2-util (package softhsm2; the module alone comes
+# from libsofthsm2, so both are checked).
+{ [ -e /usr/lib/softhsm/libsofthsm2.so ] && need softhsm2-util; } || missing+=(softhsm2)
 # ssh-keygen: batch exporter signatures (and approvals) are made and checked with the real tool.
 need ssh-keygen || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -9,9 +9,10 @@
 //!
 //! Refusals made before the policy was asked (caller, request, decoding, ledger, key
 //! backend) and idempotent replays of a txid are not decisions of the policy: they are
-//! counted, not judged. Approvals are taken as they were: a request that carried approvals
-//! counts as approved under the candidate too (its groups are not re-judged); one that
-//! carried none is refused `approval_required` where the candidate's rules ask for approval.
+//! counted, not judged. Approvals are not judged again: where the candidate's rules ask for
+//! approval, a request signed with approvals counts as approved (its groups are not
+//! re-judged), one whose approvals the signer refused keeps that refusal, and one that
+//! carried none is refused `approval_required`.
 
 use std::path::Path;
 
@@ -102,7 +103,7 @@ impl Report {
         }
         out.push_str(&format!(
             "policy {}: {} Sign decisions judged again, {} unchanged, {} allowed -> refused, \
-             {} refused -> allowed; {} Sign records were not policy decisions ({} records read)\n",
+             {} refused -> allowed; {} Sign record(s) were not policy decisions ({} records read)\n",
             self.candidate,
             self.judged,
             self.unchanged,
@@ -264,14 +265,25 @@ fn decide(
         Decision::Allow(a) => {
             let intent = &decoded.intent;
             let quorum = p.quorum(key, &intent.asset(), intent.to(), intent.amount());
-            if !quorum.is_empty() && rec.approvals.is_none() {
-                return refused(
-                    ReasonCode::ApprovalRequired,
-                    format!(
-                        "the candidate asks for approvals ({}) and the request carried none",
-                        quorum.rules.join("; ")
-                    ),
-                );
+            if !quorum.is_empty() {
+                let code = rec.reason_code.parse::<ReasonCode>().ok();
+                let approved = code == Some(ReasonCode::Signed) && rec.approvals.is_some();
+                if !approved {
+                    // Approvals are not judged again: a request whose approvals the signer
+                    // refused keeps that refusal; one that carried none needs them.
+                    return match code.filter(|c| {
+                        c.category() == Category::Approval && *c != ReasonCode::ApprovalRequired
+                    }) {
+                        Some(c) => refused(c, rec.message.clone()),
+                        None => refused(
+                            ReasonCode::ApprovalRequired,
+                            format!(
+                                "the candidate asks for approvals ({}) and the request carried none",
+                                quorum.rules.join("; ")
+                            ),
+                        ),
+                    };
+                }
             }
             windows.add(Spent {
                 key: *key,

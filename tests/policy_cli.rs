@@ -413,7 +413,7 @@ mod replay {
         let (code, said, err) = replay(&s, &policy("10", "100"), false);
         assert_eq!(code, Some(0), "{said}{err}");
         assert!(
-            said.contains("5 Sign decisions judged again, 5 unchanged, 0 allowed -> refused, 0 refused -> allowed; 1 Sign records were not policy decisions"),
+            said.contains("5 Sign decisions judged again, 5 unchanged, 0 allowed -> refused, 0 refused -> allowed; 1 Sign record(s) were not policy decisions"),
             "{said}"
         );
 
