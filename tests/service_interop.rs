@@ -155,6 +155,7 @@ fn grpcio_session(env: &common::interop::Env, target: &str, extra_env: &[(&str, 
         v["methods"],
         json!([
             "Evaluate",
+            "Freeze",
             "GetPolicy",
             "ListKeys",
             "ReadPolicyText",
