@@ -183,30 +183,25 @@ pub(crate) fn check_next(prev: Head, key: u64, row: &[u8]) -> Result<CheckedReco
 }
 
 pub(crate) fn export(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
-    let db = open_ro(dir)?;
-    let rtx = db
-        .begin_read()
-        .map_err(|e| LedgerError::storage("begin read", e))?;
-    let audit = rtx
-        .open_table(AUDIT)
-        .map_err(|e| LedgerError::storage("open audit", e))?;
-    let mut n = 0u64;
-    for item in audit
-        .iter()
-        .map_err(|e| LedgerError::storage("iterate audit", e))?
-    {
-        let (k, v) = item.map_err(|e| LedgerError::storage("read audit", e))?;
-        let opened = open_row(k.value(), v.value())?;
-        let line = serde_json::to_string(&opened.record).map_err(|e| LedgerError::Output {
-            detail: e.to_string(),
-        })?;
-        writeln!(out, "{line}").map_err(|e| LedgerError::Output {
-            detail: e.to_string(),
-        })?;
-        n += 1;
-    }
-    out.flush().map_err(|e| LedgerError::Output {
+    let output = |e: &dyn std::fmt::Display| LedgerError::Output {
         detail: e.to_string(),
+    };
+    let mut failed = None;
+    let n = each_record(dir, &mut |record| {
+        let written = serde_json::to_string(&record)
+            .map_err(|e| output(&e))
+            .and_then(|line| writeln!(out, "{line}").map_err(|e| output(&e)));
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.flush().map_err(|e| output(&e))?;
     Ok(n)
 }
