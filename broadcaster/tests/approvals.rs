@@ -432,3 +432,39 @@ async fn malformed_approvals_are_refused_with_their_codes() {
     let st = h.get("p4").attempts[0].approval.clone().unwrap();
     assert_eq!(st.approvals.len(), MAX_APPROVALS);
 }
+
+#[tokio::test]
+async fn a_new_statement_from_the_signer_voids_the_approvals_so_far() {
+    let h = Harness::new(true, None).await;
+    let a = api(&h);
+    let txid = waiting(&h, "p5").await;
+    let (s, _) = a.approve("p5", &txid, &sig("alice")).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    needs(&h, NEEDS_ONE);
+    h.pipeline.tick().await;
+    // The signer's policy changed: it now asks approvers to sign another text.
+    h.signer.as_ref().unwrap().st().statement = "statement under the reloaded policy".into();
+    let (s, _) = a.approve("p5", &txid, &sig("bob")).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    needs(&h, NEEDS_TWO);
+    h.pipeline.tick().await;
+    let p = h.get("p5");
+    assert_eq!(p.status, Status::AwaitingApproval);
+    let st = p.attempts[0].approval.clone().unwrap();
+    assert!(st
+        .statement
+        .starts_with("statement under the reloaded policy"));
+    assert_eq!(st.needed, NEEDS_TWO);
+    for c in &st.approvals {
+        assert_eq!(c.state, ApprovalProgress::Refused);
+        assert_eq!(
+            c.refusal.as_ref().unwrap().code,
+            "approval_statement_changed"
+        );
+    }
+    // Nothing refused is shown to the signer again.
+    let calls = signer_calls(&h).len();
+    h.pipeline.tick().await;
+    assert_eq!(signer_calls(&h).len(), calls);
+    assert_eq!(a.pending().await[0]["statement"], st.statement.as_str());
+}
