@@ -356,3 +356,119 @@ impl Usage for Windows {
             .fold(U256::ZERO, |sum, e| sum.saturating_add(e.amount))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Envelope, Intent, TrxTransfer};
+    use crate::ledger::{intent_json, AuditRecord};
+
+    const KEY: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
+    const TREASURY: &str = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU";
+    const T0: i64 = 1_800_000_000_000;
+
+    fn policy(approval_rule: bool) -> LoadedPolicy {
+        let approver =
+            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]))
+                .public_key()
+                .to_openssh()
+                .unwrap();
+        let rule = if approval_rule {
+            "\n[[approval]]\nasset = \"TRX\"\nabove = \"1\"\nrequire = { treasury = 1 }\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "version = 1\nname = \"replay\"\nnetwork = \"nile\"\n[global]\nmax_fee_limit = \"1\"\n\
+             max_expiration = \"10m\"\nclock_skew = \"1m\"\n[[caller]]\nname = \"c\"\nunix_uid = 1\n\
+             rpcs = [\"Sign\"]\nall_keys = true\n[[key]]\naddress = \"{KEY}\"\nlabel = \"k\"\n\
+             assets = [\"TRX\"]\nwindows = [{{ asset = \"TRX\", window = \"24h\", max = \"100\" }}]\n\
+             [[key.destination]]\naddress = \"{TREASURY}\"\nlabel = \"treasury\"\nassets = [\"TRX\"]\nper_tx_max = {{ TRX = \"50\" }}\n\
+             [[approver]]\nname = \"a\"\ngroups = [\"treasury\"]\nkey = \"{approver}\"\n{rule}"
+        );
+        crate::policy::parse(&text, "replay.toml").unwrap()
+    }
+
+    /// A Sign record of 2 TRX to the treasury at T0 + n s, with its outcome.
+    fn record(n: u8, code: ReasonCode, approvals: bool) -> AuditRecord {
+        let time_ms = T0 + i64::from(n) * 1000;
+        let d = Decoded {
+            envelope: Envelope {
+                txid: [n; 32],
+                ref_block_bytes: [0, 1],
+                ref_block_hash: [2; 8],
+                expiration: time_ms + 60_000,
+                timestamp: time_ms,
+                fee_limit: 0,
+                memo: Vec::new(),
+                permission_id: 0,
+            },
+            intent: Intent::Trx(TrxTransfer {
+                owner: KEY.parse().unwrap(),
+                to: TREASURY.parse().unwrap(),
+                amount: 2_000_000,
+            }),
+        };
+        AuditRecord {
+            time_ms,
+            caller: "c".into(),
+            identity: "unix_uid=1".into(),
+            peer: "unix:uid=1".into(),
+            method: "Sign".into(),
+            key: Some(KEY.into()),
+            txid: Some(hex::encode(d.envelope.txid)),
+            payout_id: Some(format!("p-{n}")),
+            intent: Some(intent_json(&d)),
+            decision: if code == ReasonCode::Signed {
+                ledger::Decision::Allow
+            } else {
+                ledger::Decision::Deny
+            },
+            reason_code: code.as_str().into(),
+            message: format!("recorded {}", code.as_str()),
+            policy_hash: "00".repeat(32),
+            approvals: approvals.then(|| "{\"statement\":\"s\",\"approvals\":[]}".into()),
+        }
+    }
+
+    #[test]
+    fn approvals_are_taken_as_the_signer_judged_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ledger = Ledger::open(dir.path(), 1000, T0).unwrap();
+        for rec in [
+            record(1, ReasonCode::Signed, true),
+            record(2, ReasonCode::ApprovalInvalid, true),
+            record(3, ReasonCode::Signed, false),
+            record(4, ReasonCode::ApprovalRequired, false),
+        ] {
+            rt.block_on(ledger.audit(rec)).unwrap();
+        }
+        drop(ledger);
+
+        // Under rules asking for approval: the approved one stays signed, the one whose
+        // approvals were refused keeps that refusal, the one signed without any now needs
+        // them.
+        let r = replay(&policy(true), dir.path()).unwrap();
+        assert_eq!((r.judged, r.unchanged), (4, 3), "{}", r.render());
+        assert_eq!(r.changes.len(), 1);
+        assert_eq!(r.changes[0].payout_id, "p-3");
+        assert_eq!(r.changes[0].after.code, "approval_required");
+
+        // Without approval rules, both refusals for approvals would have been signed.
+        let r = replay(&policy(false), dir.path()).unwrap();
+        let lifted: Vec<(&str, &str)> = r
+            .changes
+            .iter()
+            .map(|c| (c.payout_id.as_str(), c.before.code.as_str()))
+            .collect();
+        assert_eq!(
+            lifted,
+            [("p-2", "approval_invalid"), ("p-4", "approval_required")]
+        );
+        assert!(r.changes.iter().all(|c| c.after.allowed));
+        assert_eq!(r.refused_to_allowed(), 2);
+    }
+}
