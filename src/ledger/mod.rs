@@ -299,14 +299,25 @@ impl Ledger {
     /// Returns its sequence number.
     pub async fn audit(&self, rec: AuditRecord) -> Result<u64, LedgerError> {
         let body = rec.body();
-        let queued = self.inner.admit(body.len()).await?;
+        self.submit(body.len(), |reply, queued| Job::Audit {
+            body,
+            reply,
+            _queued: queued,
+        })
+        .await
+    }
+
+    /// Queues the job `make` builds (holding `bytes` of the writer's queue until it is
+    /// answered) and waits for its commit; returns its first sequence number.
+    async fn submit(
+        &self,
+        bytes: usize,
+        make: impl FnOnce(writer::Reply, OwnedSemaphorePermit) -> Job,
+    ) -> Result<u64, LedgerError> {
+        let queued = self.inner.admit(bytes).await?;
         let (reply, rx) = oneshot::channel();
         self.inner
-            .send(Job::Audit {
-                body,
-                reply,
-                _queued: queued,
-            })
+            .send(make(reply, queued))
             .map_err(|_| LedgerError::WriterStopped)?;
         rx.await.map_err(|_| LedgerError::WriterStopped)?
     }
@@ -324,17 +335,14 @@ impl Ledger {
     /// Returns the record's sequence number.
     pub async fn put_policy(&self, rec: AuditRecord, mark: PolicyMark) -> Result<u64, LedgerError> {
         let body = rec.body();
-        let queued = self.inner.admit(body.len()).await?;
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .send(Job::Policy {
+        let seq = self
+            .submit(body.len(), |reply, queued| Job::Policy {
                 body,
                 mark: mark.encode(),
                 reply,
                 _queued: queued,
             })
-            .map_err(|_| LedgerError::WriterStopped)?;
-        let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
+            .await?;
         let before = self
             .inner
             .policy_mark
@@ -358,17 +366,15 @@ impl Ledger {
     /// changed it, in one durable commit. Returns the record's sequence number.
     pub async fn put_freeze(&self, rec: AuditRecord, freezes: Vec<u8>) -> Result<u64, LedgerError> {
         let body = rec.body();
-        let queued = self.inner.admit(body.len() + freezes.len()).await?;
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .send(Job::Freeze {
+        let stored = freezes.clone();
+        let seq = self
+            .submit(body.len() + freezes.len(), |reply, queued| Job::Freeze {
                 body,
-                freezes: freezes.clone(),
+                freezes: stored,
                 reply,
                 _queued: queued,
             })
-            .map_err(|_| LedgerError::WriterStopped)?;
-        let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
+            .await?;
         *self.freezes_slot() = Some(freezes);
         Ok(seq)
     }
