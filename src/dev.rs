@@ -185,6 +185,7 @@ pub async fn demo(
             raw_data: usdt_transfer(key, token, to, 10_000_000),
             payout_id: payout,
             approvals: vec![],
+            deposit_index: None,
         };
         let line = match client.sign(req).await {
             Ok(r) => {

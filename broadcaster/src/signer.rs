@@ -120,6 +120,7 @@ impl SignerConn {
             raw_data: raw_data.to_vec(),
             payout_id: payout_id.to_owned(),
             approvals,
+            deposit_index: None,
         });
         req.set_timeout(self.timeout);
         let resp = match client.sign(req).await {

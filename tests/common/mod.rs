@@ -146,6 +146,7 @@ pub fn request(key: &str, raw: Vec<u8>, payout_id: &str) -> SignRequest {
         raw_data: raw,
         payout_id: payout_id.into(),
         approvals: vec![],
+        deposit_index: None,
     }
 }
 

@@ -513,6 +513,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     raw_data: raw_data(owner, dest, token, amount, n),
                     payout_id: format!("{run_id}-{n}"),
                     approvals: vec![],
+                    deposit_index: None,
                 };
                 if let Err(status) = client.sign(req).await {
                     if errors.fetch_add(1, Ordering::Relaxed) == 0 {
