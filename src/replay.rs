@@ -428,6 +428,7 @@ mod tests {
             message: format!("recorded {}", code.as_str()),
             policy_hash: "00".repeat(32),
             approvals: approvals.then(|| "{\"statement\":\"s\",\"approvals\":[]}".into()),
+            deposit_index: None,
         }
     }
 

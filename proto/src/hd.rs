@@ -21,8 +21,8 @@
 
 use std::fmt;
 
-use bip32::{ChildNumber, ExtendedKey, Prefix, XPub};
 use crate::Address;
+use bip32::{ChildNumber, ExtendedKey, Prefix, XPub};
 
 /// The longest text looked at: a Base58Check extended key of 78 bytes is 111 characters.
 /// Longer input is refused before decoding, whose cost grows with the length.

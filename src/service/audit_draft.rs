@@ -35,6 +35,7 @@ impl Draft {
             message: String::new(),
             policy_hash: policy_hash.to_owned(),
             approvals: None,
+            deposit_index: None,
         })
     }
 
