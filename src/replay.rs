@@ -259,6 +259,7 @@ fn decide(
         key,
         decoded,
         now_ms: rec.time_ms,
+        deposit_index: rec.deposit_index,
     };
     match p.evaluate(&req, windows) {
         Decision::Deny(d) => refused(d.code.reason(), d.message),

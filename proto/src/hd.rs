@@ -100,6 +100,15 @@ impl fmt::Debug for AccountXpub {
     }
 }
 
+/// Two keys are equal when they name the same account ([`AccountXpub::same_account`]).
+impl PartialEq for AccountXpub {
+    fn eq(&self, other: &AccountXpub) -> bool {
+        self.same_account(other)
+    }
+}
+
+impl Eq for AccountXpub {}
+
 impl AccountXpub {
     /// Parses a mainnet `xpub…` at depth 3 with a hardened child number.
     ///

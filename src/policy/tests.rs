@@ -881,6 +881,7 @@ fn decide(p: &Policy, key: &str, d: &Decoded, usage: &dyn Usage) -> Decision {
             key: &key,
             decoded: d,
             now_ms: NOW,
+            deposit_index: None,
         },
         usage,
     )
@@ -1096,6 +1097,7 @@ fn deny_destination_window_then_key_window() {
         key: &later,
         decoded: &usdt(TREASURY, 1),
         now_ms: NOW + 60_000 + 60_000 + 3_600_001,
+        deposit_index: None,
     };
     let mut d = usdt(TREASURY, 1);
     d.envelope.expiration = req.now_ms + 60_000;
@@ -1280,7 +1282,7 @@ proptest! {
     #[test]
     fn evaluate_never_panics(d in any_decoded(), key in any_address(), now in any::<i64>(), used in any::<[u8; 32]>()) {
         let p = base().policy;
-        let _ = p.evaluate(&Request { key: &key, decoded: &d, now_ms: now }, &Fixed(U256::from_be_bytes(used)));
+        let _ = p.evaluate(&Request { key: &key, decoded: &d, now_ms: now, deposit_index: None }, &Fixed(U256::from_be_bytes(used)));
     }
 
     #[test]

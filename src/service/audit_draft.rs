@@ -68,6 +68,12 @@ impl Draft {
         self
     }
 
+    /// The request's HD index, when it names one.
+    pub fn deposit_index(mut self, index: Option<u32>) -> Self {
+        self.0.deposit_index = index;
+        self
+    }
+
     /// The decoded transaction: txid and the intent's JSON view. (The key is already in,
     /// from [`Draft::fields`].)
     pub fn request(mut self, decoded: &Decoded) -> Self {
