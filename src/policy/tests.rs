@@ -2206,3 +2206,36 @@ fn deposit_and_gas_requests_are_judged_by_the_derived_address() {
         Some(DenyCode::DepositIndexUnexpected)
     );
 }
+
+#[test]
+fn diff_reports_deposit_account_gas_and_grant_changes() {
+    let old = parse(&good_deposits(), "old.toml").unwrap().policy;
+    let changed = good_deposits()
+        .replacen("last_index = 20", "last_index = 25", 1)
+        .replacen(
+            &format!("collection = \"{TREASURY}\""),
+            &format!("collection = \"{EXCHANGE}\""),
+            1,
+        )
+        .replacen("gas_per_tx_max = \"5\"", "gas_per_tx_max = \"6\"", 1)
+        .replacen("deposit_accounts = [\"deposits\"]", "", 1);
+    let new = parse(&changed, "new.toml").unwrap().policy;
+    let texts: Vec<String> = super::diff::diff(&old, &new)
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    for needle in [
+        "index range",
+        "10..=25",
+        "collection address",
+        EXCHANGE,
+        "gas_for",
+        "at most 6 TRX",
+        "deposit accounts",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(needle)),
+            "{needle} not in {texts:#?}"
+        );
+    }
+}
