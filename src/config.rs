@@ -204,6 +204,9 @@ pub struct Config {
     /// administrators' signatures over its exact bytes (see `crate::governance`).
     #[serde(default)]
     pub policy_admins: Option<PolicyAdmins>,
+    /// `[metrics]`: the opt-in Prometheus listener, on its own address.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// The file this config was loaded from (SIGHUP re-reads its `[tls]` section); `None`
     /// for a config built in code.
     #[serde(skip)]
@@ -449,6 +452,14 @@ impl TryFrom<ConnectionsRepr> for ConnectionsConfig {
     }
 }
 
+/// `[metrics]`: where `GET /metrics` is served (plain HTTP, its own TCP address; never the
+/// signing listener).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: std::net::SocketAddr,
+}
+
 /// `[audit_budget]`: a token bucket of audit record bytes per caller (a Unix uid or a TCP
 /// peer address). Values below 1 count as 1.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -525,6 +536,17 @@ impl Config {
             }
         }
         cfg.check_transport(path)?;
+        if let (Some(m), Listen::Tcp(signing)) = (&cfg.metrics, &cfg.listen) {
+            if m.listen.port() == signing.port() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[metrics] listen {} shares its port with the signing listener {signing}; metrics are served on their own port only",
+                        m.listen
+                    ),
+                });
+            }
+        }
         cfg.source_path = Some(path.to_owned());
         if let Some(ks) = &mut cfg.keystore {
             rel(&mut ks.path);

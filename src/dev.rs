@@ -95,6 +95,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         }),
         pkcs11: None,
         audit_budget: None,
+        metrics: None,
         clock: Default::default(),
         connections: Default::default(),
         tls,

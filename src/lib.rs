@@ -22,6 +22,7 @@ pub mod governance;
 mod inspect;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
 mod no_dumps;
 pub mod policy;
 pub mod private_file;

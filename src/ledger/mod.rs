@@ -299,12 +299,15 @@ impl Ledger {
     /// Returns its sequence number.
     pub async fn audit(&self, rec: AuditRecord) -> Result<u64, LedgerError> {
         let body = rec.body();
-        self.submit(body.len(), |reply, queued| Job::Audit {
-            body,
-            reply,
-            _queued: queued,
-        })
-        .await
+        let seq = self
+            .submit(body.len(), |reply, queued| Job::Audit {
+                body,
+                reply,
+                _queued: queued,
+            })
+            .await?;
+        counted(&rec, seq);
+        Ok(seq)
     }
 
     /// Queues the job `make` builds (holding `bytes` of the writer's queue until it is
@@ -343,6 +346,7 @@ impl Ledger {
                 _queued: queued,
             })
             .await?;
+        counted(&rec, seq);
         let before = self
             .inner
             .policy_mark
@@ -375,6 +379,7 @@ impl Ledger {
                 _queued: queued,
             })
             .await?;
+        counted(&rec, seq);
         *self.freezes_slot() = Some(freezes);
         Ok(seq)
     }
@@ -559,8 +564,15 @@ impl Reservation {
         // From here the writer owns the outcome: it marks the entry committed or rolls it
         // back before answering. If it vanished without answering, the entry may or may not
         // be on disk, so it stays counted (in flight) rather than being rolled back.
-        rx.await.map_err(|_| LedgerError::WriterStopped)?
+        let seq = rx.await.map_err(|_| LedgerError::WriterStopped)??;
+        counted(&audit, seq);
+        Ok(seq)
     }
+}
+
+/// A record made durable at `seq`, in the operators' metrics.
+fn counted(rec: &AuditRecord, seq: u64) {
+    crate::metrics::global().recorded(&rec.method, rec.decision.as_str(), &rec.reason_code, seq);
 }
 
 impl Drop for Reservation {

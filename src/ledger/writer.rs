@@ -218,6 +218,7 @@ impl Writer {
             None => self.write(&batch),
         };
         let took = started.elapsed();
+        crate::metrics::global().commit(batch.len(), took, result.is_ok());
         if took >= SLOW_COMMIT {
             // Every request in the batch (and every one queued behind it) waited this long.
             tracing::warn!(

@@ -519,9 +519,16 @@ impl Core {
             Step::Reserved(reservation, rule) => (reservation, rule),
         };
 
-        let signature = match backend.sign(&txid).await {
-            Ok(s) => s,
+        let started = std::time::Instant::now();
+        let signed = backend.sign(&txid).await;
+        let metrics = crate::metrics::global();
+        let signature = match signed {
+            Ok(s) => {
+                metrics.backend_signed(backend.backend(), started.elapsed());
+                s
+            }
             Err(e) => {
+                metrics.backend_failed(backend.backend(), e.reason());
                 drop(reservation);
                 return Err(self.refuse(draft, Refusal::key_backend(&e)).await);
             }
@@ -730,6 +737,42 @@ impl Core {
             ));
         }
         Ok(key)
+    }
+
+    /// Sets the metrics read from state rather than counted: the policy in force, and the
+    /// used fraction of each key-wide window (as the policy itself would count it now).
+    pub fn publish_metrics(&self) {
+        let policy = self.policy();
+        let metrics = crate::metrics::global();
+        metrics.set_policy(&policy.hash_hex(), &policy.name, policy.revision);
+        let now = (self.clock)();
+        let p = &policy.policy;
+        let mut usage = Vec::new();
+        {
+            let state = self.ledger.state();
+            for k in &p.keys {
+                for a in &k.assets {
+                    let symbol = p.asset_info(&a.asset).map_or("?", |i| i.symbol.as_str());
+                    for w in &a.windows {
+                        let back = crate::policy::landing::lookback_ms(
+                            w.window_ms,
+                            k.envelope.clock_skew_ms,
+                        );
+                        let used = state.used(&k.address, a.asset, None, back, now);
+                        let ratio = used.as_f64() / w.max.as_f64().max(1.0);
+                        usage.push((
+                            crate::metrics::WindowLabels {
+                                key: k.address.to_base58(),
+                                asset: symbol.to_owned(),
+                                window: w.label.clone(),
+                            },
+                            ratio,
+                        ));
+                    }
+                }
+            }
+        }
+        metrics.set_windows(usage);
     }
 
     /// The start both Sign and Evaluate share: the policy in force, the clock, the validated

@@ -237,9 +237,10 @@ impl Signer for GrpcSigner {
     type ReadPolicyTextStream = PolicyTextStream;
 
     async fn sign(&self, request: Request<SignRequest>) -> Result<Response<SignResponse>, Status> {
+        let started = std::time::Instant::now();
         let who = peer(&request);
         let req = request.into_inner();
-        let s = self
+        let signed = self
             .core
             .sign_with(
                 &who,
@@ -249,8 +250,9 @@ impl Signer for GrpcSigner {
                 &offered(&req.approvals),
                 req.deposit_index,
             )
-            .await
-            .map_err(status)?;
+            .await;
+        crate::metrics::global().sign_took(started.elapsed());
+        let s = signed.map_err(status)?;
         Ok(Response::new(SignResponse {
             txid: s.txid.to_vec(),
             signature: s.signature.to_vec(),

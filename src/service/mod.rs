@@ -18,6 +18,7 @@ pub mod core;
 mod freezes;
 pub mod grpc;
 mod health;
+pub mod metrics_listener;
 pub mod peer;
 pub mod policy_gate;
 mod policy_slot;

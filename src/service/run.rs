@@ -20,6 +20,7 @@ use crate::reason::ReasonCode;
 use crate::secret_source::SecretSourceError;
 use crate::service::connections::LimitError;
 use crate::service::core::system_clock;
+use crate::service::metrics_listener;
 use crate::service::policy_gate;
 use crate::service::server::{self, ServeError};
 use crate::service::tls::{ServerTls, TlsError};
@@ -285,6 +286,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     server::spawn_reload_on_sighup(Arc::clone(&core), cfg.policy.clone(), tls.clone())?;
+    let _metrics = match &cfg.metrics {
+        Some(m) => {
+            let listener =
+                metrics_listener::bind(m.listen)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        listen: format!("[metrics] {}", m.listen),
+                        source,
+                    })?;
+            tracing::info!(listen = %m.listen, "metrics listener ready");
+            // Aborted when `run` returns, with the server.
+            Some(AbortOnDrop(tokio::spawn(metrics_listener::serve(
+                listener,
+                Arc::clone(&core),
+            ))))
+        }
+        None => None,
+    };
     let transport = server::Transport {
         listen: &cfg.listen,
         socket: &cfg.unix_socket,
@@ -294,6 +313,15 @@ pub async fn run(
     server::serve(core, transport, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

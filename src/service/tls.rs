@@ -552,6 +552,7 @@ fn identify(
 /// Logs a failed handshake: the first at once, then at most one line per interval with
 /// the number of failures since the last.
 fn note_failure(shared: &Mutex<Handshakes>, remote: SocketAddr, why: &str) {
+    crate::metrics::global().tls_refused();
     let mut h = shared.lock().unwrap_or_else(|p| p.into_inner());
     h.failed_since_log += 1;
     let now = Instant::now();

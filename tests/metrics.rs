@@ -1,0 +1,154 @@
+//! The opt-in metrics listener (issue 17, item 1) on the real binary: `GET /metrics` on its
+//! own TCP port shows what the signer decided (by RPC, decision and reason code), how long
+//! Sign, the ledger's group commits and the key backend took, each key window's used
+//! fraction, the policy in force and the audit head; every other request is refused; and a
+//! config that would put metrics on the signing port does not start.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::policy::policy_preamble;
+use common::*;
+
+const TRX: u64 = 1_000_000;
+
+fn policy() -> String {
+    let mut p = policy_preamble("metrics", "60s");
+    p.push_str(&format!(
+        r#"
+[[key]]
+address = "{KEY1}"
+label = "payouts"
+assets = ["TRX"]
+windows = [{{ asset = "TRX", window = "24h", max = "100" }}]
+
+  [[key.destination]]
+  address = "{dest}"
+  label = "treasury"
+  assets = ["TRX"]
+  per_tx_max = {{ TRX = "10" }}
+"#,
+        dest = dest(9).to_base58()
+    ));
+    p
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole response.
+fn http(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of the sample line that starts with `series` (name and labels exactly).
+fn sample(page: &str, series: &str) -> f64 {
+    let line = page
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{page}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_decisions_latencies_windows_and_the_policy() {
+    let s = Setup::new(&[("payouts", KEY1_SECRET)], &policy());
+    let port = free_loopback_port();
+    s.write_config(&format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        s.keystore_section()
+    ));
+    let mut srv = s.start().await;
+    srv.client
+        .sign(request(KEY1, Tx::trx(KEY1, dest(9), 5 * TRX).raw(), "p-1"))
+        .await
+        .expect("allowed");
+    let refused = srv
+        .client
+        .sign(request(KEY1, Tx::trx(KEY1, dest(9), 11 * TRX).raw(), "p-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "over_per_tx_max");
+
+    let page = http(port, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(
+        page.contains("content-type: application/openmetrics-text"),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"tron_signer_decisions_total{method="Sign",decision="allow",code="signed"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"tron_signer_decisions_total{method="Sign",decision="deny",code="over_per_tx_max"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&page, "tron_signer_sign_duration_seconds_count"),
+        2.0
+    );
+    assert!(sample(&page, "tron_signer_ledger_commit_entries_count") >= 2.0);
+    assert!(sample(&page, "tron_signer_ledger_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        sample(
+            &page,
+            r#"tron_signer_key_backend_sign_duration_seconds_count{backend="soft"}"#
+        ),
+        1.0
+    );
+    // 5 of the 100 TRX a day.
+    assert_eq!(
+        sample(
+            &page,
+            &format!(r#"tron_signer_window_usage_ratio{{key="{KEY1}",asset="TRX",window="24h"}}"#)
+        ),
+        0.05
+    );
+    let hash = String::from_utf8(s.run(&["policy", "hash", path_str(&s.policy)]).stdout).unwrap();
+    let hash = hash.split_whitespace().next().unwrap();
+    assert!(
+        page.contains(&format!(
+            r#"tron_signer_policy_info{{hash="{hash}",name="metrics",revision="0"}} 1"#
+        )),
+        "{page}"
+    );
+    // The start record, then one per request.
+    assert!(sample(&page, "tron_signer_audit_head_sequence") >= 3.0);
+    // Nothing but bounded labels: no payout id or txid anywhere.
+    assert!(!page.contains("p-1") && !page.contains("p-2"), "{page}");
+
+    assert!(http(port, "GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(http(port, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    let huge = format!("GET /metrics HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(http(port, &huge).starts_with("HTTP/1.1 431"));
+    srv.stop();
+}
+
+#[test]
+fn metrics_on_the_signing_port_do_not_start() {
+    let s = Setup::new(&[("payouts", KEY1_SECRET)], &policy());
+    let port = free_loopback_port();
+    s.write_config_listening(
+        &format!("127.0.0.1:{port}"),
+        &format!(
+            "insecure_plaintext = true\n{}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            s.keystore_section()
+        ),
+    );
+    let (status, out) = s.serve_until_exit();
+    assert!(!status.success());
+    assert!(
+        out.contains("config_invalid") && out.contains("shares its port"),
+        "{out}"
+    );
+}
