@@ -20,6 +20,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# promtool: the example alert rules are checked and unit-tested with it (tests/metrics.rs).
+# Only the tool is taken from Debian's prometheus package (extracted, never installed, so no
+# Prometheus server is started); a promtool on PATH is used as it is.
+if need promtool; then
+    export TRON_SIGNER_PROMTOOL="$(command -v promtool)"
+else
+    tools="$PWD/target/tools"
+    if [ ! -x "$tools/usr/bin/promtool" ]; then
+        echo "test.sh: extracting promtool from Debian's prometheus package" >&2
+        mkdir -p "$tools/deb"
+        (cd "$tools/deb" && rm -f prometheus_*.deb && { apt-get download prometheus >&2 2>/dev/null \
+            || { apt-get update -qq && apt-get download prometheus >&2; }; })
+        dpkg-deb -x "$tools"/deb/prometheus_*.deb "$tools"
+    fi
+    export TRON_SIGNER_PROMTOOL="$tools/usr/bin/promtool"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # --no-fail-fast: one failing test binary must not hide the others' results.

@@ -92,7 +92,10 @@ impl Metrics {
             decisions: Family::default(),
             sign_seconds: latency(),
             commit_entries: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            commit_seconds: latency(),
+            // Explicit bounds: 0.1 s is the alert threshold (ops/prometheus/alerts.yml).
+            commit_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
             commit_failures: Counter::default(),
             backend_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
             backend_errors: Family::default(),
@@ -271,4 +274,68 @@ fn method_label(method: &str) -> &'static str {
         .copied()
         .find(|m| *m == method)
         .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every recorder shows up in the page, and every metric the example alert rules use
+    /// (ops/prometheus/alerts.yml) is one of them.
+    #[test]
+    fn the_alert_rules_name_only_metrics_that_exist() {
+        let m = Metrics::new();
+        m.recorded("Sign", "deny", "over_key_window", 4);
+        m.sign_took(Duration::from_millis(3));
+        m.commit(2, Duration::from_millis(150), false);
+        m.backend_signed("soft", Duration::from_micros(80));
+        m.backend_failed("pkcs11", ReasonCode::SoftSignFailed);
+        m.tls_refused();
+        m.set_policy("ab", "p", 3);
+        m.set_windows([(
+            WindowLabels {
+                key: "T".into(),
+                asset: "TRX".into(),
+                window: "24h".into(),
+            },
+            0.5,
+        )]);
+        let page = m.encode();
+        assert!(page.contains(r#"tron_signer_decisions_total{method="Sign",decision="deny",code="over_key_window"} 1"#), "{page}");
+        assert!(page.contains("tron_signer_audit_head_sequence 4"), "{page}");
+        assert!(
+            page.contains("tron_signer_ledger_commit_failures_total 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"tron_signer_ledger_commit_duration_seconds_bucket{le="0.1"} 0"#),
+            "{page}"
+        );
+        let rules = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ops/prometheus/alerts.yml"
+        ))
+        .unwrap();
+        let mut named = 0;
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let Some(name) = word.strip_prefix("tron_signer_") else {
+                continue;
+            };
+            let base = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                page.contains(&format!("# TYPE tron_signer_{base} ")),
+                "alerts.yml uses tron_signer_{name}, which the signer does not have:\n{page}"
+            );
+            named += 1;
+        }
+        assert!(named >= 8, "{named}");
+        // Unknown methods and codes collapse into one label value each.
+        m.recorded("Surprise", "deny", "not a code", 5);
+        assert!(m
+            .encode()
+            .contains(r#"method="other",decision="deny",code="unknown""#));
+    }
 }

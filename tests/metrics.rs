@@ -1,8 +1,10 @@
 //! The opt-in metrics listener (issue 17, item 1) on the real binary: `GET /metrics` on its
 //! own TCP port shows what the signer decided (by RPC, decision and reason code), how long
 //! Sign, the ledger's group commits and the key backend took, each key window's used
-//! fraction, the policy in force and the audit head; every other request is refused; and a
-//! config that would put metrics on the signing port does not start.
+//! fraction, the policy in force and the audit head; every other request is refused; a
+//! config that would put metrics on the signing port does not start; and the example alert
+//! rules (ops/prometheus) pass `promtool check rules` and their own `promtool test rules`
+//! (that they name only metrics the signer has is checked in `src/metrics.rs`).
 
 mod common;
 
@@ -151,4 +153,48 @@ fn metrics_on_the_signing_port_do_not_start() {
         out.contains("config_invalid") && out.contains("shares its port"),
         "{out}"
     );
+}
+
+fn rules_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/prometheus")
+}
+
+/// promtool: from `TRON_SIGNER_PROMTOOL` (scripts/test.sh extracts Debian's), else PATH.
+fn promtool() -> std::process::Command {
+    let tool = std::env::var("TRON_SIGNER_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut cmd = std::process::Command::new(tool);
+    cmd.current_dir(rules_dir());
+    cmd
+}
+
+#[test]
+fn the_example_alert_rules_pass_promtool() {
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts_test.yml"][..],
+    ] {
+        let out = promtool().args(args).output().unwrap_or_else(|e| {
+            panic!("promtool not found ({e}): run scripts/test.sh, which provides it")
+        });
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {args:?}:\n{text}");
+        assert!(text.contains("SUCCESS"), "{text}");
+    }
+    // A broken rule is refused: the check can fail.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(rate(x[5m]) >\n",
+    )
+    .unwrap();
+    let out = promtool()
+        .args(["check", "rules"])
+        .arg(dir.path().join("bad.yml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
