@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{black_box, Criterion};
 use k256::ecdsa::SigningKey;
 use secrecy::{SecretBox, SecretString};
-use tron_signer::keystore::{KdfParams, Keystore, SealedKeystore};
+use tron_signer::keystore::{KdfParams, Keystore, SealedKeystore, VERSION};
 
 const KEYS: usize = 10_000;
 
@@ -56,7 +56,7 @@ fn main() {
     g.bench_function("after_kdf_10k", |b| {
         b.iter(|| {
             let pt = sealed.decrypt(black_box(&unlock)).expect("decrypt");
-            Keystore::from_plaintext(&pt, params).expect("load")
+            Keystore::from_plaintext(&pt, params, VERSION).expect("load")
         })
     });
     g.bench_function("open_total_10k", |b| {

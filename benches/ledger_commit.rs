@@ -54,6 +54,7 @@ fn record(n: u32) -> AuditRecord {
         message: "allowed by rule usdt-hot".into(),
         policy_hash: "07".repeat(32),
         approvals: None,
+        deposit_index: None,
     }
 }
 

@@ -173,6 +173,7 @@ fn main() {
                 raw,
                 &format!("p-{i}"),
                 &offered,
+                None,
             )
             .await
             .expect("signed");

@@ -205,6 +205,7 @@ pub async fn sign_batch(core: &Core, peer: &Peer, batch: &UnsignedBatch) -> Sign
                 &item.raw_data,
                 &item.payout_id,
                 &offered,
+                None,
             )
             .await
         {

@@ -73,6 +73,8 @@ reason_codes! {
     BadPayoutId = "bad_payout_id", Request;
     /// No key with this address is loaded in this signer.
     KeyNotLoaded = "key_not_loaded", Request;
+    /// The policy's deposit account has no HD seed in this signer's keystore.
+    DepositAccountNotLoaded = "deposit_account_not_loaded", Request;
     /// The txid was signed before for another payout id or key.
     TxidReused = "txid_reused", Request;
     /// Another request is signing this txid right now; retry.
@@ -142,6 +144,14 @@ reason_codes! {
     MemoTooLong = "memo_too_long", Policy;
     OverDestinationWindow = "over_destination_window", Policy;
     OverKeyWindow = "over_key_window", Policy;
+    /// A deposit key's index is outside every deposit account's range.
+    DepositIndexOutOfRange = "deposit_index_out_of_range", Policy;
+    /// The key is not the address any deposit account derives at the request's index.
+    DepositAddressMismatch = "deposit_address_mismatch", Policy;
+    /// A gas key's transfer goes elsewhere than the deposit address at the request's index.
+    GasDestinationMismatch = "gas_destination_mismatch", Policy;
+    /// The request names a deposit index for a key that is not a gas key.
+    DepositIndexUnexpected = "deposit_index_unexpected", Policy;
 
     // --- the policy in force: reloads and its archive ---
     /// A reload put a new policy in force.

@@ -259,6 +259,7 @@ fn decide(
         key,
         decoded,
         now_ms: rec.time_ms,
+        deposit_index: rec.deposit_index,
     };
     match p.evaluate(&req, windows) {
         Decision::Deny(d) => refused(d.code.reason(), d.message),
@@ -428,6 +429,7 @@ mod tests {
             message: format!("recorded {}", code.as_str()),
             policy_hash: "00".repeat(32),
             approvals: approvals.then(|| "{\"statement\":\"s\",\"approvals\":[]}".into()),
+            deposit_index: None,
         }
     }
 

@@ -13,6 +13,8 @@ pub mod batch;
 pub mod client;
 pub mod contract_type;
 pub mod duration;
+#[cfg(feature = "hd")]
+pub mod hd;
 pub mod sig;
 
 pub use address::{Address, AddressError};

@@ -331,6 +331,7 @@ mod tests {
             message: "m".into(),
             policy_hash: hex::encode(hash(policy)),
             approvals: None,
+            deposit_index: None,
         }
     }
 

@@ -36,12 +36,14 @@ pub enum KeysCli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum SoftCli {
     /// Generate a key from OS randomness in the keystore (created if missing); prints its
-    /// address. (`keys pkcs11 generate` makes one inside a token.)
-    Generate(AddKeyFlags),
+    /// address. (`keys pkcs11 generate` makes one inside a token.) With `--hd`, an HD
+    /// deposit account instead; prints its account xpub.
+    Generate(GenerateFlags),
     /// Import a private key given as 64 hex digits on standard input into the keystore;
     /// prints its address. (Keys cannot be imported into a token: they are made there.)
     Import(AddKeyFlags),
-    /// List the keystore's keys: address, label, creation time.
+    /// List the keystore's keys (address, label, creation time), then its HD accounts
+    /// (account xpub, label, creation time).
     List {
         #[command(flatten)]
         store: KeystoreFlags,
@@ -111,6 +113,17 @@ pub struct AddKeyFlags {
     /// Replace an existing file that is not a keystore openable with this passphrase.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `keys generate`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateFlags {
+    #[command(flatten)]
+    pub add: AddKeyFlags,
+    /// Store a BIP-32 seed (encrypted like every key) for deposit keys `m/44'/195'/0'/0/i`
+    /// and print the account xpub for the policy's [[deposit_account]] and the receive side.
+    #[arg(long)]
+    pub hd: bool,
 }
 
 /// A PKCS#11 token's commands.
@@ -224,7 +237,12 @@ pub fn run_keys_cli(
     match cmd {
         KeysCli::Soft(soft) => {
             let cmd = match soft {
-                SoftCli::Generate(args) => KeysCommand::Generate(args.into()),
+                SoftCli::Generate(GenerateFlags { add, hd: false }) => {
+                    KeysCommand::Generate(add.into())
+                }
+                SoftCli::Generate(GenerateFlags { add, hd: true }) => {
+                    KeysCommand::GenerateHd(add.into())
+                }
                 SoftCli::Import(args) => KeysCommand::Import(args.into()),
                 SoftCli::List { store, json } => KeysCommand::List {
                     store: store.into(),

@@ -3,6 +3,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
+use tron_proto::hd::AccountXpub;
 use tron_proto::sig::RecoverableSignature;
 use tron_proto::Address;
 
@@ -21,6 +24,16 @@ pub trait KeyBackend: Send + Sync {
     /// Signs the txid. Implementations that block (HSM calls) must not block the caller's
     /// async worker thread.
     fn sign<'a>(&'a self, txid: &'a [u8; 32]) -> SignFuture<'a>;
+}
+
+/// An HD deposit account: it derives the deposit key of one index when a request needs
+/// it, so the signer never holds a table of child keys.
+pub trait DepositKeys: Send + Sync {
+    /// The account xpub the policy names it by.
+    fn xpub(&self) -> &AccountXpub;
+    fn label(&self) -> &str;
+    /// The deposit key `m/44'/195'/0'/0/index`.
+    fn derive(&self, index: u32) -> Result<Arc<dyn KeyBackend>, KeyError>;
 }
 
 /// Why a backend could not sign. Never carries key material or PINs.

@@ -11,6 +11,6 @@ pub mod pkcs11;
 mod ring;
 pub mod soft;
 
-pub use backend::{KeyBackend, KeyError, SignFuture};
+pub use backend::{DepositKeys, KeyBackend, KeyError, SignFuture};
 pub use ring::KeyRing;
 pub use soft::SoftKey;

@@ -3,14 +3,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tron_proto::hd::AccountXpub;
 use tron_proto::Address;
 
-use super::backend::KeyBackend;
+use super::backend::{DepositKeys, KeyBackend};
 
-/// The keys the service may sign with, by address.
+/// The keys the service may sign with, by address, and the HD deposit accounts it may
+/// derive deposit keys from.
 #[derive(Clone, Default)]
 pub struct KeyRing {
     keys: BTreeMap<Address, Arc<dyn KeyBackend>>,
+    deposit_accounts: Vec<Arc<dyn DepositKeys>>,
 }
 
 impl KeyRing {
@@ -29,6 +32,30 @@ impl KeyRing {
         self.keys.get(address)
     }
 
+    /// Adds an HD account; a second one for the same account is refused (its label back).
+    pub fn insert_deposit_account(&mut self, account: Arc<dyn DepositKeys>) -> Result<(), String> {
+        if self
+            .deposit_accounts
+            .iter()
+            .any(|a| a.xpub().same_account(account.xpub()))
+        {
+            return Err(account.label().to_owned());
+        }
+        self.deposit_accounts.push(account);
+        Ok(())
+    }
+
+    /// The loaded HD account the policy names by `xpub`.
+    pub fn deposit_account(&self, xpub: &AccountXpub) -> Option<&Arc<dyn DepositKeys>> {
+        self.deposit_accounts
+            .iter()
+            .find(|a| a.xpub().same_account(xpub))
+    }
+
+    pub fn deposit_accounts(&self) -> impl Iterator<Item = &Arc<dyn DepositKeys>> {
+        self.deposit_accounts.iter()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn KeyBackend>> {
         self.keys.values()
     }
@@ -44,6 +71,16 @@ impl KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys.keys()).finish()
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field(
+                "deposit_accounts",
+                &self
+                    .deposit_accounts
+                    .iter()
+                    .map(|a| a.label())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }

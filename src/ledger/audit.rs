@@ -6,10 +6,11 @@
 //! a 0/1 tag. The decoded intent is kept as the exact JSON text that was hashed.
 //! A stored row is `canonical bytes || sha256(canonical bytes)`.
 //!
-//! Rows are written in format v3: the caller name, the identity it was recognised by and the
-//! peer (since v2), and the approvals the decision rested on (since v3). Rows of formats v1
-//! (the peer only) and v2 (no approvals) are still read and verified: the stored hash covers
-//! the row's own domain tag.
+//! Rows are written in format v4: the caller name, the identity it was recognised by and the
+//! peer (since v2), the approvals the decision rested on (since v3), and the HD index a
+//! deposit-key or gas-key request named (since v4). Rows of formats v1 (the peer only), v2
+//! (no approvals) and v3 (no deposit index) are still read and verified: the stored hash
+//! covers the row's own domain tag.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,9 @@ use sha2::{Digest, Sha256};
 use super::entry::Reader;
 use super::error::LedgerError;
 
-const DOMAIN: &[u8] = b"tron-signer/audit/v3\0";
+const DOMAIN: &[u8] = b"tron-signer/audit/v4\0";
+/// Rows written before the deposit index was recorded.
+const DOMAIN_V3: &[u8] = b"tron-signer/audit/v3\0";
 /// Rows written before approvals were recorded.
 const DOMAIN_V2: &[u8] = b"tron-signer/audit/v2\0";
 /// Rows written before callers were named (no caller name or identity, the peer only).
@@ -82,6 +85,9 @@ pub struct AuditRecord {
     /// approver their name, key fingerprint, decision and SSH signature), so an export proves
     /// who approved and `audit verify` re-checks the signatures. Hashed exactly as given.
     pub approvals: Option<String>,
+    /// The request's `deposit_index` (a deposit key's own index, or the deposit address a
+    /// gas key funds), so the record alone says which derived key or address was judged.
+    pub deposit_index: Option<u32>,
 }
 
 /// A record as stored and exported: the request plus its place in the chain.
@@ -103,6 +109,8 @@ pub struct ChainedRecord {
     pub policy_hash: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deposit_index: Option<u32>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -128,6 +136,13 @@ impl AuditRecord {
         put_str(&mut out, &self.message);
         put_str(&mut out, &self.policy_hash);
         put_opt(&mut out, self.approvals.as_deref());
+        match self.deposit_index {
+            None => out.push(0),
+            Some(i) => {
+                out.push(1);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+        }
         out
     }
 }
@@ -151,6 +166,8 @@ impl AuditRecord {
             + s(&self.message)
             + s(&self.policy_hash)
             + o(self.approvals.as_deref())
+            + 1
+            + self.deposit_index.map_or(0, |_| 4)
     }
 }
 
@@ -215,7 +232,8 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
     let parsed = (|| -> Result<_, LedgerError> {
         // All three tags have the same length.
         let version = match r.slice(DOMAIN.len())? {
-            d if d == DOMAIN => 3,
+            d if d == DOMAIN => 4,
+            d if d == DOMAIN_V3 => 3,
             d if d == DOMAIN_V2 => 2,
             d if d == DOMAIN_V1 => 1,
             _ => return Err(LedgerError::corrupt("domain")),
@@ -244,12 +262,20 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
         let message = get_str(&mut r)?;
         let policy_hash = get_str(&mut r)?;
         let approvals = match version {
-            3 => match get_opt(&mut r)? {
+            3 | 4 => match get_opt(&mut r)? {
                 None => None,
                 Some(text) => Some(
                     serde_json::from_str(&text)
                         .map_err(|_| LedgerError::corrupt("approvals json"))?,
                 ),
+            },
+            _ => None,
+        };
+        let deposit_index = match version {
+            4 => match r.take::<1>()? {
+                [0] => None,
+                [1] => Some(u32::from_be_bytes(r.take::<4>()?)),
+                _ => return Err(LedgerError::corrupt("option tag")),
             },
             _ => None,
         };
@@ -273,6 +299,7 @@ pub(crate) fn open_row(key: u64, row: &[u8]) -> Result<Opened, LedgerError> {
                 message,
                 policy_hash,
                 approvals,
+                deposit_index,
                 prev_hash: hex::encode(prev),
                 hash: hex::encode(hash),
             },
@@ -322,12 +349,52 @@ mod tests {
             message: "é".repeat(3),
             policy_hash: "00".repeat(32),
             approvals: None,
+            deposit_index: None,
         };
         assert_eq!(rec.body_len(), rec.body().len());
         rec.key = Some("T".into());
         rec.intent = Some("{}".into());
         rec.approvals = Some("{}".into());
+        rec.deposit_index = Some(7);
         assert_eq!(rec.body_len(), rec.body().len());
+        let (row, _) = seal(&rec, 1, &[0; 32]);
+        let opened = open_row(1, &row).unwrap();
+        assert!(opened.hash_ok);
+        assert_eq!(opened.record.deposit_index, Some(7));
+    }
+
+    /// A v3 row (before the deposit index) opens with its hash intact and no index.
+    #[test]
+    fn a_v3_row_opens_without_a_deposit_index() {
+        let rec = AuditRecord {
+            time_ms: 1,
+            caller: "ops".into(),
+            identity: String::new(),
+            peer: "p".into(),
+            method: "Sign".into(),
+            key: None,
+            txid: None,
+            payout_id: None,
+            intent: None,
+            decision: Decision::Allow,
+            reason_code: "signed".into(),
+            message: String::new(),
+            policy_hash: String::new(),
+            approvals: None,
+            deposit_index: None,
+        };
+        let body = rec.body();
+        // The v3 body is the v4 body without the trailing deposit-index option.
+        let mut row = DOMAIN_V3.to_vec();
+        row.extend_from_slice(&3u64.to_be_bytes());
+        row.extend_from_slice(&[0; 32]);
+        row.extend_from_slice(&body[..body.len() - 1]);
+        let hash: [u8; 32] = Sha256::digest(&row).into();
+        row.extend_from_slice(&hash);
+        let opened = open_row(3, &row).unwrap();
+        assert!(opened.hash_ok);
+        assert_eq!(opened.record.deposit_index, None);
+        assert_eq!(opened.record.reason_code, "signed");
     }
 
     /// A row in the format before callers were named still opens, with its hash intact

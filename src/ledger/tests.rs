@@ -53,6 +53,7 @@ fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecor
         message: "a message a person understands".into(),
         policy_hash: hex::encode([7u8; 32]),
         approvals: None,
+        deposit_index: None,
     }
 }
 

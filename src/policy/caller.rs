@@ -140,6 +140,9 @@ pub struct CallerPolicy {
     pub rpcs: RpcSet,
     /// The signing keys it may name in Sign and Evaluate, and the ones ListKeys shows it.
     pub keys: KeyGrant,
+    /// `deposit_accounts = [...]`: the `[[deposit_account]]`s whose derived keys it may
+    /// name (sweeps). Not covered by `all_keys`: a sweep key is granted by name.
+    pub deposit_accounts: Vec<String>,
 }
 
 /// Which signing keys a caller may use.
@@ -167,6 +170,11 @@ impl CallerPolicy {
 
     pub fn may_use(&self, key: &Address) -> bool {
         self.keys.contains(key)
+    }
+
+    /// Whether it may sign with the deposit keys of the account named `account`.
+    pub fn may_sweep(&self, account: &str) -> bool {
+        self.deposit_accounts.iter().any(|a| a == account)
     }
 }
 
@@ -268,6 +276,7 @@ mod tests {
             recognised_by: by,
             rpcs: RpcSet::default(),
             keys: KeyGrant::Listed(Vec::new()),
+            deposit_accounts: Vec::new(),
         }
     }
 

@@ -66,6 +66,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         );
     }
     d.tokens();
+    d.deposit_accounts();
     d.keys();
     d.callers();
     d.approvers();
@@ -249,6 +250,17 @@ impl Diff<'_> {
             }
         }
         self.envelope(&subject, &old.envelope, &new.envelope);
+        let gas = |g: &Option<crate::policy::model::GasFor>| match g {
+            None => "none".to_owned(),
+            Some(g) => format!(
+                "{:?}, at most {} TRX per transaction",
+                g.account,
+                format_amount(g.per_tx_max, super::load::TRX_DECIMALS)
+            ),
+        };
+        if old.gas_for != new.gas_for {
+            self.changed(&subject, "gas_for", &gas(&old.gas_for), &gas(&new.gas_for));
+        }
         for d in &old.destinations {
             if new.destination(&d.address).is_none() {
                 self.removed(format!("{} of {subject}", destination_name(d)));
@@ -409,6 +421,55 @@ impl Diff<'_> {
         };
         if keys(&old.keys) != keys(&new.keys) {
             self.changed(subject, "keys", &keys(&old.keys), &keys(&new.keys));
+        }
+        if old.deposit_accounts != new.deposit_accounts {
+            let list = |c: &CallerPolicy| c.deposit_accounts.join(", ");
+            self.changed(subject, "deposit accounts", &list(old), &list(new));
+        }
+    }
+
+    /// `[[deposit_account]]`s by name: their key, index range, collection address and
+    /// assets are what lets derived keys move funds, so each is reported.
+    fn deposit_accounts(&mut self) {
+        for a in &self.old.deposit_accounts {
+            if self.new.deposit_account(&a.name).is_none() {
+                self.removed(format!("deposit account {:?}", a.name));
+            }
+        }
+        for a in &self.new.deposit_accounts {
+            let subject = format!("deposit account {:?}", a.name);
+            let Some(o) = self.old.deposit_account(&a.name) else {
+                self.added(subject);
+                continue;
+            };
+            if o.xpub != a.xpub {
+                self.changed(&subject, "xpub", &o.xpub.to_text(), &a.xpub.to_text());
+            }
+            let range = |x: &crate::policy::model::DepositAccount| {
+                format!("{}..={}", x.first_index, x.last_index)
+            };
+            if range(o) != range(a) {
+                self.changed(&subject, "index range", &range(o), &range(a));
+            }
+            if o.collection != a.collection {
+                self.changed(
+                    &subject,
+                    "collection address",
+                    &o.collection.to_base58(),
+                    &a.collection.to_base58(),
+                );
+            }
+            let assets = |x: &crate::policy::model::DepositAccount| {
+                x.assets
+                    .iter()
+                    .map(|asset| self.unit(asset).0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if assets(o) != assets(a) {
+                self.changed(&subject, "assets", &assets(o), &assets(a));
+            }
+            self.envelope(&subject, &o.envelope, &a.envelope);
         }
     }
 

@@ -10,7 +10,11 @@ use tron_proto::{Address, U256};
 
 use super::amount::format_amount;
 use super::landing::lookback_ms;
-use super::model::{AssetInfo, KeyPolicy, Policy, Window};
+use std::borrow::Cow;
+
+use super::model::{
+    AssetInfo, DepositAccount, Destination, DestinationAsset, KeyAsset, KeyPolicy, Policy, Window,
+};
 use crate::decode::{Asset, Decoded};
 use crate::reason::ReasonCode;
 
@@ -40,6 +44,9 @@ pub struct Request<'a> {
     pub decoded: &'a Decoded,
     /// The signer's clock, milliseconds since the Unix epoch.
     pub now_ms: i64,
+    /// The request's HD index: with a key that is no `[[key]]`, the deposit key's own
+    /// index; with a gas key, the deposit address it funds.
+    pub deposit_index: Option<u32>,
 }
 
 /// The outcome of [`Policy::evaluate`].
@@ -82,11 +89,15 @@ pub enum DenyCode {
     MemoTooLong,
     OverDestinationWindow,
     OverKeyWindow,
+    DepositIndexOutOfRange,
+    DepositAddressMismatch,
+    GasDestinationMismatch,
+    DepositIndexUnexpected,
 }
 
 impl DenyCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [DenyCode; 16] = [
+    pub const ALL: [DenyCode; 20] = [
         DenyCode::Frozen,
         DenyCode::UnknownKey,
         DenyCode::OwnerMismatch,
@@ -103,6 +114,10 @@ impl DenyCode {
         DenyCode::MemoTooLong,
         DenyCode::OverDestinationWindow,
         DenyCode::OverKeyWindow,
+        DenyCode::DepositIndexOutOfRange,
+        DenyCode::DepositAddressMismatch,
+        DenyCode::GasDestinationMismatch,
+        DenyCode::DepositIndexUnexpected,
     ];
 
     /// The code in the signer's one reason-code list.
@@ -124,6 +139,10 @@ impl DenyCode {
             DenyCode::MemoTooLong => ReasonCode::MemoTooLong,
             DenyCode::OverDestinationWindow => ReasonCode::OverDestinationWindow,
             DenyCode::OverKeyWindow => ReasonCode::OverKeyWindow,
+            DenyCode::DepositIndexOutOfRange => ReasonCode::DepositIndexOutOfRange,
+            DenyCode::DepositAddressMismatch => ReasonCode::DepositAddressMismatch,
+            DenyCode::GasDestinationMismatch => ReasonCode::GasDestinationMismatch,
+            DenyCode::DepositIndexUnexpected => ReasonCode::DepositIndexUnexpected,
         }
     }
 
@@ -181,11 +200,28 @@ impl Policy {
                 "all keys are frozen by the policy's global freeze switch".into(),
             );
         }
-        let Some(key) = self.key(req.key) else {
-            return deny(
-                DenyCode::UnknownKey,
-                format!("the policy has no section for key {}", req.key),
-            );
+        let key: Cow<'_, KeyPolicy> = match (self.key(req.key), req.deposit_index) {
+            (Some(k), None) => Cow::Borrowed(k),
+            (Some(k), Some(i)) if k.gas_for.is_none() => {
+                return deny(
+                    DenyCode::DepositIndexUnexpected,
+                    format!(
+                        "the request names deposit index {i}, but key {} ({}) is not a gas key (no gas_for)",
+                        k.address, k.label
+                    ),
+                )
+            }
+            (Some(k), Some(_)) => Cow::Borrowed(k),
+            (None, Some(i)) => match self.deposit_account_for(req.key, i) {
+                Ok(account) => Cow::Owned(account.key_policy(*req.key, i)),
+                Err(d) => return Decision::Deny(d),
+            },
+            (None, None) => {
+                return deny(
+                    DenyCode::UnknownKey,
+                    format!("the policy has no section for key {}", req.key),
+                )
+            }
         };
         if key.frozen {
             return deny(
@@ -222,14 +258,25 @@ impl Policy {
             );
         };
         let to = intent.to();
-        let Some(dest) = key.destination(to) else {
-            return deny(
-                DenyCode::DestinationNotAllowed,
-                format!(
-                    "{to} is not on the destination allowlist of key {}",
-                    key.address
-                ),
-            );
+        let dest: Cow<'_, Destination> = match (&key.gas_for, req.deposit_index) {
+            (Some(gas), Some(i)) if self.key(req.key).is_some() => {
+                match self.gas_destination(&key, gas, to, i) {
+                    Ok(d) => Cow::Owned(d),
+                    Err(d) => return d,
+                }
+            }
+            _ => match key.destination(to) {
+                Some(d) => Cow::Borrowed(d),
+                None => {
+                    return deny(
+                        DenyCode::DestinationNotAllowed,
+                        format!(
+                            "{to} is not on the destination allowlist of key {}",
+                            key.address
+                        ),
+                    )
+                }
+            },
         };
         let Some(dest_asset) = dest.asset(&asset) else {
             return deny(
@@ -256,7 +303,7 @@ impl Policy {
                 ),
             );
         }
-        if let Some(d) = envelope(key, req) {
+        if let Some(d) = envelope(&key, req) {
             return d;
         }
         let skew_ms = key.envelope.clock_skew_ms;
@@ -293,6 +340,120 @@ impl Policy {
                 key.address, dest.label, info.symbol
             ),
         })
+    }
+}
+
+impl Policy {
+    /// The deposit account whose key at `index` is `key`: the policy derives the address
+    /// from the account xpub itself, so a request cannot name a key the account does not
+    /// hold.
+    pub fn deposit_account_for(&self, key: &Address, index: u32) -> Result<&DepositAccount, Deny> {
+        let mut in_range = self
+            .deposit_accounts
+            .iter()
+            .filter(|a| (a.first_index..=a.last_index).contains(&index))
+            .peekable();
+        if in_range.peek().is_none() {
+            return Err(Deny {
+                code: DenyCode::DepositIndexOutOfRange,
+                message: format!(
+                    "deposit index {index} is outside the index range of every [[deposit_account]]"
+                ),
+            });
+        }
+        in_range
+            .find(|a| a.xpub.address(index).is_ok_and(|derived| derived == *key))
+            .ok_or_else(|| Deny {
+                code: DenyCode::DepositAddressMismatch,
+                message: format!(
+                    "{key} is not the address any deposit account derives at index {index}"
+                ),
+            })
+    }
+
+    /// The destination a gas key funds: the deposit address at `index` of its account,
+    /// for TRX only, up to its gas cap.
+    fn gas_destination(
+        &self,
+        key: &KeyPolicy,
+        gas: &super::model::GasFor,
+        to: &Address,
+        index: u32,
+    ) -> Result<Destination, Decision> {
+        let account = self.deposit_account(&gas.account).ok_or_else(|| {
+            deny(
+                DenyCode::GasDestinationMismatch,
+                format!(
+                    "key {} funds deposit account {:?}, which the policy does not define",
+                    key.address, gas.account
+                ),
+            )
+        })?;
+        if !(account.first_index..=account.last_index).contains(&index) {
+            return Err(deny(
+                DenyCode::DepositIndexOutOfRange,
+                format!(
+                    "deposit index {index} is outside the range {}..={} of deposit account {:?}",
+                    account.first_index, account.last_index, account.name
+                ),
+            ));
+        }
+        match account.xpub.address(index) {
+            Ok(derived) if derived == *to => Ok(Destination {
+                address: derived,
+                label: format!("deposit address #{index} of {}", account.name),
+                assets: vec![DestinationAsset {
+                    asset: Asset::Trx,
+                    per_tx_max: gas.per_tx_max,
+                    windows: Vec::new(),
+                }],
+            }),
+            _ => Err(deny(
+                DenyCode::GasDestinationMismatch,
+                format!(
+                    "gas key {} may fund only deposit address #{index} of {:?}, not {to}",
+                    key.address, account.name
+                ),
+            )),
+        }
+    }
+}
+
+impl DepositAccount {
+    /// The rules deposit key `address` (at `index`) signs under: the account's assets with
+    /// no windows (a sweep moves what arrived), the collection address as the only
+    /// destination with no per-transaction cap, the account's transaction rules.
+    pub fn key_policy(&self, address: Address, index: u32) -> KeyPolicy {
+        let collection = Destination {
+            address: self.collection,
+            label: format!("collection address of {}", self.name),
+            assets: self
+                .assets
+                .iter()
+                .map(|a| DestinationAsset {
+                    asset: *a,
+                    per_tx_max: U256::MAX,
+                    windows: Vec::new(),
+                })
+                .collect(),
+        };
+        KeyPolicy {
+            address,
+            label: format!("deposit key #{index} of {}", self.name),
+            frozen: false,
+            assets: self
+                .assets
+                .iter()
+                .map(|a| KeyAsset {
+                    asset: *a,
+                    windows: Vec::new(),
+                })
+                .collect(),
+            destinations: vec![collection],
+            destination_index: std::iter::once((self.collection, 0)).collect(),
+            envelope: self.envelope.clone(),
+            gas_for: None,
+        }
     }
 }
 

@@ -122,10 +122,41 @@ fn write_explain(o: &mut String, lp: &LoadedPolicy) -> std::fmt::Result {
                 writeln!(o, "{line}")?;
             }
         }
+        if let Some(g) = &k.gas_for {
+            writeln!(
+                o,
+                "  Gas key: may also send TRX to any address of deposit account {:?} that the request names by index, at most {} per transaction, inside this key's TRX windows.",
+                g.account,
+                amount(g.per_tx_max, p.asset_info(&Asset::Trx))
+            )?;
+        }
     }
+    write_deposit_accounts(o, p)?;
     write_callers(o, p)?;
     write_approvals(o, p)?;
     write_admins(o, p)
+}
+
+/// The HD accounts whose deposit keys may sweep, and where to.
+fn write_deposit_accounts(o: &mut String, p: &Policy) -> std::fmt::Result {
+    for a in &p.deposit_accounts {
+        writeln!(o)?;
+        writeln!(o, "Deposit account {:?}", a.name)?;
+        writeln!(o, "  Account key: {}", a.xpub.to_text())?;
+        writeln!(
+            o,
+            "  Deposit keys m/44'/195'/0'/0/i for i from {} to {}, derived by the signer from this account's seed.",
+            a.first_index, a.last_index
+        )?;
+        let assets: Vec<&str> = a.assets.iter().map(|x| symbol(p, x)).collect();
+        writeln!(
+            o,
+            "  They may send {} only to the collection address {}, with no per-transaction or window limit.",
+            assets.join(", "),
+            a.collection
+        )?;
+    }
+    Ok(())
 }
 
 /// Who signs the next policy once this one is in force.
@@ -232,6 +263,9 @@ fn write_callers(o: &mut String, p: &Policy) -> std::fmt::Result {
                     writeln!(o, "    {k} ({label:?})")?;
                 }
             }
+        }
+        for a in &c.deposit_accounts {
+            writeln!(o, "  May sweep with the deposit keys of {a:?}.")?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use tron_proto::hd::AccountXpub;
 use tron_proto::{Address, U256};
 
 use super::approval::{quorum, ApprovalRule, Approver, Quorum};
@@ -21,6 +22,9 @@ pub struct Policy {
     /// Signing keys in file order.
     pub keys: Vec<KeyPolicy>,
     pub(crate) key_index: HashMap<Address, usize>,
+    /// HD deposit accounts whose derived keys may sweep to their collection address, in
+    /// file order.
+    pub deposit_accounts: Vec<DepositAccount>,
     /// Who may ask, in file order (at least one).
     pub callers: Vec<CallerPolicy>,
     /// Who may approve, in file order.
@@ -96,6 +100,34 @@ pub struct KeyPolicy {
     pub assets: Vec<KeyAsset>,
     pub destinations: Vec<Destination>,
     pub(crate) destination_index: HashMap<Address, usize>,
+    pub envelope: EnvelopeRules,
+    /// `gas_for`: this key may also send TRX to any address of a deposit account (the
+    /// request names the index; the policy derives the address), up to a per-tx cap.
+    pub gas_for: Option<GasFor>,
+}
+
+/// A gas key's licence to fund deposit addresses with TRX for their sweeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GasFor {
+    /// The `[[deposit_account]]` by name.
+    pub account: String,
+    /// In sun.
+    pub per_tx_max: U256,
+}
+
+/// `[[deposit_account]]`: an HD account (named by its account xpub) whose deposit keys
+/// `m/44'/195'/0'/0/i`, for i in the index range, may send only these assets, only to the
+/// collection address. Nothing else about them is configurable: a deposit address holds
+/// customer payments and exists to be swept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositAccount {
+    pub name: String,
+    pub xpub: AccountXpub,
+    pub first_index: u32,
+    pub last_index: u32,
+    pub collection: Address,
+    pub assets: Vec<Asset>,
+    /// The `[global]` transaction rules, which deposit keys sign under.
     pub envelope: EnvelopeRules,
 }
 
@@ -177,6 +209,11 @@ impl Policy {
     /// The approver whose key made a signature, by its `SHA256:` fingerprint.
     pub fn approver(&self, fingerprint: &str) -> Option<&Approver> {
         self.approvers.iter().find(|a| a.fingerprint == fingerprint)
+    }
+
+    /// The deposit account named `name`.
+    pub fn deposit_account(&self, name: &str) -> Option<&DepositAccount> {
+        self.deposit_accounts.iter().find(|a| a.name == name)
     }
 
     /// Symbol and decimals for `asset`, if declared.

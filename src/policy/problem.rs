@@ -64,6 +64,12 @@ pub enum ProblemCode {
     UnknownCaller,
     /// An `[[approval]]` rule asking more approvers of a group than it has.
     ApprovalUnreachable,
+    /// A `[[deposit_account]]` xpub that is not a mainnet account-level extended public key.
+    BadXpub,
+    /// Two `[[deposit_account]]`s with one name or one xpub.
+    DuplicateDepositAccount,
+    /// A `gas_for` or `deposit_accounts` entry naming no `[[deposit_account]]`.
+    UnknownDepositAccount,
 }
 
 impl ProblemCode {
@@ -102,6 +108,9 @@ impl ProblemCode {
             ProblemCode::BadAdminSet => "bad_admin_set",
             ProblemCode::UnknownCaller => "unknown_caller",
             ProblemCode::ApprovalUnreachable => "approval_unreachable",
+            ProblemCode::BadXpub => "bad_xpub",
+            ProblemCode::DuplicateDepositAccount => "duplicate_deposit_account",
+            ProblemCode::UnknownDepositAccount => "unknown_deposit_account",
         }
     }
 }

@@ -881,6 +881,7 @@ fn decide(p: &Policy, key: &str, d: &Decoded, usage: &dyn Usage) -> Decision {
             key: &key,
             decoded: d,
             now_ms: NOW,
+            deposit_index: None,
         },
         usage,
     )
@@ -1096,6 +1097,7 @@ fn deny_destination_window_then_key_window() {
         key: &later,
         decoded: &usdt(TREASURY, 1),
         now_ms: NOW + 60_000 + 60_000 + 3_600_001,
+        deposit_index: None,
     };
     let mut d = usdt(TREASURY, 1);
     d.envelope.expiration = req.now_ms + 60_000;
@@ -1280,7 +1282,7 @@ proptest! {
     #[test]
     fn evaluate_never_panics(d in any_decoded(), key in any_address(), now in any::<i64>(), used in any::<[u8; 32]>()) {
         let p = base().policy;
-        let _ = p.evaluate(&Request { key: &key, decoded: &d, now_ms: now }, &Fixed(U256::from_be_bytes(used)));
+        let _ = p.evaluate(&Request { key: &key, decoded: &d, now_ms: now, deposit_index: None }, &Fixed(U256::from_be_bytes(used)));
     }
 
     #[test]
@@ -1994,4 +1996,246 @@ fn policy_admins_are_read_and_checked_like_the_configs() {
         ProblemCode::Syntax,
         "[policy_admins]\nthreshold = 1\nadmins = []",
     );
+}
+
+// ---------------------------------------------------------------- deposit accounts, gas keys
+
+fn deposit_xpub(seed: u8) -> String {
+    crate::keys::soft::hd::HdAccount::from_seed(&[seed; 32])
+        .unwrap()
+        .xpub()
+        .to_text()
+}
+
+/// BASE with a deposit account, a gas key for it and a caller granted its keys.
+fn with_deposits(account: &str, gas: &str, caller: &str) -> String {
+    let xpub = deposit_xpub(1);
+    format!(
+        r#"{BASE}
+[[deposit_account]]
+name = "deposits"
+xpub = "{xpub}"
+first_index = 10
+last_index = 20
+collection = "{TREASURY}"
+assets = ["USDT"]
+{account}
+[[key]]
+address = "{STRANGER}"
+label = "gas"
+assets = ["TRX"]
+windows = [{{ asset = "TRX", window = "24h", max = "30" }}]
+gas_for = "deposits"
+{gas}
+[[caller]]
+name = "sweeper"
+unix_uid = 2000
+rpcs = ["Sign"]
+keys = ["{STRANGER}"]
+{caller}
+"#
+    )
+}
+
+fn good_deposits() -> String {
+    with_deposits(
+        "",
+        "gas_per_tx_max = \"5\"",
+        "deposit_accounts = [\"deposits\"]",
+    )
+}
+
+#[test]
+fn deposit_accounts_and_gas_keys_load() {
+    let t = good_deposits();
+    let p = match parse(&t, "t.toml") {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let a = &p.policy.deposit_accounts[0];
+    assert_eq!((a.first_index, a.last_index), (10, 20));
+    assert_eq!(a.collection, addr(TREASURY));
+    let gas = p
+        .policy
+        .key(&addr(STRANGER))
+        .unwrap()
+        .gas_for
+        .clone()
+        .unwrap();
+    assert_eq!(gas.account, "deposits");
+    assert_eq!(gas.per_tx_max, U256::from(5_000_000u64));
+    assert_eq!(p.policy.callers[1].deposit_accounts, vec!["deposits"]);
+    assert_same_as_whole(&t);
+}
+
+#[test]
+fn deposit_account_problems() {
+    let good = good_deposits();
+    let xpub = deposit_xpub(1);
+    for (from, to, code) in [
+        (xpub.as_str(), "xpub-not-a-key", ProblemCode::BadXpub),
+        ("last_index = 20", "last_index = 9", ProblemCode::OutOfRange),
+        (
+            "first_index = 10",
+            "first_index = 2147483648",
+            ProblemCode::OutOfRange,
+        ),
+        (
+            "gas_for = \"deposits\"",
+            "gas_for = \"elsewhere\"",
+            ProblemCode::UnknownDepositAccount,
+        ),
+        (
+            "deposit_accounts = [\"deposits\"]",
+            "deposit_accounts = [\"elsewhere\"]",
+            ProblemCode::UnknownDepositAccount,
+        ),
+        (
+            "gas_per_tx_max = \"5\"",
+            "gas_per_tx_max = \"0\"",
+            ProblemCode::ZeroAmount,
+        ),
+        ("gas_per_tx_max = \"5\"", "", ProblemCode::MissingField),
+    ] {
+        let t = good.replacen(from, to, 1);
+        assert_ne!(t, good, "{from}");
+        let ps = problems(&t);
+        assert!(
+            ps.iter().any(|p| p.code == code),
+            "{from} -> {to}: expected {code:?}, got {ps:?}"
+        );
+    }
+    // The same account twice, by name and by key.
+    let twice = format!(
+        "name = \"deposits\"\nxpub = \"{xpub}\"\nfirst_index = 0\nlast_index = 1\ncollection = \"{TREASURY}\"\nassets = [\"USDT\"]"
+    );
+    let t = with_deposits(
+        &format!("[[deposit_account]]\n{twice}\n"),
+        "gas_per_tx_max = \"5\"",
+        "",
+    );
+    let ps = problems(&t);
+    assert_eq!(
+        ps.iter()
+            .filter(|p| p.code == ProblemCode::DuplicateDepositAccount)
+            .count(),
+        2,
+        "{ps:?}"
+    );
+    // A gas key must be able to send TRX.
+    let t = good.replacen(
+        "assets = [\"TRX\"]\nwindows = [{ asset = \"TRX\", window = \"24h\", max = \"30\" }]\ngas_for",
+        "assets = [\"USDT\"]\nwindows = [{ asset = \"USDT\", window = \"24h\", max = \"30\" }]\ngas_for",
+        1,
+    );
+    assert_ne!(t, good);
+    assert!(problems(&t)
+        .iter()
+        .any(|p| p.code == ProblemCode::MissingField));
+}
+
+#[test]
+fn deposit_and_gas_requests_are_judged_by_the_derived_address() {
+    let p = parse(&good_deposits(), "t.toml").unwrap().policy;
+    let account = crate::keys::soft::hd::HdAccount::from_seed(&[1; 32]).unwrap();
+    let d = |i: u32| account.xpub().address(i).unwrap();
+    let owned = |owner: Address, mut t: Decoded| {
+        match &mut t.intent {
+            Intent::Trc20(x) => x.owner = owner,
+            Intent::Trx(x) => x.owner = owner,
+        }
+        t
+    };
+    let judge = |key: Address, t: &Decoded, index: Option<u32>| {
+        p.evaluate(
+            &Request {
+                key: &key,
+                decoded: t,
+                now_ms: NOW,
+                deposit_index: index,
+            },
+            &MemUsage::default(),
+        )
+        .deny_code()
+    };
+    let sweep = owned(d(12), usdt(TREASURY, 7_000_000_000));
+    assert_eq!(judge(d(12), &sweep, Some(12)), None);
+    let elsewhere = owned(d(12), usdt(EXCHANGE, 1));
+    assert_eq!(
+        judge(d(12), &elsewhere, Some(12)),
+        Some(DenyCode::DestinationNotAllowed)
+    );
+    let trx_sweep = owned(d(12), trx(TREASURY, 1));
+    assert_eq!(
+        judge(d(12), &trx_sweep, Some(12)),
+        Some(DenyCode::AssetNotAllowed)
+    );
+    assert_eq!(
+        judge(d(12), &sweep, Some(13)),
+        Some(DenyCode::DepositAddressMismatch)
+    );
+    let outside = owned(d(21), usdt(TREASURY, 1));
+    assert_eq!(
+        judge(d(21), &outside, Some(21)),
+        Some(DenyCode::DepositIndexOutOfRange)
+    );
+    assert_eq!(judge(d(12), &sweep, None), Some(DenyCode::UnknownKey));
+
+    let gas = owned(addr(STRANGER), trx(&d(15).to_base58(), 5_000_000));
+    assert_eq!(judge(addr(STRANGER), &gas, Some(15)), None);
+    assert_eq!(
+        judge(addr(STRANGER), &gas, Some(16)),
+        Some(DenyCode::GasDestinationMismatch)
+    );
+    assert_eq!(
+        judge(addr(STRANGER), &gas, Some(30)),
+        Some(DenyCode::DepositIndexOutOfRange)
+    );
+    let too_much = owned(addr(STRANGER), trx(&d(15).to_base58(), 5_000_001));
+    assert_eq!(
+        judge(addr(STRANGER), &too_much, Some(15)),
+        Some(DenyCode::OverPerTxMax)
+    );
+    assert_eq!(
+        judge(addr(STRANGER), &gas, None),
+        Some(DenyCode::DestinationNotAllowed)
+    );
+    let payout = trx(TREASURY, 1);
+    assert_eq!(
+        judge(addr(KEY), &payout, Some(15)),
+        Some(DenyCode::DepositIndexUnexpected)
+    );
+}
+
+#[test]
+fn diff_reports_deposit_account_gas_and_grant_changes() {
+    let old = parse(&good_deposits(), "old.toml").unwrap().policy;
+    let changed = good_deposits()
+        .replacen("last_index = 20", "last_index = 25", 1)
+        .replacen(
+            &format!("collection = \"{TREASURY}\""),
+            &format!("collection = \"{EXCHANGE}\""),
+            1,
+        )
+        .replacen("gas_per_tx_max = \"5\"", "gas_per_tx_max = \"6\"", 1)
+        .replacen("deposit_accounts = [\"deposits\"]", "", 1);
+    let new = parse(&changed, "new.toml").unwrap().policy;
+    let texts: Vec<String> = super::diff::diff(&old, &new)
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    for needle in [
+        "index range",
+        "10..=25",
+        "collection address",
+        EXCHANGE,
+        "gas_for",
+        "at most 6 TRX",
+        "deposit accounts",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(needle)),
+            "{needle} not in {texts:#?}"
+        );
+    }
 }

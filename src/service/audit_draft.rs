@@ -35,6 +35,7 @@ impl Draft {
             message: String::new(),
             policy_hash: policy_hash.to_owned(),
             approvals: None,
+            deposit_index: None,
         })
     }
 
@@ -64,6 +65,12 @@ impl Draft {
         } else {
             bounded::refused_field(payout_id)
         });
+        self
+    }
+
+    /// The request's HD index, when it names one.
+    pub fn deposit_index(mut self, index: Option<u32>) -> Self {
+        self.0.deposit_index = index;
         self
     }
 

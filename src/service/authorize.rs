@@ -55,6 +55,27 @@ impl Authorized<'_> {
     }
 }
 
+impl Authorized<'_> {
+    /// Refuses a deposit key (`key` at HD `index`) that no deposit account of `policy`
+    /// derives, or whose account is outside the caller's grant.
+    pub fn deposit_key(&self, policy: &Policy, key: &Address, index: u32) -> Result<(), Refusal> {
+        let account = policy
+            .deposit_account_for(key, index)
+            .map_err(|d| Refusal::new(RefusalKind::Denied, d.code.reason(), d.message))?;
+        if self.caller.may_sweep(&account.name) {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            RefusalKind::Denied,
+            ReasonCode::CallerKeyNotAllowed,
+            format!(
+                "caller {:?} is not granted deposit account {:?} (deposit key {key}, index {index}); nothing was signed",
+                self.caller.name, account.name
+            ),
+        ))
+    }
+}
+
 /// The caller `peer` is under `policy`, if it may call `rpc`; a refusal for want of the
 /// grant still names the caller (`Err(Some(..))`).
 pub(super) fn authorize<'p>(

@@ -8,7 +8,7 @@ use tron_proto::Address;
 use crate::approval::{self, ApprovalError, Approvals, Offered};
 use crate::freeze::{self as freeze_statement, FreezeSet, Scope};
 use crate::governance::AdminSet;
-use crate::keys::KeyRing;
+use crate::keys::{KeyBackend, KeyRing};
 use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
 use crate::policy::archive::ArchiveError;
 use crate::policy::{Decision, KeyGrant, LoadedPolicy, Request, Rpc, Usage};
@@ -450,10 +450,12 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Signed, Refusal> {
-        self.sign_on(None, peer, key, raw, payout_id, &[]).await
+        self.sign_on(None, peer, key, raw, payout_id, &[], None)
+            .await
     }
 
-    /// [`Core::sign`] with the approvals the request carries.
+    /// [`Core::sign`] with the approvals the request carries and its HD `deposit_index`
+    /// (a deposit key's own index, or the deposit address a gas key funds).
     pub async fn sign_with(
         &self,
         peer: &Peer,
@@ -461,14 +463,16 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
         approvals: &[Offered<'_>],
+        deposit_index: Option<u32>,
     ) -> Result<Signed, Refusal> {
-        self.sign_on(None, peer, key, raw, payout_id, approvals)
+        self.sign_on(None, peer, key, raw, payout_id, approvals, deposit_index)
             .await
     }
 
     /// [`Core::sign`] for a request labelled with the network it is meant for (a batch
     /// file): one for another network than the policy's is refused `network_mismatch`,
     /// audited like any refusal, before anything is decoded.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign_on(
         &self,
         network: Option<&str>,
@@ -477,6 +481,7 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
         approvals: &[Offered<'_>],
+        deposit_index: Option<u32>,
     ) -> Result<Signed, Refusal> {
         let Begun {
             policy,
@@ -485,16 +490,23 @@ impl Core {
             draft,
             initiator,
         } = self
-            .begin(Method::Sign, network, peer, key, raw, payout_id)
+            .begin(
+                Method::Sign,
+                network,
+                peer,
+                key,
+                raw,
+                payout_id,
+                deposit_index,
+            )
             .await?;
         let (approved, draft) = judge_approvals(
             &policy, &checked, payout_id, &initiator, approvals, now, draft,
         );
         let txid = checked.decoded.envelope.txid;
-        let Some(backend) = self.keys.get(&checked.key).cloned() else {
-            return Err(self
-                .refuse(draft, Refusal::key_not_loaded(&checked.key))
-                .await);
+        let backend = match self.backend_for(&policy, &checked) {
+            Ok(b) => b,
+            Err(r) => return Err(self.refuse(draft, r).await),
         };
 
         let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, &approved, now) {
@@ -543,11 +555,12 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
     ) -> Result<Evaluated, Refusal> {
-        self.evaluate_with(peer, key, raw, payout_id, &[]).await
+        self.evaluate_with(peer, key, raw, payout_id, &[], None)
+            .await
     }
 
-    /// [`Core::evaluate`] with the approvals the request carries: whether Sign would take
-    /// them.
+    /// [`Core::evaluate`] with the approvals the request carries (whether Sign would take
+    /// them) and its HD `deposit_index`.
     pub async fn evaluate_with(
         &self,
         peer: &Peer,
@@ -555,6 +568,7 @@ impl Core {
         raw: &[u8],
         payout_id: &str,
         approvals: &[Offered<'_>],
+        deposit_index: Option<u32>,
     ) -> Result<Evaluated, Refusal> {
         let Begun {
             policy,
@@ -563,7 +577,15 @@ impl Core {
             draft,
             initiator,
         } = self
-            .begin(Method::Evaluate, None, peer, key, raw, payout_id)
+            .begin(
+                Method::Evaluate,
+                None,
+                peer,
+                key,
+                raw,
+                payout_id,
+                deposit_index,
+            )
             .await?;
         let (approved, draft) = judge_approvals(
             &policy, &checked, payout_id, &initiator, approvals, now, draft,
@@ -648,9 +670,7 @@ impl Core {
         approved: &ApprovalOutcome,
         now: i64,
     ) -> Result<String, Refusal> {
-        if self.keys.get(&checked.key).is_none() {
-            return Err(Refusal::key_not_loaded(&checked.key));
-        }
+        self.backend_for(policy, checked)?;
         let frozen = self.freezes.under(policy);
         let state = self.ledger.state();
         match decide(
@@ -668,8 +688,53 @@ impl Core {
         }
     }
 
+    /// The key that signs `checked`: a loaded key by its address, or for a deposit key
+    /// (no `[[key]]`, an HD index) the key derived from the seed of the deposit account
+    /// that, by the policy's own derivation from its xpub, has this address at this index.
+    /// The derived key's address is compared again, so the keystore's derivation and the
+    /// policy's must agree before anything is signed.
+    fn backend_for(
+        &self,
+        policy: &LoadedPolicy,
+        checked: &Checked,
+    ) -> Result<Arc<dyn KeyBackend>, Refusal> {
+        let deposit = checked
+            .deposit_index
+            .filter(|_| policy.policy.key(&checked.key).is_none());
+        let Some(index) = deposit else {
+            return self
+                .keys
+                .get(&checked.key)
+                .cloned()
+                .ok_or_else(|| Refusal::key_not_loaded(&checked.key));
+        };
+        let account = policy
+            .policy
+            .deposit_account_for(&checked.key, index)
+            .map_err(|d| Refusal::new(RefusalKind::Denied, d.code.reason(), d.message))?;
+        let hd = self
+            .keys
+            .deposit_account(&account.xpub)
+            .ok_or_else(|| Refusal::deposit_account_not_loaded(&account.name))?;
+        let key = hd.derive(index).map_err(|e| Refusal::key_backend(&e))?;
+        if key.address() != checked.key {
+            return Err(Refusal::new(
+                RefusalKind::Denied,
+                ReasonCode::DepositAddressMismatch,
+                format!(
+                    "the keystore's account {:?} derives {} at index {index}, not {}",
+                    hd.label(),
+                    key.address(),
+                    checked.key
+                ),
+            ));
+        }
+        Ok(key)
+    }
+
     /// The start both Sign and Evaluate share: the policy in force, the clock, the validated
     /// request, and the audit record it will be written under (a refusal here is audited).
+    #[allow(clippy::too_many_arguments)]
     async fn begin(
         &self,
         method: Method,
@@ -678,6 +743,7 @@ impl Core {
         key: &str,
         raw: &[u8],
         payout_id: &str,
+        deposit_index: Option<u32>,
     ) -> Result<Begun, Refusal> {
         let policy = self.policy();
         let now = (self.clock)();
@@ -689,7 +755,8 @@ impl Core {
         let parsed_key = request::parse_key(key);
         let draft = self
             .draft(&who, method.as_str(), &policy.hash_hex())
-            .fields(&parsed_key, key, payout_id);
+            .fields(&parsed_key, key, payout_id)
+            .deposit_index(deposit_index);
         if admission == Admission::RefuseAudited {
             return Err(self.refuse(draft, self.over_budget(&who)).await);
         }
@@ -697,7 +764,13 @@ impl Core {
             Ok(a) => {
                 let draft = draft.caller(&a.caller.name, a.by.to_string());
                 // A key that does not parse is refused below, for what it is.
-                match parsed_key.as_ref().map(|k| a.key(k)) {
+                let grant = |k: &Address| match deposit_index {
+                    Some(i) if policy.policy.key(k).is_none() => {
+                        a.deposit_key(&policy.policy, k, i)
+                    }
+                    _ => a.key(k),
+                };
+                match parsed_key.as_ref().map(grant) {
                     Ok(Err(r)) => return Err(self.refuse(draft, r).await),
                     _ => (draft, a.caller.name.clone()),
                 }
@@ -723,7 +796,7 @@ impl Core {
             );
             return Err(self.refuse(draft, r).await);
         }
-        let checked = match request::check(parsed_key, key, raw, payout_id) {
+        let checked = match request::check(parsed_key, key, raw, payout_id, deposit_index) {
             Ok(c) => c,
             Err(r) => return Err(self.refuse(draft, r).await),
         };
@@ -913,7 +986,7 @@ fn decide(
     if let Prior::Replay(entry) = prior(state, checked, payout_id, now, skew)? {
         // A freeze stops replays too: after an incident, signatures that were committed but
         // never delivered must not be collectable until they expire.
-        if let Some(r) = frozen_replay(policy, &checked.key, &entry.pending.txid) {
+        if let Some(r) = frozen_replay(policy, checked, &entry.pending.txid) {
             return Err(r);
         }
         return Ok(Decided::Replay(entry));
@@ -928,6 +1001,7 @@ fn decide(
         key: &checked.key,
         decoded: &checked.decoded,
         now_ms: now,
+        deposit_index: checked.deposit_index,
     };
     match policy.policy.evaluate(&req, &LedgerUsage(state)) {
         // Approvals come last: they lift no limit, and a transfer the policy refuses asks
@@ -994,10 +1068,11 @@ fn judge_approvals(
     (outcome, draft)
 }
 
-/// The refusal of a replay under a global freeze, a freeze of `key`, or a policy that no
-/// longer names `key`, if any of these holds.
-fn frozen_replay(policy: &LoadedPolicy, key: &Address, txid: &[u8; 32]) -> Option<Refusal> {
+/// The refusal of a replay under a global freeze, a freeze of the key, or a policy that no
+/// longer names the key (or, for a deposit key, no longer derives it), if any of these holds.
+fn frozen_replay(policy: &LoadedPolicy, checked: &Checked, txid: &[u8; 32]) -> Option<Refusal> {
     let p = &policy.policy;
+    let key = &checked.key;
     let (code, which) = if p.frozen {
         (
             ReasonCode::Frozen,
@@ -1005,6 +1080,12 @@ fn frozen_replay(policy: &LoadedPolicy, key: &Address, txid: &[u8; 32]) -> Optio
         )
     } else {
         match p.key(key) {
+            None if checked
+                .deposit_index
+                .is_some_and(|i| p.deposit_account_for(key, i).is_ok()) =>
+            {
+                return None
+            }
             // Taken out of the policy (an incident response as much as a freeze).
             None => (
                 ReasonCode::UnknownKey,

@@ -247,6 +247,7 @@ impl Signer for GrpcSigner {
                 &req.raw_data,
                 &req.payout_id,
                 &offered(&req.approvals),
+                req.deposit_index,
             )
             .await
             .map_err(status)?;
@@ -281,6 +282,7 @@ impl Signer for GrpcSigner {
                 &req.raw_data,
                 &req.payout_id,
                 &offered(&req.approvals),
+                req.deposit_index,
             )
             .await
             .map_err(status)?;

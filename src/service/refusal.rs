@@ -89,6 +89,14 @@ impl Refusal {
     }
 
     /// No key with this address is loaded here.
+    pub fn deposit_account_not_loaded(account: &str) -> Self {
+        Refusal::new(
+            RefusalKind::Denied,
+            ReasonCode::DepositAccountNotLoaded,
+            format!("deposit account {account:?} has no HD seed in this signer's keystore"),
+        )
+    }
+
     pub fn key_not_loaded(key: &Address) -> Self {
         Refusal::new(
             RefusalKind::Denied,

@@ -16,6 +16,8 @@ pub const MAX_PAYOUT_ID_LEN: usize = 128;
 pub(super) struct Checked {
     pub key: Address,
     pub decoded: Decoded,
+    /// The request's HD index (a deposit key's, or the address a gas key funds).
+    pub deposit_index: Option<u32>,
 }
 
 /// Takes the key as [`parse_key`] parsed `key_text`, checks the payout id, then decodes the
@@ -26,6 +28,7 @@ pub(super) fn check(
     key_text: &str,
     raw: &[u8],
     payout_id: &str,
+    deposit_index: Option<u32>,
 ) -> Result<Checked, Refusal> {
     let key = parsed_key.map_err(|e| {
         Refusal::new(
@@ -46,7 +49,11 @@ pub(super) fn check(
             format!("raw_data refused: {e}"),
         )
     })?;
-    Ok(Checked { key, decoded })
+    Ok(Checked {
+        key,
+        decoded,
+        deposit_index,
+    })
 }
 
 /// The signing key's address; surrounding whitespace is ignored. A text longer than any

@@ -78,6 +78,9 @@ pub struct AddKeyArgs {
 pub enum KeysCommand {
     /// Generate a key from OS randomness (creating the keystore if missing); prints its address.
     Generate(AddKeyArgs),
+    /// Generate an HD deposit account (a seed from OS randomness); prints the account xpub
+    /// (`m/44'/195'/0'`) the policy and the receive side name it by.
+    GenerateHd(AddKeyArgs),
     /// Import a private key given as 64 hex digits on standard input; prints its address.
     Import(AddKeyArgs),
     /// List the keys' addresses, labels and creation times (as one JSON array with `json`).
@@ -97,6 +100,12 @@ pub fn run_keys(
             ks.save(&args.store.keystore, &pass, existed)?;
             writeln!(stdout, "{address}").map_err(KeystoreError::Output)
         }
+        KeysCommand::GenerateHd(args) => {
+            let (mut ks, pass, existed) = open_for_write(&args)?;
+            let xpub = ks.generate_hd(&args.label)?;
+            ks.save(&args.store.keystore, &pass, existed)?;
+            writeln!(stdout, "{xpub}").map_err(KeystoreError::Output)
+        }
         KeysCommand::Import(args) => {
             // Read and check the key before the (slow) KDF, so a typo fails fast.
             let secret = read_hex_key(stdin)?;
@@ -109,6 +118,7 @@ pub fn run_keys(
             let pass = store.source().read_secret(WHAT)?;
             let ks = Keystore::open(&store.keystore, &pass)?;
             let keys = ks.list();
+            let hd = ks.hd_list();
             if json {
                 let v: Vec<serde_json::Value> = keys
                     .iter()
@@ -119,11 +129,22 @@ pub fn run_keys(
                             "created_at": k.created_at,
                         })
                     })
+                    .chain(hd.iter().map(|a| {
+                        serde_json::json!({
+                            "hd_account_xpub": a.xpub,
+                            "label": a.label,
+                            "created_at": a.created_at,
+                        })
+                    }))
                     .collect();
                 writeln!(stdout, "{}", serde_json::Value::Array(v)).map_err(KeystoreError::Output)
             } else {
                 for k in &keys {
                     writeln!(stdout, "{}\t{}\t{}", k.address, k.label, k.created_at)
+                        .map_err(KeystoreError::Output)?;
+                }
+                for a in &hd {
+                    writeln!(stdout, "{}\t{}\t{}", a.xpub, a.label, a.created_at)
                         .map_err(KeystoreError::Output)?;
                 }
                 Ok(())

@@ -22,6 +22,7 @@ const BATCH_KEY: Field = field("batch_key", Kind::Any, false);
 const RPCS: Field = field("rpcs", Kind::Array, true);
 const KEYS: Field = field("keys", Kind::Array, false);
 const ALL_KEYS: Field = field("all_keys", Kind::Bool, false);
+const DEPOSIT_ACCOUNTS: Field = field("deposit_accounts", Kind::Array, false);
 
 static SCHEMA: Schema = Schema {
     fields: &[
@@ -35,6 +36,7 @@ static SCHEMA: Schema = Schema {
         &RPCS,
         &KEYS,
         &ALL_KEYS,
+        &DEPOSIT_ACCOUNTS,
     ],
 };
 
@@ -58,15 +60,18 @@ pub(super) struct Callers<'k> {
     identities: HashMap<Recognition, String>,
     /// The addresses of the policy's `[[key]]`s.
     keys: &'k HashSet<Address>,
+    /// The names of the policy's `[[deposit_account]]`s.
+    deposit_accounts: &'k [&'k str],
 }
 
 impl<'k> Callers<'k> {
-    pub(super) fn new(keys: &'k HashSet<Address>) -> Self {
+    pub(super) fn new(keys: &'k HashSet<Address>, deposit_accounts: &'k [&'k str]) -> Self {
         Callers {
             callers: Vec::new(),
             names: HashMap::new(),
             identities: HashMap::new(),
             keys,
+            deposit_accounts,
         }
     }
 
@@ -83,6 +88,7 @@ impl<'k> Callers<'k> {
         let recognised_by = self.identities(p, &f, &what);
         let rpcs = rpcs(p, &f, &what);
         let keys = self.keys_of(p, &f, &what, rpcs);
+        let deposit_accounts = self.deposit_accounts_of(p, &f, &what);
         let (Some(name), Some(rpcs)) = (name, rpcs) else {
             return;
         };
@@ -97,7 +103,42 @@ impl<'k> Callers<'k> {
             recognised_by,
             rpcs,
             keys,
+            deposit_accounts,
         });
+    }
+
+    /// The deposit accounts it may sweep from, each a `[[deposit_account]]` of the policy.
+    fn deposit_accounts_of(
+        &self,
+        p: &mut Problems<'_>,
+        f: &Fields<'_, '_>,
+        what: &str,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let Some(items) = f.array(p, &DEPOSIT_ACCOUNTS) else {
+            return out;
+        };
+        for s in strings(p, items, || format!("\"deposit_accounts\" of {what}")) {
+            if !self.deposit_accounts.contains(&s.value) {
+                p.at(
+                    s.span,
+                    C::UnknownDepositAccount,
+                    format!(
+                        "{what} is granted deposit account {:?}, which has no [[deposit_account]] section in this policy",
+                        s.value
+                    ),
+                );
+            } else if out.iter().any(|a| a == s.value) {
+                p.at(
+                    s.span,
+                    C::DuplicateDepositAccount,
+                    format!("deposit account {:?} is listed twice for {what}", s.value),
+                );
+            } else {
+                out.push(s.value.to_owned());
+            }
+        }
+        out
     }
 
     fn name(&mut self, p: &mut Problems<'_>, n: &At<&str>, f: &Fields<'_, '_>) -> Option<String> {
@@ -232,7 +273,10 @@ impl<'k> Callers<'k> {
             }
         }
         let Some(items) = f.array(p, &KEYS) else {
-            if f.peek(&ALL_KEYS).is_none() && rpcs.is_some_and(|r| r.iter().any(Rpc::uses_keys)) {
+            if f.peek(&ALL_KEYS).is_none()
+                && f.peek(&DEPOSIT_ACCOUNTS).is_none()
+                && rpcs.is_some_and(|r| r.iter().any(Rpc::uses_keys))
+            {
                 p.at(
                     f.span(),
                     C::MissingField,

@@ -16,11 +16,15 @@ use super::tokens::Catalog;
 use super::windows::{self, ASSETS, WINDOWS};
 use crate::decode::Asset;
 use crate::policy::duration::format_duration;
-use crate::policy::model::{EnvelopeRules, KeyAsset, KeyPolicy};
+use crate::policy::model::{EnvelopeRules, GasFor, KeyAsset, KeyPolicy};
 use crate::policy::problem::{ProblemCode as C, Problems};
 
 /// Destinations written inline (`destination = [...]`) instead of as sections.
 pub(super) const DESTINATION: Field = field("destination", Kind::Array, false);
+/// A gas key: the `[[deposit_account]]` whose addresses it may fund with TRX, and the most
+/// it may send one of them in one transaction (TRX).
+const GAS_FOR: Field = field("gas_for", Kind::Str, false);
+const GAS_PER_TX_MAX: Field = field("gas_per_tx_max", Kind::Any, false);
 
 static SCHEMA: Schema = Schema {
     fields: &[
@@ -35,6 +39,8 @@ static SCHEMA: Schema = Schema {
         &global::CLOCK_SKEW,
         &global::MEMO_ALLOWED,
         &global::MAX_MEMO_LEN_FIELD,
+        &GAS_FOR,
+        &GAS_PER_TX_MAX,
     ],
 };
 
@@ -56,6 +62,7 @@ pub(super) struct Draft {
     destinations: Destinations,
     /// Whether the key's table lists destinations inline.
     pub(super) inline_destinations: bool,
+    gas_for: Option<GasFor>,
 }
 
 impl Draft {
@@ -66,6 +73,7 @@ impl Draft {
         node: Node<'_, '_>,
         catalog: &Catalog,
         global: &EnvSettings,
+        deposit_accounts: &[&str],
         seen: &mut Seen,
         sections: usize,
     ) -> Option<Draft> {
@@ -92,6 +100,7 @@ impl Draft {
         let envelope = global::resolve(p, &k, &own_env, global);
         let skew_at = own_env.clock_skew_at(global).unwrap_or_else(|| k.span());
         let assets = key_assets(p, &k, catalog);
+        let gas_for = gas_for(p, &k, &assets, deposit_accounts);
 
         let mut draft = Draft {
             address: address.map(|a| a.value),
@@ -104,6 +113,7 @@ impl Draft {
             assets,
             destinations: Destinations::default(),
             inline_destinations: k.peek(&DESTINATION).is_some(),
+            gas_for,
         };
         let inline = k.array(p, &DESTINATION);
         let inline: Vec<Node<'_, '_>> = inline.into_iter().flatten().collect();
@@ -143,6 +153,7 @@ impl Draft {
             destinations: self.destinations.list,
             destination_index: self.destinations.index,
             envelope: self.envelope?,
+            gas_for: self.gas_for,
         })
     }
 }
@@ -238,4 +249,66 @@ fn key_assets(p: &mut Problems<'_>, k: &Fields<'_, '_>, catalog: &Catalog) -> Ve
         });
     }
     assets
+}
+
+/// `gas_for` and `gas_per_tx_max`: both or neither; the account must exist and the key must
+/// allow TRX (with its key-wide windows, which cap the gas it spends over time).
+fn gas_for(
+    p: &mut Problems<'_>,
+    k: &Fields<'_, '_>,
+    assets: &[KeyAsset],
+    deposit_accounts: &[&str],
+) -> Option<GasFor> {
+    let account = k.str(p, &GAS_FOR);
+    let cap = k.peek(&GAS_PER_TX_MAX);
+    let (account, cap) = match (account, cap) {
+        (None, None) => return None,
+        (Some(a), Some(c)) => (a, c),
+        (Some(a), None) => {
+            p.at(
+                a.span,
+                C::MissingField,
+                format!("{} has gas_for but no gas_per_tx_max (TRX)", k.what()),
+            );
+            return None;
+        }
+        (None, Some(c)) => {
+            p.at(
+                c.span(),
+                C::MissingField,
+                format!("{} has gas_per_tx_max but no gas_for", k.what()),
+            );
+            return None;
+        }
+    };
+    let per_tx_max = super::table::positive_amount(p, cap, super::TRX_DECIMALS, || {
+        format!("gas_per_tx_max of {}", k.what())
+    });
+    if !deposit_accounts.contains(&account.value) {
+        p.at(
+            account.span.clone(),
+            C::UnknownDepositAccount,
+            format!(
+                "{} has gas_for {:?}, which has no [[deposit_account]] section in this policy",
+                k.what(),
+                account.value
+            ),
+        );
+        return None;
+    }
+    if !assets.iter().any(|a| a.asset == Asset::Trx) {
+        p.at(
+            account.span.clone(),
+            C::MissingField,
+            format!(
+                "{} has gas_for but does not list TRX in its assets (gas is paid in TRX, under the key's TRX windows)",
+                k.what()
+            ),
+        );
+        return None;
+    }
+    Some(GasFor {
+        account: account.value.to_owned(),
+        per_tx_max: per_tx_max?,
+    })
 }

@@ -13,6 +13,7 @@
 mod admins;
 mod approvals;
 mod callers;
+mod deposit;
 mod destination;
 mod global;
 mod key;
@@ -61,6 +62,8 @@ const POLICY_ADMINS: Field = field("policy_admins", Kind::Table, false);
 /// Approvers and approval rules written inline.
 const APPROVER: Field = field("approver", Kind::Array, false);
 const APPROVAL: Field = field("approval", Kind::Array, false);
+/// HD deposit accounts written inline (`deposit_account = [...]`).
+const DEPOSIT_ACCOUNT: Field = field("deposit_account", Kind::Array, false);
 
 static ROOT: Schema = Schema {
     fields: &[
@@ -77,6 +80,7 @@ static ROOT: Schema = Schema {
         &APPROVER,
         &APPROVAL,
         &POLICY_ADMINS,
+        &DEPOSIT_ACCOUNT,
     ],
 };
 
@@ -168,8 +172,33 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
 
     let global = read_global(p, text, &root, plan.with(Header::Global));
     let catalog = read_tokens(p, text, &root, plan.with(Header::Token), network);
-    let keys = read_keys(p, text, &root, plan, &catalog, &global.envelope);
-    let callers = read_callers(p, text, &root, plan.with(Header::Caller), &keys);
+    let mut deposits = deposit::Accounts::default();
+    each_element(
+        p,
+        text,
+        &root,
+        plan.with(Header::DepositAccount),
+        &DEPOSIT_ACCOUNT,
+        |p, obj| deposits.add(p, obj, &catalog, &global.envelope),
+    );
+    let deposit_names: Vec<&str> = deposits.list.iter().map(|a| a.name.as_str()).collect();
+    let keys = read_keys(
+        p,
+        text,
+        &root,
+        plan,
+        &catalog,
+        &global.envelope,
+        &deposit_names,
+    );
+    let callers = read_callers(
+        p,
+        text,
+        &root,
+        plan.with(Header::Caller),
+        &keys,
+        &deposit_names,
+    );
     let caller_names: Vec<String> = callers.iter().map(|c| c.name.clone()).collect();
     let mut approvers = approvals::Approvers::default();
     each_element(
@@ -218,6 +247,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             assets: catalog.assets,
             keys,
             key_index,
+            deposit_accounts: deposits.list,
             callers,
             approvers: approvers.list,
             approval_rules,
@@ -435,9 +465,10 @@ fn read_callers<'s>(
     root: &Fields<'_, '_>,
     sections: impl Iterator<Item = &'s Section>,
     keys: &[crate::policy::model::KeyPolicy],
+    deposit_accounts: &[&str],
 ) -> Vec<crate::policy::caller::CallerPolicy> {
     let addresses: std::collections::HashSet<_> = keys.iter().map(|k| k.address).collect();
-    let mut callers = callers::Callers::new(&addresses);
+    let mut callers = callers::Callers::new(&addresses, deposit_accounts);
     let any = each_element(p, text, root, sections, &CALLER, |p, c| callers.add(p, c));
     if !any {
         p.at(
@@ -456,6 +487,7 @@ fn read_keys(
     plan: &Plan,
     catalog: &Catalog,
     global: &global::EnvSettings,
+    deposit_accounts: &[&str],
 ) -> Vec<crate::policy::model::KeyPolicy> {
     let inline = root.peek(&KEY);
     if inline.is_none() && plan.keys.is_empty() {
@@ -469,7 +501,9 @@ fn read_keys(
     let mut out = Vec::with_capacity(plan.keys.len());
     if let Some(items) = root.array(p, &KEY) {
         for item in items {
-            if let Some(key) = Draft::begin(p, item, catalog, global, &mut seen, 0) {
+            if let Some(key) =
+                Draft::begin(p, item, catalog, global, deposit_accounts, &mut seen, 0)
+            {
                 out.extend(key.finish(p));
             }
         }
@@ -485,8 +519,17 @@ fn read_keys(
             );
         }
         let mut draft = match &tree {
-            Some(tree) if inline.is_none() => element(tree, &["key"], s.start())
-                .and_then(|node| Draft::begin(p, node, catalog, global, &mut seen, *count)),
+            Some(tree) if inline.is_none() => element(tree, &["key"], s.start()).and_then(|node| {
+                Draft::begin(
+                    p,
+                    node,
+                    catalog,
+                    global,
+                    deposit_accounts,
+                    &mut seen,
+                    *count,
+                )
+            }),
             _ => None,
         };
         for d in destinations_of(text, s) {
@@ -544,7 +587,7 @@ fn stray(p: &mut Problems<'_>, text: &str, s: &Section) {
             _ => p.syntax(
                 s.header_at,
                 format!(
-                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[key]], [[key.destination]], [[caller]], [[approver]] and [[approval]], and a header for a table inside one must directly follow it",
+                    "section header {} is not part of the policy format: the sections are [global], [[token]], [[deposit_account]], [[key]], [[key.destination]], [[caller]], [[approver]], [[approval]] and [policy_admins], and a header for a table inside one must directly follow it",
                     text.get(foreign.span.clone()).unwrap_or("")
                 ),
             ),

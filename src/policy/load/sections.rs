@@ -33,6 +33,8 @@ pub(super) enum Header {
     Approval,
     /// `[policy_admins]`
     PolicyAdmins,
+    /// `[[deposit_account]]`
+    DepositAccount,
     /// Any other header (boxed: a section list can be 100,000 long).
     Other(Box<Foreign>),
 }
@@ -255,6 +257,7 @@ fn nests(owner: &Header, header: &Foreign) -> bool {
         Header::Approver => &["approver"],
         Header::Approval => &["approval"],
         Header::PolicyAdmins => &["policy_admins"],
+        Header::DepositAccount => &["deposit_account"],
         Header::Other(_) => return false,
     };
     header.path.as_ref().is_some_and(|path| {
@@ -294,6 +297,7 @@ fn classify<'t>(
         (true, 1) if is(0, "token") => Header::Token,
         (true, 1) if is(0, "key") => Header::Key,
         (true, 1) if is(0, "caller") => Header::Caller,
+        (true, 1) if is(0, "deposit_account") => Header::DepositAccount,
         (true, 1) if is(0, "approver") => Header::Approver,
         (true, 1) if is(0, "approval") => Header::Approval,
         (true, 2) if is(0, "key") && is(1, "destination") => Header::Destination,

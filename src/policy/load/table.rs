@@ -66,7 +66,7 @@ impl Schema {
 }
 
 /// The most fields any schema has.
-const MAX_FIELDS: usize = 13;
+const MAX_FIELDS: usize = 14;
 
 /// A value with the file span it came from.
 pub(super) struct At<T> {

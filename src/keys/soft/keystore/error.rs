@@ -67,6 +67,8 @@ pub enum KeystoreError {
     DuplicateAddress(Address),
     #[error("label {0:?} is already used in the keystore")]
     DuplicateLabel(String),
+    #[error("this HD account is already in the keystore")]
+    DuplicateHdAccount,
     #[error("invalid label: {0}")]
     InvalidLabel(&'static str),
     #[error("the keystore holds the maximum number of keys")]
@@ -105,6 +107,7 @@ impl KeystoreError {
             KeystoreError::InvalidKeyEncoding => "keystore_invalid_key_encoding",
             KeystoreError::DuplicateAddress(_) => "keystore_duplicate_address",
             KeystoreError::DuplicateLabel(_) => "keystore_duplicate_label",
+            KeystoreError::DuplicateHdAccount => "keystore_duplicate_hd_account",
             KeystoreError::InvalidLabel(_) => "keystore_invalid_label",
             KeystoreError::TooManyKeys => "keystore_too_many_keys",
             KeystoreError::Rng(_) => "keystore_rng_failed",

@@ -1,4 +1,6 @@
-//! The byte layout of a keystore file, version 1 (docs/KEYSTORE.md is the normative text).
+//! The byte layout of a keystore file, versions 1 and 2 (docs/KEYSTORE.md is the normative
+//! text). Version 2 adds a second record list, the HD account seeds, after the keys; a file
+//! without HD accounts is still written as version 1, so older readers keep reading it.
 //!
 //! Parsing checks everything that can be checked without the passphrase, in an order that
 //! gives the most specific error: magic, version, length, header checksum, algorithms,
@@ -11,7 +13,10 @@ use super::crypto::{MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST};
 use super::error::KeystoreError;
 
 pub const MAGIC: &[u8; 6] = b"TRONKS";
+/// Keys only.
 pub const VERSION: u16 = 1;
+/// Keys, then HD account seeds.
+pub const VERSION_HD: u16 = 2;
 pub const KDF_ARGON2ID_V13: u8 = 1;
 pub const AEAD_XCHACHA20_POLY1305: u8 = 1;
 
@@ -40,6 +45,8 @@ const MIN_ENTRY_LEN: usize = 32 + 8 + 1 + 1;
 /// What the header says, after every passphrase-free check passed.
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// [`VERSION`] or [`VERSION_HD`]: which record lists the plaintext holds.
+    pub version: u16,
     pub params: KdfParams,
     pub salt: [u8; SALT_LEN],
     pub nonce: [u8; NONCE_LEN],
@@ -74,7 +81,7 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..6].copy_from_slice(MAGIC);
-        h[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&VERSION.to_be_bytes());
+        h[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&self.version.to_be_bytes());
         h[OFF_KDF] = KDF_ARGON2ID_V13;
         h[OFF_AEAD] = AEAD_XCHACHA20_POLY1305;
         h[OFF_M_COST..OFF_M_COST + 4].copy_from_slice(&self.params.m_cost_kib.to_be_bytes());
@@ -101,7 +108,7 @@ impl Header {
             return Err(truncated(len, HEADER_LEN));
         }
         let version = be_u16(file, OFF_VERSION);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_HD {
             return Err(KeystoreError::UnsupportedVersion(version));
         }
         if len < HEADER_LEN {
@@ -161,6 +168,7 @@ impl Header {
         tag.copy_from_slice(&file[needed - TAG_LEN..needed]);
         Ok((
             Header {
+                version,
                 params,
                 salt,
                 nonce,
@@ -173,7 +181,8 @@ impl Header {
     }
 }
 
-/// One key record inside the decrypted blob. `secret` borrows the locked plaintext buffer.
+/// One record inside the decrypted blob (a key's scalar, or an HD account's 32-byte seed).
+/// `secret` borrows the locked plaintext buffer.
 pub struct Entry<'a> {
     pub secret: &'a [u8; 32],
     pub created_at: u64,
@@ -199,8 +208,8 @@ pub fn validate_label(label: &str) -> Result<(), KeystoreError> {
     Ok(())
 }
 
-/// Exact plaintext size for these labels, so the buffer is allocated (and locked) once.
-pub fn plaintext_len<'a>(labels: impl Iterator<Item = &'a str>) -> usize {
+/// Exact size of one record list with these labels.
+pub fn list_len<'a>(labels: impl Iterator<Item = &'a str>) -> usize {
     4 + labels.map(|l| 32 + 8 + 1 + l.len()).sum::<usize>()
 }
 
@@ -223,9 +232,32 @@ pub fn push_entry(
     buf.extend_from_slice(label.as_bytes());
 }
 
-/// Walks the decrypted blob. Every structural problem is `MalformedPlaintext`; a file that
-/// passed AEAD but fails here was written by a broken or foreign writer.
-pub fn parse_entries(pt: &[u8]) -> Result<Vec<Entry<'_>>, KeystoreError> {
+/// The record lists of a decrypted blob: the keys, and (version 2) the HD account seeds.
+pub struct Lists<'a> {
+    pub keys: Vec<Entry<'a>>,
+    pub hd: Vec<Entry<'a>>,
+}
+
+/// Walks the decrypted blob of a file of `version`. Every structural problem is
+/// `MalformedPlaintext`; a file that passed AEAD but fails here was written by a broken or
+/// foreign writer.
+pub fn parse_lists(pt: &[u8], version: u16) -> Result<Lists<'_>, KeystoreError> {
+    let (keys, rest) = parse_list(pt)?;
+    let (hd, rest) = if version == VERSION_HD {
+        parse_list(rest)?
+    } else {
+        (Vec::new(), rest)
+    };
+    if !rest.is_empty() {
+        return Err(KeystoreError::MalformedPlaintext(
+            "bytes after the last record",
+        ));
+    }
+    Ok(Lists { keys, hd })
+}
+
+/// One record list: a count, then the records. Returns what follows it.
+fn parse_list(pt: &[u8]) -> Result<(Vec<Entry<'_>>, &[u8]), KeystoreError> {
     let bad = KeystoreError::MalformedPlaintext;
     if pt.len() < 4 {
         return Err(bad("missing key count"));
@@ -261,8 +293,5 @@ pub fn parse_entries(pt: &[u8]) -> Result<Vec<Entry<'_>>, KeystoreError> {
         });
         rest = tail;
     }
-    if !rest.is_empty() {
-        return Err(bad("bytes after the last record"));
-    }
-    Ok(out)
+    Ok((out, rest))
 }

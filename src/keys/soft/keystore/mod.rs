@@ -23,11 +23,12 @@ use secrecy::{SecretBox, SecretString};
 use tron_proto::Address;
 use zeroize::Zeroizing;
 
+use super::hd::HdAccount;
 use super::key::{SoftKey, SoftKeyError};
 
 pub use crypto::{KdfParams, UnlockKey, MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST};
 pub use error::KeystoreError;
-pub use format::{HEADER_LEN, MAGIC, MAX_KEYS, MAX_LABEL_LEN, VERSION};
+pub use format::{HEADER_LEN, MAGIC, MAX_KEYS, MAX_LABEL_LEN, VERSION, VERSION_HD};
 
 use crypto::{os_random, NONCE_LEN, SALT_LEN, TAG_LEN};
 use format::Header;
@@ -41,6 +42,19 @@ pub struct KeyInfo {
     /// Unix seconds when the key entered the keystore (generated or imported).
     pub created_at: u64,
 }
+
+/// What may be shown about an HD account: its label, creation time and account xpub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HdInfo {
+    pub label: String,
+    pub created_at: u64,
+    /// The account's extended public key (`m/44'/195'/0'`), for the policy and the receive
+    /// side.
+    pub xpub: String,
+}
+
+/// Most HD accounts one keystore holds (all in one locked allocation made once).
+pub const MAX_HD_ACCOUNTS: usize = 64;
 
 /// Keys added after loading go into chunks of this many; chunks never reallocate.
 const GROW_CHUNK: usize = 64;
@@ -57,6 +71,9 @@ pub struct Keystore {
     slots: Vec<(usize, usize)>,
     by_address: HashMap<Address, usize>,
     by_label: HashMap<String, usize>,
+    hd_infos: Vec<HdInfo>,
+    /// Empty (no allocation) until the first account; then room for [`MAX_HD_ACCOUNTS`].
+    hd: LockedVec<HdAccount>,
 }
 
 impl fmt::Debug for Keystore {
@@ -64,6 +81,7 @@ impl fmt::Debug for Keystore {
         f.debug_struct("Keystore")
             .field("params", &self.params)
             .field("keys", &self.infos)
+            .field("hd_accounts", &self.hd_infos)
             .finish()
     }
 }
@@ -159,6 +177,8 @@ impl Keystore {
             slots: Vec::new(),
             by_address: HashMap::new(),
             by_label: HashMap::new(),
+            hd_infos: Vec::new(),
+            hd: LockedVec::with_capacity(0),
         }
     }
 
@@ -182,13 +202,18 @@ impl Keystore {
         let sealed = SealedKeystore::parse(file)?;
         let key = sealed.derive_key(passphrase)?;
         let plaintext = sealed.decrypt(&key)?;
-        Self::from_plaintext(&plaintext, sealed.params())
+        Self::from_plaintext(&plaintext, sealed.params(), sealed.header.version)
     }
 
     /// Parses the decrypted list and derives every key's address, in parallel on large
     /// stores (the scalar multiplications dominate loading).
-    pub fn from_plaintext(pt: &Plaintext, params: KdfParams) -> Result<Self, KeystoreError> {
-        let entries = format::parse_entries(pt.0.as_slice())?;
+    pub fn from_plaintext(
+        pt: &Plaintext,
+        params: KdfParams,
+        version: u16,
+    ) -> Result<Self, KeystoreError> {
+        let lists = format::parse_lists(pt.0.as_slice(), version)?;
+        let entries = lists.keys;
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -239,6 +264,13 @@ impl Keystore {
             ks.slots.push((c, i));
         }
         ks.chunks = chunks;
+        for e in &lists.hd {
+            let account = HdAccount::from_seed(e.secret).map_err(|_| {
+                KeystoreError::MalformedPlaintext("a stored HD seed derives no account")
+            })?;
+            ks.push_hd(account, e.label, e.created_at)
+                .map_err(|_| KeystoreError::MalformedPlaintext("duplicate HD account or label"))?;
+        }
         Ok(ks)
     }
 
@@ -278,7 +310,15 @@ impl Keystore {
         os_random(&mut nonce)?;
         let key = UnlockKey::derive(passphrase, &salt, &self.params)?;
 
-        let pt_len = format::plaintext_len(self.infos.iter().map(|i| i.label.as_str()));
+        let version = if self.hd_infos.is_empty() {
+            format::VERSION
+        } else {
+            format::VERSION_HD
+        };
+        let mut pt_len = format::list_len(self.infos.iter().map(|i| i.label.as_str()));
+        if version == format::VERSION_HD {
+            pt_len += format::list_len(self.hd_infos.iter().map(|i| i.label.as_str()));
+        }
         let ct_len = u32::try_from(pt_len + TAG_LEN).map_err(|_| KeystoreError::TooManyKeys)?;
         let count = u32::try_from(self.infos.len()).map_err(|_| KeystoreError::TooManyKeys)?;
         let mut buf = LockedBytes::with_capacity(pt_len);
@@ -291,12 +331,26 @@ impl Keystore {
                 &info.label,
             );
         }
+        if version == format::VERSION_HD {
+            let count =
+                u32::try_from(self.hd_infos.len()).map_err(|_| KeystoreError::TooManyKeys)?;
+            buf.vec_mut().extend_from_slice(&count.to_be_bytes());
+            for (info, account) in self.hd_accounts() {
+                format::push_entry(
+                    buf.vec_mut(),
+                    |slot| account.write_seed(slot),
+                    info.created_at,
+                    &info.label,
+                );
+            }
+        }
         if buf.as_slice().len() != pt_len {
             return Err(KeystoreError::MalformedPlaintext(
                 "size mismatch while sealing",
             ));
         }
         let header = Header {
+            version,
             params: self.params,
             salt,
             nonce,
@@ -341,9 +395,68 @@ impl Keystore {
         self.insert(key, label)
     }
 
+    /// Adds a new HD account from a seed of OS randomness; returns its account xpub.
+    pub fn generate_hd(&mut self, label: &str) -> Result<String, KeystoreError> {
+        self.check_label(label)?;
+        // A seed derives no account with probability about 2^-127; retry rather than fail.
+        for _ in 0..8 {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            os_random(seed.as_mut_slice())?;
+            if let Ok(account) = HdAccount::from_seed(&seed) {
+                let xpub = account.xpub().to_text();
+                self.push_hd(account, label, now_unix())?;
+                return Ok(xpub);
+            }
+        }
+        Err(KeystoreError::Rng(
+            "generator produced no valid seed".into(),
+        ))
+    }
+
+    fn push_hd(
+        &mut self,
+        account: HdAccount,
+        label: &str,
+        created_at: u64,
+    ) -> Result<(), KeystoreError> {
+        self.check_label(label)?;
+        if self
+            .hd
+            .iter()
+            .any(|a| a.xpub().same_account(account.xpub()))
+        {
+            return Err(KeystoreError::DuplicateHdAccount);
+        }
+        if self.hd_infos.len() >= MAX_HD_ACCOUNTS {
+            return Err(KeystoreError::TooManyKeys);
+        }
+        if self.hd_infos.is_empty() {
+            self.hd = LockedVec::with_capacity(MAX_HD_ACCOUNTS);
+        }
+        let xpub = account.xpub().to_text();
+        if self.hd.try_push(account).is_err() {
+            return Err(KeystoreError::TooManyKeys);
+        }
+        self.hd_infos.push(HdInfo {
+            label: label.to_owned(),
+            created_at,
+            xpub,
+        });
+        Ok(())
+    }
+
+    /// Each HD account with its description, in insertion order.
+    pub fn hd_accounts(&self) -> impl Iterator<Item = (&HdInfo, &HdAccount)> {
+        self.hd_infos.iter().zip(self.hd.iter())
+    }
+
+    pub fn hd_list(&self) -> Vec<HdInfo> {
+        self.hd_infos.clone()
+    }
+
     fn check_label(&self, label: &str) -> Result<(), KeystoreError> {
         format::validate_label(label)?;
-        if self.by_label.contains_key(label) {
+        if self.by_label.contains_key(label) || self.hd_infos.iter().any(|i| i.label == label) {
             return Err(KeystoreError::DuplicateLabel(label.to_owned()));
         }
         Ok(())
@@ -411,6 +524,6 @@ impl Keystore {
 
     /// Whether every key buffer is mlock'ed (false where the OS refused; see the log).
     pub fn memory_locked(&self) -> bool {
-        self.chunks.iter().all(|c| c.is_locked())
+        self.chunks.iter().all(|c| c.is_locked()) && self.hd.is_locked()
     }
 }

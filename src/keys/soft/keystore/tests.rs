@@ -297,10 +297,10 @@ fn bad_magic_and_unsupported_version() {
     assert_eq!(code(open(b"TRONKX")), "keystore_bad_magic");
     let (_dir, _, bytes) = fixture();
     let mut b = bytes.clone();
-    b[6..8].copy_from_slice(&2u16.to_be_bytes());
+    b[6..8].copy_from_slice(&3u16.to_be_bytes());
     match open(&b) {
-        Err(KeystoreError::UnsupportedVersion(2)) => {}
-        other => panic!("expected version 2 refusal, got {other:?}"),
+        Err(KeystoreError::UnsupportedVersion(3)) => {}
+        other => panic!("expected version 3 refusal, got {other:?}"),
     }
 }
 
@@ -337,10 +337,16 @@ fn file_layout_matches_the_documentation() {
 
 /// Seals an arbitrary plaintext with a valid header, to reach the plaintext parser.
 fn seal_raw(plaintext: &[u8]) -> Vec<u8> {
+    seal_raw_as(plaintext, VERSION)
+}
+
+/// [`seal_raw`] under a header of `version`.
+fn seal_raw_as(plaintext: &[u8], version: u16) -> Vec<u8> {
     let salt = [7u8; 32];
     let nonce = [9u8; 24];
     let key = UnlockKey::derive(&pass("pw"), &salt, &cheap()).unwrap();
     let header = Header {
+        version,
         params: cheap(),
         salt,
         nonce,
@@ -540,4 +546,96 @@ fn debug_output_has_no_secrets() {
         assert!(!t.contains(&upper[..16]), "{t}");
         assert!(!t.contains("pw\""), "{t}");
     }
+}
+
+#[test]
+fn hd_accounts_round_trip_and_make_the_file_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ks");
+    let mut ks = Keystore::new(cheap());
+    let key = ks.generate("payout").unwrap();
+    ks.save(&path, &pass("pw"), false).unwrap();
+    let v1 = std::fs::read(&path).unwrap();
+    assert_eq!(
+        &v1[6..8],
+        &VERSION.to_be_bytes(),
+        "no HD account: still version 1"
+    );
+
+    let xpub = ks.generate_hd("deposits").unwrap();
+    assert!(xpub.starts_with("xpub"), "{xpub}");
+    let e = ks.generate_hd("payout").unwrap_err();
+    assert_eq!(
+        e.code(),
+        "keystore_duplicate_label",
+        "labels are shared with keys"
+    );
+    let e = ks.generate("deposits").unwrap_err();
+    assert_eq!(e.code(), "keystore_duplicate_label");
+    ks.save(&path, &pass("pw"), true).unwrap();
+    let v2 = std::fs::read(&path).unwrap();
+    assert_eq!(&v2[6..8], &VERSION_HD.to_be_bytes());
+
+    let back = Keystore::open(&path, &pass("pw")).unwrap();
+    assert!(back.get(&key).is_some());
+    let hd = back.hd_list();
+    assert_eq!(hd.len(), 1);
+    assert_eq!(
+        (hd[0].label.as_str(), hd[0].xpub.as_str()),
+        ("deposits", xpub.as_str())
+    );
+    let (_, account) = back.hd_accounts().next().unwrap();
+    let (_, before) = ks.hd_accounts().next().unwrap();
+    for i in [0u32, 5, 99_999] {
+        assert_eq!(
+            account.derive(i).unwrap().address(),
+            before.derive(i).unwrap().address()
+        );
+    }
+    let shown = format!("{back:?}");
+    assert!(
+        shown.contains("deposits") && shown.contains(&xpub),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_version_2_plaintext_must_hold_both_lists() {
+    // Version 2 with only the key list: the HD list's count is missing.
+    let keys_only = 0u32.to_be_bytes();
+    let e = Keystore::open_bytes(&seal_raw_as(&keys_only, VERSION_HD), &pass("pw")).unwrap_err();
+    assert!(
+        matches!(e, KeystoreError::MalformedPlaintext("missing key count")),
+        "{e:?}"
+    );
+    // Version 1 with a second list after the keys: bytes after the last record.
+    let two_lists = [0u32.to_be_bytes(), 0u32.to_be_bytes()].concat();
+    let e = Keystore::open_bytes(&seal_raw_as(&two_lists, VERSION), &pass("pw")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KeystoreError::MalformedPlaintext("bytes after the last record")
+        ),
+        "{e:?}"
+    );
+    // The same HD seed twice.
+    let mut pt = 0u32.to_be_bytes().to_vec();
+    pt.extend_from_slice(&2u32.to_be_bytes());
+    for label in ["a", "b"] {
+        pt.extend_from_slice(&[3u8; 32]);
+        pt.extend_from_slice(&0u64.to_be_bytes());
+        pt.push(1);
+        pt.extend_from_slice(label.as_bytes());
+    }
+    let e = Keystore::open_bytes(&seal_raw_as(&pt, VERSION_HD), &pass("pw")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KeystoreError::MalformedPlaintext("duplicate HD account or label")
+        ),
+        "{e:?}"
+    );
+    // Another version is still refused by number.
+    let e = Keystore::open_bytes(&seal_raw_as(&keys_only, 3), &pass("pw")).unwrap_err();
+    assert_eq!(e.code(), "keystore_unsupported_version");
 }
