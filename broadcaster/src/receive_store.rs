@@ -776,6 +776,65 @@ mod tests {
     }
 
     #[test]
+    fn closed_invoices_with_settled_funds_are_flagged_for_the_sweeper_by_mark() {
+        let (_d, s) = setup();
+        let inv = match s
+            .create_invoice::<StoreError>(invoice("i", i64::MAX), |i| Ok(address(i)))
+            .unwrap()
+        {
+            CreatedInvoice::New(i) => i,
+            other => panic!("{other:?}"),
+        };
+        let b = BlockCredits {
+            credits: vec![credit(&inv.address, 5, 100)],
+            block_timestamp_ms: 1,
+        };
+        s.apply_block(&[], Some(&b), &state(4), 1).unwrap();
+        assert!(
+            s.sweep_due().unwrap().is_empty(),
+            "seen, not settled: not yet"
+        );
+        s.settle(5, &state(5), 2).unwrap();
+        let due = s.sweep_due().unwrap();
+        assert_eq!(due.len(), 1);
+        let (key, mark) = due[0].clone();
+        assert_eq!(key, "shop/i");
+        // A later settled payment flags it anew: the old mark no longer clears it.
+        let mut later = credit(&inv.address, 6, 5);
+        later.txid = [0x22; 32];
+        let b = BlockCredits {
+            credits: vec![later],
+            block_timestamp_ms: 2,
+        };
+        s.apply_block(&[], Some(&b), &state(5), 3).unwrap();
+        s.settle(6, &state(6), 4).unwrap();
+        assert!(!s.clear_sweep_due(&key, mark).unwrap());
+        let (_, newer) = s.sweep_due().unwrap()[0].clone();
+        assert!(newer > mark);
+        assert!(s.clear_sweep_due(&key, newer).unwrap());
+        assert!(s.sweep_due().unwrap().is_empty());
+        // The sweeper's record and its event go in one transaction.
+        let got = s
+            .update_sweeps::<StoreError>(&key, |inv| {
+                inv.updated_at_ms = 9;
+                Ok(Some("invoice.swept"))
+            })
+            .unwrap();
+        assert_eq!(got.updated_at_ms, 9);
+        let events = s.events_after("shop", 0, 100).unwrap();
+        assert_eq!(
+            events.last().map(|e| e.kind.as_str()),
+            Some("invoice.swept")
+        );
+        assert_eq!(
+            s.update_sweeps::<StoreError>("shop/nope", |_| Ok(None))
+                .unwrap_err()
+                .code(),
+            "database_corrupt"
+        );
+    }
+
+    #[test]
     fn a_credit_to_an_address_that_is_not_a_deposit_is_refused() {
         let (_d, s) = setup();
         let b = BlockCredits {

@@ -243,7 +243,7 @@ fn parts(db: &Path, node_url: &str, endpoint: &str, margin: u32) -> Parts {
         gas_key: address_of(&gas_key()),
         collection: collection(),
         min_usdt_units: Some(10_000_000),
-        min_trx_sun: None,
+        min_trx_sun: Some(1_000_000),
         energy_margin_percent: margin,
     };
     Parts {
@@ -326,12 +326,16 @@ impl Env {
     }
 
     fn invoice(&self, id: &str, units: u64) -> Invoice {
+        self.invoice_in(id, units, Asset::Usdt)
+    }
+
+    fn invoice_in(&self, id: &str, units: u64, asset: Asset) -> Invoice {
         let now = tron_broadcaster::model::now_ms();
         let inv = Invoice {
             tenant: TENANT.into(),
             id: id.into(),
             created_by: "k".into(),
-            asset: Asset::Usdt,
+            asset,
             amount_units: units,
             tolerance_units: 0,
             expiry: ExpiryRequest::In(3_600_000),
@@ -721,4 +725,83 @@ async fn below_the_minimum_nothing_is_swept() {
     env.watch().await;
     env.sweep().await;
     assert_eq!(sweep_of(&env.get("inv-6")).units, 10_000_000);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_top_up_was_asked_but_before_it_was_recorded_adopts_it() {
+    let env = env(0).await;
+    let inv = env.paid("inv-7", 11_000_000).await;
+    // As if an earlier run created the round's top-up payout (of another amount: the
+    // price was different then) and died before recording the round.
+    let mut earlier = tron_broadcaster::model::Payout::new(
+        &tron_broadcaster::model::Owner {
+            tenant: TENANT.into(),
+            key_id: "sweeper".into(),
+        },
+        "inv-7#gas1".into(),
+        Asset::Trx,
+        inv.address.clone(),
+        14_000_000,
+        1,
+    );
+    earlier.kind = PayoutKind::Gas;
+    earlier.from = Some(address_of(&gas_key()).to_base58());
+    earlier.deposit_index = Some(inv.deposit_index);
+    env.p().pipeline.store().create_payout(earlier).unwrap();
+    env.sweep().await;
+    let s = sweep_of(&env.get("inv-7"));
+    assert_eq!(
+        s.topup_sun, 14_000_000,
+        "the stored top-up, not a second one"
+    );
+    env.confirm().await;
+    env.sweep().await;
+    env.confirm().await;
+    env.sweep().await;
+    let s = sweep_of(&env.get("inv-7"));
+    assert_eq!(s.status, SweepStatus::Swept);
+    let gas_txs = env.node.app.with_chain(|c| {
+        c.included()
+            .iter()
+            .filter(|t| !t.signature.is_empty())
+            .count()
+    });
+    assert_eq!(gas_txs, 2, "one top-up and one sweep");
+    let deposit: Address = inv.address.parse().unwrap();
+    assert_eq!(env.trx(&deposit), 14_000_000 - 13_028_500);
+}
+
+#[tokio::test]
+async fn a_trx_invoice_is_swept_whole_without_a_top_up() {
+    let env = env(0).await;
+    let inv = env.invoice_in("inv-8", 3_000_000, Asset::Trx);
+    env.watch().await;
+    env.pay(&inv.address, 3_000_000, "TRX");
+    env.produce(1 + SOLID_AFTER);
+    env.watch().await;
+    assert_eq!(env.get("inv-8").status, InvoiceStatus::Paid);
+    env.sweep().await;
+    let s = sweep_of(&env.get("inv-8"));
+    assert_eq!(
+        (s.status, s.units, s.topup_sun, s.fee_limit_sun),
+        (SweepStatus::Sweeping, 3_000_000, 0, 0)
+    );
+    assert!(env.payout("inv-8#gas1").is_none());
+    env.confirm().await;
+    env.sweep().await;
+    let s = sweep_of(&env.get("inv-8"));
+    assert_eq!(s.status, SweepStatus::Swept, "{s:?}");
+    assert_eq!(
+        s.cost_sun(),
+        0,
+        "free bandwidth, an existing collection account"
+    );
+    assert_eq!(env.trx(&collection()), 3_000_000);
+    let deposit: Address = inv.address.parse().unwrap();
+    assert_eq!(env.trx(&deposit), 0);
+    let call = env.signer.calls().pop().unwrap();
+    assert_eq!(
+        (call.key.as_str(), call.deposit_index),
+        (ADDRESS_0, Some(0))
+    );
 }
