@@ -102,6 +102,7 @@ async fn main() {
                 status: InvoiceStatus::New,
                 at_ms: now,
             }],
+            sweeps: Vec::new(),
         };
         rs.create_invoice(invoice, |index| -> Result<String, StoreError> {
             Ok(deposit(index).to_base58())

@@ -130,7 +130,7 @@ async fn list_pending(
     let Query(q) = query.map_err(|e| ApiError::bad("invalid_query", e.body_text()))?;
     let limit = parse_limit(q.limit.as_deref())?;
     let pending: Vec<PendingView> = store
-        .list(Some(&owner.tenant), Some(Status::AwaitingApproval), limit)?
+        .list_all(Some(&owner.tenant), Some(Status::AwaitingApproval), limit)?
         .iter()
         .filter_map(PendingView::of)
         .collect();

@@ -16,7 +16,7 @@ use tron_proto::batch::{SignedBatch, SignedItem, UnsignedBatch, UnsignedItem};
 
 use crate::builder::HeadBlock;
 use crate::exporter_key::{ExporterKey, ExporterKeyError};
-use crate::model::{now_ms, Origin, Reason, Status};
+use crate::model::{now_ms, Origin, PayoutKind, Reason, Status};
 use crate::node::NodeError;
 use crate::pipeline::{can_still_land, Pipeline, StepError};
 use crate::signer::{self, SignOutcome};
@@ -109,6 +109,11 @@ pub async fn export(
     let mut report = ExportReport::default();
     let mut items = Vec::new();
     for p in store.active()? {
+        // Sweeps and top-ups name a deposit index, which batch files do not carry: they
+        // are signed online only.
+        if p.kind != PayoutKind::Merchant {
+            continue;
+        }
         let h = match head {
             Some(h) => h,
             None => {

@@ -18,6 +18,7 @@ use crate::pipeline::{Pipeline, Settings};
 use crate::receive_store::ReceiveStore;
 use crate::signer::SignerConn;
 use crate::store::{Store, StoreError};
+use crate::sweeper::Sweeper;
 use crate::watcher::Watcher;
 use crate::webhooks::{Backoff, Sender};
 
@@ -270,7 +271,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
                 .map_err(|e| CliError::HttpClient(e.to_string()))?,
             );
             let routes = invoice_api::routes(ReceiveApi {
-                store: rs,
+                store: rs.clone(),
                 xpub: r.xpub.clone(),
                 tolerance_units: r.tolerance_units,
                 default_expiry: r.default_expiry,
@@ -281,10 +282,24 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
                     .map(|w| (w.name.clone(), w.tenant.clone()))
                     .collect(),
             });
-            let tasks = vec![
+            let mut tasks = vec![
                 tokio::spawn(w.run(rx.clone())),
                 tokio::spawn(sender.run(rx.clone())),
             ];
+            if let Some(sc) = &r.sweep {
+                let node = Node::new(&cfg.node_url, cfg.node_api_key.clone(), cfg.node_timeout)?;
+                tracing::info!(gas_key = %sc.gas_key, collection = %sc.collection, margin = sc.energy_margin_percent, "sweeps enabled");
+                let sweeper = Arc::new(Sweeper::new(
+                    store.clone(),
+                    rs.clone(),
+                    node,
+                    r.xpub.clone(),
+                    cfg.usdt_contract,
+                    sc.clone(),
+                    cfg.poll_interval,
+                ));
+                tasks.push(tokio::spawn(sweeper.run(rx.clone())));
+            }
             (routes, tasks)
         }
         None => (axum::Router::new(), Vec::new()),

@@ -116,6 +116,46 @@ pub struct RawReceive {
     /// A delivery still failing this long after its first attempt is given up (recorded,
     /// redeliverable by API); default "3d".
     pub webhook_give_up_after: Option<String>,
+    /// Sweeping paid invoices' addresses to the collection address; off when absent.
+    pub sweep: Option<RawSweep>,
+}
+
+/// `[receive.sweep]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSweep {
+    /// The signer key that funds deposit addresses with TRX for the sweep's energy (the
+    /// policy's `gas_for` key).
+    pub gas_key: String,
+    /// Where sweeps send (the policy's `collection`). Only used to build transactions:
+    /// the signer refuses any other destination for a deposit key.
+    pub collection: String,
+    /// Smallest balance worth sweeping, per asset, as decimals: `{ USDT = "10" }`. An
+    /// asset not listed is not swept.
+    pub min_amount: std::collections::BTreeMap<String, String>,
+    /// Extra energy budget, in percent of the estimate (default 0).
+    pub energy_margin_percent: Option<u32>,
+}
+
+/// The validated `[receive.sweep]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepConfig {
+    pub gas_key: Address,
+    pub collection: Address,
+    /// Base units per asset; an asset without an entry is not swept.
+    pub min_usdt_units: Option<u64>,
+    pub min_trx_sun: Option<u64>,
+    pub energy_margin_percent: u32,
+}
+
+impl SweepConfig {
+    /// The smallest balance of `asset` worth sweeping, if that asset is swept.
+    pub fn min_units(&self, asset: crate::model::Asset) -> Option<u64> {
+        match asset {
+            crate::model::Asset::Usdt => self.min_usdt_units,
+            crate::model::Asset::Trx => self.min_trx_sun,
+        }
+    }
 }
 
 /// One `[[receive.webhooks]]` endpoint as written.
@@ -150,6 +190,7 @@ pub struct Receive {
     pub webhook_min_backoff: Duration,
     pub webhook_max_backoff: Duration,
     pub webhook_give_up_after: Duration,
+    pub sweep: Option<SweepConfig>,
 }
 
 /// The longest an invoice may stay open.
@@ -398,7 +439,12 @@ impl Config {
                         "backoffs must be positive, the maximum at least the minimum",
                     ));
                 }
+                let sweep = match &r.sweep {
+                    None => None,
+                    Some(s) => Some(sweep_config(s, raw.signer.is_some())?),
+                };
                 Some(Receive {
+                    sweep,
                     xpub,
                     tolerance_units,
                     default_expiry,
@@ -442,6 +488,69 @@ impl Config {
             receive,
         })
     }
+}
+
+/// Validates `[receive.sweep]`; `online`: a signer endpoint is configured.
+fn sweep_config(s: &RawSweep, online: bool) -> Result<SweepConfig, ConfigError> {
+    if !online {
+        return Err(invalid(
+            "receive.sweep",
+            "sweeps are signed online (their requests name a deposit index, which batch \
+             files do not carry): set signer",
+        ));
+    }
+    let address = |field: &'static str, text: &str| {
+        text.parse::<Address>()
+            .map_err(|e| invalid(field, format!("{text:?}: {e}")))
+    };
+    let gas_key = address("receive.sweep.gas_key", &s.gas_key)?;
+    let collection = address("receive.sweep.collection", &s.collection)?;
+    if gas_key == collection {
+        return Err(invalid(
+            "receive.sweep.collection",
+            "the collection address must not be the gas key",
+        ));
+    }
+    let mut min_usdt_units = None;
+    let mut min_trx_sun = None;
+    for (asset, text) in &s.min_amount {
+        let units = crate::amount::parse(text).map_err(|e| {
+            invalid(
+                "receive.sweep.min_amount",
+                format!("{asset}: {e} ({})", e.code()),
+            )
+        })?;
+        match crate::model::Asset::parse(asset) {
+            Some(crate::model::Asset::Usdt) => min_usdt_units = Some(units),
+            Some(crate::model::Asset::Trx) => min_trx_sun = Some(units),
+            None => {
+                return Err(invalid(
+                    "receive.sweep.min_amount",
+                    format!("{asset:?} is not an asset (USDT, TRX)"),
+                ))
+            }
+        }
+    }
+    if min_usdt_units.is_none() && min_trx_sun.is_none() {
+        return Err(invalid(
+            "receive.sweep.min_amount",
+            "name at least one asset to sweep, e.g. { USDT = \"10\" }",
+        ));
+    }
+    let energy_margin_percent = s.energy_margin_percent.unwrap_or(0);
+    if energy_margin_percent > crate::sweep::MAX_MARGIN_PERCENT {
+        return Err(invalid(
+            "receive.sweep.energy_margin_percent",
+            format!("must be 0..={}", crate::sweep::MAX_MARGIN_PERCENT),
+        ));
+    }
+    Ok(SweepConfig {
+        gas_key,
+        collection,
+        min_usdt_units,
+        min_trx_sun,
+        energy_margin_percent,
+    })
 }
 
 /// Whether a TCP signer endpoint (`host:port`, `http://host:port`) is on this host.
@@ -647,6 +756,89 @@ mod tests {
             ),
             "receive.webhook_max_backoff",
         );
+    }
+
+    #[test]
+    fn the_sweep_section() {
+        let (xpub, _) = account_keys();
+        const GAS: &str = "TSeJkUh4Qv67VNFwY8LaAxERygNdy6NQZK";
+        const COLLECT: &str = "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH";
+        let section = |signer: bool, body: &str| {
+            let signer = if signer {
+                "signer = \"unix:/run/s.sock\"\n"
+            } else {
+                ""
+            };
+            base(&format!(
+                "{signer}[receive]\nxpub = \"{xpub}\"\n[receive.sweep]\n{body}"
+            ))
+        };
+        let good = format!(
+            "gas_key = \"{GAS}\"\ncollection = \"{COLLECT}\"\nmin_amount = {{ USDT = \"10\" }}\n"
+        );
+        let c = Config::parse(&section(true, &good)).unwrap();
+        let s = c.receive.unwrap().sweep.unwrap();
+        assert_eq!(s.min_usdt_units, Some(10_000_000));
+        assert_eq!(s.min_units(crate::model::Asset::Trx), None);
+        assert_eq!(s.energy_margin_percent, 0);
+        assert_eq!(s.collection.to_base58(), COLLECT);
+        let both = format!(
+            "gas_key = \"{GAS}\"\ncollection = \"{COLLECT}\"\nmin_amount = {{ USDT = \"1\", TRX = \"5.5\" }}\nenergy_margin_percent = 20\n"
+        );
+        let s = Config::parse(&section(true, &both))
+            .unwrap()
+            .receive
+            .unwrap()
+            .sweep
+            .unwrap();
+        assert_eq!(
+            (s.min_trx_sun, s.energy_margin_percent),
+            (Some(5_500_000), 20)
+        );
+
+        let refused = |text: String, field: &str| {
+            let e = Config::parse(&text).unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{text}");
+            assert!(e.to_string().contains(field), "{text}: {e}");
+            e.to_string()
+        };
+        let msg = refused(section(false, &good), "receive.sweep");
+        assert!(msg.contains("set signer"), "{msg}");
+        refused(
+            section(true, &good.replace(GAS, "Tnope")),
+            "receive.sweep.gas_key",
+        );
+        refused(
+            section(true, &good.replace(COLLECT, "Tnope")),
+            "receive.sweep.collection",
+        );
+        refused(
+            section(true, &good.replace(COLLECT, GAS)),
+            "receive.sweep.collection",
+        );
+        for bad in [
+            "{}",
+            "{ USDT = \"0\" }",
+            "{ USDT = \"x\" }",
+            "{ EUR = \"1\" }",
+            "{ USDT = \"0.0000001\" }",
+        ] {
+            refused(
+                section(
+                    true,
+                    &format!(
+                        "gas_key = \"{GAS}\"\ncollection = \"{COLLECT}\"\nmin_amount = {bad}\n"
+                    ),
+                ),
+                "receive.sweep.min_amount",
+            );
+        }
+        refused(
+            section(true, &format!("{good}energy_margin_percent = 101\n")),
+            "receive.sweep.energy_margin_percent",
+        );
+        let e = Config::parse(&section(true, &format!("{good}surprise = 1\n"))).unwrap_err();
+        assert_eq!(e.code(), "config_syntax");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tron_proto::U256;
 
 use crate::amount::DECIMALS;
 use crate::model::{scoped_key, Asset};
+use crate::sweep::Sweep;
 
 /// Base units as the canonical decimal (`"12.5"`).
 pub fn decimal(units: U256) -> String {
@@ -193,6 +194,9 @@ pub struct Invoice {
     pub updated_at_ms: i64,
     pub payments: Vec<Payment>,
     pub history: Vec<StatusChange>,
+    /// The sweeps of its deposit address, oldest round first ([`crate::sweep`]).
+    #[serde(default)]
+    pub sweeps: Vec<Sweep>,
 }
 
 /// The totals the status rule looks at, in base units of the invoice's asset.
@@ -356,6 +360,8 @@ impl Invoice {
                 "first_seen_at": p.first_seen_ms,
             })).collect::<Vec<_>>(),
             "history": self.history.iter().map(|h| json!({"status": h.status, "at": h.at_ms})).collect::<Vec<_>>(),
+            "sweep": self.sweeps.last().map(Sweep::view),
+            "sweeps": self.sweeps.iter().map(Sweep::view).collect::<Vec<_>>(),
         })
     }
 
@@ -396,6 +402,7 @@ mod tests {
             updated_at_ms: 0,
             payments: vec![],
             history: vec![],
+            sweeps: vec![],
         }
     }
 

@@ -190,6 +190,7 @@ pub fn validate(
             status: InvoiceStatus::New,
             at_ms: now,
         }],
+        sweeps: Vec::new(),
     })
 }
 

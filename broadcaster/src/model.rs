@@ -194,6 +194,31 @@ pub struct Transition {
 /// name nor a payout id may contain it, so the key splits back unambiguously.
 pub const KEY_SEPARATOR: char = '/';
 
+/// What a payout is for. Merchant payouts come from the payouts API; the sweeper
+/// ([`crate::sweep`]) makes the other two, which the payouts API does not list and which
+/// emit no `payout.*` events (their invoice reports them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayoutKind {
+    /// Requested through `POST /v1/payouts`, sent from the config's `key`.
+    #[default]
+    Merchant,
+    /// TRX from the sweep gas key to a deposit address, for the sweep's energy.
+    Gas,
+    /// A deposit address's whole balance to the collection address.
+    Sweep,
+}
+
+impl PayoutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutKind::Merchant => "merchant",
+            PayoutKind::Gas => "gas",
+            PayoutKind::Sweep => "sweep",
+        }
+    }
+}
+
 /// A payout request and everything that happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payout {
@@ -217,6 +242,20 @@ pub struct Payout {
     pub block_number: Option<u64>,
     pub block_timestamp_ms: Option<i64>,
     pub history: Vec<Transition>,
+    #[serde(default)]
+    pub kind: PayoutKind,
+    /// The sending key (Base58); `None`: the config's `key`. The signer decides whether
+    /// the key may send this; it is named here so a payout is built and checked against
+    /// the key it was created for, whatever the config says later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The HD index the signer derives the key from (a deposit key), or of the deposit
+    /// address a gas key funds; sent as `SignRequest.deposit_index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_index: Option<u32>,
+    /// This payout's `fee_limit` (sun, TRC-20 only); `None`: the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_limit_sun: Option<i64>,
 }
 
 impl Payout {
@@ -248,6 +287,10 @@ impl Payout {
                 at_ms: now_ms,
                 note: "accepted".into(),
             }],
+            kind: PayoutKind::Merchant,
+            from: None,
+            deposit_index: None,
+            fee_limit_sun: None,
         }
     }
 

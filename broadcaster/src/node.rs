@@ -59,6 +59,8 @@ pub struct TxInfo {
     pub block_timestamp_ms: i64,
     /// `None` when the receipt says SUCCESS.
     pub failure: Option<Reason>,
+    /// `fee`: every sun the transaction burnt (energy, account creation); 0 when absent.
+    pub fee_sun: u64,
 }
 
 /// The HTTP client for one node.
@@ -111,7 +113,8 @@ impl Node {
         })
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value, NodeError> {
+    /// POSTs `body` to `path` and returns the JSON answer (for [`crate::resources`]).
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value, NodeError> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
         if let Some(k) = &self.api_key {
             req = req.header(API_KEY_HEADER, k.expose());
@@ -264,6 +267,7 @@ pub fn parse_info(v: &Value) -> Result<Option<TxInfo>, NodeError> {
         block_number,
         block_timestamp_ms,
         failure,
+        fee_sun: obj.get("fee").and_then(Value::as_u64).unwrap_or(0),
     }))
 }
 
@@ -285,6 +289,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(ok.failure, None);
+        assert_eq!(ok.fee_sun, 0);
+        let burnt = parse_info(&json!({"id": "ab", "fee": 6_428_500,
+            "receipt": {"energy_fee": 6_428_500, "result": "SUCCESS"}}))
+        .unwrap()
+        .unwrap();
+        assert_eq!(burnt.fee_sun, 6_428_500);
         let ok = parse_info(&json!({"id": "ab", "blockNumber": 6}))
             .unwrap()
             .unwrap();
@@ -308,6 +318,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(bad.failure.unwrap().code, "FAILED");
+        let oute = parse_info(&json!({"id": "ab", "result": "FAILED", "fee": 30,
+            "receipt": {"result": "OUT_OF_ENERGY"}}))
+        .unwrap()
+        .unwrap();
+        assert_eq!(oute.failure.unwrap().code, "OUT_OF_ENERGY");
+        assert_eq!(oute.fee_sun, 30);
         assert!(parse_info(&json!([])).is_err());
     }
 

@@ -299,6 +299,16 @@ impl Pipeline {
         Ok(Some(next))
     }
 
+    /// The key `p` is sent from: its own, else the config's.
+    pub fn sender(&self, p: &Payout) -> Result<Address, StepError> {
+        match &p.from {
+            None => Ok(self.settings.key),
+            Some(s) => s
+                .parse()
+                .map_err(|e| StepError::Retry(format!("stored sending key unreadable: {e}"))),
+        }
+    }
+
     /// Builds an attempt for `p` against `h`; shared with `batch export`.
     pub fn build_attempt(
         &self,
@@ -316,14 +326,14 @@ impl Pipeline {
         let built = builder::build(
             &Transfer {
                 asset: p.asset,
-                owner: self.settings.key,
+                owner: self.sender(p)?,
                 to,
                 amount_units: p.amount_units,
             },
             h,
             &BuildParams {
                 usdt_contract: self.settings.usdt_contract,
-                fee_limit_sun: self.settings.fee_limit_sun,
+                fee_limit_sun: p.fee_limit_sun.unwrap_or(self.settings.fee_limit_sun),
                 expiration_ms: window.as_millis() as i64,
             },
         )
@@ -420,8 +430,9 @@ impl Pipeline {
             .collect();
         let raw = hex::decode(&a.raw_data)
             .map_err(|e| StepError::Retry(format!("stored raw_data unreadable: {e}")))?;
+        let key = self.sender(p)?;
         let outcome = signer
-            .sign(&self.settings.key, &raw, &p.key(), offered)
+            .sign(&key, &raw, &p.key(), offered, p.deposit_index)
             .await;
         let txid = a.txid.clone();
         // Every arm checks the attempt is still the one asked about.

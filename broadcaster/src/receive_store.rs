@@ -10,7 +10,12 @@
 //! the expiry sweep), `credits_pending` (seen, not yet solid → invoice and block),
 //! `credits_by_block` (block id → the payments credited from it, to un-see them),
 //! `watch_state` (the tracker's blocks and solidified height), `events` (sequence →
-//! event) and `event_seq`.
+//! event) and `event_seq`, and for the sweeper `sweep_due` (invoice → mark: a closed
+//! invoice whose address received a settled payment, to look at) with its counter
+//! `sweep_mark`.
+//!
+//! The sweeper's own top-ups (TRX from the gas key, payouts `<invoice>#gas<n>`) are not
+//! recorded as payments: they are our funds on their way to pay the sweep's energy.
 
 use std::sync::Arc;
 
@@ -31,6 +36,11 @@ const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("credits_pend
 const BY_BLOCK: TableDefinition<&[u8], &[u8]> = TableDefinition::new("credits_by_block");
 const WATCH: TableDefinition<&str, &[u8]> = TableDefinition::new("watch_state");
 const WATCH_KEY: &str = "tracker";
+/// Invoice key -> the mark it was last flagged with, for the sweeper.
+const SWEEP_DUE: TableDefinition<&str, u64> = TableDefinition::new("sweep_due");
+/// The last mark handed out, under [`SWEEP_MARK_KEY`].
+const SWEEP_MARK: TableDefinition<&str, u64> = TableDefinition::new("sweep_mark");
+const SWEEP_MARK_KEY: &str = "last";
 
 /// What the watcher persists about the chain: the blocks the tracker holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,9 +104,94 @@ impl ReceiveStore {
         tx.open_table(PENDING).map_err(db)?;
         tx.open_table(BY_BLOCK).map_err(db)?;
         tx.open_table(WATCH).map_err(db)?;
+        tx.open_table(SWEEP_DUE).map_err(db)?;
+        tx.open_table(SWEEP_MARK).map_err(db)?;
         outbox::create_tables(&tx)?;
         tx.commit().map_err(db)?;
         Ok(ReceiveStore { store })
+    }
+
+    /// The invoice stored under `key` (`<tenant>/<id>`).
+    pub fn invoice_by_key(&self, key: &str) -> Result<Option<Invoice>, StoreError> {
+        let tx = self.store.database().begin_read().map_err(table_err)?;
+        let t = tx.open_table(INVOICES).map_err(db)?;
+        match t.get(key).map_err(db)? {
+            Some(v) => Ok(Some(decode(key, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The invoices the sweeper should look at, with the mark each was flagged with.
+    pub fn sweep_due(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.store.database().begin_read().map_err(table_err)?;
+        let t = tx.open_table(SWEEP_DUE).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push((k.value().to_owned(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Takes `key` off the sweeper's list if it is still flagged with `mark`: a payment
+    /// settled since then flags it anew, and then it stays. Returns whether it went.
+    pub fn clear_sweep_due(&self, key: &str, mark: u64) -> Result<bool, StoreError> {
+        let tx = self.store.database().begin_write().map_err(table_err)?;
+        let cleared = {
+            let mut t = tx.open_table(SWEEP_DUE).map_err(db)?;
+            let current = t.get(key).map_err(db)?.map(|v| v.value());
+            if current == Some(mark) {
+                t.remove(key).map_err(db)?;
+                true
+            } else {
+                false
+            }
+        };
+        tx.commit().map_err(db)?;
+        Ok(cleared)
+    }
+
+    /// Read-modify-write of invoice `key`'s sweeps in one durable transaction, with the
+    /// event `f` names (`invoice.swept`, …) appended in the same transaction. If `f`
+    /// fails nothing is written.
+    pub fn update_sweeps<E: From<StoreError>>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Invoice) -> Result<Option<&'static str>, E>,
+    ) -> Result<Invoice, E> {
+        let tx = self.store.database().begin_write().map_err(table_err)?;
+        let inv = {
+            let mut t = tx.open_table(INVOICES).map_err(db)?;
+            let mut inv: Invoice = match t.get(key).map_err(db)? {
+                Some(v) => decode(key, v.value())?,
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: key.into(),
+                        message: "the sweeper names an invoice that does not exist".into(),
+                    }
+                    .into())
+                }
+            };
+            let event = f(&mut inv)?;
+            t.insert(key, encode(&inv)?.as_slice()).map_err(db)?;
+            if let Some(kind) = event {
+                let now = inv
+                    .sweeps
+                    .last()
+                    .map_or(inv.updated_at_ms, |s| s.updated_at_ms);
+                outbox::append(
+                    &tx,
+                    &inv.tenant,
+                    kind,
+                    json!({ "invoice": inv.view() }),
+                    now,
+                )
+                .map_err(StoreError::from)?;
+            }
+            inv
+        };
+        tx.commit().map_err(db)?;
+        Ok(inv)
     }
 
     /// Stores a new invoice with a fresh deposit address, in one transaction with the
@@ -247,6 +342,12 @@ impl ReceiveStore {
                         });
                     };
                     let deposit = deposit_in(&tx, index.value())?;
+                    if c.asset == CreditAsset::Trx
+                        && store::topup_txids_in(&tx, &deposit.tenant, &deposit.invoice)?
+                            .contains(&hex::encode(c.txid))
+                    {
+                        continue;
+                    }
                     let invoice_key = scoped_key(&deposit.tenant, &deposit.invoice);
                     let pkey = payment_key(&c.txid, c.log_index);
                     let payment = Payment {
@@ -476,6 +577,8 @@ impl Touched {
     fn commit_into(self, tx: &WriteTransaction, now_ms: i64) -> Result<Vec<Event>, StoreError> {
         let mut t = tx.open_table(INVOICES).map_err(db)?;
         let mut open = tx.open_table(OPEN).map_err(db)?;
+        let mut due = tx.open_table(SWEEP_DUE).map_err(db)?;
+        let mut marks = tx.open_table(SWEEP_MARK).map_err(db)?;
         let mut events = Vec::new();
         for (key, mut inv) in self.invoices {
             let mut kinds: Vec<&'static str> = Vec::new();
@@ -492,6 +595,20 @@ impl Touched {
                 open.remove(key.as_str()).map_err(db)?;
             } else {
                 open.insert(key.as_str(), inv.expires_at_ms).map_err(db)?;
+            }
+            // A closed invoice whose address holds settled funds: the sweeper looks.
+            let settled = inv
+                .payments
+                .iter()
+                .any(|p| p.state == PaymentState::Settled);
+            if inv.status.is_closed() && settled {
+                let mark = marks
+                    .get(SWEEP_MARK_KEY)
+                    .map_err(db)?
+                    .map_or(0, |v| v.value())
+                    + 1;
+                marks.insert(SWEEP_MARK_KEY, mark).map_err(db)?;
+                due.insert(key.as_str(), mark).map_err(db)?;
             }
             for kind in kinds {
                 let data = json!({ "invoice": inv.view() });
@@ -537,6 +654,7 @@ mod tests {
                 status: InvoiceStatus::New,
                 at_ms: 0,
             }],
+            sweeps: vec![],
         }
     }
 
@@ -655,6 +773,65 @@ mod tests {
         assert!(s.expire(99).unwrap().is_empty());
         assert_eq!(kinds(&s.expire(100).unwrap()), ["invoice.expired"]);
         assert!(s.expire(200).unwrap().is_empty(), "closed: no longer swept");
+    }
+
+    #[test]
+    fn closed_invoices_with_settled_funds_are_flagged_for_the_sweeper_by_mark() {
+        let (_d, s) = setup();
+        let inv = match s
+            .create_invoice::<StoreError>(invoice("i", i64::MAX), |i| Ok(address(i)))
+            .unwrap()
+        {
+            CreatedInvoice::New(i) => i,
+            other => panic!("{other:?}"),
+        };
+        let b = BlockCredits {
+            credits: vec![credit(&inv.address, 5, 100)],
+            block_timestamp_ms: 1,
+        };
+        s.apply_block(&[], Some(&b), &state(4), 1).unwrap();
+        assert!(
+            s.sweep_due().unwrap().is_empty(),
+            "seen, not settled: not yet"
+        );
+        s.settle(5, &state(5), 2).unwrap();
+        let due = s.sweep_due().unwrap();
+        assert_eq!(due.len(), 1);
+        let (key, mark) = due[0].clone();
+        assert_eq!(key, "shop/i");
+        // A later settled payment flags it anew: the old mark no longer clears it.
+        let mut later = credit(&inv.address, 6, 5);
+        later.txid = [0x22; 32];
+        let b = BlockCredits {
+            credits: vec![later],
+            block_timestamp_ms: 2,
+        };
+        s.apply_block(&[], Some(&b), &state(5), 3).unwrap();
+        s.settle(6, &state(6), 4).unwrap();
+        assert!(!s.clear_sweep_due(&key, mark).unwrap());
+        let (_, newer) = s.sweep_due().unwrap()[0].clone();
+        assert!(newer > mark);
+        assert!(s.clear_sweep_due(&key, newer).unwrap());
+        assert!(s.sweep_due().unwrap().is_empty());
+        // The sweeper's record and its event go in one transaction.
+        let got = s
+            .update_sweeps::<StoreError>(&key, |inv| {
+                inv.updated_at_ms = 9;
+                Ok(Some("invoice.swept"))
+            })
+            .unwrap();
+        assert_eq!(got.updated_at_ms, 9);
+        let events = s.events_after("shop", 0, 100).unwrap();
+        assert_eq!(
+            events.last().map(|e| e.kind.as_str()),
+            Some("invoice.swept")
+        );
+        assert_eq!(
+            s.update_sweeps::<StoreError>("shop/nope", |_| Ok(None))
+                .unwrap_err()
+                .code(),
+            "database_corrupt"
+        );
     }
 
     #[test]

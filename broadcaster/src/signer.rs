@@ -97,13 +97,15 @@ impl SignerConn {
 
     /// Asks for a signature over `raw_data`, with the approvals collected for it, and
     /// checks what comes back: the signature must recover to `key` over the txid we
-    /// computed, and the signed transaction must wrap exactly our bytes.
+    /// computed, and the signed transaction must wrap exactly our bytes. `deposit_index`
+    /// names the HD index of a deposit key, or of the deposit address a gas key funds.
     pub async fn sign(
         &self,
         key: &Address,
         raw_data: &[u8],
         payout_id: &str,
         approvals: Vec<Approval>,
+        deposit_index: Option<u32>,
     ) -> SignOutcome {
         let mut guard = self.client.lock().await;
         if guard.is_none() {
@@ -120,7 +122,7 @@ impl SignerConn {
             raw_data: raw_data.to_vec(),
             payout_id: payout_id.to_owned(),
             approvals,
-            deposit_index: None,
+            deposit_index,
         });
         req.set_timeout(self.timeout);
         let resp = match client.sign(req).await {

@@ -22,7 +22,7 @@ use redb::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::model::{scoped_key, Payout, Status};
+use crate::model::{scoped_key, Payout, PayoutKind, Status};
 use crate::outbox::{self, OutboxError};
 
 /// Schema 2: payouts keyed per tenant, API keys outside the database.
@@ -233,9 +233,24 @@ impl Store {
         self.get(&scoped_key(tenant, id))
     }
 
-    /// `tenant`'s payouts (every tenant's if `None`) in id order, optionally only those
-    /// with `status`, at most `limit`.
+    /// `tenant`'s merchant payouts (every tenant's if `None`) in id order, optionally only
+    /// those with `status`, at most `limit`: what the payouts API lists. The sweeper's
+    /// gas and sweep payouts are left out (their invoice shows them).
     pub fn list(
+        &self,
+        tenant: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<Payout>, StoreError> {
+        self.scan(
+            tenant,
+            |p| p.kind == PayoutKind::Merchant && status.is_none_or(|s| p.status == s),
+            limit,
+        )
+    }
+
+    /// [`Store::list`] with every kind of payout (approvers see sweeps too).
+    pub fn list_all(
         &self,
         tenant: Option<&str>,
         status: Option<Status>,
@@ -356,8 +371,13 @@ impl From<OutboxError> for StoreError {
     }
 }
 
-/// The `payout.<status>` event of a payout's change, in the same transaction.
+/// The `payout.<status>` event of a merchant payout's change, in the same transaction.
+/// The sweeper's payouts have none: the merchant asked for none of them, and their
+/// invoice's `invoice.swept` reports the outcome.
 fn payout_event(tx: &WriteTransaction, p: &Payout) -> Result<(), StoreError> {
+    if p.kind != PayoutKind::Merchant {
+        return Ok(());
+    }
     let data = serde_json::json!({ "payout": {
         "id": p.id,
         "status": p.status,
@@ -381,6 +401,30 @@ fn db_err(e: redb::TransactionError) -> StoreError {
 
 pub(crate) fn db_error<E: Into<redb::Error>>(e: E) -> StoreError {
     db(e)
+}
+
+/// The txids of every transaction built for the sweeper's top-ups of `tenant`'s
+/// `invoice` (payout ids `<invoice>#gas<n>`), in the caller's transaction: the watcher
+/// leaves them out of the invoice's payments (they are our TRX, not the customer's).
+pub(crate) fn topup_txids_in(
+    tx: &WriteTransaction,
+    tenant: &str,
+    invoice: &str,
+) -> Result<Vec<String>, StoreError> {
+    let t = tx.open_table(PAYOUTS).map_err(db)?;
+    let prefix = scoped_key(tenant, &format!("{invoice}#gas"));
+    let mut out = Vec::new();
+    for row in t.range(prefix.as_str()..).map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        if !k.value().starts_with(&prefix) {
+            break;
+        }
+        let p: Payout = decode(k.value(), v.value())?;
+        if p.kind == PayoutKind::Gas {
+            out.extend(p.attempts.into_iter().map(|a| a.txid));
+        }
+    }
+    Ok(out)
 }
 
 /// [`Store::allocate_deposit`] inside the caller's write transaction, so the invoice that

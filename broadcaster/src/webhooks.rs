@@ -242,6 +242,7 @@ mod tests {
             updated_at_ms: 0,
             payments: vec![],
             history: vec![],
+            sweeps: vec![],
         };
         let created = rs
             .create_invoice::<StoreError>(inv, |_| {

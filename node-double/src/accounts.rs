@@ -77,6 +77,19 @@ impl Accounts {
         Ok(acc)
     }
 
+    /// Whether `a` has an account: seeded under `trx`, or created by a TRX transfer to
+    /// it. A token balance alone creates none (as on Tron, TRC-20 transfers do not).
+    pub fn exists(&self, a: &Address) -> bool {
+        self.trx.contains_key(a)
+    }
+
+    /// Removes the account of `a` if it holds no TRX (undoing the transfer that created it).
+    pub(crate) fn remove_if_empty(&mut self, a: &Address) {
+        if self.trx.get(a) == Some(&0) {
+            self.trx.remove(a);
+        }
+    }
+
     pub fn trx(&self, a: &Address) -> u128 {
         self.trx.get(a).copied().unwrap_or(0)
     }

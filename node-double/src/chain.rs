@@ -14,6 +14,7 @@ use tron_proto::pb::{transaction, TransferContract, TriggerSmartContract};
 use tron_proto::{abi, Address, U256};
 
 use crate::accounts::Accounts;
+use crate::fees::{self, ChainParams, EnergyVerdict, Fee};
 
 /// How many recent blocks a TAPOS reference may point at.
 pub const TAPOS_BLOCKS: usize = 64;
@@ -107,6 +108,8 @@ pub enum Transfer {
 pub enum Receipt {
     Success,
     Revert,
+    /// The call needed more energy than `min(balance, fee_limit)` could buy.
+    OutOfEnergy,
 }
 
 impl Receipt {
@@ -114,6 +117,7 @@ impl Receipt {
         match self {
             Receipt::Success => "SUCCESS",
             Receipt::Revert => "REVERT",
+            Receipt::OutOfEnergy => "OUT_OF_ENERGY",
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Outcome {
     pub res_message: Option<String>,
     pub logs: Vec<Log>,
     pub effects: Vec<Effect>,
+    /// What it burnt ([`crate::fees`]).
+    pub fee: Fee,
 }
 
 impl Outcome {
@@ -171,6 +177,7 @@ impl Outcome {
             res_message: None,
             logs,
             effects,
+            fee: Fee::default(),
         }
     }
 
@@ -180,7 +187,13 @@ impl Outcome {
             res_message: Some(message.into()),
             logs: Vec::new(),
             effects: Vec::new(),
+            fee: Fee::default(),
         }
+    }
+
+    /// The same outcome, burning `fee`.
+    pub fn with_fee(self, fee: Fee) -> Outcome {
+        Outcome { fee, ..self }
     }
 }
 
@@ -199,6 +212,9 @@ pub struct TxInfo {
     pub signature: Vec<Vec<u8>>,
     pub logs: Vec<Log>,
     pub effects: Vec<Effect>,
+    pub fee: Fee,
+    /// Accounts this transaction's TRX credits created (removed again if it is undone).
+    pub created: Vec<Address>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +222,8 @@ struct Pending {
     txid: [u8; 32],
     transfer: Transfer,
     raw: Vec<u8>,
+    /// `raw_data.fee_limit`: the most a contract call may burn for energy.
+    fee_limit: i64,
     signature: Vec<Vec<u8>>,
     /// Scripted transactions carry their outcome; broadcast ones are executed.
     outcome: Option<Outcome>,
@@ -241,6 +259,7 @@ pub struct Chain {
     included: Vec<TxInfo>,
     by_txid: HashMap<[u8; 32], usize>,
     accounts: Accounts,
+    params: ChainParams,
     drop_next: u32,
     /// Bumped by each reorg, so replacement blocks get ids of their own.
     fork: u64,
@@ -271,6 +290,7 @@ impl Chain {
             included: Vec::new(),
             by_txid: HashMap::new(),
             accounts,
+            params: ChainParams::default(),
             drop_next: 0,
             fork: 0,
             nonce: 0,
@@ -322,10 +342,18 @@ impl Chain {
             }
             let outcome = match p.outcome {
                 Some(o) => o,
-                None => self.execute(&p.transfer),
+                None => self.execute(&p.transfer, p.fee_limit),
             };
+            let mut created = Vec::new();
             for e in &outcome.effects {
+                if e.token.is_none() && !self.accounts.exists(&e.to) {
+                    created.push(e.to);
+                }
                 self.apply(e, false);
+            }
+            if let Some(payer) = outcome.fee.payer {
+                self.accounts
+                    .add_trx(&payer, u128::from(outcome.fee.total()), false);
             }
             self.by_txid.insert(p.txid, self.included.len());
             self.included.push(TxInfo {
@@ -339,6 +367,8 @@ impl Chain {
                 signature: p.signature,
                 logs: outcome.logs,
                 effects: outcome.effects,
+                fee: outcome.fee,
+                created,
             });
         }
         self.blocks.push(Stored {
@@ -378,8 +408,15 @@ impl Chain {
         self.blocks.truncate(cut);
         let removed: Vec<TxInfo> = self.included.split_off(first_tx);
         for info in removed.iter().rev() {
+            if let Some(payer) = info.fee.payer {
+                self.accounts
+                    .add_trx(&payer, u128::from(info.fee.total()), true);
+            }
             for e in info.effects.iter().rev() {
                 self.apply(e, true);
+            }
+            for a in &info.created {
+                self.accounts.remove_if_empty(a);
             }
             self.by_txid.remove(&info.txid);
         }
@@ -394,11 +431,14 @@ impl Chain {
                         res_message: i.res_message,
                         logs: i.logs,
                         effects: i.effects,
+                        fee: i.fee,
                     });
+                    let fee_limit = fee_limit_of(&i.raw);
                     Pending {
                         txid: i.txid,
                         transfer: i.transfer,
                         raw: i.raw,
+                        fee_limit,
                         signature: i.signature,
                         outcome,
                         dropped: false,
@@ -431,13 +471,33 @@ impl Chain {
         }
     }
 
-    fn execute(&self, t: &Transfer) -> Outcome {
+    /// Runs a broadcast transaction against the balances, burning what it costs
+    /// ([`crate::fees`]).
+    fn execute(&self, t: &Transfer, fee_limit: i64) -> Outcome {
         match t {
             Transfer::Trx { owner, to, amount } => {
-                // Checked at broadcast against balance minus pending debits, so this holds.
-                if self.accounts.trx(owner) < u128::from(*amount) {
+                let creating = !self.accounts.exists(to);
+                let create_fee = if creating {
+                    self.params.account_creation_sun()
+                } else {
+                    0
+                };
+                // Checked at broadcast against balance minus pending debits, so this holds
+                // unless an earlier transaction in the block spent it.
+                let need = u128::from(*amount).saturating_add(u128::from(create_fee));
+                if self.accounts.trx(owner) < need {
                     return Outcome::revert("balance is not sufficient");
                 }
+                let fee = if creating {
+                    Fee {
+                        payer: Some(*owner),
+                        net_fee: self.params.create_account_fee,
+                        account_create_fee: self.params.create_new_account_fee_in_system_contract,
+                        ..Fee::default()
+                    }
+                } else {
+                    Fee::default()
+                };
                 Outcome::success(
                     Vec::new(),
                     vec![Effect {
@@ -447,27 +507,100 @@ impl Chain {
                         amount: U256::from(*amount),
                     }],
                 )
+                .with_fee(fee)
             }
             Transfer::Trc20 { owner, token, call } => {
-                let Some((to, amount)) = call else {
-                    return Outcome::revert(REVERT_MESSAGE);
+                let run = self.run_token_call(owner, token, *call);
+                let energy = match &run {
+                    Ok((_, energy)) | Err(energy) => *energy,
                 };
-                if self.accounts.trc20(token, owner) < *amount {
-                    return Outcome::revert(REVERT_MESSAGE);
+                let verdict = fees::price_energy(
+                    energy,
+                    self.params.energy_fee,
+                    self.accounts.trx(owner),
+                    fee_limit,
+                );
+                let fee = |energy, burn| Fee {
+                    payer: Some(*owner),
+                    energy_usage_total: energy,
+                    energy_fee: burn,
+                    ..Fee::default()
+                };
+                match (verdict, run) {
+                    (EnergyVerdict::OutOfEnergy { energy, burn }, _) => Outcome {
+                        receipt: Receipt::OutOfEnergy,
+                        res_message: Some(fees::OUT_OF_ENERGY_MESSAGE.into()),
+                        logs: Vec::new(),
+                        effects: Vec::new(),
+                        fee: fee(energy, burn),
+                    },
+                    (EnergyVerdict::Paid { energy, burn }, Ok(((to, amount), _))) => {
+                        Outcome::success(
+                            vec![Log::transfer(*token, owner, &to, amount)],
+                            vec![Effect {
+                                token: Some(*token),
+                                from: Some(*owner),
+                                to,
+                                amount,
+                            }],
+                        )
+                        .with_fee(fee(energy, burn))
+                    }
+                    (EnergyVerdict::Paid { energy, burn }, Err(_)) => {
+                        Outcome::revert(REVERT_MESSAGE).with_fee(fee(energy, burn))
+                    }
                 }
-                Outcome::success(
-                    vec![Log::transfer(*token, owner, to, *amount)],
-                    vec![Effect {
-                        token: Some(*token),
-                        from: Some(*owner),
-                        to: *to,
-                        amount: *amount,
-                    }],
-                )
             }
             // Only scripted, and scripted transactions carry their outcome.
             Transfer::Trc10 { .. } | Transfer::Call { .. } => Outcome::revert("not executable"),
         }
+    }
+
+    /// What a token call would do now: `Ok` with the transfer and its energy, or `Err`
+    /// with the energy of the revert (not `transfer(address,uint256)`, or the owner holds
+    /// too little).
+    fn run_token_call(
+        &self,
+        owner: &Address,
+        token: &Address,
+        call: Option<(Address, U256)>,
+    ) -> Result<((Address, U256), u64), u64> {
+        let Some((to, amount)) = call else {
+            return Err(fees::ENERGY_REVERT);
+        };
+        if self.accounts.trc20(token, owner) < amount {
+            return Err(fees::ENERGY_REVERT);
+        }
+        let energy = if self.accounts.trc20(token, &to) > U256::ZERO {
+            fees::ENERGY_TRANSFER_TO_HOLDER
+        } else {
+            fees::ENERGY_TRANSFER_TO_NEW_HOLDER
+        };
+        Ok(((to, amount), energy))
+    }
+
+    /// `triggerconstantcontract` of `transfer(to, amount)` on `token` from `owner`: the
+    /// energy it would use now, or `Err` with the energy of its revert. Balances as of
+    /// the last block (pending transactions are not run).
+    pub fn estimate_transfer(
+        &self,
+        owner: &Address,
+        token: &Address,
+        to: &Address,
+        amount: U256,
+    ) -> Result<u64, u64> {
+        self.run_token_call(owner, token, Some((*to, amount)))
+            .map(|(_, e)| e)
+    }
+
+    /// The prices in force.
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    /// Changes the prices; transactions included from the next block on pay them.
+    pub fn params_mut(&mut self) -> &mut ChainParams {
+        &mut self.params
     }
 
     /// Queues a scripted transaction for the next block: its `raw` is built by the caller
@@ -480,10 +613,12 @@ impl Chain {
     ) -> [u8; 32] {
         let txid = tron_proto::txid(&raw);
         self.seen.insert(txid);
+        let fee_limit = fee_limit_of(&raw);
         self.pending.push(Pending {
             txid,
             transfer,
             raw,
+            fee_limit,
             signature: Vec::new(),
             outcome: Some(outcome),
             dropped: false,
@@ -591,7 +726,7 @@ impl Chain {
             }
             Err(e) => return Err(fail(BroadcastCode::SigError, format!("bad signature: {e}"))),
         }
-        self.validate_contract(&transfer)
+        self.validate_contract(&transfer, raw.fee_limit)
             .map_err(|m| fail(BroadcastCode::ContractValidate, m))?;
 
         self.seen.insert(txid);
@@ -603,6 +738,7 @@ impl Chain {
             txid,
             transfer,
             raw: tx.raw_data,
+            fee_limit: raw.fee_limit,
             signature: tx.signature,
             outcome: None,
             dropped,
@@ -627,7 +763,7 @@ impl Chain {
         }
     }
 
-    fn validate_contract(&self, t: &Transfer) -> Result<(), String> {
+    fn validate_contract(&self, t: &Transfer, fee_limit: i64) -> Result<(), String> {
         match t {
             Transfer::Trx { owner, to, amount } => {
                 if *amount == 0 {
@@ -647,14 +783,31 @@ impl Chain {
                     })
                     .sum();
                 let available = self.accounts.trx(owner).saturating_sub(committed);
-                if available < u128::from(*amount) {
+                let create_fee = if self.accounts.exists(to) {
+                    0
+                } else {
+                    self.params.account_creation_sun()
+                };
+                let need = u128::from(*amount).saturating_add(u128::from(create_fee));
+                if available < need {
                     return Err(format!(
-                        "Validate TransferContract error, balance is not sufficient: {available} sun available, {amount} asked"
+                        "Validate TransferContract error, balance is not sufficient: {available} sun available, {amount} asked plus {create_fee} to create the account"
                     ));
                 }
                 Ok(())
             }
-            Transfer::Trc20 { token, .. } => {
+            Transfer::Trc20 { owner, token, .. } => {
+                if !self.accounts.exists(owner) {
+                    return Err(format!(
+                        "Validate TriggerSmartContract error, account {owner} does not exist"
+                    ));
+                }
+                if !(0..=fees::MAX_FEE_LIMIT_SUN).contains(&fee_limit) {
+                    return Err(format!(
+                        "feeLimit must be >= 0 and <= {}",
+                        fees::MAX_FEE_LIMIT_SUN
+                    ));
+                }
                 if self.accounts.is_token(token) {
                     Ok(())
                 } else {
@@ -723,6 +876,11 @@ fn parse_contract(raw: &transaction::Raw) -> Result<(Address, Transfer), String>
     }
 }
 
+/// `raw_data.fee_limit` of stored bytes (0 when they do not decode: scripted ones do).
+fn fee_limit_of(raw: &[u8]) -> i64 {
+    transaction::Raw::decode(raw).map_or(0, |r| r.fee_limit)
+}
+
 fn decode_transfer_call(data: &[u8]) -> Option<(Address, U256)> {
     if data.len() != abi::TRANSFER_CALL_LEN || data[..4] != abi::SELECTOR_TRANSFER {
         return None;
@@ -762,6 +920,7 @@ pub(crate) mod tests {
         pub expiration: i64,
         pub contract: Contract,
         pub timestamp: i64,
+        pub fee_limit: i64,
     }
 
     impl Build {
@@ -772,6 +931,7 @@ pub(crate) mod tests {
                 expiration: block.timestamp + 60_000,
                 contract: Contract::default(),
                 timestamp: block.timestamp,
+                fee_limit: 30_000_000,
             }
         }
 
@@ -817,7 +977,7 @@ pub(crate) mod tests {
                 expiration: self.expiration,
                 contract: vec![self.contract.clone()],
                 timestamp: self.timestamp,
-                fee_limit: 30_000_000,
+                fee_limit: self.fee_limit,
                 ..Default::default()
             }
             .encode_to_vec()
@@ -846,9 +1006,16 @@ pub(crate) mod tests {
         .encode_to_vec()
     }
 
+    /// The TRX the test owner starts with: 1,000 TRX, enough for energy and new accounts.
+    pub const START_SUN: u128 = 1_000_000_000;
+    const SIXTY_PERCENT: i64 = (START_SUN as i64) / 10 * 6;
+
+    /// The owner with TRX and 500 token units; `dest()` (`41d1…d1`) as an existing account
+    /// with no TRX, so transfers to it create nothing.
     pub fn accounts(owner: Address) -> Accounts {
         let json = format!(
-            r#"{{"trx": {{"{owner}": "1000"}}, "trc20": {{"{}": {{"{owner}": "500"}}}}}}"#,
+            r#"{{"trx": {{"{owner}": "{START_SUN}", "{}": "0"}}, "trc20": {{"{}": {{"{owner}": "500"}}}}}}"#,
+            dest(),
             token()
         );
         Accounts::from_json(json.as_bytes()).unwrap()
@@ -862,7 +1029,7 @@ pub(crate) mod tests {
         (chain, k, owner)
     }
 
-    fn dest() -> Address {
+    pub fn dest() -> Address {
         Address::from_evm([0xd1; 20])
     }
 
@@ -898,12 +1065,12 @@ pub(crate) mod tests {
             None,
             "pending until the next block"
         );
-        assert_eq!(chain.accounts().trx(&owner), 1000);
+        assert_eq!(chain.accounts().trx(&owner), START_SUN);
         let b = chain.produce_block(1_006_000);
         let info = chain.tx_info(&txid, false).unwrap();
         assert_eq!(info.block_number, b.number);
         assert_eq!(info.receipt, Receipt::Success);
-        assert_eq!(chain.accounts().trx(&owner), 600);
+        assert_eq!(chain.accounts().trx(&owner), START_SUN - 400);
         assert_eq!(chain.accounts().trx(&dest()), 400);
         for _ in 0..2 {
             chain.produce_block(0);
@@ -1025,13 +1192,15 @@ pub(crate) mod tests {
     fn trx_over_balance_is_contract_validate_error() {
         let (mut chain, k, owner) = setup();
         let head = chain.head().clone();
-        let too_much = Build::on(&head).trx(owner, dest(), 1001).sign(&k);
+        let too_much = Build::on(&head)
+            .trx(owner, dest(), START_SUN as i64 + 1)
+            .sign(&k);
         assert_eq!(code(chain.broadcast(&too_much)), "CONTRACT_VALIDATE_ERROR");
-        // Pending debits count: 600 then 600 more does not fit into 1000.
+        // Pending debits count: 60 % then 60 % more does not fit.
         chain
-            .broadcast(&Build::on(&head).trx(owner, dest(), 600).sign(&k))
+            .broadcast(&Build::on(&head).trx(owner, dest(), SIXTY_PERCENT).sign(&k))
             .unwrap();
-        let second = Build::on(&head).trx(owner, dest(), 600);
+        let second = Build::on(&head).trx(owner, dest(), SIXTY_PERCENT);
         let mut second = second;
         second.timestamp += 1;
         assert_eq!(
@@ -1148,7 +1317,7 @@ pub(crate) mod tests {
         }
         assert_eq!(chain.tx_info(&lost, false), None);
         assert!(chain.tx_info(&kept, true).is_some());
-        assert_eq!(chain.accounts().trx(&owner), 995);
+        assert_eq!(chain.accounts().trx(&owner), START_SUN - 5);
         // The lost one is still known: rebroadcasting it is a duplicate.
         assert_eq!(
             code(chain.broadcast(&Build::on(&head).trx(owner, dest(), 5).sign(&k))),
@@ -1159,7 +1328,7 @@ pub(crate) mod tests {
 
 #[cfg(test)]
 mod reorg_tests {
-    use super::tests::{accounts, address, key, token, Build};
+    use super::tests::{accounts, address, key, token, Build, START_SUN};
     use super::*;
     use crate::sim::{self, Kind, Payment};
 
@@ -1207,7 +1376,7 @@ mod reorg_tests {
         assert_eq!(chain.tx_info(&sent, false), None);
         assert_eq!(chain.tx_info(&paid, false), None);
         assert_eq!(chain.accounts().trx(&dest), 0);
-        assert_eq!(chain.accounts().trx(&owner), 1000);
+        assert_eq!(chain.accounts().trx(&owner), START_SUN);
         assert_eq!(chain.accounts().trc20(&token(), &dest), U256::ZERO);
         // Its txid stays known, as a node that saw it would remember it.
         assert_eq!(

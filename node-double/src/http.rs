@@ -17,6 +17,8 @@ use tron_proto::Address;
 
 use crate::accounts::Accounts;
 use crate::chain::{BroadcastCode, Chain, Transfer};
+use crate::fees::ParamError;
+use crate::query;
 use crate::render::{block_json, info_json};
 use crate::sim::{self, Kind, Payment};
 
@@ -175,6 +177,12 @@ pub fn router(app: Arc<App>) -> Router {
             "/wallet/gettransactioninfobyblocknum",
             get(infos_by_block_num).post(infos_by_block_num),
         )
+        .route(
+            "/wallet/getchainparameters",
+            get(chain_parameters).post(chain_parameters),
+        )
+        .route("/wallet/getaccount", post(get_account))
+        .route("/wallet/triggerconstantcontract", post(constant_call))
         .route("/wallet/broadcasthex", post(broadcast_hex))
         .route("/wallet/gettransactioninfobyid", post(tx_info_head))
         .route(
@@ -188,6 +196,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/double/reorg", post(reorg))
         .route("/double/produce", post(produce))
         .route("/double/balance", get(balance))
+        .route("/double/chain_parameters", post(set_chain_parameters))
         .with_state(app)
 }
 
@@ -347,6 +356,35 @@ async fn infos_by_block_num(
             .unwrap_or_default()
     });
     Json(Value::Array(list)).into_response()
+}
+
+async fn chain_parameters(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    Json(app.with_chain(|c| query::chain_parameters(c.params()))).into_response()
+}
+
+async fn get_account(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    let answer = body_json(&body).and_then(|v| app.with_chain(|c| query::account(c, &v)));
+    match answer {
+        Ok(v) => Json(v).into_response(),
+        Err(m) => error_json(m),
+    }
+}
+
+async fn constant_call(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = guard(&app, &headers, Endpoint::Other) {
+        return r;
+    }
+    let answer = body_json(&body).and_then(|v| app.with_chain(|c| query::constant_call(c, &v)));
+    match answer {
+        Ok(v) => Json(v).into_response(),
+        Err(m) => error_json(m),
+    }
 }
 
 async fn broadcast_hex(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -640,6 +678,30 @@ async fn produce(State(app): State<Arc<App>>, body: Bytes) -> Response {
         c.head().number
     });
     Json(json!({ "head": head })).into_response()
+}
+
+/// `POST /double/chain_parameters {"getEnergyFee": n, …}`: sets prices (the names
+/// `getchainparameters` uses); answers the full list. Nothing changes unless every member
+/// is valid.
+async fn set_chain_parameters(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("body must be an object such as {\"getEnergyFee\": 210}");
+    };
+    let outcome = app.with_chain(|c| {
+        let mut p = *c.params();
+        for (k, v) in &members {
+            let n = v
+                .as_u64()
+                .ok_or_else(|| ParamError::NotAnInteger(k.clone()))?;
+            p.set(k, n)?;
+        }
+        *c.params_mut() = p;
+        Ok::<_, ParamError>(query::chain_parameters(&p))
+    });
+    match outcome {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => bad_request(format!("{}: {e}", e.code())),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tron_node_double::{start, Accounts, Options};
+use tron_node_double::{start, Accounts, ChainParams, Options};
 
 /// A test double of a Tron full node's HTTP API (not a node: no consensus, no network).
 #[derive(Parser)]
@@ -35,6 +35,18 @@ struct Args {
     /// Also write the bound address (host:port) to this file, atomically.
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// `getEnergyFee`: sun burnt per unit of energy (mainnet: 100).
+    #[arg(long, default_value_t = ChainParams::default().energy_fee)]
+    energy_fee: u64,
+    /// `getTransactionFee`: sun per bandwidth byte (served; free bandwidth is assumed).
+    #[arg(long, default_value_t = ChainParams::default().transaction_fee)]
+    transaction_fee: u64,
+    /// `getCreateAccountFee`: sun burnt for the bandwidth of an account-creating transfer.
+    #[arg(long, default_value_t = ChainParams::default().create_account_fee)]
+    create_account_fee: u64,
+    /// `getCreateNewAccountFeeInSystemContract`: sun burnt for creating an account.
+    #[arg(long, default_value_t = ChainParams::default().create_new_account_fee_in_system_contract)]
+    create_new_account_fee: u64,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +95,14 @@ fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         running.app.set_default_token(usdt);
+        running.app.with_chain(|c| {
+            *c.params_mut() = ChainParams {
+                energy_fee: args.energy_fee,
+                transaction_fee: args.transaction_fee,
+                create_account_fee: args.create_account_fee,
+                create_new_account_fee_in_system_contract: args.create_new_account_fee,
+            }
+        });
         let addr = running.addr.to_string();
         if let Some(p) = &args.port_file {
             write_atomically(p, &addr)?;

@@ -134,9 +134,15 @@ pub fn info_json(i: &TxInfo) -> Value {
     };
     match contract {
         // Real nodes leave `receipt.result` out for plain TRX (and TRC-10) transfers: only
-        // bandwidth figures are there, so clients that insist on it are caught here.
+        // bandwidth figures are there, so clients that insist on it are caught here. A
+        // transfer that created its recipient's account paid its bandwidth by burning
+        // (`net_fee`) instead of using free bandwidth (`net_usage`).
         None => {
-            v["receipt"] = json!({ "net_usage": 268 });
+            v["receipt"] = if i.fee.net_fee > 0 {
+                json!({ "net_fee": i.fee.net_fee })
+            } else {
+                json!({ "net_usage": 268 })
+            };
             v["contractResult"] = json!([""]);
             if i.receipt != Receipt::Success {
                 v["receipt"]["result"] = json!(i.receipt.as_str());
@@ -146,10 +152,13 @@ pub fn info_json(i: &TxInfo) -> Value {
             v["contract_address"] = Value::String(c.to_hex());
             let ok = i.receipt == Receipt::Success;
             v["receipt"] = json!({
-                "energy_usage_total": if ok { 64_285 } else { 14_650 },
+                "energy_usage_total": i.fee.energy_usage_total,
                 "net_usage": 345,
                 "result": i.receipt.as_str(),
             });
+            if i.fee.energy_fee > 0 {
+                v["receipt"]["energy_fee"] = json!(i.fee.energy_fee);
+            }
             let result = if ok && matches!(i.transfer, Transfer::Trc20 { .. }) {
                 format!("{:064x}", 1)
             } else {
@@ -157,6 +166,10 @@ pub fn info_json(i: &TxInfo) -> Value {
             };
             v["contractResult"] = json!([result]);
         }
+    }
+    // Everything burnt, in sun; left out when nothing was (proto JSON omits zeros).
+    if i.fee.total() > 0 {
+        v["fee"] = json!(i.fee.total());
     }
     if !i.logs.is_empty() {
         v["log"] = i

@@ -16,6 +16,7 @@ use tron_proto::pb::{transaction, Any, TransferContract, TriggerSmartContract};
 use tron_proto::{abi, Address, U256};
 
 use crate::chain::{Chain, Effect, Log, Outcome, Transfer, REVERT_MESSAGE};
+use crate::fees::{self, Fee};
 
 /// The default payer of scripted payments.
 pub fn customer() -> Address {
@@ -280,6 +281,23 @@ pub fn submit(chain: &mut Chain, p: &Payment) -> Result<[u8; 32], SimError> {
                 ),
             )
         }
+    };
+    // The payer is outside the double, so nothing is burnt; the receipt still shows the
+    // energy a real call of that kind uses.
+    let outcome = match transfer {
+        Transfer::Trc20 { .. } | Transfer::Call { .. } => {
+            let energy = if outcome.receipt == crate::chain::Receipt::Success {
+                fees::ENERGY_TRANSFER_TO_HOLDER
+            } else {
+                fees::ENERGY_REVERT
+            };
+            let fee = Fee {
+                energy_usage_total: energy,
+                ..Fee::default()
+            };
+            outcome.with_fee(fee)
+        }
+        Transfer::Trx { .. } | Transfer::Trc10 { .. } => outcome,
     };
     let head = chain.head().clone();
     let nonce = chain.next_nonce();

@@ -32,6 +32,8 @@ fn binary_serves_and_produces_blocks() {
             "127.0.0.1:0",
             "--block-interval-ms",
             "50",
+            "--energy-fee",
+            "210",
             "--port-file",
         ])
         .arg(&port_file)
@@ -59,6 +61,15 @@ fn binary_serves_and_produces_blocks() {
         assert!(Instant::now() < deadline, "no new blocks");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The price flags reach getchainparameters.
+    let params = post(&addr, "/wallet/getchainparameters", "{}");
+    let energy_fee = params["chainParameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"] == "getEnergyFee")
+        .map(|p| p["value"].clone());
+    assert_eq!(energy_fee, Some(serde_json::json!(210)));
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
