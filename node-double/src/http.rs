@@ -506,6 +506,8 @@ async fn transactions(State(app): State<Arc<App>>) -> Response {
                     "blockNumber": i.block_number,
                     "blockTimeStamp": i.block_timestamp,
                     "receipt": i.receipt.as_str(),
+                    // Sun burnt (the transaction info's `fee`), so tests can account for it.
+                    "fee": i.fee.total(),
                 });
                 match &i.transfer {
                     Transfer::Trx { owner, to, amount } => {
