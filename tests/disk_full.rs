@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use tron_proto::signer::{GetPolicyRequest, ListKeysRequest};
 
 const TRX: u64 = 1_000_000;
 
@@ -155,6 +156,18 @@ async fn a_full_disk_refuses_cleanly_reports_not_serving_and_recovers_when_space
         .await
         .expect_err("Evaluate cannot be audited either");
     assert_eq!(reason(&eval), "ledger_unavailable", "{eval:?}");
+    // What needs no record keeps working: the keys and the policy in force.
+    let keys = srv
+        .client
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("ListKeys needs no ledger write")
+        .into_inner();
+    assert_eq!(keys.keys.len(), 1, "{keys:?}");
+    srv.client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .expect("GetPolicy needs no ledger write");
 
     // Space returns: the store is reopened by itself and signing resumes, same process.
     std::fs::remove_file(&filler).expect("remove filler");
