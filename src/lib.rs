@@ -28,6 +28,7 @@ pub mod policy;
 pub mod private_file;
 pub mod reason;
 pub mod replay;
+pub mod retention;
 pub mod secret_source;
 pub mod service;
 pub mod sshsig;

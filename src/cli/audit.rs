@@ -1,4 +1,4 @@
-//! `tron-signer audit verify | export | bundle`.
+//! `tron-signer audit verify | export | bundle | prune`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::audit_bundle::{self, Admins, BundleError, Report};
-use crate::ledger::{run_audit, AuditCommand};
+use crate::ledger::{run_audit, AuditCommand, LedgerError};
+use crate::retention::{self, RetentionError};
 
 use super::process::report;
 
@@ -62,6 +63,21 @@ pub enum AuditCli {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Remove records up to THROUGH from a stopped signer's ledger, once the --archive
+    /// bundles (written by `audit bundle`) hold them exactly as stored and no window, txid or
+    /// payout-id check can need them: the file stays bounded and both the archive and the
+    /// records left still verify. Exit 1 when refused (nothing removed), 2 on read errors.
+    Prune {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The last audit sequence number to remove.
+        #[arg(long)]
+        through: u64,
+        /// An evidence bundle holding records to remove; repeat for several. Together they
+        /// must hold every record from the ledger's first up to THROUGH.
+        #[arg(long, required = true)]
+        archive: Vec<PathBuf>,
+    },
 }
 
 /// Runs an audit subcommand: its report on standard output, a failure as `error [code]: …`
@@ -80,6 +96,11 @@ pub fn run(cli: AuditCli) -> ExitCode {
             to,
             out,
         } => return bundle_exit(write_bundle(&data_dir, from, to, &out, stdout)),
+        AuditCli::Prune {
+            data_dir,
+            through,
+            archive,
+        } => return prune(&data_dir, through, &archive, stdout),
         AuditCli::Verify {
             data_dir: Some(data_dir),
             ..
@@ -89,6 +110,32 @@ pub fn run(cli: AuditCli) -> ExitCode {
         AuditCli::Export { data_dir, out } => AuditCommand::Export { data_dir, out },
     };
     report(run_audit(cmd, stdout).map_err(|e| (e.code(), e.to_string())))
+}
+
+fn prune(data_dir: &Path, through: u64, archives: &[PathBuf], stdout: &mut dyn Write) -> ExitCode {
+    match retention::prune(data_dir, through, archives) {
+        Ok(p) => {
+            for (path, r) in &p.archives {
+                let _ = writeln!(stdout, "archive {}: {}", path.display(), summary(r));
+            }
+            let r = &p.removed;
+            let _ = writeln!(
+                stdout,
+                "pruned records {} to {} ({} signature entries); the ledger now starts after \
+                 record {} (hash {}); file {} -> {} bytes",
+                r.from, r.through, r.entries, r.through, r.anchor_hash, r.bytes_before, r.bytes_after
+            );
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.code());
+            let refused = matches!(
+                &e,
+                RetentionError::Ledger(LedgerError::PruneRefused { .. })
+            ) || matches!(&e, RetentionError::Archive { source, .. } if source.is_evidence_failure());
+            ExitCode::from(if refused { EXIT_FAILED } else { EXIT_ERROR })
+        }
+    }
 }
 
 fn bundle_exit(result: Result<(), BundleError>) -> ExitCode {

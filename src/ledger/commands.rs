@@ -33,9 +33,17 @@ pub fn run_audit(cmd: AuditCommand, out: &mut dyn Write) -> Result<(), LedgerErr
                 0 => String::new(),
                 n => format!("; {n} with approvals, every signature re-verified"),
             };
+            let start = match &report.anchor {
+                None => String::new(),
+                Some((seq, hash)) => format!(
+                    " from record {} (records through {seq} were pruned; the last of them \
+                     hashes to {hash})",
+                    seq + 1
+                ),
+            };
             writeln!(
                 out,
-                "ok: {} records, head {}{approvals}",
+                "ok: {} records{start}, head {}{approvals}",
                 report.records, report.head_hash
             )
             .map_err(output)

@@ -71,6 +71,10 @@ pub enum LedgerError {
     /// A stretch of the chain was asked for that it does not hold (`audit bundle`).
     #[error("cannot take audit records {from} to {to}: {why}")]
     AuditRange { from: u64, to: u64, why: String },
+    /// `audit prune` would remove something still needed, or something its archive does not
+    /// hold exactly as stored; nothing was removed.
+    #[error("nothing pruned: {why}")]
+    PruneRefused { why: String },
     /// Writing the export or the verification report failed.
     #[error("cannot write output: {detail}")]
     Output { detail: String },
@@ -99,6 +103,7 @@ impl LedgerError {
             LedgerError::AuditHeadInvalid { .. } => "audit_head_invalid",
             LedgerError::AuditApprovalInvalid { .. } => "audit_approval_invalid",
             LedgerError::AuditRange { .. } => "audit_range",
+            LedgerError::PruneRefused { .. } => "audit_prune_refused",
             LedgerError::Output { .. } => "output",
         }
     }

@@ -21,6 +21,7 @@ mod commands;
 mod entry;
 mod error;
 mod intent_json;
+mod prune;
 mod range;
 mod schema;
 mod state;
@@ -47,6 +48,7 @@ pub use audit::{AuditRecord, ChainedRecord, Decision};
 pub use commands::{run_audit, AuditCommand};
 pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
+pub use prune::PruneReport;
 pub use intent_json::{decoded_of, intent_json, intent_value};
 pub use range::{check_stretch, read_stretch, StoredRecord, Stretch, StretchRecord, GENESIS_HASH};
 pub use state::{Lookup, PayoutRef};
@@ -396,6 +398,17 @@ impl Ledger {
         read_row(&self.inner.store, AUDIT, seq, ("open audit", "read audit"))?
             .map(|row| audit::open_row(seq, &row).map(|o| o.record))
             .transpose()
+    }
+
+    /// Removes archived records no window needs any more from a stopped signer's ledger;
+    /// see `prune.rs` for every condition. `retention_ms` is the horizon the service keeps.
+    pub fn prune_archived(
+        dir: &Path,
+        through: u64,
+        archived: &[StoredRecord],
+        retention_ms: u64,
+    ) -> Result<PruneReport, LedgerError> {
+        prune::prune(dir, through, archived, retention_ms)
     }
 
     /// Offline check of the whole audit chain; see [`VerifyReport`].

@@ -90,8 +90,17 @@ pub fn read_stretch(
             .map_err(|_| LedgerError::AuditModified { seq })?;
         Ok((canonical.to_vec(), hash))
     };
+    let pruned = super::prune::read_anchor(&meta)?;
+    if from <= pruned.seq {
+        return Err(refuse(format!(
+            "records through {} were pruned from this ledger (they are in its archive)",
+            pruned.seq
+        )));
+    }
     let anchor = if from == 1 {
         GENESIS_HASH
+    } else if from - 1 == pruned.seq {
+        pruned.hash
     } else {
         let seq = from - 1;
         let row = audit

@@ -8,7 +8,8 @@
 //! - `meta`: "audit_head" -> last sequence (u64 BE) || last hash; "schema" -> version;
 //!   "latest_signed_ms" -> the latest signing time (i64 BE ms); "policy_in_force" -> the
 //!   revision and hash of the policy put in force last (see [`META_POLICY_IN_FORCE`]);
-//!   "freeze" -> the administrators' freezes in force (see [`META_FREEZE`]).
+//!   "freeze" -> the administrators' freezes in force (see [`META_FREEZE`]); "audit_anchor" ->
+//!   the sequence and hash of the last record pruned (see [`META_AUDIT_ANCHOR`]).
 
 use redb::TableDefinition;
 
@@ -30,6 +31,9 @@ pub(crate) const META_POLICY_IN_FORCE: &str = "policy_in_force";
 /// A policy mark with another hash removes it in the same transaction: a new policy in force
 /// is what lifts a freeze.
 pub(crate) const META_FREEZE: &str = "freeze";
+/// Set by `audit prune` only: sequence (u64 BE) || stored hash of the last record it removed,
+/// so the records left still verify link by link from it. Absent: the chain starts at genesis.
+pub(crate) const META_AUDIT_ANCHOR: &str = "audit_anchor";
 /// Version 2 keys entries by audit sequence (version 1, an earlier development format, keyed
 /// them by txid and is refused).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"tron-signer-ledger/2";

@@ -129,7 +129,7 @@ pub(crate) fn open_err(path: &Path, e: impl std::fmt::Display) -> LedgerError {
 }
 
 /// Opens the database file, created readable by its owner only.
-fn open_db(path: &Path) -> Result<Database, LedgerError> {
+pub(crate) fn open_db(path: &Path) -> Result<Database, LedgerError> {
     let file = open_private(path).map_err(|e| open_err(path, e))?;
     let backend = redb::backends::FileBackend::new(file).map_err(|e| open_err(path, e))?;
     Database::builder()

@@ -936,3 +936,136 @@ async fn ledger_file_is_private_and_a_wider_one_is_narrowed() {
         other => panic!("expected the committed entry, got {other:?}"),
     }
 }
+
+/// Three entries signed at T0 (expiring a minute later), three more three hours on, with one
+/// hour of retention: the first three are past every window. The ledger is closed after.
+async fn old_and_recent(dir: &Path) {
+    let ledger = Ledger::open(dir, HOUR, T0).unwrap();
+    for n in 1..=3 {
+        sign(&ledger, pending(n, 100, &format!("p{n}"), T0, T0 + 60_000))
+            .await
+            .unwrap();
+    }
+    let later = T0 + 3 * HOUR as i64;
+    for n in 4..=6 {
+        sign(&ledger, pending(n, 100, &format!("p{n}"), later, later + 60_000))
+            .await
+            .unwrap();
+    }
+}
+
+fn stretch(dir: &Path, from: u64, to: u64) -> Stretch {
+    read_stretch(dir, from, to, usize::MAX, usize::MAX).unwrap()
+}
+
+fn refused(r: Result<PruneReport, LedgerError>) -> String {
+    match r {
+        Err(LedgerError::PruneRefused { why }) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn prune_removes_archived_records_past_retention_and_what_is_left_verifies() {
+    let dir = tempdir();
+    old_and_recent(dir.path()).await;
+    let archive = stretch(dir.path(), 1, 3);
+
+    let report = Ledger::prune_archived(dir.path(), 3, &archive.records, HOUR).unwrap();
+    assert_eq!((report.from, report.through, report.entries), (1, 3, 3));
+    // The archive verifies on its own and ends on the anchor the ledger keeps.
+    let checked = check_stretch(&archive, 1, 3).unwrap();
+    assert_eq!(checked.len(), 3);
+    assert_eq!(report.anchor_hash, hex::encode(archive.records[2].hash));
+    let v = Ledger::verify_audit(dir.path()).unwrap();
+    assert_eq!(v.records, 3);
+    assert_eq!(v.anchor, Some((3, report.anchor_hash.clone())));
+
+    // A bundle of what is left links to the anchor; one reaching into the archive is refused.
+    let rest = stretch(dir.path(), 4, 6);
+    assert_eq!(hex::encode(rest.anchor), report.anchor_hash);
+    check_stretch(&rest, 4, 6).unwrap();
+    let err = read_stretch(dir.path(), 3, 6, usize::MAX, usize::MAX).unwrap_err();
+    assert_eq!(err.code(), "audit_range", "{err}");
+
+    // The service opens it as before: recent entries found and counted, nothing lost.
+    let ledger = Ledger::open(dir.path(), HOUR, T0 + 3 * HOUR as i64).unwrap();
+    assert!(matches!(
+        ledger.state().find_txid(&txid(5)).unwrap(),
+        Some(Lookup::Committed(_))
+    ));
+    assert_eq!(
+        usdt_used(&ledger, None, HOUR, T0 + 3 * HOUR as i64 + 1),
+        U256::from(300u64)
+    );
+    assert_eq!(
+        sign(
+            &ledger,
+            pending(7, 100, "p7", T0 + 4 * HOUR as i64, T0 + 4 * HOUR as i64 + 60_000)
+        )
+        .await,
+        Ok(7)
+    );
+    drop(ledger);
+    assert_eq!(Ledger::verify_audit(dir.path()).unwrap().records, 4);
+}
+
+#[tokio::test]
+async fn prune_refuses_what_retention_still_needs_and_removes_nothing() {
+    let dir = tempdir();
+    old_and_recent(dir.path()).await;
+    let archive = stretch(dir.path(), 1, 5);
+    let why = refused(Ledger::prune_archived(dir.path(), 4, &archive.records, HOUR));
+    assert!(why.contains("record 4") && why.contains("at most 3"), "{why}");
+    // With four hours of retention even the oldest entries are still counted.
+    let why = refused(Ledger::prune_archived(dir.path(), 1, &archive.records, 4 * HOUR));
+    assert!(why.contains("record 1"), "{why}");
+    let v = Ledger::verify_audit(dir.path()).unwrap();
+    assert_eq!((v.records, v.anchor), (6, None));
+}
+
+#[tokio::test]
+async fn prune_refuses_an_archive_that_misses_or_differs_from_a_record() {
+    let dir = tempdir();
+    old_and_recent(dir.path()).await;
+    let mut archive = stretch(dir.path(), 1, 3);
+
+    let without_two: Vec<_> = archive
+        .records
+        .iter()
+        .filter(|r| r.sequence != 2)
+        .cloned()
+        .collect();
+    let why = refused(Ledger::prune_archived(dir.path(), 3, &without_two, HOUR));
+    assert!(why.contains("does not hold record 2"), "{why}");
+
+    archive.records[1].canonical[10] ^= 1;
+    let why = refused(Ledger::prune_archived(dir.path(), 3, &archive.records, HOUR));
+    assert!(why.contains("record 2 in the archive differs"), "{why}");
+
+    // The head always stays.
+    let all = stretch(dir.path(), 1, 6);
+    let why = refused(Ledger::prune_archived(dir.path(), 6, &all.records, 0));
+    assert!(why.contains("chain head"), "{why}");
+    assert_eq!(Ledger::verify_audit(dir.path()).unwrap().records, 6);
+
+    // Twice over the same records: the second finds them gone.
+    Ledger::prune_archived(dir.path(), 2, &all.records, HOUR).unwrap();
+    let why = refused(Ledger::prune_archived(dir.path(), 2, &all.records, HOUR));
+    assert!(why.contains("pruned already"), "{why}");
+    // And a later prune goes on from the anchor.
+    let r = Ledger::prune_archived(dir.path(), 3, &all.records, HOUR).unwrap();
+    assert_eq!((r.from, r.through), (3, 3));
+    assert_eq!(Ledger::verify_audit(dir.path()).unwrap().anchor.map(|a| a.0), Some(3));
+}
+
+#[tokio::test]
+async fn prune_refuses_while_the_ledger_is_open() {
+    let dir = tempdir();
+    old_and_recent(dir.path()).await;
+    let archive = stretch(dir.path(), 1, 3);
+    let ledger = Ledger::open(dir.path(), HOUR, T0 + 3 * HOUR as i64).unwrap();
+    let why = refused(Ledger::prune_archived(dir.path(), 3, &archive.records, HOUR));
+    assert!(why.contains("stop it first"), "{why}");
+    drop(ledger);
+}

@@ -16,7 +16,11 @@ use super::schema::{Head, AUDIT, DB_FILE, META, META_AUDIT_HEAD};
 /// A chain that verified: how many records, and the hash of the last one (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Records checked: those after the anchor, up to the head.
     pub records: u64,
+    /// Where the check started: the last record `audit prune` removed (sequence and stored
+    /// hash), or `None` on a ledger never pruned (the check started at genesis).
+    pub anchor: Option<(u64, String)>,
     pub head_hash: String,
     /// How many records keep approvals, each re-verified.
     pub with_approvals: u64,
@@ -57,7 +61,8 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         .map_err(|e| LedgerError::storage("read head", e))?
         .map(|v| Head::decode(v.value()));
 
-    let mut prev = Head::GENESIS;
+    let anchor = super::prune::read_anchor(&meta)?;
+    let mut prev = anchor;
     let mut report_approvals = 0u64;
     for item in audit
         .iter()
@@ -93,7 +98,8 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         return Err(LedgerError::AuditHeadInvalid { seq: head.seq });
     }
     Ok(VerifyReport {
-        records: prev.seq,
+        records: prev.seq - anchor.seq,
+        anchor: (anchor.seq > 0).then(|| (anchor.seq, hex::encode(anchor.hash))),
         head_hash: hex::encode(prev.hash),
         with_approvals: report_approvals,
     })
