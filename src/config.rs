@@ -460,15 +460,20 @@ pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
 }
 
-/// `[audit_budget]`: a token bucket of audit record bytes per caller (a Unix uid or a TCP
-/// peer address). Values below 1 count as 1.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// `[audit_budget]`: token buckets per caller (a Unix uid or a TCP peer address), one of
+/// audit record bytes and one of records that sign nothing (Evaluate answers, refusals,
+/// replays). Each value left out keeps the service's default; values below 1 count as 1.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditBudgetConfig {
     /// Average rate, in bytes per second.
-    pub bytes_per_second: u64,
+    pub bytes_per_second: Option<u64>,
     /// Most bytes at once.
-    pub burst_bytes: u64,
+    pub burst_bytes: Option<u64>,
+    /// Average rate of records that sign nothing, per second.
+    pub unsigned_per_second: Option<u64>,
+    /// Most such records at once.
+    pub unsigned_burst: Option<u64>,
 }
 
 /// Why the configuration could not be used.

@@ -28,6 +28,11 @@ pub struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: &'static str,
 }
@@ -76,6 +81,7 @@ pub struct Metrics {
     /// The highest sequence seen, so concurrent commits never move the gauge back.
     highest_sequence: AtomicU64,
     tls_refused: Counter,
+    unaudited: Family<CodeLabels, Counter>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -104,6 +110,7 @@ impl Metrics {
             audit_head: Gauge::default(),
             highest_sequence: AtomicU64::new(0),
             tls_refused: Counter::default(),
+            unaudited: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +168,11 @@ impl Metrics {
             "TLS handshakes refused below gRPC (no, untrusted, expired or unpinned client certificate)",
             m.tls_refused.clone(),
         );
+        registry.register(
+            "requests_refused_unaudited",
+            "Requests refused over a caller budget after the first (audited) refusal of the episode, by reason code",
+            m.unaudited.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -192,6 +204,24 @@ impl Metrics {
     /// How many records carry `labels` (for tests and the listener's own checks).
     pub fn decisions_of(&self, labels: &DecisionLabels) -> u64 {
         self.decisions.get(labels).map_or(0, |c| c.get())
+    }
+
+    /// A request refused over a budget without an audit record of its own.
+    pub fn refused_unaudited(&self, code: ReasonCode) {
+        self.unaudited
+            .get_or_create(&CodeLabels {
+                code: code.as_str(),
+            })
+            .inc();
+    }
+
+    /// Refusals over a budget left unaudited with `code` (for tests).
+    pub fn refused_unaudited_of(&self, code: ReasonCode) -> u64 {
+        self.unaudited
+            .get(&CodeLabels {
+                code: code.as_str(),
+            })
+            .map_or(0, |c| c.get())
     }
 
     pub fn sign_took(&self, d: Duration) {
@@ -300,7 +330,14 @@ mod tests {
             },
             0.5,
         )]);
+        m.refused_unaudited(ReasonCode::UnsignedRateExceeded);
         let page = m.encode();
+        assert!(
+            page.contains(
+                r#"tron_signer_requests_refused_unaudited_total{code="unsigned_rate_exceeded"} 1"#
+            ),
+            "{page}"
+        );
         assert!(page.contains(r#"tron_signer_decisions_total{method="Sign",decision="deny",code="over_key_window"} 1"#), "{page}");
         assert!(page.contains("tron_signer_audit_head_sequence 4"), "{page}");
         assert!(

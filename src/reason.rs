@@ -85,6 +85,9 @@ reason_codes! {
     NetworkMismatch = "network_mismatch", Request;
     /// The caller has caused more audit bytes this second than its budget allows; retry.
     AuditBudgetExceeded = "audit_budget_exceeded", Request;
+    /// The caller has caused more records that sign nothing (Evaluate answers, refusals,
+    /// replays) than its rate allows; retry later.
+    UnsignedRateExceeded = "unsigned_rate_exceeded", Request;
 
     // --- decode: the raw_data bytes (`decode::DecodeError`) ---
     InputTooLarge = "input_too_large", Decode;

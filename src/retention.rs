@@ -60,12 +60,8 @@ pub fn prune(
         records.extend(bundle.stretch.records);
         reports.push((path.clone(), report));
     }
-    let removed = Ledger::prune_archived(
-        data_dir,
-        through,
-        &records,
-        crate::policy::MAX_WINDOW_MS,
-    )?;
+    let removed =
+        Ledger::prune_archived(data_dir, through, &records, crate::policy::MAX_WINDOW_MS)?;
     Ok(Pruned {
         archives: reports,
         removed,

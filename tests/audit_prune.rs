@@ -98,7 +98,11 @@ async fn audit_prune_removes_archived_old_records_and_both_parts_still_verify() 
         .filter_map(|r| r["sequence"].as_u64())
         .collect();
     let through = *old.last().expect("old records");
-    assert_eq!(old, (1..=through).collect::<Vec<_>>(), "old records come first");
+    assert_eq!(
+        old,
+        (1..=through).collect::<Vec<_>>(),
+        "old records come first"
+    );
     let total = records.len() as u64;
     assert!(total > through + 1, "{records:?}");
 
@@ -134,19 +138,29 @@ async fn audit_prune_removes_archived_old_records_and_both_parts_still_verify() 
     // A running signer's ledger is not touched.
     let out = prune(through);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("error [audit_prune_refused]"), "{}", text(&out));
+    assert!(
+        text(&out).contains("error [audit_prune_refused]"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("stop it first"), "{}", text(&out));
     srv.stop();
 
     // Today's records are inside the retention; the archive does not hold them either.
     let out = prune(through + 1);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("error [audit_prune_refused]"), "{}", text(&out));
+    assert!(
+        text(&out).contains("error [audit_prune_refused]"),
+        "{}",
+        text(&out)
+    );
 
     let out = prune(through);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains(&format!("pruned records 1 to {through} (3 signature entries)")),
+        text(&out).contains(&format!(
+            "pruned records 1 to {through} (3 signature entries)"
+        )),
         "{}",
         text(&out)
     );

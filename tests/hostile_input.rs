@@ -255,6 +255,87 @@ async fn a_freeze_by_sighup_stops_replays() {
     );
 }
 
+/// A flood of Evaluate calls (or of refused requests) is capped by count, long before its
+/// bytes would trip the byte budget: with `unsigned_per_second = 2` and a burst of 20, the
+/// 21st Evaluate in a burst is refused RESOURCE_EXHAUSTED (`unsigned_rate_exceeded`), audited
+/// once for the episode, the rest counted in the metrics and a warning logged; signatures do
+/// not use the rate, and once it has refilled the caller is served again.
+#[tokio::test]
+async fn a_flood_of_evaluate_calls_is_capped_by_count_counted_and_logged() {
+    let s = setup();
+    let port = free_loopback_port();
+    s.write_config(&format!(
+        "{}[audit_budget]\nunsigned_per_second = 2\nunsigned_burst = 20\n\
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        s.keystore_section()
+    ));
+    let mut srv = s.start().await;
+    // Signatures are not charged to the rate: 25 of them leave all of it.
+    for n in 1..=25u16 {
+        srv.client
+            .sign(request(
+                KEY1,
+                Tx::trx(KEY1, dest(0xa1), 1).nonce(n).raw(),
+                &format!("s-{n}"),
+            ))
+            .await
+            .expect("signs within the rate");
+    }
+    let raw = Tx::trx(KEY1, dest(0xa1), TRX).nonce(999).raw();
+    let mut admitted = 0;
+    let first = loop {
+        match srv.client.evaluate(request(KEY1, raw.clone(), "e")).await {
+            Ok(_) => admitted += 1,
+            Err(st) => break st,
+        }
+        assert!(admitted <= 20, "more Evaluate answers than the burst");
+    };
+    // Its refill (2 a second) may admit one more while the burst is spent.
+    assert!((20..=21).contains(&admitted), "{admitted} admitted");
+    assert_eq!(first.code(), Code::ResourceExhausted, "{first:?}");
+    assert_eq!(reason(&first), "unsigned_rate_exceeded", "{first:?}");
+    assert!(
+        first.metadata().get("audit-sequence").is_some(),
+        "first refusal audited"
+    );
+    for _ in 0..30 {
+        let st = srv
+            .client
+            .evaluate(request(KEY1, raw.clone(), "e"))
+            .await
+            .expect_err("still over the rate");
+        assert_eq!(reason(&st), "unsigned_rate_exceeded", "{st:?}");
+        assert!(
+            st.metadata().get("audit-sequence").is_none(),
+            "only counted"
+        );
+    }
+    let page = common::scrape::page(port);
+    let unaudited = common::scrape::sample(
+        &page,
+        r#"tron_signer_requests_refused_unaudited_total{code="unsigned_rate_exceeded"}"#,
+    );
+    assert!(unaudited >= 30.0, "{unaudited}\n{page}");
+    let logged = "unsigned_rate_exceeded: caller over its budget";
+    for _ in 0..200 {
+        if srv.log_text().contains(logged) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(srv.log_text().contains(logged), "{}", srv.log_text());
+
+    // Refilled after a second: served again.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    srv.client
+        .evaluate(request(KEY1, raw.clone(), "e"))
+        .await
+        .expect("served again once the rate refilled");
+    srv.stop();
+    let over = s.records_with("unsigned_rate_exceeded");
+    assert_eq!(over.len(), 1, "one audit record for the episode: {over:?}");
+}
+
 /// `[audit_budget]` in signer.toml sets the budget: with a tiny one, a caller flooding
 /// refused requests is soon refused RESOURCE_EXHAUSTED (`audit_budget_exceeded`), the
 /// first such refusal audited, and the signer logs it.
@@ -299,13 +380,17 @@ async fn a_caller_over_the_configured_audit_budget_is_refused() {
         "only counted"
     );
     for _ in 0..200 {
-        if srv.log_text().contains("audit budget exceeded") {
+        if srv
+            .log_text()
+            .contains("audit_budget_exceeded: caller over its budget")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(
-        srv.log_text().contains("audit budget exceeded"),
+        srv.log_text()
+            .contains("audit_budget_exceeded: caller over its budget"),
         "{}",
         srv.log_text()
     );

@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
 use common::policy::policy_preamble;
 use common::*;
 
@@ -37,23 +34,7 @@ windows = [{{ asset = "TRX", window = "24h", max = "100" }}]
     p
 }
 
-/// One HTTP/1.1 request on a fresh connection; the whole response.
-fn http(port: u16, request: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// The value of the sample line that starts with `series` (name and labels exactly).
-fn sample(page: &str, series: &str) -> f64 {
-    let line = page
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("no {series} in:\n{page}"));
-    line[series.len()..].trim().parse().unwrap()
-}
+use common::scrape::{http, sample};
 
 #[tokio::test]
 async fn metrics_show_decisions_latencies_windows_and_the_policy() {

@@ -123,16 +123,20 @@ fn prune(data_dir: &Path, through: u64, archives: &[PathBuf], stdout: &mut dyn W
                 stdout,
                 "pruned records {} to {} ({} signature entries); the ledger now starts after \
                  record {} (hash {}); file {} -> {} bytes",
-                r.from, r.through, r.entries, r.through, r.anchor_hash, r.bytes_before, r.bytes_after
+                r.from,
+                r.through,
+                r.entries,
+                r.through,
+                r.anchor_hash,
+                r.bytes_before,
+                r.bytes_after
             );
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
             eprintln!("error [{}]: {e}", e.code());
-            let refused = matches!(
-                &e,
-                RetentionError::Ledger(LedgerError::PruneRefused { .. })
-            ) || matches!(&e, RetentionError::Archive { source, .. } if source.is_evidence_failure());
+            let refused = matches!(&e, RetentionError::Ledger(LedgerError::PruneRefused { .. }))
+                || matches!(&e, RetentionError::Archive { source, .. } if source.is_evidence_failure());
             ExitCode::from(if refused { EXIT_FAILED } else { EXIT_ERROR })
         }
     }

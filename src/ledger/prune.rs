@@ -79,9 +79,9 @@ pub fn prune(
     }
     let bytes_before = file_len(&path)?;
     let mut db = open_db(&path).map_err(|e| match e {
-        LedgerError::Open { detail, .. } if detail.contains("already open") => refuse(
-            "the ledger is open in another process (a running signer): stop it first",
-        ),
+        LedgerError::Open { detail, .. } if detail.contains("already open") => {
+            refuse("the ledger is open in another process (a running signer): stop it first")
+        }
         other => other,
     })?;
     let head = read_head(&db)?;

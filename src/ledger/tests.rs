@@ -948,9 +948,12 @@ async fn old_and_recent(dir: &Path) {
     }
     let later = T0 + 3 * HOUR as i64;
     for n in 4..=6 {
-        sign(&ledger, pending(n, 100, &format!("p{n}"), later, later + 60_000))
-            .await
-            .unwrap();
+        sign(
+            &ledger,
+            pending(n, 100, &format!("p{n}"), later, later + 60_000),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -1001,7 +1004,13 @@ async fn prune_removes_archived_records_past_retention_and_what_is_left_verifies
     assert_eq!(
         sign(
             &ledger,
-            pending(7, 100, "p7", T0 + 4 * HOUR as i64, T0 + 4 * HOUR as i64 + 60_000)
+            pending(
+                7,
+                100,
+                "p7",
+                T0 + 4 * HOUR as i64,
+                T0 + 4 * HOUR as i64 + 60_000
+            )
         )
         .await,
         Ok(7)
@@ -1015,10 +1024,23 @@ async fn prune_refuses_what_retention_still_needs_and_removes_nothing() {
     let dir = tempdir();
     old_and_recent(dir.path()).await;
     let archive = stretch(dir.path(), 1, 5);
-    let why = refused(Ledger::prune_archived(dir.path(), 4, &archive.records, HOUR));
-    assert!(why.contains("record 4") && why.contains("at most 3"), "{why}");
+    let why = refused(Ledger::prune_archived(
+        dir.path(),
+        4,
+        &archive.records,
+        HOUR,
+    ));
+    assert!(
+        why.contains("record 4") && why.contains("at most 3"),
+        "{why}"
+    );
     // With four hours of retention even the oldest entries are still counted.
-    let why = refused(Ledger::prune_archived(dir.path(), 1, &archive.records, 4 * HOUR));
+    let why = refused(Ledger::prune_archived(
+        dir.path(),
+        1,
+        &archive.records,
+        4 * HOUR,
+    ));
     assert!(why.contains("record 1"), "{why}");
     let v = Ledger::verify_audit(dir.path()).unwrap();
     assert_eq!((v.records, v.anchor), (6, None));
@@ -1040,7 +1062,12 @@ async fn prune_refuses_an_archive_that_misses_or_differs_from_a_record() {
     assert!(why.contains("does not hold record 2"), "{why}");
 
     archive.records[1].canonical[10] ^= 1;
-    let why = refused(Ledger::prune_archived(dir.path(), 3, &archive.records, HOUR));
+    let why = refused(Ledger::prune_archived(
+        dir.path(),
+        3,
+        &archive.records,
+        HOUR,
+    ));
     assert!(why.contains("record 2 in the archive differs"), "{why}");
 
     // The head always stays.
@@ -1056,7 +1083,13 @@ async fn prune_refuses_an_archive_that_misses_or_differs_from_a_record() {
     // And a later prune goes on from the anchor.
     let r = Ledger::prune_archived(dir.path(), 3, &all.records, HOUR).unwrap();
     assert_eq!((r.from, r.through), (3, 3));
-    assert_eq!(Ledger::verify_audit(dir.path()).unwrap().anchor.map(|a| a.0), Some(3));
+    assert_eq!(
+        Ledger::verify_audit(dir.path())
+            .unwrap()
+            .anchor
+            .map(|a| a.0),
+        Some(3)
+    );
 }
 
 #[tokio::test]
@@ -1065,7 +1098,12 @@ async fn prune_refuses_while_the_ledger_is_open() {
     old_and_recent(dir.path()).await;
     let archive = stretch(dir.path(), 1, 3);
     let ledger = Ledger::open(dir.path(), HOUR, T0 + 3 * HOUR as i64).unwrap();
-    let why = refused(Ledger::prune_archived(dir.path(), 3, &archive.records, HOUR));
+    let why = refused(Ledger::prune_archived(
+        dir.path(),
+        3,
+        &archive.records,
+        HOUR,
+    ));
     assert!(why.contains("stop it first"), "{why}");
     drop(ledger);
 }

@@ -15,12 +15,24 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::refusal::{Refusal, RefusalKind};
+use crate::ledger::AuditRecord;
+use crate::reason::ReasonCode;
+
 /// Default refill rate: several times the audit bytes the signer's own peak signing rate
 /// writes (BENCHMARKS.md, issue 11), so no legitimate caller is ever slowed by it, while a
 /// caller that only makes large records (memos up to the 64 KiB limit) is still bounded.
 pub const DEFAULT_BYTES_PER_SECOND: u64 = 64 * 1024 * 1024;
 /// Default bucket size.
 pub const DEFAULT_BURST_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Default rate of records that sign nothing (Evaluate answers, refusals, replays) per
+/// caller: far above what a payment backend's retries and checks cause, far below what fills
+/// a disk (BENCHMARKS.md, "Ledger growth": about 1 KB each), so a flood of them is stopped and
+/// said so long before the byte budget would notice it.
+pub const DEFAULT_UNSIGNED_PER_SECOND: u64 = 200;
+/// Default burst of such records.
+pub const DEFAULT_UNSIGNED_BURST: u64 = 2_000;
 
 /// At most one log line per caller in this interval while it is refused.
 pub const LOG_EVERY_MS: i64 = 10_000;
@@ -51,8 +63,11 @@ struct Bucket {
     logged_ms: Option<i64>,
 }
 
-/// Per-caller audit byte budgets; cheap to consult (one short lock per request).
+/// Per-caller token buckets of one unit (audit bytes, or records); cheap to consult (one
+/// short lock per request).
 pub(super) struct AuditBudget {
+    /// What a refusal for this budget is called, in its log line.
+    code: ReasonCode,
     rate: i64,
     burst: i64,
     buckets: Mutex<Buckets>,
@@ -78,11 +93,12 @@ pub(super) fn principal(caller: &str) -> &str {
 }
 
 impl AuditBudget {
-    pub fn new(bytes_per_second: u64, burst_bytes: u64) -> Self {
+    pub fn new(code: ReasonCode, per_second: u64, burst: u64) -> Self {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).max(1);
         AuditBudget {
-            rate: clamp(bytes_per_second),
-            burst: clamp(burst_bytes),
+            code,
+            rate: clamp(per_second),
+            burst: clamp(burst),
             buckets: Mutex::new(Buckets {
                 map: HashMap::new(),
                 prune_at: PRUNE_ABOVE,
@@ -156,7 +172,8 @@ impl AuditBudget {
                 tracing::warn!(
                     caller = %principal(caller),
                     refused = b.refused,
-                    "audit budget exceeded: requests refused (audit_budget_exceeded)"
+                    "{}: caller over its budget, requests refused",
+                    self.code
                 );
             }
             if first {
@@ -167,17 +184,95 @@ impl AuditBudget {
         })
     }
 
-    /// Charges `bytes` of audit record to `caller`.
-    pub fn charge(&self, caller: &str, bytes: usize, now_ms: i64) {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    /// Charges `units` (bytes of audit record, or records) to `caller`.
+    pub fn charge(&self, caller: &str, units: usize, now_ms: i64) {
+        let units = i64::try_from(units).unwrap_or(i64::MAX);
         self.with_bucket(caller, now_ms, |b| {
-            b.balance = b.balance.saturating_sub(bytes);
+            b.balance = b.balance.saturating_sub(units);
         });
     }
 
     /// The refill rate, for messages.
-    pub fn bytes_per_second(&self) -> i64 {
+    pub fn per_second(&self) -> i64 {
         self.rate
+    }
+}
+
+/// Whether a request may go on, from both of its caller's budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Gate {
+    Admit,
+    /// Refused; `audited` for the first refusal of an episode.
+    Refuse(Refusal, bool),
+}
+
+/// The two budgets every caller has: audit bytes (whatever the records are), and records that
+/// sign nothing (a flood of Evaluate calls or of refused requests is capped by count, not
+/// only once its bytes add up).
+pub(super) struct Budgets {
+    bytes: AuditBudget,
+    unsigned: AuditBudget,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets::new(
+            (DEFAULT_BYTES_PER_SECOND, DEFAULT_BURST_BYTES),
+            (DEFAULT_UNSIGNED_PER_SECOND, DEFAULT_UNSIGNED_BURST),
+        )
+    }
+}
+
+impl Budgets {
+    /// `bytes` and `unsigned` as (per second, burst).
+    pub fn new(bytes: (u64, u64), unsigned: (u64, u64)) -> Self {
+        Budgets {
+            bytes: AuditBudget::new(ReasonCode::AuditBudgetExceeded, bytes.0, bytes.1),
+            unsigned: AuditBudget::new(ReasonCode::UnsignedRateExceeded, unsigned.0, unsigned.1),
+        }
+    }
+
+    /// Consults the byte budget, then the unsigned-record one. A refusal that is not audited
+    /// is counted in the metrics (`requests_refused_unaudited`) and its warning logged.
+    pub fn admit(&self, caller: &str, now_ms: i64) -> Gate {
+        for budget in [&self.bytes, &self.unsigned] {
+            let audited = match budget.admit(caller, now_ms) {
+                Admission::Admit => continue,
+                Admission::RefuseAudited => true,
+                Admission::RefuseCounted => {
+                    crate::metrics::global().refused_unaudited(budget.code);
+                    false
+                }
+            };
+            return Gate::Refuse(self.refusal(budget, caller), audited);
+        }
+        Gate::Admit
+    }
+
+    fn refusal(&self, budget: &AuditBudget, caller: &str) -> Refusal {
+        let who = principal(caller);
+        let message = match budget.code {
+            ReasonCode::AuditBudgetExceeded => format!(
+                "{who} has caused more audit records than its budget of {} bytes per second \
+                 allows; slow down and retry",
+                budget.per_second()
+            ),
+            _ => format!(
+                "{who} has caused more records that sign nothing (Evaluate answers, refusals, \
+                 replays) than its rate of {} per second allows; slow down and retry",
+                budget.per_second()
+            ),
+        };
+        Refusal::new(RefusalKind::Exhausted, budget.code, message)
+    }
+
+    /// Charges a record about to be written to its caller: its bytes, and one record of the
+    /// unsigned kind unless it is a signature.
+    pub fn charge(&self, rec: &AuditRecord) {
+        self.bytes.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        if rec.reason_code != ReasonCode::Signed.as_str() {
+            self.unsigned.charge(&rec.peer, 1, rec.time_ms);
+        }
     }
 }
 
@@ -199,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_caller_in_debt_is_refused_until_it_refills() {
-        let b = AuditBudget::new(1000, 2000);
+        let b = AuditBudget::new(ReasonCode::AuditBudgetExceeded, 1000, 2000);
         let alice = "unix:uid=1,gid=1,pid=7";
         assert_eq!(b.admit(alice, 0), Admission::Admit);
         b.charge(alice, 2500, 0);
@@ -223,9 +318,59 @@ mod tests {
         assert_eq!(b.admit(alice, 0), Admission::RefuseAudited);
     }
 
+    fn record(peer: &str, code: ReasonCode, time_ms: i64) -> AuditRecord {
+        AuditRecord {
+            time_ms,
+            caller: String::new(),
+            identity: String::new(),
+            peer: peer.into(),
+            method: "Evaluate".into(),
+            key: None,
+            txid: None,
+            payout_id: None,
+            intent: None,
+            decision: crate::ledger::Decision::Allow,
+            reason_code: code.as_str().into(),
+            message: String::new(),
+            policy_hash: String::new(),
+            approvals: None,
+            deposit_index: None,
+        }
+    }
+
+    #[test]
+    fn records_that_sign_nothing_are_capped_by_count_and_signatures_are_not() {
+        let b = Budgets::new((u64::MAX, u64::MAX), (1, 3));
+        let alice = "unix:uid=1,gid=1,pid=7";
+        for t in 0..10 {
+            b.charge(&record(alice, ReasonCode::Signed, t));
+        }
+        assert_eq!(b.admit(alice, 10), Gate::Admit);
+        for _ in 0..3 {
+            b.charge(&record(alice, ReasonCode::WouldSign, 10));
+        }
+        let Gate::Refuse(r, true) = b.admit(alice, 10) else {
+            panic!("the first refusal of the episode is audited");
+        };
+        assert_eq!(r.code, ReasonCode::UnsignedRateExceeded);
+        assert_eq!(r.kind, RefusalKind::Exhausted);
+        assert!(r.message.contains("unix:uid=1 "), "{}", r.message);
+        let before =
+            crate::metrics::global().refused_unaudited_of(ReasonCode::UnsignedRateExceeded);
+        assert!(matches!(b.admit(alice, 11), Gate::Refuse(_, false)));
+        assert!(
+            crate::metrics::global().refused_unaudited_of(ReasonCode::UnsignedRateExceeded)
+                > before
+        );
+        // One a second: after a second and a bit the balance is positive again.
+        assert_eq!(b.admit(alice, 1_100), Gate::Admit);
+        // Another caller has its own rate.
+        assert_eq!(b.admit("unix:uid=2,gid=2,pid=9", 11), Gate::Admit);
+    }
+
     #[test]
     fn quiet_callers_are_forgotten() {
-        let b = AuditBudget::new(1000, 1000);
+        let b = AuditBudget::new(ReasonCode::AuditBudgetExceeded, 1000, 1000);
         for i in 0..(3 * PRUNE_ABOVE) {
             let who = format!("tcp:10.0.{}.{}:1", i / 256, i % 256);
             b.charge(&who, 10, i as i64 * 1000);
@@ -236,7 +381,7 @@ mod tests {
 
     #[test]
     fn callers_that_all_stay_in_debt_are_capped_too() {
-        let b = AuditBudget::new(1, 1000);
+        let b = AuditBudget::new(ReasonCode::AuditBudgetExceeded, 1, 1000);
         let peer = |i: usize| format!("tcp:10.{}.{}.{}:1", i >> 16, (i >> 8) & 255, i & 255);
         for i in 0..MAX_BUCKETS + 500 {
             // Each drains its bucket, so none is ever full enough to be swept as quiet.

@@ -7,7 +7,7 @@ use crate::decode::Decoded;
 use crate::ledger::{self, intent_json, AuditRecord, Ledger};
 use crate::reason::ReasonCode;
 
-use super::audit_budget::AuditBudget;
+use super::audit_budget::Budgets;
 use super::bounded;
 use super::refusal::{Refusal, RefusalKind};
 use super::request;
@@ -108,10 +108,10 @@ impl Draft {
 /// (nothing may be released without its record).
 pub(super) async fn write(
     ledger: &Ledger,
-    budget: &AuditBudget,
+    budget: &Budgets,
     rec: AuditRecord,
 ) -> Result<u64, Refusal> {
-    budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+    budget.charge(&rec);
     ledger
         .audit(rec)
         .await
@@ -122,7 +122,7 @@ pub(super) async fn write(
 /// cannot be written is still returned (it released nothing) and the failure is logged.
 pub(super) async fn refuse(
     ledger: &Ledger,
-    budget: &AuditBudget,
+    budget: &Budgets,
     draft: Draft,
     mut r: Refusal,
 ) -> Refusal {
@@ -133,7 +133,7 @@ pub(super) async fn refuse(
         RefusalKind::Unavailable => ledger::Decision::Error,
     };
     let rec = draft.outcome(decision, r.code, r.message.clone());
-    budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+    budget.charge(&rec);
     match ledger.audit(rec).await {
         Ok(seq) => r.audit_sequence = Some(seq),
         Err(e) => {

@@ -14,7 +14,7 @@ use crate::policy::archive::ArchiveError;
 use crate::policy::{Decision, KeyGrant, LoadedPolicy, Request, Rpc, Usage};
 use crate::reason::ReasonCode;
 
-use super::audit_budget::{self, Admission, AuditBudget};
+use super::audit_budget::{Budgets, Gate};
 use super::audit_draft::{self, Draft};
 use super::authorize::{authorize, Authorized};
 use super::clock_guard::ClockGuard;
@@ -74,7 +74,7 @@ pub struct Core {
     ledger: Ledger,
     clock: Clock,
     /// Audit bytes each caller may cause per second (Sign and Evaluate, refusals included).
-    budget: AuditBudget,
+    budget: Budgets,
     /// Refuses to sign on a clock that jumped.
     clock_guard: ClockGuard,
     /// `[policy_admins]`: who must sign a policy before it goes into force.
@@ -145,10 +145,7 @@ impl Core {
             policy: PolicySlot::new(policy, ledger.dir().to_path_buf()),
             ledger,
             clock,
-            budget: AuditBudget::new(
-                audit_budget::DEFAULT_BYTES_PER_SECOND,
-                audit_budget::DEFAULT_BURST_BYTES,
-            ),
+            budget: Budgets::default(),
             clock_guard: ClockGuard::new(crate::config::ClockConfig::DEFAULT_MAX_ADVANCE_MS),
             admins: None,
         }
@@ -201,7 +198,7 @@ impl Core {
                     admitted.signers()
                 ),
             );
-        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        self.budget.charge(&rec);
         self.ledger
             .put_policy(rec, admitted.mark)
             .await
@@ -227,8 +224,20 @@ impl Core {
 
     /// Replaces the default audit budget: each caller may cause `bytes_per_second` of audit
     /// records per second on average, `burst_bytes` at once.
-    pub fn with_audit_budget(mut self, bytes_per_second: u64, burst_bytes: u64) -> Self {
-        self.budget = AuditBudget::new(bytes_per_second, burst_bytes);
+    pub fn with_audit_budget(self, bytes_per_second: u64, burst_bytes: u64) -> Self {
+        self.with_budgets(
+            (bytes_per_second, burst_bytes),
+            (
+                super::audit_budget::DEFAULT_UNSIGNED_PER_SECOND,
+                super::audit_budget::DEFAULT_UNSIGNED_BURST,
+            ),
+        )
+    }
+
+    /// Replaces both default budgets, each as (per second, burst): audit bytes, and records
+    /// that sign nothing (Evaluate answers, refusals, replays).
+    pub fn with_budgets(mut self, bytes: (u64, u64), unsigned: (u64, u64)) -> Self {
+        self.budget = Budgets::new(bytes, unsigned);
         self
     }
 
@@ -277,7 +286,7 @@ impl Core {
                 admitted.signers()
             ),
         );
-        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        self.budget.charge(&rec);
         let seq = self
             .ledger
             .put_policy(rec, admitted.mark)
@@ -310,13 +319,13 @@ impl Core {
     ) -> Result<FreezeTaken, Refusal> {
         let policy = self.policy();
         let who = peer.describe();
-        let admission = self.budget.admit(&who, (self.clock)());
-        if admission == Admission::RefuseCounted {
-            return Err(self.over_budget(&who));
+        let gate = self.budget.admit(&who, (self.clock)());
+        if let Gate::Refuse(r, false) = gate {
+            return Err(r);
         }
         let mut draft = self.draft(&who, Rpc::Freeze.as_str(), &policy.hash_hex());
-        if admission == Admission::RefuseAudited {
-            return Err(self.refuse(draft, self.over_budget(&who)).await);
+        if let Gate::Refuse(r, true) = gate {
+            return Err(self.refuse(draft, r).await);
         }
         match authorize(&policy.policy, peer, Rpc::Freeze) {
             Ok(a) => draft = draft.caller(&a.caller.name, a.by.to_string()),
@@ -386,7 +395,7 @@ impl Core {
                 if already { " (already frozen)" } else { "" }
             ),
         );
-        self.budget.charge(&rec.peer, rec.body_len(), rec.time_ms);
+        self.budget.charge(&rec);
         let audit_sequence = self
             .ledger
             .put_freeze(rec, set.encode())
@@ -534,8 +543,7 @@ impl Core {
             }
         };
         let audit = draft.outcome(ledger::Decision::Allow, ReasonCode::Signed, rule.clone());
-        self.budget
-            .charge(&audit.peer, audit.body_len(), audit.time_ms);
+        self.budget.charge(&audit);
         // Invariant 4: the signature leaves only after this commit returned.
         let audit_sequence = reservation.commit(signature, audit).await.map_err(|e| {
             Refusal::ledger_with(
@@ -791,17 +799,17 @@ impl Core {
         let policy = self.policy();
         let now = (self.clock)();
         let who = peer.describe();
-        let admission = self.budget.admit(&who, now);
-        if admission == Admission::RefuseCounted {
-            return Err(self.over_budget(&who));
+        let gate = self.budget.admit(&who, now);
+        if let Gate::Refuse(r, false) = gate {
+            return Err(r);
         }
         let parsed_key = request::parse_key(key);
         let draft = self
             .draft(&who, method.as_str(), &policy.hash_hex())
             .fields(&parsed_key, key, payout_id)
             .deposit_index(deposit_index);
-        if admission == Admission::RefuseAudited {
-            return Err(self.refuse(draft, self.over_budget(&who)).await);
+        if let Gate::Refuse(r, true) = gate {
+            return Err(self.refuse(draft, r).await);
         }
         let (draft, initiator) = match authorize(&policy.policy, peer, method.rpc()) {
             Ok(a) => {
@@ -867,9 +875,9 @@ impl Core {
                     draft = draft.caller(&a.caller.name, a.by.to_string());
                 }
                 let r = match self.budget.admit(&who, (self.clock)()) {
-                    Admission::RefuseCounted => return Err(self.over_budget(&who)),
-                    Admission::RefuseAudited => self.over_budget(&who),
-                    Admission::Admit => r,
+                    Gate::Refuse(over, false) => return Err(over),
+                    Gate::Refuse(over, true) => over,
+                    Gate::Admit => r,
                 };
                 return Err(self.refuse(draft, r).await);
             }
@@ -926,20 +934,6 @@ impl Core {
     /// Audits a refusal and returns it with its audit sequence filled in.
     async fn refuse(&self, draft: Draft, r: Refusal) -> Refusal {
         audit_draft::refuse(&self.ledger, &self.budget, draft, r).await
-    }
-
-    /// The refusal of a request from a caller over its audit budget.
-    fn over_budget(&self, caller: &str) -> Refusal {
-        Refusal::new(
-            RefusalKind::Exhausted,
-            ReasonCode::AuditBudgetExceeded,
-            format!(
-                "{} has caused more audit records than its budget of {} bytes per second \
-                 allows; slow down and retry",
-                audit_budget::principal(caller),
-                self.budget.bytes_per_second()
-            ),
-        )
     }
 }
 

@@ -29,7 +29,10 @@ pub mod server;
 pub mod tls;
 pub mod unix_socket;
 
-pub use self::audit_budget::{DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND};
+pub use self::audit_budget::{
+    DEFAULT_BURST_BYTES, DEFAULT_BYTES_PER_SECOND, DEFAULT_UNSIGNED_BURST,
+    DEFAULT_UNSIGNED_PER_SECOND,
+};
 pub use self::core::{Core, Evaluated, Signed};
 pub use self::peer::Peer;
 pub use self::refusal::{Refusal, RefusalKind};

@@ -197,10 +197,19 @@ async fn build_core_from(
     let core = Core::new(keys, policy, ledger, clock)
         .with_max_clock_advance(cfg.clock.max_advance_ms)
         .with_policy_admins(admins);
-    let core = match cfg.audit_budget {
-        Some(b) => core.with_audit_budget(b.bytes_per_second, b.burst_bytes),
-        None => core,
-    };
+    let b = cfg.audit_budget.unwrap_or_default();
+    let core = core.with_budgets(
+        (
+            b.bytes_per_second
+                .unwrap_or(super::DEFAULT_BYTES_PER_SECOND),
+            b.burst_bytes.unwrap_or(super::DEFAULT_BURST_BYTES),
+        ),
+        (
+            b.unsigned_per_second
+                .unwrap_or(super::DEFAULT_UNSIGNED_PER_SECOND),
+            b.unsigned_burst.unwrap_or(super::DEFAULT_UNSIGNED_BURST),
+        ),
+    );
     core.record_policy_at_start(&admitted)
         .await
         .map_err(|r| StartError::PolicyRefused {

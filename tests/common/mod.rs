@@ -11,6 +11,7 @@ pub mod in_process;
 pub mod interop;
 pub mod pki;
 pub mod policy;
+pub mod scrape;
 pub mod softhsm;
 
 // Not every test binary writes a policy (hence the allow); `policy_preamble` is for a test
