@@ -35,6 +35,7 @@ const ALLOWED: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
 const PAYOUT_ID: &str = "order-payout-7781";
 const DENIED_ID: &str = "order-denied-7782";
 const INVOICE_ID: &str = "order-invoice-7783";
+const APPROVAL_ID: &str = "order-approval-7784";
 
 fn signer_bin() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
@@ -53,6 +54,14 @@ fn signer_bin() -> PathBuf {
 fn payout_key() -> Address {
     let k = SigningKey::from_slice(&hex::decode(KEY_SECRET).unwrap()).unwrap();
     Address::from_verifying_key(k.verifying_key())
+}
+
+/// The approver's public key line (its private half is never used: nobody approves).
+fn approver_key() -> String {
+    ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]))
+        .public_key()
+        .to_openssh()
+        .unwrap()
 }
 
 /// A destination the policy does not list: the signer refuses it.
@@ -122,8 +131,19 @@ windows = [{{ asset = "TRX", window = "24h", max = "1000" }}]
   label = "treasury"
   assets = ["TRX"]
   per_tx_max = {{ TRX = "10" }}
+
+[[approver]]
+name = "Ann (treasury)"
+groups = ["treasury"]
+key = "{approver}"
+
+[[approval]]
+asset = "TRX"
+above = "8"
+require = {{ treasury = 1 }}
 "#,
         key = payout_key(),
+        approver = approver_key(),
     )
 }
 
@@ -592,6 +612,32 @@ async fn payouts_node_chain_and_webhooks_show_in_the_metrics() {
         0.0
     );
 
+    // Above 8 TRX the policy asks one approver: the payout waits, and the wait shows.
+    let (st, v) = api
+        .call(
+            "POST",
+            "/v1/payouts",
+            Some(json!({"id": APPROVAL_ID, "asset": "TRX", "to": ALLOWED, "amount": "9"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    api.wait_status(&format!("/v1/payouts/{APPROVAL_ID}"), "awaiting_approval")
+        .await;
+    let page = scrape_until(port, "the approval wait counted", |p| {
+        sample(p, "tron_broadcaster_approvals_oldest_age_seconds") > 0.0
+    })
+    .await;
+    assert_eq!(sample(&page, "tron_broadcaster_approvals_waiting"), 1.0);
+    assert_eq!(payouts(&page, "awaiting_approval"), 1.0);
+    assert!(
+        sample(
+            &page,
+            r#"tron_broadcaster_payouts_oldest_age_seconds{status="awaiting_approval"}"#
+        ) > 0.0
+    );
+    assert_eq!(payouts(&page, "confirmed"), 1.0);
+    assert_eq!(payouts(&page, "denied"), 1.0);
+
     // Bounded labels only: no payout or invoice id, txid, tenant, address or hook name.
     let (_, inv) = api
         .call("GET", &format!("/v1/invoices/{INVOICE_ID}"), None)
@@ -600,6 +646,7 @@ async fn payouts_node_chain_and_webhooks_show_in_the_metrics() {
     for secret_ish in [
         PAYOUT_ID,
         DENIED_ID,
+        APPROVAL_ID,
         INVOICE_ID,
         txid.as_str(),
         paid_txid.as_str(),
