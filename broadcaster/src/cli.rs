@@ -13,6 +13,8 @@ use crate::batch;
 use crate::config::{Config, ConfigError};
 use crate::delivery_store::DeliveryStore;
 use crate::invoice_api::{self, ReceiveApi};
+use crate::metrics;
+use crate::metrics_listener;
 use crate::node::{Node, NodeError};
 use crate::pipeline::{Pipeline, Settings};
 use crate::receive_store::ReceiveStore;
@@ -244,6 +246,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let (tx, rx) = watch::channel(false);
     let worker = tokio::spawn(pipe.clone().run(rx.clone()));
     // The receive side: invoices in the same API, a chain watcher beside the pipeline.
+    let mut backlog: Option<Arc<Sender>> = None;
     let (receive_routes, watcher) = match &cfg.receive {
         Some(r) => {
             let rs = ReceiveStore::open(store.clone())?;
@@ -282,6 +285,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
                     .map(|w| (w.name.clone(), w.tenant.clone()))
                     .collect(),
             });
+            backlog = Some(sender.clone());
             let mut tasks = vec![
                 tokio::spawn(w.run(rx.clone())),
                 tokio::spawn(sender.run(rx.clone())),
@@ -303,6 +307,28 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
             (routes, tasks)
         }
         None => (axum::Router::new(), Vec::new()),
+    };
+    let metrics_task = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| CliError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| CliError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+            tracing::info!(metrics = %bound, "metrics listener: GET /metrics");
+            let refresh = scrape_refresh(store.clone(), backlog);
+            Some(tokio::spawn(metrics_listener::serve(
+                listener,
+                refresh,
+                rx.clone(),
+            )))
+        }
+        None => None,
     };
     let app = api::router_with(
         ApiState {
@@ -340,12 +366,34 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         })
         .await;
     let _ = worker.await;
-    for t in watcher {
+    for t in watcher.into_iter().chain(metrics_task) {
         let _ = t.await;
     }
     served.map_err(|source| CliError::Listen {
         addr: cfg.listen.to_string(),
         source,
+    })
+}
+
+/// What a scrape reads from the database: the payouts per status and, with webhooks, the
+/// outbox's backlog. A read that fails leaves the gauges at their last values and logs.
+fn scrape_refresh(store: Arc<Store>, webhooks: Option<Arc<Sender>>) -> metrics_listener::Refresh {
+    Arc::new(move || {
+        let m = metrics::global();
+        match store.status_counts() {
+            Ok(counts) => m.set_payouts(&counts),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "metrics: payout counts unreadable")
+            }
+        }
+        if let Some(sender) = &webhooks {
+            match sender.backlog() {
+                Ok(b) => m.set_webhook_backlog(b.pending, b.oldest_created_ms, b.capped),
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = %e, "metrics: webhook backlog unreadable")
+                }
+            }
+        }
     })
 }
 

@@ -93,6 +93,16 @@ pub struct RawConfig {
     pub batch_signing_key: Option<PathBuf>,
     /// The receive side (invoices, deposit addresses, chain watcher); off when absent.
     pub receive: Option<RawReceive>,
+    /// The Prometheus metrics listener; off when absent.
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Where `GET /metrics` is served: its own address, never the API's.
+    pub listen: SocketAddr,
 }
 
 /// `[receive]` as written.
@@ -227,6 +237,8 @@ pub struct Config {
     /// The exporter key batch files are signed with; `batch export` needs it.
     pub batch_signing_key: Option<PathBuf>,
     pub receive: Option<Receive>,
+    /// The metrics listener's address (`[metrics] listen`); `None`: no metrics served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a config was refused.
@@ -459,6 +471,19 @@ impl Config {
                 })
             }
         };
+        let listen = raw
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let metrics_listen = raw.metrics.as_ref().map(|m| m.listen);
+        if let Some(m) = metrics_listen.filter(|m| same_socket(*m, listen)) {
+            return Err(invalid(
+                "metrics.listen",
+                format!(
+                    "{m} shares its port with the payout API (listen = {listen}): metrics are \
+                     served on their own address, never on the API's socket"
+                ),
+            ));
+        }
         Ok(Config {
             network: raw.network,
             node_url: node_url.trim_end_matches('/').to_owned(),
@@ -472,9 +497,7 @@ impl Config {
                 PathBuf::from(p)
             }),
             database: raw.database,
-            listen: raw
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen,
             fee_limit_sun: (fee_trx * SUN_PER_TRX) as i64,
             expiration,
             batch_expiration,
@@ -486,8 +509,17 @@ impl Config {
             signer_tls: raw.signer_tls,
             batch_signing_key: raw.batch_signing_key,
             receive,
+            metrics_listen,
         })
     }
+}
+
+/// Whether two listen addresses would be the same socket: the same port (not 0, which
+/// picks a fresh one) on the same address, or on any address where one is unspecified.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Validates `[receive.sweep]`; `online`: a signer endpoint is configured.
@@ -617,6 +649,50 @@ mod tests {
         }
         let e = Config::parse(&base(&format!("signer = \"unix:/run/s.sock\"\n{tls}"))).unwrap_err();
         assert!(e.to_string().contains("Unix socket"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_never_the_api_socket() {
+        assert_eq!(Config::parse(&base("")).unwrap().metrics_listen, None);
+        let c = Config::parse(&base(
+            "listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        for (api, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+        ] {
+            let e = Config::parse(&base(&format!(
+                "listen = \"{api}\"\n[metrics]\nlisten = \"{metrics}\"\n"
+            )))
+            .unwrap_err();
+            assert_eq!(e.code(), "config_invalid", "{api} {metrics}");
+            assert!(e.to_string().contains("metrics.listen"), "{e}");
+            assert!(e.to_string().contains("shares its port"), "{e}");
+        }
+        // The default API address counts too.
+        let e = Config::parse(&base("[metrics]\nlisten = \"127.0.0.1:8080\"\n")).unwrap_err();
+        assert_eq!(e.code(), "config_invalid");
+        // Same port on two specific addresses is two sockets; port 0 picks a fresh one.
+        for (api, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert!(
+                Config::parse(&base(&format!(
+                    "listen = \"{api}\"\n[metrics]\nlisten = \"{metrics}\"\n"
+                )))
+                .is_ok(),
+                "{api} {metrics}"
+            );
+        }
+        let e = Config::parse(&base(
+            "[metrics]\nlisten = \"127.0.0.1:1\"\npath = \"/x\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.code(), "config_syntax");
     }
 
     #[test]

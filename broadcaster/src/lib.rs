@@ -28,6 +28,8 @@ pub mod duration;
 pub mod exporter_key;
 pub mod invoice;
 pub mod invoice_api;
+pub mod metrics;
+pub mod metrics_listener;
 pub mod model;
 pub mod node;
 pub mod outbox;

@@ -115,6 +115,17 @@ impl Node {
 
     /// POSTs `body` to `path` and returns the JSON answer (for [`crate::resources`]).
     pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value, NodeError> {
+        let started = std::time::Instant::now();
+        let out = self.request(path, body).await;
+        let outcome = match &out {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        crate::metrics::global().node_request(path, outcome, started.elapsed());
+        out
+    }
+
+    async fn request(&self, path: &str, body: Value) -> Result<Value, NodeError> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
         if let Some(k) = &self.api_key {
             req = req.header(API_KEY_HEADER, k.expose());
@@ -148,6 +159,7 @@ impl Node {
             .ok()
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
             .ok_or_else(|| NodeError::BadResponse("blockID is not 32 bytes of hex".into()))?;
+        crate::metrics::global().head(b.block_header.raw_data.number);
         Ok(HeadBlock {
             number: b.block_header.raw_data.number,
             id,

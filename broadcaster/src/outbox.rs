@@ -114,3 +114,49 @@ pub fn after(
     }
     Ok(out)
 }
+
+/// `tenant`'s events after `after`: how many, and the first one's creation time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub count: u64,
+    pub oldest_created_at: Option<i64>,
+    /// The scan stopped at its row limit: there may be more.
+    pub capped: bool,
+}
+
+/// Counts `tenant`'s events with a `seq` above `after`, reading at most `max_rows` rows
+/// (of every tenant), so a scrape costs a bounded amount whatever the backlog.
+pub fn pending(
+    tx: &ReadTransaction,
+    tenant: &str,
+    after: u64,
+    max_rows: usize,
+) -> Result<Pending, OutboxError> {
+    /// Only what the count needs; the rest of the event is skipped, not built.
+    #[derive(Deserialize)]
+    struct Head {
+        tenant: String,
+        created_at: i64,
+    }
+    let t = tx.open_table(EVENTS).map_err(db)?;
+    let mut out = Pending::default();
+    let Some(start) = after.checked_add(1) else {
+        return Ok(out);
+    };
+    for (read, row) in t.range(start..).map_err(db)?.enumerate() {
+        if read >= max_rows {
+            out.capped = true;
+            break;
+        }
+        let (k, v) = row.map_err(db)?;
+        let h: Head = serde_json::from_slice(v.value()).map_err(|e| OutboxError::Corrupt {
+            seq: k.value(),
+            message: e.to_string(),
+        })?;
+        if h.tenant == tenant {
+            out.count += 1;
+            out.oldest_created_at.get_or_insert(h.created_at);
+        }
+    }
+    Ok(out)
+}

@@ -191,6 +191,11 @@ impl Pipeline {
                 return report;
             }
         };
+        crate::metrics::global().set_oldest(
+            active
+                .iter()
+                .map(|p| (p.status, crate::metrics::in_status_since(p))),
+        );
         let mut head = HeadCache {
             node: &self.node,
             head: None,

@@ -488,6 +488,17 @@ impl ReceiveStore {
         Ok(outbox::get(&tx, seq)?)
     }
 
+    /// How many of `tenant`'s events come after `after` (see [`outbox::pending`]).
+    pub fn pending_events(
+        &self,
+        tenant: &str,
+        after: u64,
+        max_rows: usize,
+    ) -> Result<outbox::Pending, StoreError> {
+        let tx = self.store.database().begin_read().map_err(table_err)?;
+        Ok(outbox::pending(&tx, tenant, after, max_rows)?)
+    }
+
     /// `tenant`'s events with a sequence number above `after`, oldest first, at most
     /// `limit`.
     pub fn events_after(

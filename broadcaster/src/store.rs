@@ -41,6 +41,9 @@ pub(crate) const DEPOSIT_ADDRESSES: TableDefinition<&[u8], u32> =
     TableDefinition::new("deposit_addresses");
 /// Child indexes at or above this are hardened and cannot be derived from an xpub.
 const DEPOSIT_INDEX_LIMIT: u32 = 1 << 31;
+/// Payouts per status (`Status::as_str` -> count), kept in the same transaction as every
+/// payout write so a scrape reads eight rows instead of decoding every payout.
+const STATUS_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("payout_status_counts");
 /// Tables of schema 1 (payouts keyed by bare id, without owner; API keys in the database).
 const OLD_TABLES: [&str; 2] = ["payouts", "api_keys"];
 
@@ -179,6 +182,7 @@ impl Store {
             }
         }
         tx.open_table(PAYOUTS).map_err(db)?;
+        recount_if_needed(&tx)?;
         tx.open_table(DEPOSIT_NEXT).map_err(db)?;
         tx.open_table(DEPOSITS).map_err(db)?;
         tx.open_table(DEPOSIT_INVOICES).map_err(db)?;
@@ -209,6 +213,7 @@ impl Store {
                 Some(e) => Created::Conflict(e),
                 None => {
                     t.insert(key.as_str(), encode(&p)?.as_slice()).map_err(db)?;
+                    count_change(&tx, None, p.status)?;
                     payout_event(&tx, &p)?;
                     Created::New(p)
                 }
@@ -313,6 +318,7 @@ impl Store {
             f(&mut p)?;
             t.insert(key, encode(&p)?.as_slice()).map_err(db)?;
             if p.status != before {
+                count_change(&tx, Some(before), p.status)?;
                 payout_event(&tx, &p)?;
             }
             p
@@ -349,6 +355,17 @@ impl Store {
             Some(v) => Ok(Some(decode(&format!("deposit {index}"), v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// How many payouts (of every kind) are in each status: eight reads, for the metrics
+    /// listener's scrape.
+    pub fn status_counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(STATUS_COUNTS).map_err(db)?;
+        Status::ALL
+            .iter()
+            .map(|s| Ok((*s, t.get(s.as_str()).map_err(db)?.map_or(0, |v| v.value()))))
+            .collect()
     }
 
     /// The index the next new invoice will get.
@@ -392,6 +409,47 @@ fn payout_event(tx: &WriteTransaction, p: &Payout) -> Result<(), StoreError> {
     }});
     let kind = format!("payout.{}", p.status.as_str());
     outbox::append(tx, &p.tenant, &kind, data, p.updated_at_ms)?;
+    Ok(())
+}
+
+/// One payout entered `to` (from `from`, or newly created): the counts move in `tx`.
+fn count_change(tx: &WriteTransaction, from: Option<Status>, to: Status) -> Result<(), StoreError> {
+    let mut t = tx.open_table(STATUS_COUNTS).map_err(db)?;
+    if let Some(from) = from {
+        let n = t.get(from.as_str()).map_err(db)?.map_or(0, |v| v.value());
+        t.insert(from.as_str(), n.saturating_sub(1)).map_err(db)?;
+    }
+    let n = t.get(to.as_str()).map_err(db)?.map_or(0, |v| v.value());
+    t.insert(to.as_str(), n.saturating_add(1)).map_err(db)?;
+    Ok(())
+}
+
+/// Rebuilds the status counts from the payouts when they do not add up to the payouts
+/// table's length (a database from before the counts, or one an older version added
+/// payouts to): one scan at open, then every write keeps them in step. Status changes an
+/// older version made without adding payouts are not noticed.
+fn recount_if_needed(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let payouts = tx.open_table(PAYOUTS).map_err(db)?;
+    let mut counts = tx.open_table(STATUS_COUNTS).map_err(db)?;
+    let mut sum = 0u64;
+    for row in counts.iter().map_err(db)? {
+        let (_, v) = row.map_err(db)?;
+        sum = sum.saturating_add(v.value());
+    }
+    if sum == payouts.len().map_err(db)? {
+        return Ok(());
+    }
+    let mut by_status = std::collections::HashMap::<Status, u64>::new();
+    for row in payouts.iter().map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let p: Payout = decode(k.value(), v.value())?;
+        *by_status.entry(p.status).or_default() += 1;
+    }
+    for s in Status::ALL {
+        counts
+            .insert(s.as_str(), by_status.get(&s).copied().unwrap_or(0))
+            .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -587,6 +645,81 @@ mod tests {
         assert_eq!(events[1].data["payout"]["status"], "signing");
         assert_eq!(events[1].data["payout"]["id"], "p1");
         assert!(outbox::after(&tx, "b", 0, 10).unwrap().is_empty());
+    }
+
+    fn counts(s: &Store) -> Vec<(Status, u64)> {
+        s.status_counts()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    #[test]
+    fn status_counts_follow_every_write_and_are_rebuilt_when_they_do_not_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            assert!(counts(&s).is_empty());
+            for id in ["p1", "p2", "p3"] {
+                let p = Payout::new(&owner("a"), id.into(), Asset::Trx, TO.into(), 5, 1);
+                s.create_payout(p.clone()).unwrap();
+                s.create_payout(p).unwrap(); // the same again: counted once
+            }
+            let conflict = Payout::new(&owner("a"), "p1".into(), Asset::Trx, TO.into(), 9, 1);
+            assert!(matches!(
+                s.create_payout(conflict).unwrap(),
+                Created::Conflict(_)
+            ));
+            assert_eq!(counts(&s), [(Status::Queued, 3)]);
+            s.update::<StoreError>("a/p1", |p| {
+                p.transition(Status::Signing, 2, "x");
+                Ok(())
+            })
+            .unwrap();
+            s.update::<StoreError>("a/p1", |p| {
+                p.updated_at_ms = 3; // no status change
+                Ok(())
+            })
+            .unwrap();
+            s.update::<StoreError>("a/p2", |p| {
+                p.transition(Status::AwaitingApproval, 2, "x");
+                Ok(())
+            })
+            .unwrap();
+            // A failed update moves nothing.
+            let _ = s.update::<StoreError>("a/p3", |p| {
+                p.transition(Status::Failed, 4, "x");
+                Err(StoreError::Db("boom".into()))
+            });
+            assert_eq!(
+                counts(&s),
+                [
+                    (Status::Queued, 1),
+                    (Status::Signing, 1),
+                    (Status::AwaitingApproval, 1)
+                ]
+            );
+        }
+        // Kept across a reopen; counts that do not add up (a database written without
+        // them) are rebuilt from the payouts.
+        assert_eq!(counts(&Store::open(&path).unwrap()).len(), 3);
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.delete_table(STATUS_COUNTS).unwrap();
+            tx.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            counts(&s),
+            [
+                (Status::Queued, 1),
+                (Status::Signing, 1),
+                (Status::AwaitingApproval, 1)
+            ]
+        );
     }
 
     #[test]

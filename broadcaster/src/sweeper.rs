@@ -462,6 +462,10 @@ impl Sweeper {
                 s.finish(status, Some(why), now_ms());
                 Ok(Some(EVENT_SWEEP_FAILED))
             })?;
+        crate::metrics::global().sweep(match status {
+            SweepStatus::Refused => "refused",
+            _ => "failed",
+        });
         Ok(())
     }
 
@@ -527,6 +531,7 @@ impl Sweeper {
                         Ok(Some(EVENT_SWEPT))
                     },
                 )?;
+                crate::metrics::global().sweep("swept");
                 tracing::info!(invoice = %key, round = s.round, units = s.units, energy_fee = fee, "swept");
                 Ok(())
             }

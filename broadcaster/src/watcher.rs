@@ -255,6 +255,7 @@ impl Watcher {
             }
         }
         out.settled = chain.solidified();
+        crate::metrics::global().watched(head.number, solid.number, out.tip, out.settled);
         events.extend(self.store.expire(now)?);
         out.events = events.len();
         for e in &events {
@@ -268,7 +269,12 @@ impl Watcher {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut wait = self.poll_interval;
         loop {
-            match self.poll().await {
+            let polled = self.poll().await;
+            crate::metrics::global().watcher_poll(match &polled {
+                Ok(_) => "ok",
+                Err(e) => e.code(),
+            });
+            match polled {
                 Ok(p) => {
                     tracing::debug!(
                         blocks = p.blocks,

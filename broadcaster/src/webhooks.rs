@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::config::Webhook;
 use crate::delivery_store::{Attempt, DeliveryStore};
 use crate::invoice_api::event_view;
+use crate::metrics::{self, Delivery};
 use crate::model::now_ms;
 use crate::receive_store::{Event, ReceiveStore};
 use crate::store::StoreError;
@@ -27,6 +28,17 @@ use crate::webhook_sign::{self, DELIVERY_ID_HEADER, EVENT_ID_HEADER, SIGNATURE_H
 pub const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How long one delivery may take.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most outbox rows one endpoint's backlog count reads per scrape.
+pub const BACKLOG_SCAN_LIMIT: usize = 100_000;
+
+/// What the webhook endpoints still wait for (see [`Sender::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: u64,
+    pub oldest_created_ms: Option<i64>,
+    pub capped: bool,
+}
 
 /// Retry timing.
 #[derive(Debug, Clone, Copy)]
@@ -133,11 +145,13 @@ impl Sender {
             a.attempts += 1;
             match self.send(ep, &e, a.attempts).await {
                 Ok(()) => {
+                    metrics::global().webhook(Delivery::Redelivered);
                     tracing::info!(endpoint = %ep.name, event = %e.id, "webhook redelivered");
                     self.deliveries.redelivery_result(&ep.name, a.seq, None)?;
                     sent += 1;
                 }
                 Err(why) => {
+                    metrics::global().webhook(Delivery::RedeliveryFailed);
                     a.next_at_ms = now.saturating_add(ms(self.backoff.after(a.attempts)));
                     a.last_error = Some(why);
                     let gave_up =
@@ -172,6 +186,7 @@ impl Sender {
         a.attempts += 1;
         match self.send(ep, &e, a.attempts).await {
             Ok(()) => {
+                metrics::global().webhook(Delivery::Delivered);
                 tracing::info!(endpoint = %ep.name, event = %e.id, kind = %e.kind, attempts = a.attempts, "webhook delivered");
                 self.deliveries.done(&ep.name, &a, false)?;
                 Ok(1)
@@ -180,6 +195,11 @@ impl Sender {
                 let gave_up = now.saturating_sub(a.first_at_ms) >= ms(self.backoff.give_up_after);
                 tracing::warn!(endpoint = %ep.name, event = %e.id, attempts = a.attempts, error = %why, gave_up, "webhook delivery failed");
                 a.last_error = Some(why);
+                metrics::global().webhook(if gave_up {
+                    Delivery::GaveUp
+                } else {
+                    Delivery::Failed
+                });
                 if gave_up {
                     self.deliveries.done(&ep.name, &a, true)?;
                 } else {
@@ -189,6 +209,26 @@ impl Sender {
                 Ok(0)
             }
         }
+    }
+
+    /// What the endpoints still wait for: events after each one's cursor (the one in
+    /// flight included), summed, with the oldest one's creation time. Each endpoint's
+    /// count reads at most [`BACKLOG_SCAN_LIMIT`] outbox rows; `capped` says one stopped
+    /// there (the backlog is at least the count).
+    pub fn backlog(&self) -> Result<Backlog, StoreError> {
+        let mut b = Backlog::default();
+        for ep in &self.endpoints {
+            let cursor = self.deliveries.cursor(&ep.name)?;
+            let p = self
+                .events
+                .pending_events(&ep.tenant, cursor, BACKLOG_SCAN_LIMIT)?;
+            b.pending += p.count;
+            b.capped |= p.capped;
+            if let Some(at) = p.oldest_created_at {
+                b.oldest_created_ms = Some(b.oldest_created_ms.map_or(at, |o: i64| o.min(at)));
+            }
+        }
+        Ok(b)
     }
 
     /// Passes until `stop`; right away again while deliveries succeed.
