@@ -5,7 +5,7 @@
 # over the whole run, no payout id was signed as two transactions. Exit 1 on any violation.
 # The seed is printed; SEED repeats a run. CI runs a 5-kill version (tools/tests/crash.rs).
 #
-#   KILLS=50 CLIENTS=8 [SEED=123] bash scripts/crash-harness.sh
+#   KILLS=50 CLIENTS=8 [SEED=123] [WINDOW_SCALE=20] bash scripts/crash-harness.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-50}
@@ -19,5 +19,5 @@ mkdir -p target
 dir=$(mktemp -d "$PWD/target/crash-harness.XXXXXX")
 echo "== run directory $dir (keystore, policy, serve.log, audit-export.jsonl)"
 "$bin/tron-signer-crash" --signer "$bin/tron-signer" --dir "$dir/run" \
-    --kills "$KILLS" --clients "$CLIENTS" ${SEED:+--seed "$SEED"}
+    --kills "$KILLS" --clients "$CLIENTS" --window-scale "${WINDOW_SCALE:-1}" ${SEED:+--seed "$SEED"}
 rm -rf "$dir"

@@ -53,6 +53,10 @@ struct Args {
     /// Pause of each client between payouts, ms (keeps a shared machine usable).
     #[arg(long, default_value_t = 5)]
     pause_ms: u64,
+    /// Multiplies every window's max (1: the limits RELIABILITY.md describes), for more
+    /// signatures per run on a fast signer; the load must still reach them (checked).
+    #[arg(long, default_value_t = 1)]
+    window_scale: u64,
 }
 
 /// What the clients and the killer share while the run lasts.
@@ -398,11 +402,12 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let seed = args.seed.unwrap_or_else(|| now_ms() as u64);
     println!(
-        "seed              {seed} (repeat with --seed {seed} --kills {} --clients {})",
-        args.kills, args.clients
+        "seed              {seed} (repeat with --seed {seed} --kills {} --clients {} --window-scale {})",
+        args.kills, args.clients, args.window_scale
     );
     let mut rng = Rng::new(seed);
-    let setup = setup::write(&args.dir, own_uid()).map_err(|e| format!("setup: {e}"))?;
+    let setup =
+        setup::write(&args.dir, own_uid(), args.window_scale).map_err(|e| format!("setup: {e}"))?;
     let mut server = Server {
         signer: signer.clone(),
         setup: setup.clone(),

@@ -65,7 +65,10 @@ pub fn destination_of(draw: u64) -> usize {
 }
 
 /// Writes keys.tks, policy.toml and signer.toml (listening on `signer.sock`) into `dir`.
-pub fn write(dir: &Path, uid: u32) -> Result<Setup, Box<dyn std::error::Error>> {
+/// `scale` multiplies every window's max: a faster signer (a release build) needs larger
+/// windows for as many signatures between refusals.
+pub fn write(dir: &Path, uid: u32, scale: u64) -> Result<Setup, Box<dyn std::error::Error>> {
+    let scale = scale.max(1);
     std::fs::create_dir_all(dir)?;
     let mut store = Keystore::new(KdfParams::insecure_for_tests());
     let key = store.generate("crash harness key")?;
@@ -109,6 +112,7 @@ windows = [
 "#
     );
     for (text, length_ms, max) in KEY_WINDOWS {
+        let max = max * scale;
         writeln!(
             policy,
             "  {{ asset = \"TRX\", window = \"{text}\", max = \"{max}\" }},"
@@ -131,6 +135,7 @@ windows = [
         } else {
             DESTINATION_WINDOW
         };
+        let max = max * scale;
         writeln!(
             policy,
             "    {{ asset = \"TRX\", window = \"{text}\", max = \"{max}\" }},"
