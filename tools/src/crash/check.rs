@@ -335,4 +335,50 @@ mod tests {
             f.violations[0]
         );
     }
+
+    #[test]
+    fn a_received_signature_without_its_record_or_with_another_payout_is_found() {
+        let to: Address = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1"
+            .parse()
+            .expect("address");
+        let record = rec(1, 0, "a", 5, to);
+        let got = |txid_byte: u8, payout: &str, signature: u8| Received {
+            txid: {
+                let mut t = [0u8; 32];
+                t[31] = txid_byte;
+                t
+            },
+            signature: vec![signature; 65],
+            payout_id: payout.into(),
+            amount_sun: 5,
+            destination: to,
+            replayed: false,
+        };
+        let by_txid: HashMap<&str, &SignedRecord> = [(record.txid.as_str(), &record)].into();
+        let mut f = Findings::default();
+        received_against_records(&[got(1, "a", 7), got(1, "a", 7)], &by_txid, &mut f);
+        assert!(f.violations.is_empty(), "{:?}", f.violations);
+        // Not recorded; recorded for another payout; one txid with two signatures.
+        received_against_records(
+            &[got(2, "a", 7), got(1, "b", 7), got(1, "a", 8)],
+            &by_txid,
+            &mut f,
+        );
+        assert_eq!(f.violations.len(), 3, "{:?}", f.violations);
+        assert!(
+            f.violations[0].contains("no signed record"),
+            "{}",
+            f.violations[0]
+        );
+        assert!(
+            f.violations[1].contains("payout \"b\""),
+            "{}",
+            f.violations[1]
+        );
+        assert!(
+            f.violations[2].contains("two different signatures"),
+            "{}",
+            f.violations[2]
+        );
+    }
 }
