@@ -17,8 +17,8 @@ use k256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
 use tokio::sync::Mutex;
 use tron_proto::signer::signer_client::SignerClient;
 use tron_proto::signer::SignRequest;
-use tron_proto::{Address, U256};
-use tron_signer::decode::{encode, Decoded, Envelope, Intent, Trc20Transfer, TrxTransfer};
+use tron_proto::Address;
+use tron_signer_tools::tx::{own_uid, transfer};
 
 #[derive(Parser)]
 #[command(name = "tron-signer-load", about = "Drive tron-signer Sign over gRPC")]
@@ -197,15 +197,6 @@ fn prepare_tls(
     Ok(())
 }
 
-/// The uid this process runs as (the owner of `/proc/self`); the signer the bench starts
-/// runs as the same user.
-fn own_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
-}
-
 /// Raw `C_Sign(CKM_ECDSA)` over 32-byte digests: `threads` threads, each with its own
 /// logged-in session, for `seconds`. The ceiling any PKCS#11 signing service can reach.
 fn raw_pkcs11_rate(
@@ -264,41 +255,6 @@ fn raw_pkcs11_rate(
         workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
     });
     Ok(total as f64 / start.elapsed().as_secs_f64())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn raw_data(owner: Address, to: Address, token: Option<Address>, amount: u64, n: u64) -> Vec<u8> {
-    let now = now_ms();
-    let intent = match token {
-        Some(token) => Intent::Trc20(Trc20Transfer {
-            owner,
-            token,
-            to,
-            amount: U256::from(amount),
-        }),
-        None => Intent::Trx(TrxTransfer { owner, to, amount }),
-    };
-    encode(&Decoded {
-        envelope: Envelope {
-            txid: [0; 32],
-            ref_block_bytes: [(n >> 8) as u8, n as u8],
-            ref_block_hash: (n).to_be_bytes(),
-            expiration: now + 60_000,
-            // Milliseconds, like the chain (the policy checks it against the clock); txids
-            // stay distinct through the reference block fields.
-            timestamp: now,
-            fee_limit: if token.is_some() { 30_000_000 } else { 0 },
-            memo: Vec::new(),
-            permission_id: 0,
-        },
-        intent,
-    })
 }
 
 fn raw_sign_rate(seconds: f64) -> f64 {
@@ -510,7 +466,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let dest = to[(n as usize) % to.len()];
                 let req = SignRequest {
                     key: owner.to_base58(),
-                    raw_data: raw_data(owner, dest, token, amount, n),
+                    raw_data: transfer(owner, dest, token, amount, n, 60_000),
                     payout_id: format!("{run_id}-{n}"),
                     approvals: vec![],
                     deposit_index: None,
