@@ -37,9 +37,20 @@ pub(super) fn open_ro(dir: &Path) -> Result<ReadOnlyDatabase, LedgerError> {
     redb::Builder::new()
         .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
         .open_read_only(&path)
-        .map_err(|e| LedgerError::Open {
-            path: path.display().to_string(),
-            detail: e.to_string(),
+        .map_err(|e| {
+            // A read-only open cannot run redb's crash recovery: say what does.
+            let hint = if matches!(e, redb::DatabaseError::RepairAborted) {
+                "; the file was not closed cleanly (the signer was killed or lost power) and \
+                 needs the recovery only a writer runs: start the signer once (it repairs the \
+                 file at open, losing nothing committed), then run this again, beside it or \
+                 after it stopped"
+            } else {
+                ""
+            };
+            LedgerError::Open {
+                path: path.display().to_string(),
+                detail: format!("{e}{hint}"),
+            }
         })
 }
 
