@@ -45,3 +45,6 @@ cargo test --workspace --locked --no-fail-fast
 # lint clean and pass its own tests.
 cargo clippy -p tron-signer --no-default-features --lib --locked -- -D warnings
 cargo test -p tron-signer --no-default-features --lib --locked --no-fail-fast
+# Fuzz smoke run: every cargo-fuzz target for a few seconds from its seeds (needs nightly;
+# skipped with a message without it). Long runs and figures: docs/FUZZING.md.
+scripts/fuzz-smoke.sh

@@ -513,9 +513,16 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        Self::parse(&text, path)
+    }
+
+    /// Checks config `text` as if it had been read from `path` (relative paths are taken
+    /// from its directory; nothing is read from disk): the whole of [`Config::load`] after
+    /// the read, so the parsing can be tested and fuzzed without files.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
-            message: describe(&text, &e),
+            message: describe(text, &e),
         })?;
         if cfg.keystore.is_none() && cfg.pkcs11.is_none() {
             return Err(ConfigError::NoKeySource {

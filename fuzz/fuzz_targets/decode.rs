@@ -7,7 +7,11 @@ use tron_signer::decode::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(d) = decode(data) {
-        assert_eq!(encode(&d), data, "accepted input does not re-encode to itself");
+        assert_eq!(
+            encode(&d),
+            data,
+            "accepted input does not re-encode to itself"
+        );
         assert_eq!(d.envelope.txid, tron_proto::txid(data));
     }
 });

@@ -8,7 +8,9 @@
 
 mod crypto;
 mod error;
-mod format;
+/// The file layout, public so the passphrase-free parsing (header, record lists) can be
+/// fuzzed and checked by tools without the KDF.
+pub mod format;
 mod fsio;
 mod locked;
 
