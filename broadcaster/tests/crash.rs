@@ -13,11 +13,14 @@
 //! -- --ignored`. `BROADCASTER_CRASH_SEED` repeats a run. The signer binary is the one cargo
 //! built beside this crate's binary (`cargo test --workspace` builds it).
 
+mod real_signer;
+
+use real_signer::{Proc, PASSPHRASE_VAR};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -30,23 +33,10 @@ use tron_proto::Address;
 
 const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 const PAYOUT_SECRET: &str = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c";
-const PASSPHRASE_VAR: &str = "TRON_SIGNER_CRASH_E2E_PASSPHRASE";
-const PASSPHRASE: &str = "crash e2e passphrase";
 /// The public BIP-39 test mnemonic's account key (README): deposit addresses only.
 const XPUB: &str = "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
 /// What each invoice asks and is paid, USDT base units.
 const INVOICE_UNITS: u64 = 3_000_000;
-
-fn signer_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-        .with_file_name(format!("tron-signer{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p tron-signer` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
 
 fn payout_key() -> Address {
     let k = SigningKey::from_slice(&hex::decode(PAYOUT_SECRET).unwrap()).unwrap();
@@ -72,62 +62,12 @@ impl Rng {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signer_cli(args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(signer_bin())
-        .args(args)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tron-signer");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tron-signer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A keystore with the payout key, a policy paying the four destinations generously, and a
 /// running signer on `dir/signer.sock`.
 async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
     let ks = dir.join("keys.tks");
     let ks = ks.to_str().unwrap();
-    signer_cli(
-        &[
-            "keys",
-            "import",
-            "--keystore",
-            ks,
-            "--label",
-            "payouts",
-            "--passphrase-env",
-            PASSPHRASE_VAR,
-            "--kdf-m-cost",
-            "1024",
-            "--kdf-t-cost",
-            "1",
-        ],
-        Some(&format!("{PAYOUT_SECRET}\n")),
-    );
+    real_signer::import_key(ks, "payouts", PAYOUT_SECRET);
     let uid = std::fs::metadata(dir).unwrap().uid();
     let mut policy = format!(
         r#"version = 1
@@ -175,25 +115,7 @@ windows = [{{ asset = "TRX", window = "24h", max = "1000000" }}]
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("signer.log")).unwrap();
-    let child = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the signer did not start: {}",
-            std::fs::read_to_string(dir.join("signer.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let proc = real_signer::serve(dir, &config, &socket).await;
     (proc, socket)
 }
 

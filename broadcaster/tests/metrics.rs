@@ -12,10 +12,13 @@
 //! The signer binary is the one cargo built beside this crate's binary
 //! (`cargo build -p tron-signer` builds it; `cargo test --workspace` does too).
 
+mod real_signer;
+
+use real_signer::{Proc, PASSPHRASE_VAR};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,8 +30,6 @@ use tron_proto::Address;
 
 const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 const KEY_SECRET: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
-const PASSPHRASE_VAR: &str = "TRON_BROADCASTER_METRICS_PASSPHRASE";
-const PASSPHRASE: &str = "metrics test passphrase";
 /// The account key of the published BIP-39 test mnemonic ("abandon … about").
 const XPUB: &str = "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
 const ALLOWED: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
@@ -36,20 +37,6 @@ const PAYOUT_ID: &str = "order-payout-7781";
 const DENIED_ID: &str = "order-denied-7782";
 const INVOICE_ID: &str = "order-invoice-7783";
 const APPROVAL_ID: &str = "order-approval-7784";
-
-fn signer_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-        .parent()
-        .expect("binary directory")
-        .to_owned();
-    let p = dir.join(format!("tron-signer{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p tron-signer` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
 
 fn payout_key() -> Address {
     let k = SigningKey::from_slice(&hex::decode(KEY_SECRET).unwrap()).unwrap();
@@ -67,38 +54,6 @@ fn approver_key() -> String {
 /// A destination the policy does not list: the signer refuses it.
 fn unlisted() -> Address {
     Address::from_evm([0x77; 20])
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signer(args: &[&str], stdin: &str) {
-    let mut child = Command::new(signer_bin())
-        .args(args)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tron-signer");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tron-signer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn policy(uid: u32) -> String {
@@ -151,23 +106,7 @@ require = {{ treasury = 1 }}
 async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
     let keystore = dir.join("keys.tks");
     let ks = keystore.to_str().unwrap();
-    signer(
-        &[
-            "keys",
-            "import",
-            "--keystore",
-            ks,
-            "--label",
-            "payouts",
-            "--passphrase-env",
-            PASSPHRASE_VAR,
-            "--kdf-m-cost",
-            "1024",
-            "--kdf-t-cost",
-            "1",
-        ],
-        &format!("{KEY_SECRET}\n"),
-    );
+    real_signer::import_key(ks, "payouts", KEY_SECRET);
     let uid = std::fs::metadata(dir).unwrap().uid();
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, policy(uid)).unwrap();
@@ -184,26 +123,7 @@ async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("signer.log")).unwrap();
-    let child = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the signer did not start: {}",
-            std::fs::read_to_string(dir.join("signer.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let proc = real_signer::serve(dir, &config, &socket).await;
     (proc, socket)
 }
 

@@ -9,10 +9,13 @@
 //! The signer binary is the one cargo built beside this crate's binary
 //! (`cargo build -p tron-signer` builds it; `cargo test --workspace` does too).
 
+mod real_signer;
+
+use real_signer::{signer_cli, Proc, PASSPHRASE_VAR};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k256::ecdsa::SigningKey;
@@ -24,23 +27,7 @@ use tron_proto::Address;
 const NILE_USDT: &str = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf";
 const GAS_SECRET: &str = "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";
 const GAS_START_SUN: u64 = 200_000_000;
-const PASSPHRASE_VAR: &str = "TRON_SIGNER_SWEEP_E2E_PASSPHRASE";
-const PASSPHRASE: &str = "sweep e2e passphrase";
 const PAID_UNITS: u64 = 25_000_000;
-
-fn signer_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-        .parent()
-        .expect("binary directory")
-        .to_owned();
-    let p = dir.join(format!("tron-signer{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p tron-signer` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
 
 fn gas_address() -> Address {
     let k = SigningKey::from_slice(&hex::decode(GAS_SECRET).unwrap()).unwrap();
@@ -53,32 +40,6 @@ fn collection() -> Address {
 
 fn merchant_key() -> Address {
     Address::from_evm([0x99; 20])
-}
-
-fn signer(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(signer_bin())
-        .args(args)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tron-signer");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tron-signer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn policy(xpub: &str, uid: u32) -> String {
@@ -127,15 +88,6 @@ gas_per_tx_max = "40"
     )
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Env {
     dir: tempfile::TempDir,
     node: Running,
@@ -148,24 +100,8 @@ struct Env {
 async fn start_signer(dir: &Path) -> (Proc, PathBuf, String) {
     let keystore = dir.join("keys.tks");
     let ks = keystore.to_str().unwrap();
-    signer(
-        &[
-            "keys",
-            "import",
-            "--keystore",
-            ks,
-            "--label",
-            "gas",
-            "--passphrase-env",
-            PASSPHRASE_VAR,
-            "--kdf-m-cost",
-            "1024",
-            "--kdf-t-cost",
-            "1",
-        ],
-        Some(&format!("{GAS_SECRET}\n")),
-    );
-    let out = signer(
+    real_signer::import_key(ks, "gas", GAS_SECRET);
+    let out = signer_cli(
         &[
             "keys",
             "generate",
@@ -184,7 +120,7 @@ async fn start_signer(dir: &Path) -> (Proc, PathBuf, String) {
     let uid = std::fs::metadata(dir).unwrap().uid();
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, policy(&xpub, uid)).unwrap();
-    let check = signer(&["policy", "check", policy_path.to_str().unwrap()], None);
+    let check = signer_cli(&["policy", "check", policy_path.to_str().unwrap()], None);
     assert!(check.status.success());
     let socket = dir.join("signer.sock");
     let config = dir.join("signer.toml");
@@ -199,26 +135,7 @@ async fn start_signer(dir: &Path) -> (Proc, PathBuf, String) {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("signer.log")).unwrap();
-    let child = Command::new(signer_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(PASSPHRASE_VAR, PASSPHRASE)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the signer did not start: {}",
-            std::fs::read_to_string(dir.join("signer.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let proc = real_signer::serve(dir, &config, &socket).await;
     (proc, socket, xpub)
 }
 
