@@ -155,6 +155,34 @@ async fn audit_prune_removes_archived_old_records_and_both_parts_still_verify() 
         text(&out)
     );
 
+    // An archive that does not verify is refused before the ledger is touched.
+    let forged = s.dir.path().join("archive-forged.json");
+    let bundle_text = std::fs::read_to_string(&bundle).expect("read the archive");
+    let at = bundle_text.find("\"canonical\": \"").expect("a record") + 20;
+    let flipped = if bundle_text.as_bytes()[at] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    std::fs::write(
+        &forged,
+        format!("{}{flipped}{}", &bundle_text[..at], &bundle_text[at + 1..]),
+    )
+    .expect("write the forged archive");
+    let out = s.run(&[
+        "audit",
+        "prune",
+        "--data-dir",
+        path_str(&s.data_dir),
+        "--through",
+        &through.to_string(),
+        "--archive",
+        path_str(&forged),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("error [audit_"), "{}", text(&out));
+    assert!(text(&out).contains("archive-forged.json"), "{}", text(&out));
+
     let out = prune(through);
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -75,15 +75,7 @@ fn fill(path: &Path) -> u64 {
 }
 
 fn policy() -> String {
-    PolicyText::new("disk full")
-        .key(
-            Key::new(KEY1, "hot", &["TRX"])
-                .window("TRX", "1h", "1000000")
-                .destination(
-                    Destination::new(dest(0xa1), "sink", &["TRX"]).per_tx_max("TRX", "10"),
-                ),
-        )
-        .text()
+    common::policy::one_trx_key_with_daily_max("disk full", "1000000")
 }
 
 #[tokio::test]

@@ -74,15 +74,7 @@ fn build_shim(dir: &Path) -> PathBuf {
 }
 
 fn policy() -> String {
-    PolicyText::new("fsync fault")
-        .key(
-            Key::new(KEY1, "hot", &["TRX"])
-                .window("TRX", "1h", "1000000")
-                .destination(
-                    Destination::new(dest(0xa1), "sink", &["TRX"]).per_tx_max("TRX", "10"),
-                ),
-        )
-        .text()
+    common::policy::one_trx_key_with_daily_max("fsync fault", "1000000")
 }
 
 #[tokio::test]

@@ -9,15 +9,7 @@ use common::*;
 const TRX: u64 = 1_000_000;
 
 fn policy() -> String {
-    PolicyText::new("unclean ledger")
-        .key(
-            Key::new(KEY1, "hot", &["TRX"])
-                .window("TRX", "1h", "1000")
-                .destination(
-                    Destination::new(dest(0xa1), "sink", &["TRX"]).per_tx_max("TRX", "10"),
-                ),
-        )
-        .text()
+    common::policy::one_trx_key_with_daily_max("unclean ledger", "1000000")
 }
 
 #[tokio::test]

@@ -268,10 +268,15 @@ impl Destination {
 /// The smallest useful policy: `KEY1` may send up to 5 TRX a transfer, 10 TRX a day, to
 /// destination `0xa1` only. For tests about everything but the policy.
 pub fn one_trx_key(name: &str) -> String {
+    one_trx_key_with_daily_max(name, "10")
+}
+
+/// [`one_trx_key`] with `max` TRX a day instead of 10: for tests that sign many transfers.
+pub fn one_trx_key_with_daily_max(name: &str, max: &str) -> String {
     PolicyText::new(name)
         .key(
             Key::new(super::KEY1, "hot 1", &["TRX"])
-                .window("TRX", "24h", "10")
+                .window("TRX", "24h", max)
                 .destination(
                     Destination::new(super::dest(0xa1), "exchange", &["TRX"])
                         .per_tx_max("TRX", "5"),
