@@ -25,7 +25,8 @@ use super::entry::Entry;
 use super::error::LedgerError;
 use super::range::StoredRecord;
 use super::schema::{
-    Head, AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_ANCHOR, META_LATEST_SIGNED,
+    read_anchor, Head, AUDIT, BY_EXPIRATION, DB_FILE, ENTRIES, META, META_AUDIT_ANCHOR,
+    META_LATEST_SIGNED,
 };
 use super::store::{open_db, read_head};
 use super::verify::check_next;
@@ -47,19 +48,6 @@ pub struct PruneReport {
 
 fn refuse(why: impl Into<String>) -> LedgerError {
     LedgerError::PruneRefused { why: why.into() }
-}
-
-/// The anchor stored by an earlier prune, or genesis.
-pub(crate) fn read_anchor(
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Head, LedgerError> {
-    match meta
-        .get(META_AUDIT_ANCHOR)
-        .map_err(|e| LedgerError::storage("read the audit anchor", e))?
-    {
-        None => Ok(Head::GENESIS),
-        Some(v) => Head::decode(v.value()).ok_or_else(|| LedgerError::corrupt("audit anchor")),
-    }
 }
 
 /// Removes records up to `through` that `archived` holds exactly as stored (see the module

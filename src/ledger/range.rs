@@ -90,7 +90,7 @@ pub fn read_stretch(
             .map_err(|_| LedgerError::AuditModified { seq })?;
         Ok((canonical.to_vec(), hash))
     };
-    let pruned = super::prune::read_anchor(&meta)?;
+    let pruned = super::schema::read_anchor(&meta)?;
     if from <= pruned.seq {
         return Err(refuse(format!(
             "records through {} were pruned from this ledger (they are in its archive)",

@@ -11,7 +11,9 @@
 //!   "freeze" -> the administrators' freezes in force (see [`META_FREEZE`]); "audit_anchor" ->
 //!   the sequence and hash of the last record pruned (see [`META_AUDIT_ANCHOR`]).
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
+
+use super::error::LedgerError;
 
 pub(crate) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 pub(crate) const BY_EXPIRATION: TableDefinition<(i64, u64), ()> =
@@ -68,5 +70,18 @@ impl Head {
         let seq = u64::from_be_bytes(bytes[..8].try_into().ok()?);
         let hash = bytes[8..].try_into().ok()?;
         Some(Head { seq, hash })
+    }
+}
+
+/// The anchor stored by an earlier prune, or genesis.
+pub(crate) fn read_anchor(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Head, LedgerError> {
+    match meta
+        .get(META_AUDIT_ANCHOR)
+        .map_err(|e| LedgerError::storage("read the audit anchor", e))?
+    {
+        None => Ok(Head::GENESIS),
+        Some(v) => Head::decode(v.value()).ok_or_else(|| LedgerError::corrupt("audit anchor")),
     }
 }

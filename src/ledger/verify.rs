@@ -72,7 +72,7 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         .map_err(|e| LedgerError::storage("read head", e))?
         .map(|v| Head::decode(v.value()));
 
-    let anchor = super::prune::read_anchor(&meta)?;
+    let anchor = super::schema::read_anchor(&meta)?;
     let mut prev = anchor;
     let mut report_approvals = 0u64;
     for item in audit
