@@ -17,6 +17,7 @@ pub mod api;
 pub mod apikeys;
 pub mod approval_api;
 pub mod batch;
+pub mod bounded_listener;
 pub mod builder;
 pub mod chain;
 pub mod cli;

@@ -13,14 +13,13 @@
 //! -- --ignored`. `BROADCASTER_CRASH_SEED` repeats a run. The signer binary is the one cargo
 //! built beside this crate's binary (`cargo test --workspace` builds it).
 
-mod real_signer;
+mod real_bins;
 
-use real_signer::{Proc, PASSPHRASE_VAR};
+use real_bins::{Proc, PASSPHRASE_VAR};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -67,7 +66,7 @@ impl Rng {
 async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
     let ks = dir.join("keys.tks");
     let ks = ks.to_str().unwrap();
-    real_signer::import_key(ks, "payouts", PAYOUT_SECRET);
+    real_bins::import_key(ks, "payouts", PAYOUT_SECRET);
     let uid = std::fs::metadata(dir).unwrap().uid();
     let mut policy = format!(
         r#"version = 1
@@ -115,7 +114,7 @@ windows = [{{ asset = "TRX", window = "24h", max = "1000000" }}]
         ),
     )
     .unwrap();
-    let proc = real_signer::serve(dir, &config, &socket).await;
+    let proc = real_bins::serve(dir, &config, &socket).await;
     (proc, socket)
 }
 
@@ -153,40 +152,11 @@ fn broadcaster_config(dir: &Path, node: &Running, socket: &Path) -> (PathBuf, St
     )
 }
 
-/// Starts `tron-broadcaster serve`; returns it and its base URL once it listens.
+/// Starts `tron-broadcaster serve` (start `n`, its log in `dir/broadcaster-N.log`); returns
+/// it and its base URL once it listens.
 fn serve(dir: &Path, config: &Path, n: u32) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-        .arg("-c")
-        .arg(config)
-        .arg("serve")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log_path = dir.join(format!("broadcaster-{n}.log"));
-    let mut log = std::fs::File::create(&log_path).unwrap();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!(
-                "serve {n} exited before listening: {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        };
-        let _ = writeln!(log, "{line}");
-        if line.contains("tron-broadcaster serving") {
-            let at = line.find("listen=").unwrap() + "listen=".len();
-            break line[at..].split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = writeln!(log, "{line}");
-        }
-    });
-    (Proc(child), format!("http://{addr}"))
+    let b = real_bins::serve_broadcaster(config, &dir.join(format!("broadcaster-{n}.log")));
+    (b.proc, b.api)
 }
 
 /// What the clients share with the killer and the checks.

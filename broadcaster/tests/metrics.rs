@@ -12,13 +12,13 @@
 //! The signer binary is the one cargo built beside this crate's binary
 //! (`cargo build -p tron-signer` builds it; `cargo test --workspace` does too).
 
-mod real_signer;
+mod real_bins;
 
-use real_signer::{Proc, PASSPHRASE_VAR};
-use std::io::{BufRead, BufReader, Read, Write};
+use real_bins::{Proc, PASSPHRASE_VAR};
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,7 @@ require = {{ treasury = 1 }}
 async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
     let keystore = dir.join("keys.tks");
     let ks = keystore.to_str().unwrap();
-    real_signer::import_key(ks, "payouts", KEY_SECRET);
+    real_bins::import_key(ks, "payouts", KEY_SECRET);
     let uid = std::fs::metadata(dir).unwrap().uid();
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, policy(uid)).unwrap();
@@ -123,7 +123,7 @@ async fn start_signer(dir: &Path) -> (Proc, PathBuf) {
         ),
     )
     .unwrap();
-    let proc = real_signer::serve(dir, &config, &socket).await;
+    let proc = real_bins::serve(dir, &config, &socket).await;
     (proc, socket)
 }
 
@@ -168,53 +168,15 @@ struct Server {
     metrics_port: u16,
 }
 
-/// Starts `serve` and reads the API's and the metrics listener's bound addresses from its
-/// log; the rest of the log goes to `log`.
+/// Starts `serve` (its log in `log`) with its metrics listener.
 fn serve(config: &Path, log: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-        .arg("-c")
-        .arg(config)
-        .arg("serve")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut file = std::fs::File::create(log).unwrap();
-    let field = |line: &str, name: &str| -> Option<String> {
-        let at = line.find(name)? + name.len();
-        line[at..].split_whitespace().next().map(str::to_owned)
-    };
-    let mut metrics = None;
-    let api = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!(
-                "serve exited before listening: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        };
-        let _ = writeln!(file, "{line}");
-        if line.contains("metrics listener") {
-            metrics = field(&line, "metrics=");
-        }
-        if line.contains("tron-broadcaster serving") {
-            break field(&line, "listen=").unwrap();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = writeln!(file, "{line}");
-        }
-    });
-    let metrics: std::net::SocketAddr = metrics
-        .expect("the metrics listener is logged before serving")
-        .parse()
-        .unwrap();
+    let b = real_bins::serve_broadcaster(config, log);
+    let metrics = b
+        .metrics
+        .expect("the metrics listener is logged before serving");
     Server {
-        _proc: Proc(child),
-        api: format!("http://{api}"),
+        _proc: b.proc,
+        api: b.api,
         metrics_port: metrics.port(),
     }
 }

@@ -9,13 +9,12 @@
 //! The signer binary is the one cargo built beside this crate's binary
 //! (`cargo build -p tron-signer` builds it; `cargo test --workspace` does too).
 
-mod real_signer;
+mod real_bins;
 
-use real_signer::{signer_cli, Proc, PASSPHRASE_VAR};
-use std::io::{BufRead, BufReader, Write};
+use real_bins::{signer_cli, Proc, PASSPHRASE_VAR};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k256::ecdsa::SigningKey;
@@ -100,7 +99,7 @@ struct Env {
 async fn start_signer(dir: &Path) -> (Proc, PathBuf, String) {
     let keystore = dir.join("keys.tks");
     let ks = keystore.to_str().unwrap();
-    real_signer::import_key(ks, "gas", GAS_SECRET);
+    real_bins::import_key(ks, "gas", GAS_SECRET);
     let out = signer_cli(
         &[
             "keys",
@@ -135,7 +134,7 @@ async fn start_signer(dir: &Path) -> (Proc, PathBuf, String) {
         ),
     )
     .unwrap();
-    let proc = real_signer::serve(dir, &config, &socket).await;
+    let proc = real_bins::serve(dir, &config, &socket).await;
     (proc, socket, xpub)
 }
 
@@ -216,40 +215,11 @@ impl Env {
     }
 
     fn serve(&self, n: u32) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-            .arg("-c")
-            .arg(&self.config)
-            .arg("serve")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log_path = self.dir.path().join(format!("broadcaster-{n}.log"));
-        let mut log = std::fs::File::create(&log_path).unwrap();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!(
-                    "serve exited before listening: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            };
-            let _ = writeln!(log, "{line}");
-            if line.contains("tron-broadcaster serving") {
-                let at = line.find("listen=").unwrap() + "listen=".len();
-                break line[at..].split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-            }
-        });
+        let log = self.dir.path().join(format!("broadcaster-{n}.log"));
+        let b = real_bins::serve_broadcaster(&self.config, &log);
         Server {
-            proc: Proc(child),
-            base: format!("http://{addr}"),
+            proc: b.proc,
+            base: b.api,
         }
     }
 

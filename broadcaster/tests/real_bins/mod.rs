@@ -1,9 +1,10 @@
-//! The real `tron-signer` binary for the broadcaster's end-to-end tests: where cargo built it,
-//! its command line, and `serve` started and waited for. One copy for every test that needs a
-//! real signer beside the broadcaster.
+//! The real binaries for the broadcaster's end-to-end tests: `tron-signer` (where cargo built
+//! it, its command line, `serve` started and waited for) and `tron-broadcaster serve` started
+//! and read for its bound addresses. One copy for every test that runs both processes.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -108,4 +109,63 @@ pub fn import_key(keystore: &str, label: &str, secret: &str) {
         ],
         Some(&format!("{secret}\n")),
     );
+}
+
+/// A running `tron-broadcaster serve`: its payout API's base URL and, when `[metrics]` is
+/// configured, the metrics listener's address, both as the process logged them.
+pub struct Broadcaster {
+    pub proc: Proc,
+    pub api: String,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The value of `name` (e.g. `listen=`) in a log line.
+fn log_field(line: &str, name: &str) -> Option<String> {
+    let at = line.find(name)? + name.len();
+    line[at..].split_whitespace().next().map(str::to_owned)
+}
+
+/// Starts `tron-broadcaster -c CONFIG serve` and waits until it logs that it serves; its
+/// whole log is copied to `log`. Panics, with the log, if it exits first.
+pub fn serve_broadcaster(config: &Path, log: &Path) -> Broadcaster {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
+        .arg("-c")
+        .arg(config)
+        .arg("serve")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tron-broadcaster serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut file = std::fs::File::create(log).expect("broadcaster log");
+    let mut metrics = None;
+    let api = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!(
+                "tron-broadcaster serve exited before listening: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        };
+        let _ = writeln!(file, "{line}");
+        if line.contains("metrics listener") {
+            metrics = log_field(&line, "metrics=").and_then(|a| a.parse().ok());
+        }
+        if line.contains("tron-broadcaster serving") {
+            break log_field(&line, "listen=").expect("the serving line names listen=");
+        }
+    };
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Broadcaster {
+        proc,
+        api: format!("http://{api}"),
+        metrics,
+    }
 }
