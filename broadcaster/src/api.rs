@@ -35,6 +35,11 @@ pub const MAX_PAYOUT_ID_LEN: usize = SIGNER_MAX_PAYOUT_ID_LEN - MAX_TENANT_LEN -
 /// client from making the server buffer megabytes, and is set high enough that oversized
 /// fields inside it still reach (and are refused by) their own length checks.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Payout API connections open at once; more wait in the kernel's accept backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long an API connection may go without a byte in either direction before it is
+/// closed (a keep-alive client that still uses it keeps it).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest address text: a Base58 Tron address has 34 characters. Checked before decoding
 /// (Base58 decoding is quadratic in the input length), as defence in depth beside the
 /// parser's own bound.

@@ -10,6 +10,7 @@ use crate::api::{self, ApiState};
 use crate::apikeys::{self, KeyStore};
 use crate::approval_api;
 use crate::batch;
+use crate::bounded_listener::{BoundedListener, Deadline};
 use crate::config::{Config, ConfigError};
 use crate::delivery_store::DeliveryStore;
 use crate::invoice_api::{self, ReceiveApi};
@@ -360,6 +361,12 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         let _ = tx.send(true);
     });
     let mut stop = rx;
+    // Bounded: idle or slow clients cannot hold connections (descriptors) without limit.
+    let listener = BoundedListener::new(
+        listener,
+        api::MAX_CONNECTIONS,
+        Deadline::Idle(api::IDLE_TIMEOUT),
+    );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|v| *v).await;

@@ -17,7 +17,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::bounded_listener::BoundedListener;
+use crate::bounded_listener::{BoundedListener, Deadline};
 
 /// Connections open at once; more wait in the kernel's accept backlog.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -52,7 +52,7 @@ pub fn router(refresh: Refresh) -> Router {
 
 /// Serves scrapes on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, refresh: Refresh, mut stop: watch::Receiver<bool>) {
-    let bounded = BoundedListener::new(listener, MAX_CONNECTIONS, LIFETIME);
+    let bounded = BoundedListener::new(listener, MAX_CONNECTIONS, Deadline::Lifetime(LIFETIME));
     let served = axum::serve(bounded, router(refresh))
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|v| *v).await;
