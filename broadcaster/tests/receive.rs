@@ -4,12 +4,14 @@
 //! after-close payments; every kind of fake deposit credits nothing; a replaced block
 //! un-sees its payment; a restart mid-stream misses nothing and credits nothing twice.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod real_bins;
+
 use bip32::{DerivationPath, Prefix, XPrv};
+use real_bins::{serve_broadcaster, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tron_node_double::{Accounts, Options, Running};
@@ -38,16 +40,10 @@ struct Env {
     http: reqwest::Client,
 }
 
+/// A running `tron-broadcaster serve` (killed when dropped).
 struct Server {
-    child: Child,
+    _proc: Proc,
     base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn env() -> Env {
@@ -106,33 +102,10 @@ impl Env {
     }
 
     fn serve(&self) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-            .arg("-c")
-            .arg(&self.config)
-            .arg("serve")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("serve exited before listening: {seen}");
-            };
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("tron-broadcaster serving") {
-                let at = line.find("listen=").unwrap() + "listen=".len();
-                break line[at..].split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let b = serve_broadcaster(&self.config, &self.dir.path().join("broadcaster.log"));
         Server {
-            child,
-            base: format!("http://{addr}"),
+            _proc: b.proc,
+            base: b.api,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Tenants and hostile input against the real binary over real HTTP: `serve` runs as its
 //! own process, keys are made and revoked with the `api-keys` commands while it runs.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+mod real_bins;
+
+use real_bins::{serve_broadcaster, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tron_broadcaster::store::Store;
@@ -20,16 +22,9 @@ struct Env {
 
 /// A running `tron-broadcaster serve`.
 struct Server {
-    child: Child,
+    proc: Proc,
     base: String,
     http: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn env() -> Env {
@@ -78,36 +73,12 @@ impl Env {
         key
     }
 
-    /// Starts `serve` and waits for the line naming the port it bound.
+    /// Starts `serve` and waits until it listens.
     fn serve(&self) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tron-broadcaster"))
-            .arg("-c")
-            .arg(&self.config)
-            .arg("serve")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("serve exited before listening: {seen}");
-            };
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("tron-broadcaster serving") {
-                let at = line.find("listen=").unwrap() + "listen=".len();
-                break line[at..].split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep reading so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let b = serve_broadcaster(&self.config, &self.dir.path().join("broadcaster.log"));
         Server {
-            child,
-            base: format!("http://{addr}"),
+            proc: b.proc,
+            base: b.api,
             http: reqwest::Client::new(),
         }
     }
@@ -149,7 +120,7 @@ impl Server {
     }
 
     fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.proc.0.try_wait().unwrap().is_none()
     }
 }
 
