@@ -15,6 +15,13 @@ need node || missing+=(nodejs npm)
 { [ -e /usr/lib/softhsm/libsofthsm2.so ] && need softhsm2-util; } || missing+=(softhsm2)
 # ssh-keygen: batch exporter signatures (and approvals) are made and checked with the real tool.
 need ssh-keygen || missing+=(openssh-client)
+# PostgreSQL: the shared-ledger tests (tests/ha_postgres.rs) start private clusters of their
+# own with the server's binaries; Debian's default "main" cluster is not created or started.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/tron-signer-tests.conf
+    missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >&2

@@ -207,6 +207,10 @@ pub struct Config {
     /// `[metrics]`: the opt-in Prometheus listener, on its own address.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// `[ledger]`: where signatures and the audit chain are recorded; the embedded file in
+    /// `data_dir` when absent.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
     /// The file this config was loaded from (SIGHUP re-reads its `[tls]` section); `None`
     /// for a config built in code.
     #[serde(skip)]
@@ -452,6 +456,30 @@ impl TryFrom<ConnectionsRepr> for ConnectionsConfig {
     }
 }
 
+/// `[ledger]`: the embedded redb ledger (the default, one signer) or a PostgreSQL database
+/// shared by several signers serving at once (docs/HA.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    pub postgres: Option<PostgresLedgerConfig>,
+}
+
+/// `postgres = { url = { env = "TRON_SIGNER_PG_URL" }, pool_size = 16 }`. The connection
+/// string may hold a password, so it comes from a secret source, never the config itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresLedgerConfig {
+    pub url: SecretSource,
+    /// Connections for requests (the writer has its own); a request holds one while its
+    /// key's turn lasts.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
 /// `[metrics]`: where `GET /metrics` is served (plain HTTP, its own TCP address; never the
 /// signing listener).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -560,6 +588,9 @@ impl Config {
             }
         }
         cfg.source_path = Some(path.to_owned());
+        if let Some(SecretSource::File(p)) = cfg.ledger.postgres.as_mut().map(|p| &mut p.url) {
+            rel(p);
+        }
         if let Some(ks) = &mut cfg.keystore {
             rel(&mut ks.path);
             if let SecretSource::File(p) = &mut ks.passphrase {

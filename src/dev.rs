@@ -96,6 +96,7 @@ pub fn prepare(dir: &Path, listen: Listen) -> Result<Config, DevError> {
         pkcs11: None,
         audit_budget: None,
         metrics: None,
+        ledger: Default::default(),
         clock: Default::default(),
         connections: Default::default(),
         tls,

@@ -257,6 +257,9 @@ reason_codes! {
     /// The signer's clock is behind its latest signature by more than the clock skew, or
     /// ahead of it by more than `[clock] max_advance`; nothing is signed until it is right.
     ClockJump = "clock_jump", Ledger;
+    /// With a shared ledger: another signer put a different policy in force; this one
+    /// signs nothing until it is reloaded with that policy.
+    PolicyNotCurrent = "policy_not_current", Ledger;
 
     // --- key backend ---
     /// The soft backend has no key for this address.

@@ -27,8 +27,16 @@ pub enum AuditCli {
     /// verifies, 1 when something does not, 2 when it cannot be read.
     Verify {
         /// The signer's data directory (holds ledger.redb).
-        #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+        #[arg(
+            long,
+            required_unless_present_any = ["bundle", "postgres_url_env"],
+            conflicts_with_all = ["bundle", "postgres_url_env"]
+        )]
         data_dir: Option<PathBuf>,
+        /// Verify the shared PostgreSQL ledger instead: the environment variable holding its
+        /// connection string (which may hold a password, so it is never an argument).
+        #[arg(long, conflicts_with = "bundle")]
+        postgres_url_env: Option<String>,
         /// An evidence bundle written by `audit bundle`.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -40,8 +48,16 @@ pub enum AuditCli {
     },
     /// Write every audit record as one JSON object per line.
     Export {
+        #[arg(
+            long,
+            required_unless_present = "postgres_url_env",
+            conflicts_with = "postgres_url_env"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Export from the shared PostgreSQL ledger: the environment variable holding its
+        /// connection string.
         #[arg(long)]
-        data_dir: PathBuf,
+        postgres_url_env: Option<String>,
         /// Output file (must not exist yet), or "-" for standard output.
         #[arg(long, default_value = "-")]
         out: String,
@@ -105,11 +121,43 @@ pub fn run(cli: AuditCli) -> ExitCode {
             data_dir: Some(data_dir),
             ..
         } => AuditCommand::Verify { data_dir },
-        // clap requires one of the two.
-        AuditCli::Verify { data_dir: None, .. } => return ExitCode::from(EXIT_ERROR),
-        AuditCli::Export { data_dir, out } => AuditCommand::Export { data_dir, out },
+        AuditCli::Verify {
+            postgres_url_env: Some(var),
+            ..
+        } => match url_from(&var) {
+            Ok(url) => AuditCommand::VerifyPostgres { url },
+            Err(code) => return code,
+        },
+        // clap requires one of them.
+        AuditCli::Verify { .. } => return ExitCode::from(EXIT_ERROR),
+        AuditCli::Export {
+            data_dir: Some(data_dir),
+            out,
+            ..
+        } => AuditCommand::Export { data_dir, out },
+        AuditCli::Export {
+            postgres_url_env: Some(var),
+            out,
+            ..
+        } => match url_from(&var) {
+            Ok(url) => AuditCommand::ExportPostgres { url, out },
+            Err(code) => return code,
+        },
+        AuditCli::Export { .. } => return ExitCode::from(EXIT_ERROR),
     };
     report(run_audit(cmd, stdout).map_err(|e| (e.code(), e.to_string())))
+}
+
+/// The connection string in environment variable `var`, or the exit after saying why not.
+fn url_from(var: &str) -> Result<String, ExitCode> {
+    let source = crate::secret_source::SecretSource::Env(var.to_owned());
+    match source.read_secret("the PostgreSQL connection string") {
+        Ok(url) => Ok(secrecy::ExposeSecret::expose_secret(&url).to_owned()),
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.code());
+            Err(ExitCode::from(EXIT_ERROR))
+        }
+    }
 }
 
 fn prune(data_dir: &Path, through: u64, archives: &[PathBuf], stdout: &mut dyn Write) -> ExitCode {

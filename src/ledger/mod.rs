@@ -21,6 +21,7 @@ mod commands;
 mod entry;
 mod error;
 mod intent_json;
+mod pg;
 mod prune;
 mod range;
 mod schema;
@@ -49,6 +50,7 @@ pub use commands::{run_audit, AuditCommand};
 pub use entry::{Entry, PendingEntry};
 pub use error::LedgerError;
 pub use intent_json::{decoded_of, intent_json, intent_value};
+pub use pg::Recorded;
 pub use prune::PruneReport;
 pub use range::{check_stretch, read_stretch, StoredRecord, Stretch, StretchRecord, GENESIS_HASH};
 pub use state::{Lookup, PayoutRef};
@@ -97,9 +99,17 @@ impl Shared {
     }
 }
 
+/// Where the ledger keeps its entries and chain.
+enum Backend {
+    /// The embedded redb file in the data directory (one signer).
+    Redb(Arc<store::Store>),
+    /// A PostgreSQL database shared by several signers (`pg`).
+    Postgres(Arc<pg::Pg>),
+}
+
 struct Inner {
     dir: std::path::PathBuf,
-    store: Arc<store::Store>,
+    backend: Backend,
     shared: Arc<Shared>,
     tx: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -198,6 +208,65 @@ pub struct Ledger {
 pub struct StateGuard<'a> {
     state: MutexGuard<'a, State>,
     inner: &'a Arc<Inner>,
+    /// In a PostgreSQL turn: the request's txid's signed entry, read under the key's lock.
+    replay: Option<&'a Entry>,
+}
+
+/// A request's turn on its key (see [`Ledger::turn`]).
+#[must_use = "a turn holds its key's lock until published, finished or dropped"]
+pub struct KeyTurn {
+    pg: Option<pg::Turn>,
+}
+
+impl KeyTurn {
+    /// Makes `reservation` visible to every signer sharing the ledger, durably, and ends the
+    /// turn. Only after `Ok` may the key sign. A no-op on the embedded store.
+    pub async fn publish(self, reservation: &Reservation) -> Result<(), LedgerError> {
+        match (self.pg, reservation.undo.as_ref()) {
+            (None, _) => Ok(()),
+            (Some(turn), Some(undo)) => turn.publish(&undo.entry).await,
+            (Some(_), None) => Err(LedgerError::WriterStopped),
+        }
+    }
+
+    /// With a shared ledger: the policy in force and the freezes as the database recorded
+    /// them when this turn began (another signer may have changed them). `None` on the
+    /// embedded store, where this signer alone changes them.
+    pub fn recorded(&self) -> Option<&Recorded> {
+        self.pg.as_ref().and_then(|t| t.shared.as_ref())
+    }
+
+    /// Publishes `entry` as if the state had reserved it (tests of the database's own
+    /// constraints).
+    #[cfg(test)]
+    pub(crate) async fn publish_entry_for_test(
+        self,
+        entry: &PendingEntry,
+    ) -> Result<(), LedgerError> {
+        match self.pg {
+            None => Ok(()),
+            Some(turn) => turn.publish(entry).await,
+        }
+    }
+
+    /// Ends a turn that reserved nothing.
+    pub async fn finish(self) -> Result<(), LedgerError> {
+        match self.pg {
+            None => Ok(()),
+            Some(turn) => turn.finish().await,
+        }
+    }
+}
+
+/// A name for this signer process among those sharing a ledger: host, pid and a random
+/// suffix (so a restarted process is another instance).
+fn instance_name() -> String {
+    let mut r = [0u8; 4];
+    let _ = getrandom::getrandom(&mut r);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("{host}/{}/{}", std::process::id(), hex::encode(r))
 }
 
 /// A counted but not yet durable entry. Dropping it, or a failed commit, rolls it back.
@@ -256,7 +325,7 @@ impl Ledger {
         Ok(Ledger {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                store,
+                backend: Backend::Redb(store),
                 shared,
                 tx: Some(tx),
                 writer: Some(handle),
@@ -268,6 +337,148 @@ impl Ledger {
         })
     }
 
+    /// Opens the shared ledger in the PostgreSQL database `url` names (migrating its schema
+    /// first), for a signer whose own files are in `dir`. Blocks until connected; the
+    /// connections themselves are made on a thread of their own.
+    pub fn open_postgres(
+        url: &str,
+        pool_size: usize,
+        dir: &Path,
+        retention_ms: u64,
+    ) -> Result<Ledger, LedgerError> {
+        Ledger::open_postgres_leased(url, pool_size, dir, retention_ms, pg::LEASE)
+    }
+
+    /// [`Ledger::open_postgres`] with reservations leased for `lease` (tests shorten it).
+    pub(crate) fn open_postgres_leased(
+        url: &str,
+        pool_size: usize,
+        dir: &Path,
+        retention_ms: u64,
+        lease: std::time::Duration,
+    ) -> Result<Ledger, LedgerError> {
+        crate::durable_file::create_dir_private(dir).map_err(|e| open_err(dir, e))?;
+        let cfg = pg::config(url)?;
+        let instance = instance_name();
+        let (tx, rx) = mpsc::channel();
+        let (health_tx, health_rx) = tokio::sync::watch::channel(StoreHealth::Healthy);
+        let fail_next = Arc::new(AtomicU32::new(0));
+        let abandoned: pg::Abandoned = Arc::default();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(retention_ms, None)),
+            deferred: Mutex::new(Vec::new()),
+        });
+        let (thread_cfg, thread_instance, thread_shared, thread_fail, thread_abandoned) = (
+            cfg.clone(),
+            instance.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&fail_next),
+            Arc::clone(&abandoned),
+        );
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || {
+                match pg::PgWriter::connect(
+                    thread_cfg,
+                    thread_instance,
+                    thread_shared,
+                    rx,
+                    health_tx,
+                    thread_fail,
+                    thread_abandoned,
+                ) {
+                    Ok((writer, opened)) => {
+                        let _ = opened_tx.send(Ok(opened));
+                        writer.run();
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| open_err(dir, e))?;
+        let opened = opened_rx
+            .recv()
+            .map_err(|_| LedgerError::WriterStopped)
+            .and_then(|r| r);
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                drop(tx);
+                let _ = handle.join();
+                return Err(e);
+            }
+        };
+        if let Some(t) = opened.latest_signed_ms {
+            shared.lock().note_latest_signed(t);
+        }
+        let pg = pg::Pg::new(
+            cfg,
+            pool_size,
+            instance,
+            abandoned,
+            health_rx,
+            retention_ms,
+            lease,
+        )?;
+        tracing::info!(instance = %pg.instance, "ledger on PostgreSQL");
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                backend: Backend::Postgres(Arc::new(pg)),
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+                queue: Arc::new(Semaphore::new(QUEUE_BYTES)),
+                fail_next,
+                policy_mark: Mutex::new(opened.policy_mark),
+                freezes: Mutex::new(opened.freezes),
+            }),
+        })
+    }
+
+    /// With a shared ledger: the policy in force and the freezes as recorded right now.
+    /// `None` on the embedded store.
+    pub async fn recorded_now(&self) -> Result<Option<Recorded>, LedgerError> {
+        match &self.inner.backend {
+            Backend::Redb(_) => Ok(None),
+            Backend::Postgres(pg) => pg.recorded().await.map(Some),
+        }
+    }
+
+    /// Whether the ledger is shared with other signers (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    /// Starts deciding a request for `key`: with the embedded store, nothing to do; with
+    /// PostgreSQL, the key's lock taken and the state caught up with every instance's
+    /// changes to it (see `pg`). Take [`Ledger::state_in`] with it, then
+    /// [`KeyTurn::publish`] a reservation or [`KeyTurn::finish`].
+    pub async fn turn(
+        &self,
+        key: &Address,
+        txid: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<KeyTurn, LedgerError> {
+        match &self.inner.backend {
+            Backend::Redb(_) => Ok(KeyTurn { pg: None }),
+            Backend::Postgres(pg) => Ok(KeyTurn {
+                pg: Some(pg.turn(&self.inner.shared, key, txid, now_ms).await?),
+            }),
+        }
+    }
+
+    /// [`Ledger::state`] within a key's turn.
+    pub fn state_in<'a>(&'a self, turn: &'a KeyTurn) -> StateGuard<'a> {
+        StateGuard {
+            state: self.inner.shared.lock(),
+            inner: &self.inner,
+            replay: turn.pg.as_ref().and_then(|t| t.replay.as_ref()),
+        }
+    }
+
     /// The data directory the ledger lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -275,12 +486,18 @@ impl Ledger {
 
     /// Follows whether the ledger can record (and so whether anything can be signed).
     pub fn health(&self) -> tokio::sync::watch::Receiver<StoreHealth> {
-        self.inner.store.health()
+        match &self.inner.backend {
+            Backend::Redb(store) => store.health(),
+            Backend::Postgres(pg) => pg.health(),
+        }
     }
 
     /// Whether the ledger can record right now.
     pub fn store_health(&self) -> StoreHealth {
-        self.inner.store.current_health()
+        match &self.inner.backend {
+            Backend::Redb(store) => store.current_health(),
+            Backend::Postgres(pg) => pg.health().borrow().clone(),
+        }
     }
 
     /// Takes the state lock. Hold it for lookup, policy and reserve; never across signing.
@@ -288,6 +505,7 @@ impl Ledger {
         StateGuard {
             state: self.inner.shared.lock(),
             inner: &self.inner,
+            replay: None,
         }
     }
 
@@ -395,7 +613,12 @@ impl Ledger {
 
     /// The audit record at `seq`, read from the open ledger (`None` past the head).
     pub fn audit_record(&self, seq: u64) -> Result<Option<ChainedRecord>, LedgerError> {
-        read_row(&self.inner.store, AUDIT, seq, ("open audit", "read audit"))?
+        let Backend::Redb(store) = &self.inner.backend else {
+            return Err(LedgerError::corrupt(
+                "single records are read from the embedded ledger only",
+            ));
+        };
+        read_row(store, AUDIT, seq, ("open audit", "read audit"))?
             .map(|row| audit::open_row(seq, &row).map(|o| o.record))
             .transpose()
     }
@@ -430,6 +653,24 @@ impl Ledger {
         verify::export(dir, out)
     }
 
+    /// [`Ledger::verify_audit`] on the shared PostgreSQL ledger at `url`.
+    pub fn verify_audit_postgres(url: &str) -> Result<VerifyReport, LedgerError> {
+        pg::verify(url)
+    }
+
+    /// [`Ledger::each_audit_record`] on the shared PostgreSQL ledger at `url`.
+    pub fn each_audit_record_postgres(
+        url: &str,
+        each: &mut dyn FnMut(ChainedRecord) -> bool,
+    ) -> Result<u64, LedgerError> {
+        pg::each_record(url, each)
+    }
+
+    /// [`Ledger::export_audit`] on the shared PostgreSQL ledger at `url`.
+    pub fn export_audit_postgres(url: &str, out: &mut dyn Write) -> Result<u64, LedgerError> {
+        verify::export_from(&mut |each| pg::each_record(url, each), out)
+    }
+
     /// Takes all the room in the writer's queue, as a writer stuck behind a slow disk would,
     /// until the returned permit is dropped.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -437,6 +678,15 @@ impl Ledger {
         Arc::clone(&self.inner.queue)
             .try_acquire_many_owned(QUEUE_BYTES as u32)
             .expect("the queue is idle")
+    }
+
+    /// The embedded store (tests that damage it on purpose).
+    #[cfg(test)]
+    pub(crate) fn redb_store(&self) -> &store::Store {
+        match &self.inner.backend {
+            Backend::Redb(store) => store,
+            Backend::Postgres(_) => panic!("not an embedded ledger"),
+        }
     }
 
     /// Makes the next `n` group commits fail (and abort) as if the disk had refused them.
@@ -478,13 +728,21 @@ impl StateGuard<'_> {
             Some(Found::InFlight) => return Ok(Some(Lookup::InFlight)),
             Some(Found::Committed(seq)) => seq,
         };
-        let row = read_row(
-            &self.inner.store,
-            ENTRIES,
-            seq,
-            ("open entries", "read entry"),
-        )?
-        .ok_or_else(|| LedgerError::corrupt("committed txid without entry"))?;
+        let store = match &self.inner.backend {
+            Backend::Redb(store) => store,
+            // Read under the key's lock. Committed here but not yet seen signed there: this
+            // instance's own commit landed after the turn read it; ask again.
+            Backend::Postgres(_) => {
+                return Ok(Some(
+                    match self.replay.filter(|e| &e.pending.txid == txid) {
+                        Some(e) => Lookup::Committed(Box::new(e.clone())),
+                        None => Lookup::InFlight,
+                    },
+                ))
+            }
+        };
+        let row = read_row(store, ENTRIES, seq, ("open entries", "read entry"))?
+            .ok_or_else(|| LedgerError::corrupt("committed txid without entry"))?;
         let entry = Entry::decode(&row)?;
         if &entry.pending.txid != txid {
             return Err(LedgerError::corrupt("entry does not match its txid"));
@@ -591,6 +849,9 @@ fn counted(rec: &AuditRecord, seq: u64) {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(undo) = self.undo.take() {
+            if let Backend::Postgres(pg) = &self.inner.backend {
+                pg.abandon(undo.entry.key, undo.entry.txid);
+            }
             self.inner.shared.rollback_soon(undo);
         }
     }

@@ -49,7 +49,7 @@ pub struct PayoutRef {
 /// share an input, and no collision can be found to make two payouts one.
 type PayoutKey = [u8; 32];
 
-fn payout_key(key: &Address, payout_id: &str) -> PayoutKey {
+pub(crate) fn payout_key(key: &Address, payout_id: &str) -> PayoutKey {
     let mut h = Sha256::new();
     h.update(key.as_bytes());
     h.update(payout_id.as_bytes());
@@ -107,6 +107,11 @@ impl State {
     /// The latest time anything was signed (or reserved to be signed) at.
     pub(crate) fn latest_signed_ms(&self) -> Option<i64> {
         self.latest_signed_ms
+    }
+
+    /// Raises the latest signing time to `t` (another signer's, read from a shared ledger).
+    pub(crate) fn note_latest_signed(&mut self, t: i64) {
+        self.latest_signed_ms = Some(self.latest_signed_ms.map_or(t, |l| l.max(t)));
     }
 
     pub(crate) fn retention_ms(&self) -> u64 {

@@ -9,16 +9,22 @@ use super::*;
 use crate::decode::Asset;
 use crate::test_util::addr;
 
-const HOUR: u64 = 3_600_000;
-const T0: i64 = 1_700_000_000_000;
+pub(crate) const HOUR: u64 = 3_600_000;
+pub(crate) const T0: i64 = 1_700_000_000_000;
 
-fn txid(n: u32) -> [u8; 32] {
+pub(crate) fn txid(n: u32) -> [u8; 32] {
     let mut t = [0xabu8; 32];
     t[..4].copy_from_slice(&n.to_be_bytes());
     t
 }
 
-fn pending(n: u32, amount: u64, payout: &str, signed_at: i64, expiration: i64) -> PendingEntry {
+pub(crate) fn pending(
+    n: u32,
+    amount: u64,
+    payout: &str,
+    signed_at: i64,
+    expiration: i64,
+) -> PendingEntry {
     PendingEntry {
         txid: txid(n),
         key: addr(1),
@@ -32,7 +38,7 @@ fn pending(n: u32, amount: u64, payout: &str, signed_at: i64, expiration: i64) -
     }
 }
 
-fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecord {
+pub(crate) fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecord {
     AuditRecord {
         time_ms: T0,
         caller: "payments".into(),
@@ -57,7 +63,7 @@ fn rec(method: &str, decision: Decision, txid_hex: Option<String>) -> AuditRecor
     }
 }
 
-fn sig(n: u32) -> [u8; 65] {
+pub(crate) fn sig(n: u32) -> [u8; 65] {
     let mut s = [0x5au8; 65];
     s[..4].copy_from_slice(&n.to_be_bytes());
     s
@@ -321,7 +327,7 @@ async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
     // Remove the row behind the running ledger's back (a second handle on the same file
     // is not possible, so go through the ledger's own database).
     {
-        let txn = ledger.inner.store.db().unwrap().begin_write().unwrap();
+        let txn = ledger.redb_store().db().unwrap().begin_write().unwrap();
         {
             let mut entries = txn.open_table(ENTRIES).unwrap();
             entries.remove(1).unwrap();
@@ -342,7 +348,7 @@ async fn a_replay_whose_entry_vanished_is_an_error_not_a_fresh_signature() {
         audit_seq: 1,
     };
     {
-        let txn = ledger.inner.store.db().unwrap().begin_write().unwrap();
+        let txn = ledger.redb_store().db().unwrap().begin_write().unwrap();
         {
             let mut entries = txn.open_table(ENTRIES).unwrap();
             entries.insert(1, other.encode().as_slice()).unwrap();

@@ -87,6 +87,17 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         prev = checked.head;
     }
 
+    conclude(anchor, prev, head, report_approvals)
+}
+
+/// The chain walked from `anchor` ended at `prev`; checks that against the recorded head
+/// (`None`: no head recorded; `Some(None)`: one that does not decode).
+pub(crate) fn conclude(
+    anchor: Head,
+    prev: Head,
+    head: Option<Option<Head>>,
+    with_approvals: u64,
+) -> Result<VerifyReport, LedgerError> {
     let head = match head {
         None if prev.seq == 0 => Head::GENESIS,
         None => return Err(LedgerError::AuditHeadInvalid { seq: prev.seq }),
@@ -112,7 +123,7 @@ pub(crate) fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
         records: prev.seq - anchor.seq,
         anchor: (anchor.seq > 0).then(|| (anchor.seq, hex::encode(anchor.hash))),
         head_hash: hex::encode(prev.hash),
-        with_approvals: report_approvals,
+        with_approvals,
     })
 }
 
@@ -200,11 +211,23 @@ pub(crate) fn check_next(prev: Head, key: u64, row: &[u8]) -> Result<CheckedReco
 }
 
 pub(crate) fn export(dir: &Path, out: &mut dyn Write) -> Result<u64, LedgerError> {
+    export_from(&mut |each| each_record(dir, each), out)
+}
+
+/// A source of audit records in order: hands each to the callback until it returns `false`.
+pub(crate) type Records<'a> =
+    dyn FnMut(&mut dyn FnMut(super::ChainedRecord) -> bool) -> Result<u64, LedgerError> + 'a;
+
+/// Writes the records `records` yields as JSON lines to `out`.
+pub(crate) fn export_from(
+    records: &mut Records<'_>,
+    out: &mut dyn Write,
+) -> Result<u64, LedgerError> {
     let output = |e: &dyn std::fmt::Display| LedgerError::Output {
         detail: e.to_string(),
     };
     let mut failed = None;
-    let n = each_record(dir, &mut |record| {
+    let n = records(&mut |record| {
         let written = serde_json::to_string(&record)
             .map_err(|e| output(&e))
             .and_then(|line| writeln!(out, "{line}").map_err(|e| output(&e)));

@@ -33,7 +33,7 @@ use super::state::Undo;
 use super::store::{Reopen, Store};
 use super::Shared;
 
-const MAX_BATCH: usize = 4096;
+pub(crate) const MAX_BATCH: usize = 4096;
 
 /// A group commit slower than this is logged: it is the latency floor of its whole batch.
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
@@ -217,47 +217,10 @@ impl Writer {
             Some(_) => Err(self.store.unavailable()),
             None => self.write(&batch),
         };
-        let took = started.elapsed();
-        crate::metrics::global().commit(batch.len(), took, result.is_ok());
-        if took >= SLOW_COMMIT {
-            // Every request in the batch (and every one queued behind it) waited this long.
-            tracing::warn!(
-                millis = took.as_millis() as u64,
-                entries = batch.len(),
-                "slow durable commit"
-            );
-        }
         if let Err(e @ LedgerError::Storage { .. }) = &result {
             self.fail(e);
         }
-        {
-            let mut state = self.shared.lock();
-            for (i, job) in batch.iter().enumerate() {
-                if let Job::Sign(job) = job {
-                    match &result {
-                        Ok(first_seq) => {
-                            state.mark_committed(&job.undo.entry.txid, first_seq + i as u64)
-                        }
-                        Err(_) => state.rollback(&job.undo),
-                    }
-                }
-            }
-        }
-        for (i, job) in batch.into_iter().enumerate() {
-            // The job's room in the queue is freed here, before its submitter is answered.
-            let reply = match job {
-                Job::Sign(job) => job.reply,
-                Job::Audit { reply, .. }
-                | Job::Policy { reply, .. }
-                | Job::Freeze { reply, .. } => reply,
-            };
-            let answer = match &result {
-                Ok(first_seq) => Ok(first_seq + i as u64),
-                Err(e) => Err(e.clone()),
-            };
-            // A submitter that stopped waiting is fine: the outcome is already in the state.
-            let _ = reply.send(answer);
-        }
+        settle(&self.shared, batch, &result, started.elapsed());
     }
 
     /// Writes the batch in one transaction; returns the sequence number of its first record.
@@ -334,11 +297,7 @@ impl Writer {
                     .map_err(|e| LedgerError::storage("update latest signing time", e))?;
             }
         }
-        if self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if injected_failure(&self.fail_next) {
             // Dropping the transaction aborts it, exactly like a failed commit.
             drop(txn);
             return Err(LedgerError::Injected);
@@ -349,4 +308,59 @@ impl Writer {
         self.latest_signed_ms = latest;
         Ok(first)
     }
+}
+
+/// After a batch's transaction committed (`Ok(first sequence)`) or failed: reports it, marks
+/// its reservations committed or rolls them back, then answers every submitter. Shared by
+/// the embedded and the PostgreSQL writer.
+pub(crate) fn settle(
+    shared: &Shared,
+    batch: Vec<Job>,
+    result: &Result<u64, LedgerError>,
+    took: Duration,
+) {
+    crate::metrics::global().commit(batch.len(), took, result.is_ok());
+    if took >= SLOW_COMMIT {
+        // Every request in the batch (and every one queued behind it) waited this long.
+        tracing::warn!(
+            millis = took.as_millis() as u64,
+            entries = batch.len(),
+            "slow durable commit"
+        );
+    }
+    {
+        let mut state = shared.lock();
+        for (i, job) in batch.iter().enumerate() {
+            if let Job::Sign(job) = job {
+                match result {
+                    Ok(first_seq) => {
+                        state.mark_committed(&job.undo.entry.txid, first_seq + i as u64)
+                    }
+                    Err(_) => state.rollback(&job.undo),
+                }
+            }
+        }
+    }
+    for (i, job) in batch.into_iter().enumerate() {
+        // The job's room in the queue is freed here, before its submitter is answered.
+        let reply = match job {
+            Job::Sign(job) => job.reply,
+            Job::Audit { reply, .. } | Job::Policy { reply, .. } | Job::Freeze { reply, .. } => {
+                reply
+            }
+        };
+        let answer = match result {
+            Ok(first_seq) => Ok(first_seq + i as u64),
+            Err(e) => Err(e.clone()),
+        };
+        // A submitter that stopped waiting is fine: the outcome is already in the state.
+        let _ = reply.send(answer);
+    }
+}
+
+/// Takes one from `fail_next` if any is left: the next commit must fail (tests only).
+pub(crate) fn injected_failure(fail_next: &AtomicU32) -> bool {
+    fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }

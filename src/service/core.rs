@@ -9,7 +9,7 @@ use crate::approval::{self, ApprovalError, Approvals, Offered};
 use crate::freeze::{self as freeze_statement, FreezeSet, Scope};
 use crate::governance::AdminSet;
 use crate::keys::{KeyBackend, KeyRing};
-use crate::ledger::{self, Ledger, Lookup, PendingEntry, StateGuard};
+use crate::ledger::{self, KeyTurn, Ledger, Lookup, PendingEntry, StateGuard};
 use crate::policy::archive::ArchiveError;
 use crate::policy::{Decision, KeyGrant, LoadedPolicy, Request, Rpc, Usage};
 use crate::reason::ReasonCode;
@@ -373,6 +373,18 @@ impl Core {
             }
         }
         let _writing = self.freezes.writing().await;
+        // With a shared ledger, another signer may have frozen something since: add to
+        // the set as recorded, not as this signer last saw it.
+        match self.ledger.recorded_now().await {
+            Ok(None) => {}
+            Ok(Some(rec)) => self
+                .freezes
+                .sync(rec.freezes.as_deref(), &policy.hash_hex()),
+            Err(e) => {
+                let r = Refusal::ledger_with(&e, "the freezes in force could not be read");
+                return Err(self.refuse(draft, r).await);
+            }
+        }
         let current = self.freezes.under(&policy);
         let already = current
             .as_ref()
@@ -518,14 +530,30 @@ impl Core {
             Err(r) => return Err(self.refuse(draft, r).await),
         };
 
-        let (reservation, rule) = match self.reserve(&policy, &checked, payout_id, &approved, now) {
-            Step::Refuse(r) => return Err(self.refuse(draft, r).await),
+        let turn = match self.ledger.turn(&checked.key, &txid, now).await {
+            Ok(t) => t,
+            Err(e) => return Err(self.refuse(draft, Refusal::ledger(&e)).await),
+        };
+        let step = self.reserve(&turn, &policy, &checked, payout_id, &approved, now);
+        let (reservation, rule) = match step {
+            Step::Refuse(r) => {
+                end_turn(turn).await;
+                return Err(self.refuse(draft, r).await);
+            }
             Step::Replay(entry) => {
+                end_turn(turn).await;
                 return self
                     .replay(draft, &checked, raw, payout_id, *entry, &policy)
-                    .await
+                    .await;
             }
-            Step::Reserved(reservation, rule) => (reservation, rule),
+            Step::Reserved(reservation, rule) => {
+                // With a shared ledger, every other signer counts it before this one signs.
+                if let Err(e) = turn.publish(&reservation).await {
+                    drop(reservation);
+                    return Err(self.refuse(draft, Refusal::ledger(&e)).await);
+                }
+                (reservation, rule)
+            }
         };
 
         let started = std::time::Instant::now();
@@ -606,14 +634,19 @@ impl Core {
             &policy, &checked, payout_id, &initiator, approvals, now, draft,
         );
         let txid = checked.decoded.envelope.txid;
-        let (allowed, rule, reason_code, message, approval_statement) =
-            match self.judge(&policy, &checked, payout_id, &approved, now) {
-                Ok(rule) => (true, rule, None, String::new(), None),
-                Err(r) if r.kind == RefusalKind::Denied => {
-                    (false, String::new(), Some(r.code), r.message, r.statement)
-                }
-                Err(r) => return Err(self.refuse(draft, r).await),
-            };
+        let turn = match self.ledger.turn(&checked.key, &txid, now).await {
+            Ok(t) => t,
+            Err(e) => return Err(self.refuse(draft, Refusal::ledger(&e)).await),
+        };
+        let judged = self.judge(&turn, &policy, &checked, payout_id, &approved, now);
+        end_turn(turn).await;
+        let (allowed, rule, reason_code, message, approval_statement) = match judged {
+            Ok(rule) => (true, rule, None, String::new(), None),
+            Err(r) if r.kind == RefusalKind::Denied => {
+                (false, String::new(), Some(r.code), r.message, r.statement)
+            }
+            Err(r) => return Err(self.refuse(draft, r).await),
+        };
         let rec = match reason_code {
             None => draft.outcome(ledger::Decision::Allow, ReasonCode::WouldSign, rule.clone()),
             Some(code) => draft.outcome(ledger::Decision::Deny, code, message.clone()),
@@ -636,13 +669,17 @@ impl Core {
     /// never be held across an await.
     fn reserve(
         &self,
+        turn: &KeyTurn,
         policy: &LoadedPolicy,
         checked: &Checked,
         payout_id: &str,
         approved: &ApprovalOutcome,
         now: i64,
     ) -> Step {
-        let mut state = self.ledger.state();
+        if let Some(r) = self.shared_changes(turn, policy) {
+            return Step::Refuse(r);
+        }
+        let mut state = self.ledger.state_in(turn);
         let frozen = self.freezes.under(policy);
         let decided = decide(
             &state,
@@ -679,6 +716,7 @@ impl Core {
     /// The Evaluate counterpart of [`Core::reserve`]: the same checks, nothing reserved.
     fn judge(
         &self,
+        turn: &KeyTurn,
         policy: &LoadedPolicy,
         checked: &Checked,
         payout_id: &str,
@@ -686,8 +724,11 @@ impl Core {
         now: i64,
     ) -> Result<String, Refusal> {
         self.backend_for(policy, checked)?;
+        if let Some(r) = self.shared_changes(turn, policy) {
+            return Err(r);
+        }
         let frozen = self.freezes.under(policy);
-        let state = self.ledger.state();
+        let state = self.ledger.state_in(turn);
         match decide(
             &state,
             policy,
@@ -701,6 +742,30 @@ impl Core {
             Decided::Replay(_) => Ok("already signed; Sign returns the stored signature".into()),
             Decided::Allow(rule) => Ok(rule),
         }
+    }
+
+    /// With a shared ledger, what other signers changed: a policy other than this signer's
+    /// put in force (refused until this one is reloaded with it: one policy decides, never
+    /// two side by side), and freezes (taken over, so they hold on every signer).
+    fn shared_changes(&self, turn: &KeyTurn, policy: &LoadedPolicy) -> Option<Refusal> {
+        let rec = turn.recorded()?;
+        if let Some(mark) = rec.policy_mark.filter(|m| m.hash != policy.hash) {
+            return Some(Refusal::new(
+                RefusalKind::Unavailable,
+                ReasonCode::PolicyNotCurrent,
+                format!(
+                    "policy {} (revision {}) is in force on the shared ledger, but this signer \
+                     has policy {} (revision {}): reload it with the policy in force",
+                    hex::encode(mark.hash),
+                    mark.revision,
+                    policy.hash_hex(),
+                    policy.revision
+                ),
+            ));
+        }
+        self.freezes
+            .sync(rec.freezes.as_deref(), &policy.hash_hex());
+        None
     }
 
     /// The key that signs `checked`: a loaded key by its address, or for a deposit key
@@ -934,6 +999,14 @@ impl Core {
     /// Audits a refusal and returns it with its audit sequence filled in.
     async fn refuse(&self, draft: Draft, r: Refusal) -> Refusal {
         audit_draft::refuse(&self.ledger, &self.budget, draft, r).await
+    }
+}
+
+/// Ends a key's turn that reserved nothing. A failure here loses nothing: the turn only
+/// read, and what it voided is voided again by the next.
+async fn end_turn(turn: KeyTurn) {
+    if let Err(e) = turn.finish().await {
+        tracing::warn!(code = e.code(), "ending a ledger turn failed: {e}");
     }
 }
 

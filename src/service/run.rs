@@ -110,7 +110,18 @@ fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
     let policy = policy::load_file(&cfg.policy)?;
     // Retain enough history for the longest window any policy may ever use, so a reload
     // that lengthens a window never undercounts.
-    let ledger = Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?;
+    let ledger = match &cfg.ledger.postgres {
+        None => Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?,
+        Some(pg) => {
+            let url = pg.url.read_secret("the PostgreSQL connection string")?;
+            Ledger::open_postgres(
+                secrecy::ExposeSecret::expose_secret(&url),
+                pg.pool_size,
+                &cfg.data_dir,
+                policy::MAX_WINDOW_MS,
+            )?
+        }
+    };
     let in_force = policy_in_force(cfg, &ledger, &policy)?;
     let admins =
         policy_gate::current_admins(cfg.policy_admins.as_ref().map(|a| &a.0), in_force.as_ref());

@@ -5,4 +5,5 @@
 
 pub mod big_policy;
 pub mod deps;
+pub mod postgres;
 pub mod softhsm;

@@ -1,0 +1,467 @@
+//! The writer thread of the PostgreSQL ledger: the same group commit as the embedded one
+//! (`ledger/writer.rs`), into the shared database.
+//!
+//! One batch is one transaction: the advisory locks of every key it signs for (in a fixed
+//! order, so two instances' writers cannot deadlock), then the chain head's row `FOR UPDATE`
+//! (so the instances' batches append one after the other to the one chain), the audit rows,
+//! the entries turned from reserved to signed (each must still be this instance's
+//! reservation), the new head. The commit is synchronous (`synchronous_commit=on` for every
+//! session); only after it is acknowledged are the submitters answered.
+//!
+//! A failed batch fails all of its submissions and drops the connection; health turns
+//! failed, and the thread reconnects, on the next batch or on its own every
+//! [`PROBE_EVERY`], and turns healthy again once a probe succeeds.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU32;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+use tokio::sync::watch;
+
+use super::super::audit::seal_body;
+use super::super::entry::encode_parts;
+use super::super::error::LedgerError;
+use super::super::schema::Head;
+use super::super::state::Found;
+use super::super::store::StoreHealth;
+use super::super::writer::{injected_failure, settle, Job, MAX_BATCH};
+use super::super::{PolicyMark, Shared};
+use super::{lock_id, migrate, pg_detail, Abandoned};
+use tron_proto::Address;
+
+/// While the database is unreachable, how often the writer tries it on its own.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the shared database holds that an instance loads at start.
+pub(crate) struct OpenedChain {
+    pub latest_signed_ms: Option<i64>,
+    pub policy_mark: Option<PolicyMark>,
+    pub freezes: Option<Vec<u8>>,
+}
+
+pub(crate) const META_LATEST_SIGNED: &str = "latest_signed_ms";
+pub(crate) const META_POLICY_IN_FORCE: &str = "policy_in_force";
+pub(crate) const META_FREEZE: &str = "freeze";
+
+fn db(during: &'static str) -> impl Fn(postgres::Error) -> LedgerError {
+    move |e| LedgerError::storage(during, pg_detail(&e))
+}
+
+pub(crate) struct PgWriter {
+    cfg: postgres::Config,
+    client: Option<Client>,
+    instance: String,
+    shared: Arc<Shared>,
+    rx: Receiver<Job>,
+    health: watch::Sender<StoreHealth>,
+    fail_next: Arc<AtomicU32>,
+    abandoned: Abandoned,
+}
+
+impl PgWriter {
+    /// Connects, applies the schema migrations, and reads what an instance starts from.
+    pub(crate) fn connect(
+        cfg: tokio_postgres::Config,
+        instance: String,
+        shared: Arc<Shared>,
+        rx: Receiver<Job>,
+        health: watch::Sender<StoreHealth>,
+        fail_next: Arc<AtomicU32>,
+        abandoned: Abandoned,
+    ) -> Result<(PgWriter, OpenedChain), LedgerError> {
+        let cfg = postgres::Config::from(cfg);
+        let mut client = cfg.connect(NoTls).map_err(|e| LedgerError::Open {
+            path: "[ledger] postgres".into(),
+            detail: format!("cannot connect to PostgreSQL: {}", pg_detail(&e)),
+        })?;
+        migrate::apply(&mut client)?;
+        let opened = read_opened(&mut client)?;
+        Ok((
+            PgWriter {
+                cfg,
+                client: Some(client),
+                instance,
+                shared,
+                rx,
+                health,
+                fail_next,
+                abandoned,
+            },
+            opened,
+        ))
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            let first = match self.rx.recv_timeout(PROBE_EVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.probe();
+                    self.void_abandoned();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = Vec::with_capacity(64);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let started = Instant::now();
+            let result = self.write(&batch);
+            match &result {
+                Ok(_) => self.healthy(),
+                Err(e @ LedgerError::Storage { .. }) => self.failed(e),
+                Err(_) => {}
+            }
+            if result.is_err() {
+                // Nothing of the batch is durable: its reservations are given up here and in
+                // the database.
+                for job in &batch {
+                    if let Job::Sign(job) = job {
+                        let p = &job.undo.entry;
+                        super::abandon(&self.abandoned, p.key, p.txid);
+                    }
+                }
+            }
+            settle(&self.shared, batch, &result, started.elapsed());
+            self.void_abandoned();
+        }
+    }
+
+    /// Voids, in the database, the reservations this instance gave up; those it could not
+    /// void (the database is down) are kept for the next try.
+    fn void_abandoned(&mut self) {
+        let list = std::mem::take(&mut *self.abandoned.lock().unwrap_or_else(|p| p.into_inner()));
+        if list.is_empty() || !self.health.borrow().is_healthy() {
+            self.abandoned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(list);
+            return;
+        }
+        if let Err(e) = self.void(&list) {
+            tracing::warn!(
+                code = e.code(),
+                reservations = list.len(),
+                "could not void abandoned reservations (their lease frees them): {e}"
+            );
+            let mut kept = self.abandoned.lock().unwrap_or_else(|p| p.into_inner());
+            kept.extend(list);
+        }
+    }
+
+    fn void(&mut self, list: &[(Address, [u8; 32])]) -> Result<(), LedgerError> {
+        let instance = self.instance.clone();
+        let shared = Arc::clone(&self.shared);
+        let client = self.client()?;
+        let mut tx = client.transaction().map_err(db("begin void"))?;
+        let mut keys: BTreeMap<i64, [u8; 21]> = BTreeMap::new();
+        for (key, _) in list {
+            keys.insert(lock_id(key), *key.as_bytes());
+        }
+        for id in keys.keys() {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[id])
+                .map_err(db("take a key's lock"))?;
+        }
+        // Under the keys' locks no turn is between reserving and publishing, so a txid in
+        // flight here was reserved again since it was given up: leave that one alone.
+        let gone: Vec<(&[u8], Vec<u8>)> = {
+            let state = shared.lock();
+            list.iter()
+                .filter(|(_, t)| state.find_txid(t) != Some(Found::InFlight))
+                .map(|(k, t)| (k.as_bytes().as_slice(), t.to_vec()))
+                .collect()
+        };
+        if !gone.is_empty() {
+            let key_list: Vec<&[u8]> = keys.values().map(|k| k.as_slice()).collect();
+            let mut versions: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+            for row in tx
+                .query(
+                    "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
+                     RETURNING key, kver",
+                    &[&key_list],
+                )
+                .map_err(db("bump key versions"))?
+            {
+                versions.insert(row.get(0), row.get(1));
+            }
+            let (mut txids, mut kvers) = (Vec::new(), Vec::new());
+            for (k, t) in &gone {
+                if let Some(v) = versions.get(*k) {
+                    txids.push(t.clone());
+                    kvers.push(*v);
+                }
+            }
+            tx.execute(
+                "UPDATE entries e SET state = 'void', kver = u.v, lease_until = NULL \
+                 FROM unnest($1::bytea[], $2::bigint[]) AS u(t, v) \
+                 WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $3",
+                &[&txids, &kvers, &instance],
+            )
+            .map_err(db("void reservations"))?;
+        }
+        tx.commit().map_err(db("commit void"))?;
+        Ok(())
+    }
+
+    /// Reconnects if the connection was lost and checks the database answers.
+    fn probe(&mut self) {
+        let ok = match self.client() {
+            Ok(c) => c.simple_query("SELECT 1").map_err(db("probe")),
+            Err(e) => Err(e),
+        };
+        match ok {
+            Ok(_) => self.healthy(),
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn healthy(&mut self) {
+        if !self.health.borrow().is_healthy() {
+            tracing::info!("PostgreSQL ledger reachable again; commits resume");
+            self.health.send_replace(StoreHealth::Healthy);
+        }
+    }
+
+    fn failed(&mut self, e: &LedgerError) {
+        // The connection may be broken or mid-transaction: start over on the next batch.
+        self.client = None;
+        let detail = e.to_string();
+        let was = self.health.borrow().is_healthy();
+        if was {
+            tracing::error!(
+                code = e.code(),
+                "PostgreSQL ledger write failed: {e}; refusing every request that must be \
+                 recorded until it answers again"
+            );
+        }
+        self.health.send_replace(StoreHealth::Failed { detail });
+    }
+
+    fn client(&mut self) -> Result<&mut Client, LedgerError> {
+        if self.client.is_none() {
+            let c = self
+                .cfg
+                .connect(NoTls)
+                .map_err(db("reconnect to PostgreSQL"))?;
+            self.client = Some(c);
+        }
+        self.client.as_mut().ok_or(LedgerError::WriterStopped)
+    }
+
+    /// Writes the batch in one transaction; returns the sequence number of its first record.
+    fn write(&mut self, batch: &[Job]) -> Result<u64, LedgerError> {
+        let instance = self.instance.clone();
+        let inject = Arc::clone(&self.fail_next);
+        let client = self.client()?;
+        let mut tx = client.transaction().map_err(db("begin write"))?;
+
+        // Every key this batch signs for, locked in id order.
+        let mut keys: BTreeMap<i64, [u8; 21]> = BTreeMap::new();
+        for job in batch {
+            if let Job::Sign(job) = job {
+                let key = &job.undo.entry.key;
+                keys.insert(lock_id(key), *key.as_bytes());
+            }
+        }
+        for id in keys.keys() {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[id])
+                .map_err(db("take a key's lock"))?;
+        }
+        let head = tx
+            .query_one("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE", &[])
+            .map_err(db("lock the chain head"))?;
+        let mut head = Head {
+            seq: u64::try_from(head.get::<_, i64>(0))
+                .map_err(|_| LedgerError::corrupt("chain head sequence"))?,
+            hash: head
+                .get::<_, &[u8]>(1)
+                .try_into()
+                .map_err(|_| LedgerError::corrupt("chain head hash"))?,
+        };
+        let first = head.seq + 1;
+
+        // Each key's next version, bumped once for the whole batch.
+        let mut versions: BTreeMap<[u8; 21], i64> = BTreeMap::new();
+        if !keys.is_empty() {
+            let list: Vec<&[u8]> = keys.values().map(|k| k.as_slice()).collect();
+            for row in tx
+                .query(
+                    "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
+                     RETURNING key, kver",
+                    &[&list],
+                )
+                .map_err(db("bump key versions"))?
+            {
+                let k: &[u8] = row.get(0);
+                let k: [u8; 21] = k
+                    .try_into()
+                    .map_err(|_| LedgerError::corrupt("key_versions key"))?;
+                versions.insert(k, row.get(1));
+            }
+        }
+
+        let mut seqs = Vec::with_capacity(batch.len());
+        let mut prevs = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        let (mut txids, mut bodies, mut entry_seqs, mut kvers) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut latest: Option<i64> = None;
+        for job in batch {
+            let seq = head.seq + 1;
+            let seq_i = i64::try_from(seq).map_err(|_| LedgerError::corrupt("audit sequence"))?;
+            let body = match job {
+                Job::Sign(job) => {
+                    let p = &job.undo.entry;
+                    latest = Some(latest.map_or(p.signed_at_ms, |t| t.max(p.signed_at_ms)));
+                    let version = versions.get(p.key.as_bytes()).copied().ok_or_else(|| {
+                        LedgerError::storage(
+                            "commit a signature",
+                            format!("key {} has no version row: its reservation is gone", p.key),
+                        )
+                    })?;
+                    txids.push(p.txid.to_vec());
+                    bodies.push(encode_parts(p, &job.signature, seq));
+                    entry_seqs.push(seq_i);
+                    kvers.push(version);
+                    &job.audit_body
+                }
+                Job::Audit { body, .. } => body,
+                Job::Policy { body, mark, .. } => {
+                    put_policy(&mut tx, mark)?;
+                    body
+                }
+                Job::Freeze { body, freezes, .. } => {
+                    put_meta(&mut tx, META_FREEZE, freezes)?;
+                    body
+                }
+            };
+            let (row, hash) = seal_body(body, seq, &head.hash);
+            seqs.push(seq_i);
+            prevs.push(head.hash.to_vec());
+            rows.push(row);
+            head = Head { seq, hash };
+        }
+        tx.execute(
+            "INSERT INTO audit (seq, prev_hash, row, instance) \
+             SELECT s, p, r, $4 FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS u(s, p, r)",
+            &[&seqs, &prevs, &rows, &instance],
+        )
+        .map_err(db("append audit records"))?;
+        if !txids.is_empty() {
+            let n = tx
+                .execute(
+                    "UPDATE entries e SET state = 'signed', body = u.b, audit_seq = u.s, \
+                       kver = u.v, lease_until = NULL \
+                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[]) \
+                       AS u(t, b, s, v) \
+                     WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $5",
+                    &[&txids, &bodies, &entry_seqs, &kvers, &instance],
+                )
+                .map_err(db("record signatures"))?;
+            if n != txids.len() as u64 {
+                // A reservation outlived its lease and was voided by another instance: its
+                // usage was given back, so its signature must not be recorded or released.
+                return Err(LedgerError::storage(
+                    "record signatures",
+                    format!(
+                        "{} of {} reservations were no longer held by this signer (voided \
+                         after their lease)",
+                        txids.len() as u64 - n,
+                        txids.len()
+                    ),
+                ));
+            }
+        }
+        let head_seq = i64::try_from(head.seq).map_err(|_| LedgerError::corrupt("head"))?;
+        tx.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id",
+            &[&head_seq, &head.hash.as_slice()],
+        )
+        .map_err(db("update head"))?;
+        if let Some(t) = latest {
+            // Big-endian bytes of a non-negative time order like the time.
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) \
+                 DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
+                &[&META_LATEST_SIGNED, &t.max(0).to_be_bytes().as_slice()],
+            )
+            .map_err(db("update latest signing time"))?;
+        }
+        if injected_failure(&inject) {
+            // Dropping the transaction rolls it back, exactly like a failed commit.
+            drop(tx);
+            return Err(LedgerError::Injected);
+        }
+        tx.commit().map_err(db("commit"))?;
+        Ok(first)
+    }
+}
+
+fn put_meta(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+    value: &[u8],
+) -> Result<(), LedgerError> {
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        &[&name, &value],
+    )
+    .map_err(db("write a ledger value"))?;
+    Ok(())
+}
+
+/// Records the policy in force; another policy than the one marked before lifts every freeze.
+fn put_policy(tx: &mut postgres::Transaction<'_>, mark: &[u8; 40]) -> Result<(), LedgerError> {
+    let before: Option<Vec<u8>> = tx
+        .query_opt(
+            "SELECT value FROM meta WHERE name = $1 FOR UPDATE",
+            &[&META_POLICY_IN_FORCE],
+        )
+        .map_err(db("read the policy in force"))?
+        .map(|r| r.get(0));
+    put_meta(tx, META_POLICY_IN_FORCE, mark)?;
+    // Bytes 8.. are the policy hash.
+    if before.as_deref().and_then(|b| b.get(8..)) != mark.get(8..) {
+        tx.execute("DELETE FROM meta WHERE name = $1", &[&META_FREEZE])
+            .map_err(db("lift the freezes"))?;
+    }
+    Ok(())
+}
+
+fn read_opened(client: &mut Client) -> Result<OpenedChain, LedgerError> {
+    let mut meta = |name: &str| -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(client
+            .query_opt("SELECT value FROM meta WHERE name = $1", &[&name])
+            .map_err(db("read a ledger value"))?
+            .map(|r| r.get(0)))
+    };
+    let latest_signed_ms = match meta(META_LATEST_SIGNED)? {
+        None => None,
+        Some(v) => Some(i64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| LedgerError::corrupt("latest signing time"))?,
+        )),
+    };
+    let policy_mark = match meta(META_POLICY_IN_FORCE)? {
+        None => None,
+        Some(v) => {
+            Some(PolicyMark::decode(&v).ok_or_else(|| LedgerError::corrupt("policy in force"))?)
+        }
+    };
+    let freezes = meta(META_FREEZE)?;
+    Ok(OpenedChain {
+        latest_signed_ms,
+        policy_mark,
+        freezes,
+    })
+}
