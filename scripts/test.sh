@@ -48,6 +48,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # --no-fail-fast: one failing test binary must not hide the others' results.
 cargo test --workspace --locked --no-fail-fast
+# The service suites once more with every signer's ledger in PostgreSQL (a private cluster
+# per test, tests/common: on_postgres) instead of its data directory. The tests of the
+# embedded file itself (disk full, fsync faults, unclean file, prune, bundles) are left out.
+TRON_SIGNER_TEST_LEDGER=postgres cargo test -p tron-signer --locked --no-fail-fast \
+    --test service --test callers --test approvals --test hostile_input --test governance \
+    --test deposit_keys --test clock_jump --test skew_window --test connection_flood \
+    --test metrics --test tls --test pkcs11_service --test batch --test e2e --test key_material \
+    --test policy_cli --test service_interop
 # The signer without its PKCS#11 backend (the `pkcs11` feature links cryptoki): it must build,
 # lint clean and pass its own tests.
 cargo clippy -p tron-signer --no-default-features --lib --locked -- -D warnings

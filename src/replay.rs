@@ -20,7 +20,7 @@ use serde::Serialize;
 use tron_proto::{Address, U256};
 
 use crate::decode::{Asset, Decoded};
-use crate::ledger::{self, ChainedRecord, Ledger, LedgerError};
+use crate::ledger::{self, ChainedRecord, LedgerError};
 use crate::policy::instant::format_utc;
 use crate::policy::{
     Decision, LoadedPolicy, Request, Usage, MAX_CLOCK_SKEW_MS, MAX_EXPIRATION_MS, MAX_WINDOW_MS,
@@ -136,13 +136,24 @@ impl ReplayError {
 
 /// Replays the audit chain of the ledger in `data_dir` against `candidate`.
 pub fn replay(candidate: &LoadedPolicy, data_dir: &Path) -> Result<Report, ReplayError> {
+    replay_from(
+        candidate,
+        &crate::ledger::Source::Dir(data_dir.to_path_buf()),
+    )
+}
+
+/// [`replay`] on the audit chain `source` holds (the embedded or the shared ledger).
+pub fn replay_from(
+    candidate: &LoadedPolicy,
+    source: &crate::ledger::Source,
+) -> Result<Report, ReplayError> {
     let mut report = Report {
         candidate: candidate.hash_hex(),
         ..Report::default()
     };
     let mut windows = Windows::default();
     let mut failed = None;
-    report.records_read = Ledger::each_audit_record(data_dir, &mut |rec| {
+    report.records_read = source.each_audit_record(&mut |rec| {
         match judge(candidate, &mut windows, &rec) {
             Ok(Judged::Skip) => {}
             Ok(Judged::NotPolicy) => report.not_policy_decisions += 1,
@@ -362,7 +373,7 @@ impl Usage for Windows {
 mod tests {
     use super::*;
     use crate::decode::{Envelope, Intent, TrxTransfer};
-    use crate::ledger::{intent_json, AuditRecord};
+    use crate::ledger::{intent_json, AuditRecord, Ledger};
 
     const KEY: &str = "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1";
     const TREASURY: &str = "TB7Mbv7ARbZELRJWDohVbVYsFp3Ci1ZNrU";

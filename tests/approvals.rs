@@ -342,7 +342,7 @@ async fn every_void_approval_is_refused_with_its_reason_and_a_quorum_signs() {
             kept["statement"].as_str().unwrap(),
         );
     }
-    let out = s.run(&["audit", "verify", "--data-dir", path_str(&s.data_dir)]);
+    let out = s.audit_verify();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
     assert!(

@@ -191,11 +191,11 @@ async fn the_real_signer_under_libfaketime_refuses_a_jumped_clock() {
     srv.stop();
 
     // 32 days ahead. The transaction is built for that clock, as an attacker would.
-    s.env = vec![
+    s.replace_env(vec![
         ("LD_PRELOAD".into(), LIBFAKETIME.into()),
         ("FAKETIME".into(), "+32d".into()),
         ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ];
+    ]);
     let mut srv = s.start().await;
     let ahead = now_ms() + 32 * DAY;
     let status = srv
@@ -213,7 +213,7 @@ async fn the_real_signer_under_libfaketime_refuses_a_jumped_clock() {
     srv.stop();
 
     // Back on the real clock: the first 10 TRX still count.
-    s.env.clear();
+    s.replace_env(Vec::new());
     let mut srv = s.start().await;
     let now = now_ms();
     let status = srv

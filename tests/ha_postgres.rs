@@ -44,6 +44,9 @@ fn policy() -> String {
 /// A signer's directory whose config puts its ledger in database `db` of `pg`.
 fn instance(pg: &Cluster, db: &str) -> Setup {
     let mut s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    // On the run with every setup on a cluster of its own: this test's cluster instead.
+    s.pg = None;
+    s.env.retain(|(k, _)| k != URL_VAR);
     s.write_config(&format!(
         "{}[ledger]\npostgres = {{ url = {{ env = \"{URL_VAR}\" }}, pool_size = 8 }}\n",
         s.keystore_section()
@@ -355,6 +358,10 @@ async fn postgres_down_refuses_with_a_reason_and_recovers_without_a_restart() {
         assert_eq!(st.code(), Code::Unavailable, "{st:?}");
         assert_eq!(reason(&st), "ledger_unavailable", "{st:?}");
     }
+    assert!(
+        wait_for_health(&a.endpoint(), ServingStatus::NotServing).await,
+        "health NOT_SERVING while the database is down"
+    );
     pg.start_again();
     // Recovery needs no restart: within a few seconds the same process signs again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -371,6 +378,10 @@ async fn postgres_down_refuses_with_a_reason_and_recovers_without_a_restart() {
             }
         }
     }
+    assert!(
+        wait_for_health(&a.endpoint(), ServingStatus::Serving).await,
+        "SERVING again without a restart"
+    );
     assert!(
         sa.child.try_wait().expect("wait").is_none(),
         "the signer kept running"
@@ -411,4 +422,86 @@ fn an_empty_database_is_migrated_and_a_newer_schema_is_refused() {
         log.contains("ledger_open") && log.contains("schema is at version 2"),
         "{log}"
     );
+}
+
+/// The hash of the policy `srv` has in force.
+async fn policy_hash(srv: &mut Server) -> String {
+    srv.client
+        .get_policy(tron_proto::signer::GetPolicyRequest {})
+        .await
+        .expect("GetPolicy")
+        .into_inner()
+        .hash
+}
+
+/// Sends SIGHUP and waits until the policy in force is no longer `before`.
+async fn reload(srv: &mut Server, before: &str) {
+    srv.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while policy_hash(srv).await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reload not taken: {}",
+            srv.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_put_in_force_by_one_signer_stops_the_other_until_it_reloads() {
+    let pg = Cluster::start();
+    pg.create_db("ha");
+    let a = instance(&pg, "ha");
+    let b = instance(&pg, "ha");
+    let mut sa = a.start().await;
+    let mut sb = b.start().await;
+    let sign = |srv: &Server, n: u16| {
+        let mut c = srv.client.clone();
+        let req = request(
+            KEY1,
+            Tx::trx(KEY1, dest_b(), TRX).nonce(n).raw(),
+            &format!("r-{n}"),
+        );
+        async move { c.sign(req).await }
+    };
+    sign(&sb, 1).await.expect("both on the same policy");
+
+    // Revision 1 in force on both; revision 2 then goes into force on A only.
+    let revised = |n: u32| format!("revision = {n}\n{}", policy());
+    for (s, srv) in [(&a, &mut sa), (&b, &mut sb)] {
+        std::fs::write(&s.policy, revised(1)).unwrap();
+        let before = policy_hash(srv).await;
+        reload(srv, &before).await;
+    }
+    let newer = revised(2);
+    std::fs::write(&a.policy, &newer).unwrap();
+    let old = policy_hash(&mut sa).await;
+    reload(&mut sa, &old).await;
+    let new = policy_hash(&mut sa).await;
+    sign(&sa, 2).await.expect("A signs under the new policy");
+    let st = sign(&sb, 3)
+        .await
+        .expect_err("B still holds the old policy");
+    assert_eq!(
+        (st.code(), reason(&st).as_str()),
+        (Code::Unavailable, "policy_not_current"),
+        "{st:?}"
+    );
+    assert!(st.message().contains(&new), "{}", st.message());
+
+    // Reloaded with the policy in force, B signs again.
+    std::fs::write(&b.policy, &newer).unwrap();
+    reload(&mut sb, &old).await;
+    sign(&sb, 4).await.expect("B signs after its reload");
+
+    // B cannot put revision 1 back in force for everyone.
+    std::fs::write(&b.policy, revised(1)).unwrap();
+    sb.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(policy_hash(&mut sb).await, new, "revision 1 was refused");
+    sign(&sa, 5)
+        .await
+        .expect("A is not stopped by B's refused reload");
+    srv_done(sa, sb, &a);
 }

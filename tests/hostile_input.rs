@@ -128,8 +128,21 @@ async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
     assert_eq!(st.code(), Code::OutOfRange, "{st:?}");
     still_serving(&mut srv, 1, "after-4mib").await;
 
-    let ledger = s.data_dir.join("ledger.redb");
-    let before = std::fs::metadata(&ledger).unwrap().len();
+    // The ledger's size on disk: its file, or its tables on the PostgreSQL run.
+    let ledger_bytes =
+        || -> u64 {
+            match &s.pg {
+            None => std::fs::metadata(s.data_dir.join("ledger.redb")).unwrap().len(),
+            Some(pg) => pg
+                .psql(
+                    "ledger",
+                    "SELECT pg_total_relation_size('audit') + pg_total_relation_size('entries')",
+                )
+                .parse()
+                .unwrap(),
+        }
+        };
+    let before = ledger_bytes();
     const CALLS: usize = 100;
     let id = "p".repeat(64 * 1024);
     for _ in 0..CALLS {
@@ -142,10 +155,7 @@ async fn oversized_payout_ids_write_only_bounded_audit_bytes() {
         assert_eq!(reason(&st), "bad_payout_id", "{st:?}");
         assert!(st.message().len() < 512);
     }
-    let grown = std::fs::metadata(&ledger)
-        .unwrap()
-        .len()
-        .saturating_sub(before);
+    let grown = ledger_bytes().saturating_sub(before);
     let carried = (CALLS * id.len()) as u64;
     assert!(
         grown < carried / 4,

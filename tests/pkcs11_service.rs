@@ -89,7 +89,7 @@ fn setup_with_key(hsm: &SoftHsm) -> (Setup, String) {
 
     let mut setup = Setup::bare(&policy(&address));
     setup.write_config(&hsm.config_section(&[KEY_LABEL]));
-    setup.env = hsm.env(USER_PIN);
+    setup.replace_env(hsm.env(USER_PIN));
     (setup, address)
 }
 
@@ -205,7 +205,7 @@ fn startup_faults_exit_with_specific_errors() {
 
     // Wrong PIN: a specific error, exit non-zero, the PIN never printed.
     let wrong_pin = "98765432";
-    setup.env = hsm.env(wrong_pin);
+    setup.replace_env(hsm.env(wrong_pin));
     let (status, out) = setup.serve_until_exit();
     assert!(!status.success());
     assert!(out.contains("pkcs11_pin_incorrect"), "{out}");
@@ -215,7 +215,7 @@ fn startup_faults_exit_with_specific_errors() {
 
     // One wrong attempt did not lock the token: the right PIN still starts it (checked
     // again below through the missing-key case, which gets past login).
-    setup.env = hsm.env(USER_PIN);
+    setup.replace_env(hsm.env(USER_PIN));
     let section = hsm.config_section(&[KEY_LABEL]);
 
     // Token label that no slot has.
@@ -243,7 +243,7 @@ fn startup_faults_exit_with_specific_errors() {
     assert!(out.contains("pkcs11_key_not_found"), "{out}");
 
     // PIN variable unset.
-    setup.env = hsm.env(USER_PIN);
+    setup.replace_env(hsm.env(USER_PIN));
     setup.env.retain(|(k, _)| k != common::softhsm::PIN_VAR);
     setup.write_config(&section);
     let (status, out) = setup.serve_until_exit();

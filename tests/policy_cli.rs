@@ -355,13 +355,8 @@ mod replay {
     fn replay(s: &Setup, candidate: &str, json: bool) -> (Option<i32>, String, String) {
         let file = s.dir.path().join("candidate.toml");
         std::fs::write(&file, candidate).unwrap();
-        let mut args = vec![
-            "policy",
-            "replay",
-            path_str(&file),
-            "--data-dir",
-            path_str(&s.data_dir),
-        ];
+        let mut args = vec!["policy", "replay", path_str(&file)];
+        args.extend(s.ledger_args());
         if json {
             args.push("--json");
         }

@@ -296,7 +296,12 @@ async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
     let text = std::fs::read_to_string(&s.config).unwrap();
     std::fs::write(
         &s.config,
-        format!("{text}client_pins = [\"{}\"]\n", "ab".repeat(32)),
+        // Into the [tls] table, wherever later tables (a [ledger]) put it.
+        text.replacen(
+            "[tls]\n",
+            &format!("[tls]\nclient_pins = [\"{}\"]\n", "ab".repeat(32)),
+            1,
+        ),
     )
     .unwrap();
     let log = refused_start(&s);
@@ -313,13 +318,11 @@ async fn malformed_tls_settings_and_an_open_key_file_stop_the_start() {
     // A pin that is not a SHA-256.
     std::fs::write(
         &s.config,
-        format!(
-            "{}client_pins = [\"abc\"]\n",
-            text.lines()
-                .filter(|l| !l.starts_with("client_ca"))
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-        ),
+        text.lines()
+            .filter(|l| !l.starts_with("client_ca"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replacen("[tls]\n", "[tls]\nclient_pins = [\"abc\"]\n", 1),
     )
     .unwrap();
     let log = refused_start(&s);

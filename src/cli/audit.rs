@@ -150,14 +150,10 @@ pub fn run(cli: AuditCli) -> ExitCode {
 
 /// The connection string in environment variable `var`, or the exit after saying why not.
 fn url_from(var: &str) -> Result<String, ExitCode> {
-    let source = crate::secret_source::SecretSource::Env(var.to_owned());
-    match source.read_secret("the PostgreSQL connection string") {
-        Ok(url) => Ok(secrecy::ExposeSecret::expose_secret(&url).to_owned()),
-        Err(e) => {
-            eprintln!("error [{}]: {e}", e.code());
-            Err(ExitCode::from(EXIT_ERROR))
-        }
-    }
+    super::process::url_from_env(var).map_err(|(code, message)| {
+        eprintln!("error [{code}]: {message}");
+        ExitCode::from(EXIT_ERROR)
+    })
 }
 
 fn prune(data_dir: &Path, through: u64, archives: &[PathBuf], stdout: &mut dyn Write) -> ExitCode {

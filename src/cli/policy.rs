@@ -50,8 +50,16 @@ pub enum PolicyCli {
     Replay {
         file: PathBuf,
         /// The signer's data directory (its ledger).
+        #[arg(
+            long,
+            required_unless_present = "postgres_url_env",
+            conflicts_with = "postgres_url_env"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Replay the shared PostgreSQL ledger instead: the environment variable holding its
+        /// connection string.
         #[arg(long)]
-        data_dir: PathBuf,
+        postgres_url_env: Option<String>,
         /// One JSON document, for tools.
         #[arg(long)]
         json: bool,
@@ -73,8 +81,23 @@ pub fn run(cli: PolicyCli, out: &mut dyn std::io::Write, err: &mut dyn std::io::
         PolicyCli::Replay {
             file,
             data_dir,
+            postgres_url_env,
             json,
-        } => return replay(&file, &data_dir, json, out, err),
+        } => {
+            let source = match (data_dir, postgres_url_env) {
+                (Some(dir), _) => crate::ledger::Source::Dir(dir),
+                (None, Some(var)) => match super::process::url_from_env(&var) {
+                    Ok(url) => crate::ledger::Source::Postgres(url),
+                    Err((code, message)) => {
+                        let _ = writeln!(err, "error [{code}]: {message}");
+                        return REPLAY_ERROR;
+                    }
+                },
+                // clap requires one of them.
+                (None, None) => return REPLAY_ERROR,
+            };
+            return replay(&file, &source, json, out, err);
+        }
         PolicyCli::Check { file } => PolicyCommand::Check { file },
         PolicyCli::Hash { file } => PolicyCommand::Hash { file },
         PolicyCli::Explain { file } => PolicyCommand::Explain { file },
@@ -99,7 +122,7 @@ const REPLAY_ERROR: i32 = 2;
 
 fn replay(
     file: &std::path::Path,
-    data_dir: &std::path::Path,
+    source: &crate::ledger::Source,
     json: bool,
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
@@ -111,7 +134,7 @@ fn replay(
             return REPLAY_ERROR;
         }
     };
-    let report = match crate::replay::replay(&candidate, data_dir) {
+    let report = match crate::replay::replay_from(&candidate, source) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error [{}]: {e}", e.code());

@@ -17,6 +17,16 @@ pub fn report(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
+/// The PostgreSQL connection string in environment variable `var` (never an argument: it
+/// may hold a password), or the failure to report.
+pub fn url_from_env(var: &str) -> Result<String, Failure> {
+    let source = crate::secret_source::SecretSource::Env(var.to_owned());
+    source
+        .read_secret("the PostgreSQL connection string")
+        .map(|url| secrecy::ExposeSecret::expose_secret(&url).to_owned())
+        .map_err(|e| (e.code(), e.to_string()))
+}
+
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

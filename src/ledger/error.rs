@@ -18,6 +18,10 @@ pub enum LedgerError {
     /// A stored row does not decode; the database was damaged or written by something else.
     #[error("ledger row is corrupt ({what})")]
     Corrupt { what: String },
+    /// With a shared ledger: another signer changed what this change was made from (a
+    /// freeze recorded meanwhile, a newer policy in force); nothing was recorded.
+    #[error("{what}")]
+    Conflict { what: String },
     /// The writer thread has stopped; no further commits are possible in this process.
     #[error("the ledger writer has stopped")]
     WriterStopped,
@@ -84,6 +88,7 @@ impl LedgerError {
     /// Stable machine-readable code, for logs, exit statuses and tests.
     pub fn code(&self) -> &'static str {
         match self {
+            LedgerError::Conflict { .. } => "ledger_conflict",
             LedgerError::Open { .. } => "ledger_open",
             LedgerError::Storage { .. } => "ledger_storage",
             LedgerError::Corrupt { .. } => "ledger_corrupt",

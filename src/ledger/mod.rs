@@ -63,6 +63,29 @@ use state::{Found, State, Undo};
 use store::open_err;
 use writer::{Job, SignJob, Writer};
 
+/// Where a stopped or running signer's audit chain is read from, for the commands that read
+/// it (`audit verify | export`, `policy replay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The embedded ledger in this data directory.
+    Dir(std::path::PathBuf),
+    /// The shared PostgreSQL ledger at this connection string (a secret: never printed).
+    Postgres(String),
+}
+
+impl Source {
+    /// Hands every audit record, in order, to `each` until it returns `false`.
+    pub fn each_audit_record(
+        &self,
+        each: &mut dyn FnMut(ChainedRecord) -> bool,
+    ) -> Result<u64, LedgerError> {
+        match self {
+            Source::Dir(dir) => Ledger::each_audit_record(dir, each),
+            Source::Postgres(url) => Ledger::each_audit_record_postgres(url, each),
+        }
+    }
+}
+
 /// State shared by the handles and the writer thread.
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -133,6 +156,20 @@ pub struct PolicyMark {
 }
 
 impl PolicyMark {
+    /// Whether this policy may be put in force after `prev`: the same policy again, or a
+    /// higher revision (two policies that both state no revision may follow each other,
+    /// as with one signer without administrators).
+    pub(crate) fn may_follow(&self, prev: Option<PolicyMark>) -> bool {
+        match prev {
+            None => true,
+            Some(m) => {
+                m.hash == self.hash
+                    || (m.revision == 0 && self.revision == 0)
+                    || self.revision > m.revision
+            }
+        }
+    }
+
     fn encode(&self) -> [u8; 40] {
         let mut out = [0u8; 40];
         out[..8].copy_from_slice(&self.revision.to_be_bytes());
@@ -221,10 +258,13 @@ pub struct KeyTurn {
 impl KeyTurn {
     /// Makes `reservation` visible to every signer sharing the ledger, durably, and ends the
     /// turn. Only after `Ok` may the key sign. A no-op on the embedded store.
-    pub async fn publish(self, reservation: &Reservation) -> Result<(), LedgerError> {
+    pub async fn publish(self, reservation: &mut Reservation) -> Result<(), LedgerError> {
         match (self.pg, reservation.undo.as_ref()) {
             (None, _) => Ok(()),
-            (Some(turn), Some(undo)) => turn.publish(&undo.entry).await,
+            (Some(turn), Some(undo)) => {
+                reservation.published = Some(turn.publish(&undo.entry).await?);
+                Ok(())
+            }
             (Some(_), None) => Err(LedgerError::WriterStopped),
         }
     }
@@ -245,7 +285,7 @@ impl KeyTurn {
     ) -> Result<(), LedgerError> {
         match self.pg {
             None => Ok(()),
-            Some(turn) => turn.publish(entry).await,
+            Some(turn) => turn.publish(entry).await.map(|_| ()),
         }
     }
 
@@ -274,6 +314,8 @@ fn instance_name() -> String {
 pub struct Reservation {
     inner: Arc<Inner>,
     undo: Option<Undo>,
+    /// With a shared ledger: the key version it was published at ([`KeyTurn::publish`]).
+    published: Option<i64>,
 }
 
 impl Ledger {
@@ -588,13 +630,21 @@ impl Ledger {
 
     /// Records `freezes` (the whole set in force) with the audit record of the freeze that
     /// changed it, in one durable commit. Returns the record's sequence number.
-    pub async fn put_freeze(&self, rec: AuditRecord, freezes: Vec<u8>) -> Result<u64, LedgerError> {
+    /// `before` is the set recorded when this one was made from it: a shared ledger refuses
+    /// ([`LedgerError::Conflict`]) if another signer recorded another since.
+    pub async fn put_freeze(
+        &self,
+        rec: AuditRecord,
+        freezes: Vec<u8>,
+        before: Option<Vec<u8>>,
+    ) -> Result<u64, LedgerError> {
         let body = rec.body();
         let stored = freezes.clone();
         let seq = self
             .submit(body.len() + freezes.len(), |reply, queued| Job::Freeze {
                 body,
                 freezes: stored,
+                before,
                 reply,
                 _queued: queued,
             })
@@ -793,6 +843,7 @@ impl StateGuard<'_> {
         Ok(Reservation {
             inner: self.inner.clone(),
             undo: Some(undo),
+            published: None,
         })
     }
 }
@@ -823,6 +874,7 @@ impl Reservation {
             undo,
             signature,
             audit_body,
+            published: self.published,
             reply,
             _queued: queued,
         }));

@@ -60,6 +60,10 @@ pub(crate) fn payout_key(key: &Address, payout_id: &str) -> PayoutKey {
 struct Slot {
     /// Audit sequence number of the committed entry; 0 while in flight (sequences start at 1).
     seq: u64,
+    /// Which reservation holds it while in flight: with a shared ledger a txid voided by
+    /// another signer can be reserved again here while the first reservation still exists,
+    /// and that one's rollback must not undo the second.
+    token: u64,
     expiration_ms: i64,
     payout: PayoutKey,
 }
@@ -81,6 +85,8 @@ pub(crate) struct State {
     /// The latest signing time of any entry, durable or reserved: the clock a signer trusts
     /// least to have jumped. `None` before the first signature.
     latest_signed_ms: Option<i64>,
+    /// The token of the next reservation.
+    next_token: u64,
 }
 
 /// What a rollback needs to undo a reservation.
@@ -89,6 +95,8 @@ pub(crate) struct Undo {
     pub entry: PendingEntry,
     /// The txid the payout id pointed at before this reservation took it over.
     pub prev_payout: Option<[u8; 32]>,
+    /// The slot's token ([`Slot::token`]).
+    pub token: u64,
 }
 
 impl State {
@@ -101,6 +109,7 @@ impl State {
             retention_ms,
             usage_swept_at_ms: i64::MIN,
             latest_signed_ms,
+            next_token: 1,
         }
     }
 
@@ -165,6 +174,7 @@ impl State {
             p.txid,
             Slot {
                 seq: entry.audit_seq,
+                token: 0,
                 expiration_ms: p.expiration_ms,
                 payout: pk,
             },
@@ -189,15 +199,22 @@ impl State {
             entry.expiration_ms,
             entry.amount,
         );
+        let token = self.next_token;
+        self.next_token += 1;
         self.txids.insert(
             entry.txid,
             Slot {
                 seq: 0,
+                token,
                 expiration_ms: entry.expiration_ms,
                 payout: pk,
             },
         );
-        Undo { entry, prev_payout }
+        Undo {
+            entry,
+            prev_payout,
+            token,
+        }
     }
 
     /// After a durable commit under audit sequence `seq`: the reservation becomes committed.
@@ -216,7 +233,7 @@ impl State {
     pub(crate) fn rollback(&mut self, undo: &Undo) {
         let p = &undo.entry;
         let pk = match self.txids.get(&p.txid) {
-            Some(slot) if slot.seq == 0 => slot.payout,
+            Some(slot) if slot.seq == 0 && slot.token == undo.token => slot.payout,
             _ => return,
         };
         self.txids.remove(&p.txid);
@@ -232,6 +249,24 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Undoes whichever reservation holds `entry`'s txid in flight: another signer's that
+    /// was voided, or this signer's own voided by another's lease check.
+    pub(crate) fn rollback_in_flight(&mut self, entry: &PendingEntry) {
+        let Some(token) = self
+            .txids
+            .get(&entry.txid)
+            .filter(|s| s.seq == 0)
+            .map(|s| s.token)
+        else {
+            return;
+        };
+        self.rollback(&Undo {
+            entry: entry.clone(),
+            prev_payout: None,
+            token,
+        });
     }
 
     /// Forgets committed entries whose expiration is older than `now - retention`: they no

@@ -67,9 +67,20 @@ pub(crate) enum Job {
     Freeze {
         body: Vec<u8>,
         freezes: Vec<u8>,
+        /// The set it was made from: a shared ledger records it only if that is still the
+        /// set recorded (so two freezes at once on two signers cannot lose one).
+        before: Option<Vec<u8>>,
         reply: Reply,
         _queued: OwnedSemaphorePermit,
     },
+}
+
+impl Job {
+    /// A job that changes what every request is judged by (the policy in force, the
+    /// freezes): committed in a batch of its own, so that its refusal fails nothing else.
+    pub(crate) fn is_singular(&self) -> bool {
+        matches!(self, Job::Policy { .. } | Job::Freeze { .. })
+    }
 }
 
 pub(crate) struct SignJob {
@@ -78,6 +89,8 @@ pub(crate) struct SignJob {
     pub signature: [u8; 65],
     /// The audit record's canonical body ([`AuditRecord::body`](super::AuditRecord::body)).
     pub audit_body: Vec<u8>,
+    /// With a shared ledger: the key version the reservation was published at.
+    pub published: Option<i64>,
     pub reply: Reply,
     /// Its room in the bounded queue, held (never read) until the job is answered.
     pub _queued: OwnedSemaphorePermit,

@@ -410,7 +410,7 @@ impl Core {
         self.budget.charge(&rec);
         let audit_sequence = self
             .ledger
-            .put_freeze(rec, set.encode())
+            .put_freeze(rec, set.encode(), self.freezes.recorded_bytes())
             .await
             .map_err(|e| Refusal::ledger_with(&e, "the freeze could not be recorded"))?;
         self.freezes.replace(set);
@@ -546,9 +546,9 @@ impl Core {
                     .replay(draft, &checked, raw, payout_id, *entry, &policy)
                     .await;
             }
-            Step::Reserved(reservation, rule) => {
+            Step::Reserved(mut reservation, rule) => {
                 // With a shared ledger, every other signer counts it before this one signs.
-                if let Err(e) = turn.publish(&reservation).await {
+                if let Err(e) = turn.publish(&mut reservation).await {
                     drop(reservation);
                     return Err(self.refuse(draft, Refusal::ledger(&e)).await);
                 }

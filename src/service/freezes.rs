@@ -66,6 +66,11 @@ impl Freezes {
         *self.slot() = Some(keyed(Arc::new(set), bytes));
     }
 
+    /// The set's bytes as recorded (whatever policy it names), `None` when none is.
+    pub fn recorded_bytes(&self) -> Option<Vec<u8>> {
+        self.slot().as_ref().map(|(_, _, bytes)| bytes.clone())
+    }
+
     /// Drops every freeze: a new policy is in force.
     pub fn lift(&self) {
         *self.slot() = None;

@@ -34,6 +34,8 @@ pub enum StartError {
     Passphrase(#[from] SecretSourceError),
     #[error("PKCS#11 user PIN: {0}")]
     Pin(SecretSourceError),
+    #[error("[ledger] postgres url: {0}")]
+    LedgerUrl(SecretSourceError),
     #[cfg(feature = "pkcs11")]
     #[error("PKCS#11 token {token:?} via {module}: {source}")]
     Pkcs11 {
@@ -65,7 +67,7 @@ impl StartError {
     /// Stable code, for scripts that start the service.
     pub fn code(&self) -> &'static str {
         match self {
-            StartError::Passphrase(e) | StartError::Pin(e) => e.code(),
+            StartError::Passphrase(e) | StartError::Pin(e) | StartError::LedgerUrl(e) => e.code(),
             #[cfg(feature = "pkcs11")]
             StartError::Pkcs11 { source, .. } => source.code(),
             StartError::Keystore { source, .. } => source.code(),
@@ -113,7 +115,10 @@ fn judge_policy(cfg: &Config) -> Result<Judged, StartError> {
     let ledger = match &cfg.ledger.postgres {
         None => Ledger::open(&cfg.data_dir, policy::MAX_WINDOW_MS, system_clock()())?,
         Some(pg) => {
-            let url = pg.url.read_secret("the PostgreSQL connection string")?;
+            let url = pg
+                .url
+                .read_secret("the PostgreSQL connection string")
+                .map_err(StartError::LedgerUrl)?;
             Ledger::open_postgres(
                 secrecy::ExposeSecret::expose_secret(&url),
                 pg.pool_size,

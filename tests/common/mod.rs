@@ -161,6 +161,26 @@ pub fn reason(status: &tonic::Status) -> String {
         .to_owned()
 }
 
+/// The variable a setup on PostgreSQL passes the connection string in.
+pub const PG_URL_VAR: &str = "TRON_SIGNER_TEST_PG_URL";
+
+/// `TRON_SIGNER_TEST_LEDGER=postgres`: every [`Setup`] keeps its ledger in a private
+/// PostgreSQL cluster of its own instead of its data directory (scripts/test.sh runs the
+/// service suites once more this way).
+pub fn on_postgres() -> bool {
+    std::env::var("TRON_SIGNER_TEST_LEDGER").as_deref() == Ok("postgres")
+}
+
+/// For a test of the embedded store itself (its file, its disk): true, with a note on
+/// stderr, when the run is on PostgreSQL and the test must skip.
+pub fn skip_on_postgres(test: &str) -> bool {
+    let skip = on_postgres();
+    if skip {
+        eprintln!("{test}: tests the embedded ledger file; skipped on the PostgreSQL run");
+    }
+    skip
+}
+
 /// A data directory with a keystore and a policy, ready to start a signer on.
 pub struct Setup {
     pub dir: TempDir,
@@ -171,6 +191,8 @@ pub struct Setup {
     pub data_dir: PathBuf,
     /// Extra environment for every `tron-signer` this setup runs (e.g. SOFTHSM2_CONF).
     pub env: Vec<(String, String)>,
+    /// On the PostgreSQL run ([`on_postgres`]): the cluster holding this setup's ledger.
+    pub pg: Option<tron_testkit::postgres::Cluster>,
 }
 
 impl Setup {
@@ -196,15 +218,22 @@ impl Setup {
     pub fn bare(policy: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_owned();
-        let setup = Setup {
+        let mut setup = Setup {
             config: root.join("signer.toml"),
             policy: root.join("policy.toml"),
             keystore: root.join("keys.tks"),
             socket: root.join("signer.sock"),
             data_dir: root.join("data"),
             env: Vec::new(),
+            pg: None,
             dir,
         };
+        if on_postgres() {
+            let pg = tron_testkit::postgres::Cluster::start();
+            pg.create_db("ledger");
+            setup.env.push((PG_URL_VAR.into(), pg.url("ledger")));
+            setup.pg = Some(pg);
+        }
         std::fs::write(&setup.policy, policy).expect("write policy");
         setup
     }
@@ -219,12 +248,51 @@ impl Setup {
         std::fs::write(
             &self.config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n{sections}",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n{sections}{}",
                 self.data_dir.display(),
                 self.policy.display(),
+                self.ledger_section(),
             ),
         )
         .expect("write config");
+    }
+
+    /// Replaces the extra environment with `vars`, keeping the ledger's connection string.
+    pub fn replace_env(&mut self, vars: Vec<(String, String)>) {
+        self.env.retain(|(k, _)| k == PG_URL_VAR);
+        self.env.extend(vars);
+    }
+
+    /// The `[ledger]` section: none for the embedded store in the data directory.
+    pub fn ledger_section(&self) -> String {
+        match &self.pg {
+            None => String::new(),
+            Some(_) => format!(
+                "\n[ledger]\npostgres = {{ url = {{ env = \"{PG_URL_VAR}\" }}, pool_size = 8 }}\n"
+            ),
+        }
+    }
+
+    /// Where `audit verify` and `audit export` find this setup's ledger.
+    pub fn ledger_args(&self) -> Vec<&str> {
+        if self.pg.is_some() {
+            let file = self.data_dir.join("ledger.redb");
+            assert!(
+                !file.exists(),
+                "on PostgreSQL, yet the signer wrote {file:?}"
+            );
+        }
+        match &self.pg {
+            None => vec!["--data-dir", path_str(&self.data_dir)],
+            Some(_) => vec!["--postgres-url-env", PG_URL_VAR],
+        }
+    }
+
+    /// `audit verify` on this setup's ledger (the real command), as it ran.
+    pub fn audit_verify(&self) -> Output {
+        let mut args = vec!["audit", "verify"];
+        args.extend(self.ledger_args());
+        self.run(&args)
     }
 
     /// The `[keystore]` section of this setup's keystore, its passphrase from the variable.
@@ -367,7 +435,7 @@ impl Setup {
 
     /// `audit verify` on this setup's data directory passes (the real command).
     pub fn assert_audit_verifies(&self) {
-        let out = self.run(&["audit", "verify", "--data-dir", path_str(&self.data_dir)]);
+        let out = self.audit_verify();
         assert!(
             out.status.success(),
             "audit verify: {}{}",
@@ -386,14 +454,10 @@ impl Setup {
             n += 1;
             path = self.dir.path().join(format!("audit-{n}.jsonl"));
         }
-        let out = self.run(&[
-            "audit",
-            "export",
-            "--data-dir",
-            path_str(&self.data_dir),
-            "--out",
-            path_str(&path),
-        ]);
+        let mut args = vec!["audit", "export"];
+        args.extend(self.ledger_args());
+        args.extend(["--out", path_str(&path)]);
+        let out = self.run(&args);
         assert!(
             out.status.success(),
             "audit export: {}",

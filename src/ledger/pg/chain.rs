@@ -40,10 +40,7 @@ type EachRow<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, LedgerError> + 'a;
 /// The blocking driver runs a runtime of its own, which cannot start inside another, so the
 /// database is read on a thread of its own and the rows come over a bounded channel: this
 /// may be called from async code too, and holds at most a few rows in memory.
-fn walk(
-    url: &str,
-    each: &mut EachRow<'_>,
-) -> Result<Option<Head>, LedgerError> {
+fn walk(url: &str, each: &mut EachRow<'_>) -> Result<Option<Head>, LedgerError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(64);
     std::thread::scope(|s| {
         s.spawn(move || {
@@ -78,6 +75,16 @@ fn read(url: &str, tx: &std::sync::mpsc::SyncSender<Read>) -> Result<(), LedgerE
         .read_only(true)
         .start()
         .map_err(db("begin read"))?;
+    let migrated: bool = txn
+        .query_one("SELECT to_regclass('audit_head') IS NOT NULL", &[])
+        .map_err(db("look for the ledger"))?
+        .get(0);
+    if !migrated {
+        return Err(LedgerError::Open {
+            path: "[ledger] postgres".into(),
+            detail: "no ledger database here: no signer has started on this database yet".into(),
+        });
+    }
     let head = txn
         .query_opt("SELECT seq, hash FROM audit_head WHERE id", &[])
         .map_err(db("read head"))?;

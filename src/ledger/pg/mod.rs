@@ -35,7 +35,7 @@ use tron_proto::Address;
 
 use super::entry::{encode_parts, Entry, PendingEntry};
 use super::error::LedgerError;
-use super::state::{payout_key, Found, State, Undo};
+use super::state::{payout_key, Found, State};
 use super::store::StoreHealth;
 use super::PolicyMark;
 
@@ -80,6 +80,30 @@ pub(crate) fn abandon(list: &Abandoned, key: Address, txid: [u8; 32]) {
     }
 }
 
+/// Stripes of the per-key local wait (see [`Pg`]).
+const KEY_STRIPES: usize = 256;
+
+fn build_pool(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError> {
+    let mgr = Manager::from_config(
+        cfg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| LedgerError::Open {
+            path: "[ledger] postgres".into(),
+            detail: format!("connection pool: {e}"),
+        })
+}
+
 /// The advisory lock id of a signing key: the first 8 bytes of a domain-separated hash.
 fn lock_id(key: &Address) -> i64 {
     let mut h = Sha256::new();
@@ -116,6 +140,11 @@ const ABANDONED_MAX: usize = 65_536;
 /// version of each key it has caught up to.
 pub(crate) struct Pg {
     pool: Pool,
+    admin: Pool,
+    /// Requests of this signer for one key wait here, holding no connection, rather than
+    /// each holding one while it waits for the key's lock in the database; striped, so
+    /// memory stays bounded whatever the number of keys.
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
     pub(crate) instance: String,
     abandoned: Abandoned,
     seen: Mutex<HashMap<[u8; 21], i64>>,
@@ -134,26 +163,15 @@ impl Pg {
         retention_ms: u64,
         lease: Duration,
     ) -> Result<Pg, LedgerError> {
-        let mgr = Manager::from_config(
-            cfg,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| LedgerError::Open {
-                path: "[ledger] postgres".into(),
-                detail: format!("connection pool: {e}"),
-            })?;
+        let pool = build_pool(cfg.clone(), pool_size.max(1))?;
+        // Administrators' reads (a freeze) never wait behind a flood of requests.
+        let admin = build_pool(cfg, 2)?;
         Ok(Pg {
             pool,
+            admin,
+            stripes: (0..KEY_STRIPES)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
             instance,
             abandoned,
             seen: Mutex::new(HashMap::new()),
@@ -185,7 +203,7 @@ impl Pg {
 
     /// The policy in force and the freezes as recorded now.
     pub(crate) async fn recorded(&self) -> Result<Recorded, LedgerError> {
-        let c = self.pool.get().await.map_err(|e| LedgerError::Storage {
+        let c = self.admin.get().await.map_err(|e| LedgerError::Storage {
             during: "connect to PostgreSQL",
             detail: e.to_string(),
         })?;
@@ -210,6 +228,8 @@ impl Pg {
         txid: &[u8; 32],
         now_ms: i64,
     ) -> Result<Turn, LedgerError> {
+        let stripe = (lock_id(key) as u64 % KEY_STRIPES as u64) as usize;
+        let local = Arc::clone(&self.stripes[stripe]).lock_owned().await;
         let client = self.pool.get().await.map_err(|e| LedgerError::Storage {
             during: "connect to PostgreSQL",
             detail: e.to_string(),
@@ -217,6 +237,7 @@ impl Pg {
         let mut turn = Turn {
             pg: Arc::clone(self),
             client: Some(client),
+            _local: local,
             key: *key,
             version: 0,
             replay: None,
@@ -232,6 +253,8 @@ impl Pg {
 pub(crate) struct Turn {
     pg: Arc<Pg>,
     client: Option<deadpool_postgres::Object>,
+    /// This signer's own turn on the key's stripe, held as long as the database lock.
+    _local: tokio::sync::OwnedMutexGuard<()>,
     key: Address,
     /// The key's version in the database as this turn left it.
     version: i64,
@@ -291,13 +314,25 @@ impl Turn {
             .query_one(
                 "SELECT (SELECT kver FROM key_versions WHERE key = $1), \
                         (SELECT value FROM meta WHERE name = $2), \
-                        (SELECT value FROM meta WHERE name = $3)",
-                &[&key, &writer::META_POLICY_IN_FORCE, &writer::META_FREEZE],
+                        (SELECT value FROM meta WHERE name = $3), \
+                        (SELECT value FROM meta WHERE name = $4)",
+                &[
+                    &key,
+                    &writer::META_POLICY_IN_FORCE,
+                    &writer::META_FREEZE,
+                    &writer::META_LATEST_SIGNED,
+                ],
             )
             .await
             .map_err(db("read the key's version"))?;
         let mut version: i64 = row.get::<_, Option<i64>>(0).unwrap_or(0);
         let recorded = recorded_from(row.get(1), row.get(2))?;
+        // The latest any signer signed at: the clock check judges this signer's clock by it.
+        if let Some(t) = row.get::<_, Option<&[u8]>>(3) {
+            let t =
+                <[u8; 8]>::try_from(t).map_err(|_| LedgerError::corrupt("latest signing time"))?;
+            shared.lock().note_latest_signed(i64::from_be_bytes(t));
+        }
         let seen = self.pg.seen(&self.key);
         if version < seen {
             return Err(LedgerError::corrupt(format!(
@@ -330,7 +365,13 @@ impl Turn {
                 "voided reservations whose signer did not complete them within the lease"
             );
         }
-        let cutoff = now_ms.saturating_sub(i64::try_from(self.pg.retention_ms).unwrap_or(i64::MAX));
+        // As the state prunes: never by a clock later than the latest signature, so a clock
+        // that jumped ahead (refused `clock_jump` later) cannot skip rows a window still
+        // needs once the clock is back.
+        let latest = shared.lock().latest_signed_ms();
+        let judged_at = latest.map_or(now_ms, |t| t.min(now_ms));
+        let cutoff =
+            judged_at.saturating_sub(i64::try_from(self.pg.retention_ms).unwrap_or(i64::MAX));
         let mut changed = Vec::new();
         if version > seen {
             for row in c
@@ -378,7 +419,9 @@ impl Turn {
 
     /// Writes the reservation this turn decided on and commits; the lock is released with
     /// the commit. Only then may the key sign.
-    pub(crate) async fn publish(mut self, entry: &PendingEntry) -> Result<(), LedgerError> {
+    /// Returns the key version the reservation was written at: its commit must find the
+    /// row still at it (not voided, not reserved again since).
+    pub(crate) async fn publish(mut self, entry: &PendingEntry) -> Result<i64, LedgerError> {
         let version = self.version + 1;
         let key = self.key.as_bytes().as_slice();
         let body = encode_parts(entry, &[0u8; 65], 0);
@@ -402,6 +445,7 @@ impl Turn {
                          clock_timestamp() + make_interval(secs => $8)) \
                  ON CONFLICT (txid) DO UPDATE SET \
                    kver = EXCLUDED.kver, state = 'reserved', body = EXCLUDED.body, \
+                   payout_key = EXCLUDED.payout_key, expiration_ms = EXCLUDED.expiration_ms, \
                    instance = EXCLUDED.instance, lease_until = EXCLUDED.lease_until \
                  WHERE entries.state = 'void' \
                     OR (entries.state = 'reserved' AND entries.instance = EXCLUDED.instance)",
@@ -428,7 +472,7 @@ impl Turn {
             .map_err(db("commit the reservation"))?;
         self.pg.saw(&self.key, version);
         self.client = None;
-        Ok(())
+        Ok(version)
     }
 
     /// Ends a turn that reserved nothing (Evaluate, a refusal): commits what the catch-up
@@ -473,12 +517,15 @@ fn apply(state: &mut State, c: &Changed) {
         ("reserved", None) => {
             let _ = state.reserve(p.clone());
         }
-        ("signed", Some(Found::InFlight)) => state.mark_committed(&p.txid, c.entry.audit_seq),
-        ("signed", None) => state.load(&c.entry),
-        ("void", Some(Found::InFlight)) => state.rollback(&Undo {
-            entry: p.clone(),
-            prev_payout: None,
-        }),
+        ("signed", Some(Found::InFlight)) => {
+            state.note_latest_signed(p.signed_at_ms);
+            state.mark_committed(&p.txid, c.entry.audit_seq)
+        }
+        ("signed", None) => {
+            state.note_latest_signed(p.signed_at_ms);
+            state.load(&c.entry)
+        }
+        ("void", Some(Found::InFlight)) => state.rollback_in_flight(p),
         _ => {}
     }
 }

@@ -41,8 +41,8 @@ async fn used_now(l: &Ledger) -> U256 {
 /// The service's sequence: turn, reserve, publish; the reservation is returned uncommitted.
 async fn reserve(l: &Ledger, p: PendingEntry) -> Result<super::super::Reservation, LedgerError> {
     let turn = l.turn(&p.key, &p.txid, NOW).await?;
-    let r = l.state_in(&turn).reserve(p)?;
-    turn.publish(&r).await?;
+    let mut r = l.state_in(&turn).reserve(p)?;
+    turn.publish(&mut r).await?;
     Ok(r)
 }
 
@@ -217,4 +217,109 @@ async fn the_chain_on_postgres_verifies_and_names_a_tampered_record() {
         ("audit_deleted", Some(7)),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_reservation_cannot_commit_over_the_same_txid_reserved_again() {
+    let pg = cluster("stale");
+    let d1 = tempfile::tempdir().unwrap();
+    let lease = Duration::from_millis(800);
+    let l1 = open(&pg, "stale", &d1, lease);
+    let first = reserve(&l1, pending(8, 30, "p8", NOW, EXPIRES))
+        .await
+        .unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    // The lease ended (the key was slow); the client retried the same bytes.
+    let second = reserve(&l1, pending(8, 30, "p8", NOW, EXPIRES))
+        .await
+        .unwrap();
+    let e = first
+        .commit(sig(8), rec("Sign", Decision::Allow, None))
+        .await
+        .expect_err("the first reservation is void");
+    assert!(e.to_string().contains("no longer held"), "{e}");
+    // Its failure did not undo the second, which still counts and commits.
+    assert_eq!(used_now(&l1).await, U256::from(30u64));
+    second
+        .commit(sig(80), rec("Sign", Decision::Allow, None))
+        .await
+        .unwrap();
+    let turn = l1.turn(&addr(1), &txid(8), NOW).await.unwrap();
+    match l1.state_in(&turn).find_txid(&txid(8)).unwrap() {
+        Some(Lookup::Committed(e)) => assert_eq!(e.signature, sig(80)),
+        other => panic!("{other:?}"),
+    }
+    turn.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freezes_and_policies_from_two_signers_never_overwrite_each_other() {
+    use super::super::PolicyMark;
+    let pg = cluster("meta");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let l1 = open(&pg, "meta", &d1, super::LEASE);
+    let l2 = open(&pg, "meta", &d2, super::LEASE);
+    let mark = |revision, h| PolicyMark {
+        revision,
+        hash: [h; 32],
+    };
+    l1.put_policy(rec("Reload", Decision::Allow, None), mark(2, 1))
+        .await
+        .unwrap();
+    // Another signer may put the same policy in force again, or a higher revision...
+    l2.put_policy(rec("Reload", Decision::Allow, None), mark(2, 1))
+        .await
+        .unwrap();
+    // ...never a lower one, nor another policy of the same revision.
+    for m in [mark(1, 3), mark(2, 4)] {
+        let e = l2
+            .put_policy(rec("Reload", Decision::Allow, None), m)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "ledger_conflict", "{e}");
+    }
+    let turn = l2.turn(&addr(1), &txid(0), NOW).await.unwrap();
+    assert_eq!(
+        turn.recorded().and_then(|r| r.policy_mark),
+        Some(mark(2, 1))
+    );
+    turn.finish().await.unwrap();
+
+    // Two freezes made from the same set: the second is refused, not lost.
+    l1.put_freeze(
+        rec("Freeze", Decision::Allow, None),
+        b"set-a".to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    let e = l2
+        .put_freeze(
+            rec("Freeze", Decision::Allow, None),
+            b"set-b".to_vec(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "ledger_conflict", "{e}");
+    // Made from the set recorded now, it is recorded, and every signer's turn sees it.
+    l2.put_freeze(
+        rec("Freeze", Decision::Allow, None),
+        b"set-a+b".to_vec(),
+        Some(b"set-a".to_vec()),
+    )
+    .await
+    .unwrap();
+    let now = l1.recorded_now().await.unwrap().unwrap();
+    assert_eq!(now.freezes.as_deref(), Some(&b"set-a+b"[..]));
+    // A new policy lifts them for everyone.
+    l1.put_policy(rec("Reload", Decision::Allow, None), mark(3, 5))
+        .await
+        .unwrap();
+    let turn = l2.turn(&addr(1), &txid(0), NOW).await.unwrap();
+    assert_eq!(turn.recorded().and_then(|r| r.freezes.clone()), None);
+    turn.finish().await.unwrap();
+    // The refused changes are not in the chain; the accepted ones are, and it verifies.
+    let report = Ledger::verify_audit_postgres(&pg.url("meta")).unwrap();
+    assert_eq!(report.records, 5);
 }

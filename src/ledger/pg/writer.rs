@@ -32,6 +32,11 @@ use super::super::{PolicyMark, Shared};
 use super::{lock_id, migrate, pg_detail, Abandoned};
 use tron_proto::Address;
 
+/// At most this many distinct keys' advisory locks in one batch: PostgreSQL's lock table is
+/// shared by every session (64 per connection by default), and a batch spanning thousands
+/// of deposit keys must not fill it for everyone.
+const MAX_BATCH_KEYS: usize = 128;
+
 /// While the database is unreachable, how often the writer tries it on its own.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -59,6 +64,8 @@ pub(crate) struct PgWriter {
     health: watch::Sender<StoreHealth>,
     fail_next: Arc<AtomicU32>,
     abandoned: Abandoned,
+    /// A job taken from the queue that did not fit in the last batch.
+    held: Option<Job>,
 }
 
 impl PgWriter {
@@ -89,6 +96,7 @@ impl PgWriter {
                 health,
                 fail_next,
                 abandoned,
+                held: None,
             },
             opened,
         ))
@@ -96,7 +104,11 @@ impl PgWriter {
 
     pub(crate) fn run(mut self) {
         loop {
-            let first = match self.rx.recv_timeout(PROBE_EVERY) {
+            let next = match self.held.take() {
+                Some(job) => Ok(job),
+                None => self.rx.recv_timeout(PROBE_EVERY),
+            };
+            let first = match next {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     self.probe();
@@ -105,14 +117,7 @@ impl PgWriter {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = Vec::with_capacity(64);
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
+            let batch = self.drain(first);
             let started = Instant::now();
             let result = self.write(&batch);
             match &result {
@@ -209,6 +214,36 @@ impl PgWriter {
         }
         tx.commit().map_err(db("commit void"))?;
         Ok(())
+    }
+
+    /// The batch that starts with `first`: what is already waiting, up to [`MAX_BATCH`]
+    /// jobs and [`MAX_BATCH_KEYS`] keys, a policy or freeze always alone. A job that does
+    /// not fit is held for the next batch.
+    fn drain(&mut self, first: Job) -> Vec<Job> {
+        let mut batch = Vec::with_capacity(64);
+        let singular = first.is_singular();
+        let mut keys = std::collections::BTreeSet::new();
+        if let Job::Sign(j) = &first {
+            keys.insert(*j.undo.entry.key.as_bytes());
+        }
+        batch.push(first);
+        while !singular && batch.len() < MAX_BATCH {
+            let job = match self.rx.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            };
+            let new_key = match &job {
+                Job::Sign(j) => Some(*j.undo.entry.key.as_bytes()).filter(|k| !keys.contains(k)),
+                _ => None,
+            };
+            if job.is_singular() || (new_key.is_some() && keys.len() >= MAX_BATCH_KEYS) {
+                self.held = Some(job);
+                break;
+            }
+            keys.extend(new_key);
+            batch.push(job);
+        }
+        batch
     }
 
     /// Reconnects if the connection was lost and checks the database answers.
@@ -311,8 +346,8 @@ impl PgWriter {
         let mut seqs = Vec::with_capacity(batch.len());
         let mut prevs = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
-        let (mut txids, mut bodies, mut entry_seqs, mut kvers) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut txids, mut bodies, mut entry_seqs, mut kvers, mut published) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut latest: Option<i64> = None;
         for job in batch {
             let seq = head.seq + 1;
@@ -327,6 +362,8 @@ impl PgWriter {
                             format!("key {} has no version row: its reservation is gone", p.key),
                         )
                     })?;
+                    // Published by this signer; without it the row cannot be checked.
+                    published.push(job.published.unwrap_or(-1));
                     txids.push(p.txid.to_vec());
                     bodies.push(encode_parts(p, &job.signature, seq));
                     entry_seqs.push(seq_i);
@@ -338,8 +375,13 @@ impl PgWriter {
                     put_policy(&mut tx, mark)?;
                     body
                 }
-                Job::Freeze { body, freezes, .. } => {
-                    put_meta(&mut tx, META_FREEZE, freezes)?;
+                Job::Freeze {
+                    body,
+                    freezes,
+                    before,
+                    ..
+                } => {
+                    put_freeze(&mut tx, freezes, before.as_deref())?;
                     body
                 }
             };
@@ -360,15 +402,17 @@ impl PgWriter {
                 .execute(
                     "UPDATE entries e SET state = 'signed', body = u.b, audit_seq = u.s, \
                        kver = u.v, lease_until = NULL \
-                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[]) \
-                       AS u(t, b, s, v) \
-                     WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $5",
-                    &[&txids, &bodies, &entry_seqs, &kvers, &instance],
+                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], \
+                                 $6::bigint[]) AS u(t, b, s, v, r) \
+                     WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $5 \
+                       AND e.kver = u.r",
+                    &[&txids, &bodies, &entry_seqs, &kvers, &instance, &published],
                 )
                 .map_err(db("record signatures"))?;
             if n != txids.len() as u64 {
-                // A reservation outlived its lease and was voided by another instance: its
-                // usage was given back, so its signature must not be recorded or released.
+                // A reservation outlived its lease and was voided (and perhaps reserved again
+                // since): its usage was given back, so its signature must not be recorded or
+                // released.
                 return Err(LedgerError::storage(
                     "record signatures",
                     format!(
@@ -419,15 +463,65 @@ fn put_meta(
     Ok(())
 }
 
-/// Records the policy in force; another policy than the one marked before lifts every freeze.
-fn put_policy(tx: &mut postgres::Transaction<'_>, mark: &[u8; 40]) -> Result<(), LedgerError> {
-    let before: Option<Vec<u8>> = tx
+/// The value of `name`, locked until the transaction ends.
+fn locked_meta(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+) -> Result<Option<Vec<u8>>, LedgerError> {
+    Ok(tx
         .query_opt(
             "SELECT value FROM meta WHERE name = $1 FOR UPDATE",
-            &[&META_POLICY_IN_FORCE],
+            &[&name],
         )
-        .map_err(db("read the policy in force"))?
-        .map(|r| r.get(0));
+        .map_err(db("read a ledger value"))?
+        .map(|r| r.get(0)))
+}
+
+/// Records the freezes in force, if the set recorded is still the one they were made from.
+fn put_freeze(
+    tx: &mut postgres::Transaction<'_>,
+    freezes: &[u8],
+    before: Option<&[u8]>,
+) -> Result<(), LedgerError> {
+    // Serialises freezes (and policies) of every signer on the policy row, which always
+    // exists once a signer has started.
+    locked_meta(tx, META_POLICY_IN_FORCE)?;
+    let recorded = locked_meta(tx, META_FREEZE)?;
+    if recorded.as_deref() != before {
+        return Err(LedgerError::Conflict {
+            what: "another signer recorded a freeze meanwhile; nothing was recorded, retry \
+                   (the retry adds to the freezes now in force)"
+                .into(),
+        });
+    }
+    put_meta(tx, META_FREEZE, freezes)
+}
+
+/// Records the policy in force, if it may follow the one recorded (the same policy or a
+/// higher revision, as `policy_gate` checks against this signer's own mark); another policy
+/// than the one marked before lifts every freeze.
+fn put_policy(tx: &mut postgres::Transaction<'_>, mark: &[u8; 40]) -> Result<(), LedgerError> {
+    let before = locked_meta(tx, META_POLICY_IN_FORCE)?;
+    let prev = match &before {
+        None => None,
+        Some(b) => {
+            Some(PolicyMark::decode(b).ok_or_else(|| LedgerError::corrupt("policy in force"))?)
+        }
+    };
+    let next = PolicyMark::decode(mark).ok_or_else(|| LedgerError::corrupt("policy mark"))?;
+    if let Some(m) = prev.filter(|_| !next.may_follow(prev)) {
+        return Err(LedgerError::Conflict {
+            what: format!(
+                "policy {} (revision {}) is in force on the shared ledger, put there by \
+                 another signer; policy {} (revision {}) may not follow it: a policy is \
+                 never rolled back",
+                hex::encode(m.hash),
+                m.revision,
+                hex::encode(next.hash),
+                next.revision
+            ),
+        });
+    }
     put_meta(tx, META_POLICY_IN_FORCE, mark)?;
     // Bytes 8.. are the policy hash.
     if before.as_deref().and_then(|b| b.get(8..)) != mark.get(8..) {
