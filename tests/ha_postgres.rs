@@ -25,14 +25,19 @@ fn dest_b() -> tron_proto::Address {
 
 /// TRX: 1000 per hour for the key; destination A at most 300 per day.
 fn policy() -> String {
+    policy_with("300")
+}
+
+/// [`policy`] with destination A's daily window (and per-transaction cap) at `dest_max` TRX.
+fn policy_with(dest_max: &str) -> String {
     PolicyText::new("ha test policy")
         .key(
             Key::new(KEY1, "hot 1", &["TRX"])
                 .window("TRX", "1h", "1000")
                 .destination(
                     Destination::new(dest_a(), "exchange", &["TRX"])
-                        .per_tx_max("TRX", "100")
-                        .window("TRX", "24h", "300"),
+                        .per_tx_max("TRX", dest_max)
+                        .window("TRX", "24h", dest_max),
                 )
                 .destination(
                     Destination::new(dest_b(), "treasury", &["TRX"]).per_tx_max("TRX", "100"),
@@ -43,7 +48,12 @@ fn policy() -> String {
 
 /// A signer's directory whose config puts its ledger in database `db` of `pg`.
 fn instance(pg: &Cluster, db: &str) -> Setup {
-    let mut s = Setup::new(&[("hot 1", KEY1_SECRET)], &policy());
+    instance_with(pg, db, &policy())
+}
+
+/// [`instance`] with its own policy text.
+fn instance_with(pg: &Cluster, db: &str, policy: &str) -> Setup {
+    let mut s = Setup::new(&[("hot 1", KEY1_SECRET)], policy);
     // On the run with every setup on a cluster of its own: this test's cluster instead.
     s.pg = None;
     s.env.retain(|(k, _)| k != URL_VAR);
@@ -171,6 +181,43 @@ async fn two_signers_sign_exactly_the_limit_and_one_signature_per_txid() {
     refused_only_with(&out, "over_key_window");
 
     srv_done(sa, sb, &a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn windows_of_several_sizes_are_exact_to_the_base_unit_across_signers() {
+    let pg = Cluster::start();
+    // (destination A's window in TRX, each payout in sun, how many fit)
+    let cases = [
+        ("0.0001", 7u64, 14usize),
+        ("50", 3 * TRX, 16),
+        ("77", 13 * TRX, 5),
+    ];
+    for (i, (max, each, fit)) in cases.into_iter().enumerate() {
+        let db = format!("w{i}");
+        pg.create_db(&db);
+        let text = policy_with(max);
+        let (a, b) = (
+            instance_with(&pg, &db, &text),
+            instance_with(&pg, &db, &text),
+        );
+        let (sa, sb) = (a.start().await, b.start().await);
+        let clients = [sa.client.clone(), sb.client.clone()];
+        let reqs: Vec<SignRequest> = (0..(3 * fit as u16 + 6))
+            .map(|n| {
+                let raw = Tx::trx(KEY1, dest_a(), each).nonce(n).raw();
+                request(KEY1, raw, &format!("w{i}-{n}"))
+            })
+            .collect();
+        let out = hammer(&clients, reqs).await;
+        assert_eq!(
+            count_ok(&out),
+            fit,
+            "window {max}, {each} sun each: {:?}",
+            tally(&out)
+        );
+        refused_only_with(&out, "over_destination_window");
+        srv_done(sa, sb, &a);
+    }
 }
 
 /// Stops both servers and checks the shared chain with the real `audit verify`.
@@ -350,6 +397,28 @@ async fn postgres_down_refuses_with_a_reason_and_recovers_without_a_restart() {
     };
     next(&mut sa.client).await.expect("signs before");
 
+    // Load all along: 8 clients signing fresh transactions until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(10_000));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (stop, counter, mut c) = (stop.clone(), counter.clone(), sa.client.clone());
+        load.push(tokio::spawn(async move {
+            let (mut released, mut refused) = (Vec::new(), BTreeMap::<String, usize>::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let raw = Tx::trx(KEY1, dest_b(), TRX).nonce(i).raw();
+                match c.sign(request(KEY1, raw, &format!("l-{i}"))).await {
+                    Ok(r) => released.push(hex::encode(r.into_inner().txid)),
+                    Err(st) => *refused.entry(reason(&st)).or_default() += 1,
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (released, refused)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
     pg.stop("immediate");
     for _ in 0..3 {
         let st = next(&mut sa.client)
@@ -382,6 +451,23 @@ async fn postgres_down_refuses_with_a_reason_and_recovers_without_a_restart() {
         wait_for_health(&a.endpoint(), ServingStatus::Serving).await,
         "SERVING again without a restart"
     );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut released, mut refused) = (BTreeSet::new(), BTreeMap::<String, usize>::new());
+    for t in load {
+        let (r, f) = t.await.expect("load task");
+        released.extend(r);
+        for (k, v) in f {
+            *refused.entry(k).or_default() += v;
+        }
+    }
+    // Signed before and after the outage, refused only for the ledger during it.
+    assert!(released.len() > 20, "{} released", released.len());
+    assert!(
+        refused.get("ledger_unavailable").is_some_and(|n| *n > 0),
+        "{refused:?}"
+    );
+    assert_eq!(refused.len(), 1, "only ledger_unavailable: {refused:?}");
     assert!(
         sa.child.try_wait().expect("wait").is_none(),
         "the signer kept running"
@@ -389,6 +475,18 @@ async fn postgres_down_refuses_with_a_reason_and_recovers_without_a_restart() {
     sa.stop();
     let v = audit(&a, "verify");
     assert!(v.starts_with("ok: "), "{v}");
+    // Every signature the load got is in the chain: none left without its commit.
+    let signed: BTreeSet<String> = records(&a)
+        .into_iter()
+        .filter(|r| r["reason_code"] == "signed")
+        .filter_map(|r| r["txid"].as_str().map(str::to_owned))
+        .collect();
+    for txid in &released {
+        assert!(
+            signed.contains(txid),
+            "released {txid} is not in the ledger"
+        );
+    }
 }
 
 #[test]

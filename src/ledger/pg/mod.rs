@@ -209,8 +209,12 @@ impl Pg {
         })?;
         let row = c
             .query_one(
-                "SELECT (SELECT value FROM meta WHERE name = $1), \
+                &c.prepare_cached(
+                    "SELECT (SELECT value FROM meta WHERE name = $1), \
                         (SELECT value FROM meta WHERE name = $2)",
+                )
+                .await
+                .map_err(db("prepare a statement"))?,
                 &[&writer::META_POLICY_IN_FORCE, &writer::META_FREEZE],
             )
             .await
@@ -304,27 +308,41 @@ impl Turn {
     ) -> Result<(), LedgerError> {
         let key = self.key.as_bytes().as_slice();
         let c = self.client()?;
-        c.batch_execute("BEGIN").await.map_err(db("begin a turn"))?;
-        c.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_id(&self.key)])
-            .await
-            .map_err(db("take the key's lock"))?;
-        // The key's version, and what every signer shares besides entries: the policy
-        // recorded in force and the freezes.
+        // One round trip: the lock id is a number we made, not input.
+        c.batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            lock_id(&self.key)
+        ))
+        .await
+        .map_err(db("take the key's lock"))?;
+        // In one statement: the key's version; what every signer shares besides entries (the
+        // policy recorded in force, the freezes, the latest signing time); whether a
+        // reservation of the key outlived its lease; and `txid`'s signed entry, if any.
         let row = c
             .query_one(
-                "SELECT (SELECT kver FROM key_versions WHERE key = $1), \
+                &c.prepare_cached(
+                    "SELECT (SELECT kver FROM key_versions WHERE key = $1), \
                         (SELECT value FROM meta WHERE name = $2), \
                         (SELECT value FROM meta WHERE name = $3), \
-                        (SELECT value FROM meta WHERE name = $4)",
+                        (SELECT value FROM meta WHERE name = $4), \
+                        EXISTS (SELECT 1 FROM entries WHERE key = $1 AND state = 'reserved' \
+                                AND lease_until < clock_timestamp()), \
+                        (SELECT body FROM entries WHERE txid = $5 AND state = 'signed')",
+                )
+                .await
+                .map_err(db("prepare a statement"))?,
                 &[
                     &key,
                     &writer::META_POLICY_IN_FORCE,
                     &writer::META_FREEZE,
                     &writer::META_LATEST_SIGNED,
+                    &txid.as_slice(),
                 ],
             )
             .await
             .map_err(db("read the key's version"))?;
+        let expired: bool = row.get(4);
+        let replay: Option<Vec<u8>> = row.get(5);
         let mut version: i64 = row.get::<_, Option<i64>>(0).unwrap_or(0);
         let recorded = recorded_from(row.get(1), row.get(2))?;
         // The latest any signer signed at: the clock check judges this signer's clock by it.
@@ -343,18 +361,27 @@ impl Turn {
         }
         // Reservations whose instance did not complete them in time: void, so they count no
         // more and can never be committed.
-        let reaped = c
-            .execute(
-                "UPDATE entries SET state = 'void', kver = $2, lease_until = NULL \
+        let reaped = if !expired {
+            0
+        } else {
+            c.execute(
+                &c.prepare_cached(
+                    "UPDATE entries SET state = 'void', kver = $2, lease_until = NULL \
                  WHERE key = $1 AND state = 'reserved' AND lease_until < clock_timestamp()",
+                )
+                .await
+                .map_err(db("prepare a statement"))?,
                 &[&key, &(version + 1)],
             )
             .await
-            .map_err(db("void expired reservations"))?;
+            .map_err(db("void expired reservations"))?
+        };
         if reaped > 0 {
             version += 1;
             c.execute(
-                "UPDATE key_versions SET kver = $2 WHERE key = $1",
+                &c.prepare_cached("UPDATE key_versions SET kver = $2 WHERE key = $1")
+                    .await
+                    .map_err(db("prepare a statement"))?,
                 &[&key, &version],
             )
             .await
@@ -376,8 +403,12 @@ impl Turn {
         if version > seen {
             for row in c
                 .query(
-                    "SELECT state, body FROM entries \
+                    &c.prepare_cached(
+                        "SELECT state, body FROM entries \
                      WHERE key = $1 AND kver > $2 AND expiration_ms >= $3 ORDER BY kver",
+                    )
+                    .await
+                    .map_err(db("prepare a statement"))?,
                     &[&key, &seen, &cutoff],
                 )
                 .await
@@ -391,16 +422,9 @@ impl Turn {
                 });
             }
         }
-        let replay = c
-            .query_opt(
-                "SELECT body FROM entries WHERE txid = $1 AND state = 'signed'",
-                &[&txid.as_slice()],
-            )
-            .await
-            .map_err(db("look the txid up"))?;
         self.replay = match replay {
-            Some(row) => {
-                let entry = Entry::decode(row.get::<_, &[u8]>(0))?;
+            Some(body) => {
+                let entry = Entry::decode(&body)?;
                 if &entry.pending.txid != txid {
                     return Err(LedgerError::corrupt("entry does not match its txid"));
                 }
@@ -428,19 +452,20 @@ impl Turn {
         let pk = payout_key(&entry.key, &entry.payout_id);
         let lease = self.pg.lease.as_secs_f64();
         let c = self.client()?;
-        c.execute(
-            "INSERT INTO key_versions (key, kver) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET kver = EXCLUDED.kver",
-            &[&key, &version],
-        )
-        .await
-        .map_err(db("bump the key's version"))?;
+        let bump = c
+            .prepare_cached(
+                "INSERT INTO key_versions (key, kver) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET kver = EXCLUDED.kver",
+            )
+            .await
+            .map_err(db("prepare a statement"))?;
         // A txid can be reserved again once void, or when this instance's own earlier
         // reservation of it was abandoned (its state no longer holds it).
-        let n = c
-            .execute(
+        let insert = c
+            .prepare_cached(
                 "INSERT INTO entries \
-                   (txid, key, kver, state, expiration_ms, payout_key, body, instance, lease_until) \
+                   (txid, key, kver, state, expiration_ms, payout_key, body, instance, \
+                    lease_until) \
                  VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, \
                          clock_timestamp() + make_interval(secs => $8)) \
                  ON CONFLICT (txid) DO UPDATE SET \
@@ -449,19 +474,34 @@ impl Turn {
                    instance = EXCLUDED.instance, lease_until = EXCLUDED.lease_until \
                  WHERE entries.state = 'void' \
                     OR (entries.state = 'reserved' AND entries.instance = EXCLUDED.instance)",
-                &[
-                    &entry.txid.as_slice(),
-                    &key,
-                    &version,
-                    &entry.expiration_ms,
-                    &pk.as_slice(),
-                    &body,
-                    &self.pg.instance,
-                    &lease,
-                ],
             )
             .await
-            .map_err(db("write the reservation"))?;
+            .map_err(db("prepare a statement"))?;
+        // Both in one round trip (the driver pipelines them).
+        let (_, n) = tokio::try_join!(
+            async {
+                c.execute(&bump, &[&key, &version])
+                    .await
+                    .map_err(db("bump the key's version"))
+            },
+            async {
+                c.execute(
+                    &insert,
+                    &[
+                        &entry.txid.as_slice(),
+                        &key,
+                        &version,
+                        &entry.expiration_ms,
+                        &pk.as_slice(),
+                        &body,
+                        &self.pg.instance,
+                        &lease,
+                    ],
+                )
+                .await
+                .map_err(db("write the reservation"))
+            }
+        )?;
         if n != 1 {
             return Err(LedgerError::Duplicate {
                 txid: hex::encode(entry.txid),

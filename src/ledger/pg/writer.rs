@@ -18,7 +18,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use std::collections::HashMap;
+
+use postgres::{Client, NoTls, Statement};
 use tokio::sync::watch;
 
 use super::super::audit::seal_body;
@@ -66,6 +68,9 @@ pub(crate) struct PgWriter {
     abandoned: Abandoned,
     /// A job taken from the queue that did not fit in the last batch.
     held: Option<Job>,
+    /// The group commit's statements, prepared once per connection (each unprepared one
+    /// costs a round trip more).
+    stmts: HashMap<&'static str, Statement>,
 }
 
 impl PgWriter {
@@ -97,6 +102,7 @@ impl PgWriter {
                 fail_next,
                 abandoned,
                 held: None,
+                stmts: HashMap::new(),
             },
             opened,
         ))
@@ -282,6 +288,7 @@ impl PgWriter {
 
     fn client(&mut self) -> Result<&mut Client, LedgerError> {
         if self.client.is_none() {
+            self.stmts.clear();
             let c = self
                 .cfg
                 .connect(NoTls)
@@ -295,7 +302,12 @@ impl PgWriter {
     fn write(&mut self, batch: &[Job]) -> Result<u64, LedgerError> {
         let instance = self.instance.clone();
         let inject = Arc::clone(&self.fail_next);
-        let client = self.client()?;
+        self.client()?;
+        let (Some(client), stmts) = (self.client.as_mut(), &mut self.stmts) else {
+            return Err(LedgerError::WriterStopped);
+        };
+        prepare(client, stmts, &WRITE_SQL)?;
+        let stmts = &*stmts;
         let mut tx = client.transaction().map_err(db("begin write"))?;
 
         // Every key this batch signs for, locked in id order.
@@ -307,11 +319,11 @@ impl PgWriter {
             }
         }
         for id in keys.keys() {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[id])
+            tx.execute(&stmts[LOCK_KEY], &[id])
                 .map_err(db("take a key's lock"))?;
         }
         let head = tx
-            .query_one("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE", &[])
+            .query_one(&stmts[LOCK_HEAD], &[])
             .map_err(db("lock the chain head"))?;
         let mut head = Head {
             seq: u64::try_from(head.get::<_, i64>(0))
@@ -328,11 +340,7 @@ impl PgWriter {
         if !keys.is_empty() {
             let list: Vec<&[u8]> = keys.values().map(|k| k.as_slice()).collect();
             for row in tx
-                .query(
-                    "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
-                     RETURNING key, kver",
-                    &[&list],
-                )
+                .query(&stmts[BUMP_VERSIONS], &[&list])
                 .map_err(db("bump key versions"))?
             {
                 let k: &[u8] = row.get(0);
@@ -391,21 +399,12 @@ impl PgWriter {
             rows.push(row);
             head = Head { seq, hash };
         }
-        tx.execute(
-            "INSERT INTO audit (seq, prev_hash, row, instance) \
-             SELECT s, p, r, $4 FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS u(s, p, r)",
-            &[&seqs, &prevs, &rows, &instance],
-        )
-        .map_err(db("append audit records"))?;
+        tx.execute(&stmts[APPEND_AUDIT], &[&seqs, &prevs, &rows, &instance])
+            .map_err(db("append audit records"))?;
         if !txids.is_empty() {
             let n = tx
                 .execute(
-                    "UPDATE entries e SET state = 'signed', body = u.b, audit_seq = u.s, \
-                       kver = u.v, lease_until = NULL \
-                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], \
-                                 $6::bigint[]) AS u(t, b, s, v, r) \
-                     WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $5 \
-                       AND e.kver = u.r",
+                    &stmts[RECORD_SIGNED],
                     &[&txids, &bodies, &entry_seqs, &kvers, &instance, &published],
                 )
                 .map_err(db("record signatures"))?;
@@ -425,16 +424,12 @@ impl PgWriter {
             }
         }
         let head_seq = i64::try_from(head.seq).map_err(|_| LedgerError::corrupt("head"))?;
-        tx.execute(
-            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id",
-            &[&head_seq, &head.hash.as_slice()],
-        )
-        .map_err(db("update head"))?;
+        tx.execute(&stmts[MOVE_HEAD], &[&head_seq, &head.hash.as_slice()])
+            .map_err(db("update head"))?;
         if let Some(t) = latest {
             // Big-endian bytes of a non-negative time order like the time.
             tx.execute(
-                "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) \
-                 DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
+                &stmts[RAISE_LATEST],
                 &[&META_LATEST_SIGNED, &t.max(0).to_be_bytes().as_slice()],
             )
             .map_err(db("update latest signing time"))?;
@@ -447,6 +442,47 @@ impl PgWriter {
         tx.commit().map_err(db("commit"))?;
         Ok(first)
     }
+}
+
+/// The group commit's statements (see [`PgWriter::stmts`]).
+const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock($1)";
+const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id FOR UPDATE";
+const BUMP_VERSIONS: &str = "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
+                     RETURNING key, kver";
+const APPEND_AUDIT: &str = "INSERT INTO audit (seq, prev_hash, row, instance) \
+             SELECT s, p, r, $4 FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS u(s, p, r)";
+const RECORD_SIGNED: &str = "UPDATE entries e SET state = 'signed', body = u.b, audit_seq = u.s, \
+                       kver = u.v, lease_until = NULL \
+                     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], \
+                                 $6::bigint[]) AS u(t, b, s, v, r) \
+                     WHERE e.txid = u.t AND e.state = 'reserved' AND e.instance = $5 \
+                       AND e.kver = u.r";
+const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id";
+const RAISE_LATEST: &str = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) \
+                 DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)";
+const WRITE_SQL: [&str; 7] = [
+    LOCK_KEY,
+    LOCK_HEAD,
+    BUMP_VERSIONS,
+    APPEND_AUDIT,
+    RECORD_SIGNED,
+    MOVE_HEAD,
+    RAISE_LATEST,
+];
+
+/// Prepares each of `sqls` on the writer's connection, once per connection.
+fn prepare(
+    client: &mut Client,
+    stmts: &mut HashMap<&'static str, Statement>,
+    sqls: &[&'static str],
+) -> Result<(), LedgerError> {
+    for sql in sqls {
+        if !stmts.contains_key(sql) {
+            let st = client.prepare(sql).map_err(db("prepare a statement"))?;
+            stmts.insert(sql, st);
+        }
+    }
+    Ok(())
 }
 
 fn put_meta(
