@@ -4,13 +4,15 @@
 //! keeps it exact across instances is the per-key turn: before a request for key K is
 //! decided, the instance opens a transaction, takes K's advisory lock
 //! (`pg_advisory_xact_lock`), and applies every change any instance made to K's entries since
-//! the version of K it saw last (`key_versions`). Every write to K's entries happens under
-//! that lock and bumps the version, so after the catch-up the state holds exactly what the
-//! database holds for K. The reservation is then written, still under the lock, and the
-//! transaction commits (synchronously) before the lock is released; only then is the key
-//! signed with. All of a request's state is per key (the owner address is inside the signed
-//! bytes, so a txid and its payout id belong to one key), so one lock covers the txid, the
-//! payout id and every window.
+//! the version of K it saw last (`key_versions`). Every change to K's entries bumps that
+//! version under the version row's lock, in the same transaction, so versions follow commit
+//! order: a turn that read version N finds every row at or below N committed. Every change
+//! that moves usage (a reservation, a void) is also made under K's advisory lock, so after
+//! the catch-up the state counts exactly what the database counts for K. The reservation is
+//! then written, still under the lock, and the transaction commits (synchronously) before the
+//! lock is released; only then is the key signed with. All of a request's state is per key
+//! (the owner address is inside the signed bytes, so a txid and its payout id belong to one
+//! key), so one lock covers the txid, the payout id and every window.
 //!
 //! The signature and its audit record are committed by the instance's writer thread
 //! (`writer.rs`), which appends to the one audit chain under the chain head's row lock.
@@ -361,31 +363,34 @@ impl Turn {
         }
         // Reservations whose instance did not complete them in time: void, so they count no
         // more and can never be committed.
-        let reaped = if !expired {
-            0
-        } else {
-            c.execute(
-                &c.prepare_cached(
-                    "UPDATE entries SET state = 'void', kver = $2, lease_until = NULL \
-                 WHERE key = $1 AND state = 'reserved' AND lease_until < clock_timestamp()",
-                )
-                .await
-                .map_err(db("prepare a statement"))?,
-                &[&key, &(version + 1)],
-            )
-            .await
-            .map_err(db("void expired reservations"))?
-        };
-        if reaped > 0 {
-            version += 1;
-            c.execute(
-                &c.prepare_cached("UPDATE key_versions SET kver = $2 WHERE key = $1")
+        if expired {
+            // A new version for the voids (relative: a group commit may have moved it since
+            // it was read; the row lock taken here is held until this turn ends).
+            version = c
+                .query_one(
+                    &c.prepare_cached(
+                        "UPDATE key_versions SET kver = kver + 1 WHERE key = $1 RETURNING kver",
+                    )
                     .await
                     .map_err(db("prepare a statement"))?,
-                &[&key, &version],
-            )
-            .await
-            .map_err(db("bump the key's version"))?;
+                    &[&key],
+                )
+                .await
+                .map_err(db("bump the key's version"))?
+                .get(0);
+            let reaped = c
+                .execute(
+                    &c.prepare_cached(
+                        "UPDATE entries SET state = 'void', kver = $2, lease_until = NULL \
+                         WHERE key = $1 AND state = 'reserved' \
+                           AND lease_until < clock_timestamp()",
+                    )
+                    .await
+                    .map_err(db("prepare a statement"))?,
+                    &[&key, &version],
+                )
+                .await
+                .map_err(db("void expired reservations"))?;
             tracing::warn!(
                 key = %self.key,
                 reservations = reaped,
@@ -446,62 +451,55 @@ impl Turn {
     /// Returns the key version the reservation was written at: its commit must find the
     /// row still at it (not voided, not reserved again since).
     pub(crate) async fn publish(mut self, entry: &PendingEntry) -> Result<i64, LedgerError> {
-        let version = self.version + 1;
         let key = self.key.as_bytes().as_slice();
         let body = encode_parts(entry, &[0u8; 65], 0);
         let pk = payout_key(&entry.key, &entry.payout_id);
         let lease = self.pg.lease.as_secs_f64();
         let c = self.client()?;
-        let bump = c
-            .prepare_cached(
-                "INSERT INTO key_versions (key, kver) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET kver = EXCLUDED.kver",
-            )
-            .await
-            .map_err(db("prepare a statement"))?;
-        // A txid can be reserved again once void, or when this instance's own earlier
-        // reservation of it was abandoned (its state no longer holds it).
+        // The version is bumped relative to the database's (a group commit may have moved it
+        // since this turn read it) and the row written at it, in one statement. A txid can
+        // be reserved again once void, or when this instance's own earlier reservation of it
+        // was abandoned (its state no longer holds it); otherwise no row comes back.
         let insert = c
             .prepare_cached(
-                "INSERT INTO entries \
+                "WITH v AS ( \
+                   INSERT INTO key_versions (key, kver) VALUES ($2, 1) \
+                   ON CONFLICT (key) DO UPDATE SET kver = key_versions.kver + 1 \
+                   RETURNING kver) \
+                 INSERT INTO entries \
                    (txid, key, kver, state, expiration_ms, payout_key, body, instance, \
                     lease_until) \
-                 VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, \
-                         clock_timestamp() + make_interval(secs => $8)) \
+                 SELECT $1, $2, v.kver, 'reserved', $3, $4, $5, $6, \
+                        clock_timestamp() + make_interval(secs => $7) FROM v \
                  ON CONFLICT (txid) DO UPDATE SET \
                    kver = EXCLUDED.kver, state = 'reserved', body = EXCLUDED.body, \
                    payout_key = EXCLUDED.payout_key, expiration_ms = EXCLUDED.expiration_ms, \
                    instance = EXCLUDED.instance, lease_until = EXCLUDED.lease_until \
                  WHERE entries.state = 'void' \
-                    OR (entries.state = 'reserved' AND entries.instance = EXCLUDED.instance)",
+                    OR (entries.state = 'reserved' AND entries.instance = EXCLUDED.instance) \
+                 RETURNING kver",
             )
             .await
             .map_err(db("prepare a statement"))?;
-        // Both in one round trip (the driver pipelines them).
-        let (_, n) = tokio::try_join!(
-            async {
-                c.execute(&bump, &[&key, &version])
-                    .await
-                    .map_err(db("bump the key's version"))
-            },
-            async {
-                c.execute(
-                    &insert,
-                    &[
-                        &entry.txid.as_slice(),
-                        &key,
-                        &version,
-                        &entry.expiration_ms,
-                        &pk.as_slice(),
-                        &body,
-                        &self.pg.instance,
-                        &lease,
-                    ],
-                )
-                .await
-                .map_err(db("write the reservation"))
-            }
-        )?;
+        let rows = c
+            .query(
+                &insert,
+                &[
+                    &entry.txid.as_slice(),
+                    &key,
+                    &entry.expiration_ms,
+                    &pk.as_slice(),
+                    &body,
+                    &self.pg.instance,
+                    &lease,
+                ],
+            )
+            .await
+            .map_err(db("write the reservation"))?;
+        let (n, version) = match rows.first() {
+            Some(r) => (rows.len(), r.get::<_, i64>(0)),
+            None => (0, 0),
+        };
         if n != 1 {
             return Err(LedgerError::Duplicate {
                 txid: hex::encode(entry.txid),
@@ -510,7 +508,9 @@ impl Turn {
         c.batch_execute("COMMIT")
             .await
             .map_err(db("commit the reservation"))?;
-        self.pg.saw(&self.key, version);
+        // Seen: what this turn read (every row at or below it was committed when it was
+        // read). Its own row, above that, is read again next time and changes nothing.
+        self.pg.saw(&self.key, self.version);
         self.client = None;
         Ok(version)
     }

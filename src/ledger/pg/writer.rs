@@ -1,11 +1,13 @@
 //! The writer thread of the PostgreSQL ledger: the same group commit as the embedded one
 //! (`ledger/writer.rs`), into the shared database.
 //!
-//! One batch is one transaction: the advisory locks of every key it signs for (in a fixed
-//! order, so two instances' writers cannot deadlock), then the chain head's row `FOR UPDATE`
-//! (so the instances' batches append one after the other to the one chain), the audit rows,
-//! the entries turned from reserved to signed (each must still be this instance's
-//! reservation), the new head. The commit is synchronous (`synchronous_commit=on` for every
+//! One batch is one transaction: the chain head's row `FOR UPDATE` (so the instances'
+//! batches append one after the other to the one chain), the audit rows, the version rows of
+//! the keys it signs for (locked in key order, so two instances' commits cannot deadlock)
+//! bumped once each, the entries turned from reserved to signed (each must still be this
+//! instance's reservation, at the version it was published at), the new head. No key's turn
+//! lock is taken: turning a reservation into a signature changes no usage, so turns on those
+//! keys go on meanwhile. The commit is synchronous (`synchronous_commit=on` for every
 //! session); only after it is acknowledged are the submitters answered.
 //!
 //! A failed batch fails all of its submissions and drops the connection; health turns
@@ -34,9 +36,9 @@ use super::super::{PolicyMark, Shared};
 use super::{lock_id, migrate, pg_detail, Abandoned};
 use tron_proto::Address;
 
-/// At most this many distinct keys' advisory locks in one batch: PostgreSQL's lock table is
-/// shared by every session (64 per connection by default), and a batch spanning thousands
-/// of deposit keys must not fill it for everyone.
+/// At most this many distinct keys in one batch: their version rows stay locked from the
+/// bump to the commit (turns on those keys wait for them at publish), and a batch spanning
+/// thousands of deposit keys must not hold them all.
 const MAX_BATCH_KEYS: usize = 128;
 
 /// While the database is unreachable, how often the writer tries it on its own.
@@ -194,11 +196,7 @@ impl PgWriter {
             let key_list: Vec<&[u8]> = keys.values().map(|k| k.as_slice()).collect();
             let mut versions: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
             for row in tx
-                .query(
-                    "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
-                     RETURNING key, kver",
-                    &[&key_list],
-                )
+                .query(BUMP_VERSIONS, &[&key_list])
                 .map_err(db("bump key versions"))?
             {
                 versions.insert(row.get(0), row.get(1));
@@ -310,17 +308,14 @@ impl PgWriter {
         let stmts = &*stmts;
         let mut tx = client.transaction().map_err(db("begin write"))?;
 
-        // Every key this batch signs for, locked in id order.
-        let mut keys: BTreeMap<i64, [u8; 21]> = BTreeMap::new();
+        // Every key this batch signs for. No key's turn lock is taken: signing changes no
+        // usage, and the versions are bumped under their rows' locks (in key order) at the
+        // end, so turns on these keys proceed meanwhile.
+        let mut keys: std::collections::BTreeSet<[u8; 21]> = std::collections::BTreeSet::new();
         for job in batch {
             if let Job::Sign(job) = job {
-                let key = &job.undo.entry.key;
-                keys.insert(lock_id(key), *key.as_bytes());
+                keys.insert(*job.undo.entry.key.as_bytes());
             }
-        }
-        for id in keys.keys() {
-            tx.execute(&stmts[LOCK_KEY], &[id])
-                .map_err(db("take a key's lock"))?;
         }
         let head = tx
             .query_one(&stmts[LOCK_HEAD], &[])
@@ -335,26 +330,10 @@ impl PgWriter {
         };
         let first = head.seq + 1;
 
-        // Each key's next version, bumped once for the whole batch.
-        let mut versions: BTreeMap<[u8; 21], i64> = BTreeMap::new();
-        if !keys.is_empty() {
-            let list: Vec<&[u8]> = keys.values().map(|k| k.as_slice()).collect();
-            for row in tx
-                .query(&stmts[BUMP_VERSIONS], &[&list])
-                .map_err(db("bump key versions"))?
-            {
-                let k: &[u8] = row.get(0);
-                let k: [u8; 21] = k
-                    .try_into()
-                    .map_err(|_| LedgerError::corrupt("key_versions key"))?;
-                versions.insert(k, row.get(1));
-            }
-        }
-
         let mut seqs = Vec::with_capacity(batch.len());
         let mut prevs = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
-        let (mut txids, mut bodies, mut entry_seqs, mut kvers, mut published) =
+        let (mut txids, mut bodies, mut entry_seqs, mut sign_keys, mut published) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut latest: Option<i64> = None;
         for job in batch {
@@ -364,18 +343,12 @@ impl PgWriter {
                 Job::Sign(job) => {
                     let p = &job.undo.entry;
                     latest = Some(latest.map_or(p.signed_at_ms, |t| t.max(p.signed_at_ms)));
-                    let version = versions.get(p.key.as_bytes()).copied().ok_or_else(|| {
-                        LedgerError::storage(
-                            "commit a signature",
-                            format!("key {} has no version row: its reservation is gone", p.key),
-                        )
-                    })?;
+                    sign_keys.push(*p.key.as_bytes());
                     // Published by this signer; without it the row cannot be checked.
                     published.push(job.published.unwrap_or(-1));
                     txids.push(p.txid.to_vec());
                     bodies.push(encode_parts(p, &job.signature, seq));
                     entry_seqs.push(seq_i);
-                    kvers.push(version);
                     &job.audit_body
                 }
                 Job::Audit { body, .. } => body,
@@ -402,6 +375,30 @@ impl PgWriter {
         tx.execute(&stmts[APPEND_AUDIT], &[&seqs, &prevs, &rows, &instance])
             .map_err(db("append audit records"))?;
         if !txids.is_empty() {
+            // Each key's next version, bumped once for the whole batch.
+            let list: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let mut versions: BTreeMap<[u8; 21], i64> = BTreeMap::new();
+            for row in tx
+                .query(&stmts[BUMP_VERSIONS], &[&list])
+                .map_err(db("bump key versions"))?
+            {
+                let k: &[u8] = row.get(0);
+                let k: [u8; 21] = k
+                    .try_into()
+                    .map_err(|_| LedgerError::corrupt("key_versions key"))?;
+                versions.insert(k, row.get(1));
+            }
+            let kvers = sign_keys
+                .iter()
+                .map(|k| {
+                    versions.get(k).copied().ok_or_else(|| {
+                        LedgerError::storage(
+                            "commit a signature",
+                            "a key has no version row: its reservation is gone",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<i64>, _>>()?;
             let n = tx
                 .execute(
                     &stmts[RECORD_SIGNED],
@@ -445,10 +442,12 @@ impl PgWriter {
 }
 
 /// The group commit's statements (see [`PgWriter::stmts`]).
-const LOCK_KEY: &str = "SELECT pg_advisory_xact_lock($1)";
 const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id FOR UPDATE";
-const BUMP_VERSIONS: &str = "UPDATE key_versions SET kver = kver + 1 WHERE key = ANY($1) \
-                     RETURNING key, kver";
+/// Locks the keys' version rows in key order (so two signers' commits cannot deadlock on
+/// them), then bumps each.
+const BUMP_VERSIONS: &str = "UPDATE key_versions v SET kver = v.kver + 1 \
+     FROM (SELECT key FROM key_versions WHERE key = ANY($1) ORDER BY key FOR UPDATE) l \
+     WHERE v.key = l.key RETURNING v.key, v.kver";
 const APPEND_AUDIT: &str = "INSERT INTO audit (seq, prev_hash, row, instance) \
              SELECT s, p, r, $4 FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) AS u(s, p, r)";
 const RECORD_SIGNED: &str = "UPDATE entries e SET state = 'signed', body = u.b, audit_seq = u.s, \
@@ -460,8 +459,7 @@ const RECORD_SIGNED: &str = "UPDATE entries e SET state = 'signed', body = u.b, 
 const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id";
 const RAISE_LATEST: &str = "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) \
                  DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)";
-const WRITE_SQL: [&str; 7] = [
-    LOCK_KEY,
+const WRITE_SQL: [&str; 6] = [
     LOCK_HEAD,
     BUMP_VERSIONS,
     APPEND_AUDIT,
