@@ -93,12 +93,13 @@ run_on pg1 "$spid" --clients "$CLIENTS" --connections 8 --seconds "$SECS" --run-
 kill $pids; wait $pids 2>/dev/null || true; pids=
 
 echo "== PostgreSQL ledger, two signers on one database: closed loop, $((CLIENTS / 2)) clients each, ${SECS}s"
+# B pays 2 sun where A pays 1, so the two generators never build the same transaction.
 serve_pg pg2a ledger2; a=$spid
 serve_pg pg2b ledger2; b=$spid
 pids="$a $b"
 run_on pg2a "$a" --clients $((CLIENTS / 2)) --connections 4 --seconds "$SECS" --run-id pg2a >"$dir/pg2a.txt" &
 la=$!
-run_on pg2b "$b" --clients $((CLIENTS / 2)) --connections 4 --seconds "$SECS" --run-id pg2b >"$dir/pg2b.txt" &
+run_on pg2b "$b" --clients $((CLIENTS / 2)) --connections 4 --seconds "$SECS" --run-id pg2b --amount 2 >"$dir/pg2b.txt" &
 lb=$!
 wait $la $lb
 echo "-- signer A"; cat "$dir/pg2a.txt"
