@@ -295,6 +295,8 @@ fn recorded_from(mark: Option<Vec<u8>>, freezes: Option<Vec<u8>>) -> Result<Reco
 struct Changed {
     state: String,
     entry: Entry,
+    /// Whether this very instance wrote the row.
+    own: bool,
 }
 
 impl Turn {
@@ -409,12 +411,12 @@ impl Turn {
             for row in c
                 .query(
                     &c.prepare_cached(
-                        "SELECT state, body FROM entries \
+                        "SELECT state, body, instance = $4 FROM entries \
                      WHERE key = $1 AND kver > $2 AND expiration_ms >= $3 ORDER BY kver",
                     )
                     .await
                     .map_err(db("prepare a statement"))?,
-                    &[&key, &seen, &cutoff],
+                    &[&key, &seen, &cutoff, &self.pg.instance],
                 )
                 .await
                 .map_err(db("read the key's changes"))?
@@ -424,6 +426,7 @@ impl Turn {
                 changed.push(Changed {
                     state,
                     entry: Entry::decode(&body)?,
+                    own: row.get::<_, Option<bool>>(2).unwrap_or(false),
                 });
             }
         }
@@ -554,9 +557,14 @@ fn apply(state: &mut State, c: &Changed) {
     match (c.state.as_str(), known) {
         // Another instance's reservation: it counts at once, and its txid and payout id are
         // in flight here too.
-        ("reserved", None) => {
+        ("reserved", None) if !c.own => {
             let _ = state.reserve(p.clone());
         }
+        // This instance's own, which its state no longer holds: it gave it up (the key failed
+        // to sign, or the commit failed) and the writer has yet to void it. It can never be
+        // committed, so here it counts for nothing; a retry of the same transaction may
+        // reserve it again at once rather than meet it in flight until its lease ends.
+        ("reserved", None) => {}
         ("signed", Some(Found::InFlight)) => {
             state.note_latest_signed(p.signed_at_ms);
             state.mark_committed(&p.txid, c.entry.audit_seq)

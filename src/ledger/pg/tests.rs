@@ -138,6 +138,39 @@ async fn an_abandoned_reservation_stops_counting_everywhere_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_given_up_is_not_in_flight_for_its_own_retry() {
+    let pg = cluster("retry");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let l1 = open(&pg, "retry", &d1, super::LEASE);
+    let l2 = open(&pg, "retry", &d2, super::LEASE);
+    // The key fails to sign and the client retries the same bytes at once, before the
+    // writer has voided the given-up row (it does so within a second): each retry's turn
+    // reads that row back and must not take it for another signer's reservation.
+    for attempt in 0..3 {
+        let r = reserve(&l1, pending(5, 25, "p5", NOW, EXPIRES))
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+        drop(r);
+        let turn = l1.turn(&addr(1), &txid(5), NOW).await.unwrap();
+        assert_eq!(
+            l1.state_in(&turn).find_txid(&txid(5)).unwrap(),
+            None,
+            "attempt {attempt}: its own given-up reservation is not in flight"
+        );
+        assert_eq!(usdt_used(&l1, &turn), U256::ZERO, "attempt {attempt}");
+        turn.finish().await.unwrap();
+    }
+    // The retry that signs counts once, here and on the other signer.
+    sign(&l1, 5, 25, "p5").await.unwrap();
+    assert_eq!(used_now(&l1).await, U256::from(25u64));
+    assert_eq!(used_now(&l2).await, U256::from(25u64));
+    // The writer's late void of the given-up attempts leaves the signed row alone.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(pg.psql("retry", "SELECT state FROM entries"), "signed");
+    assert_eq!(used_now(&l2).await, U256::from(25u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_signers_reservation_ends_with_its_lease_and_cannot_be_committed_after() {
     let pg = cluster("lease");
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
