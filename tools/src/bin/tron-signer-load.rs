@@ -3,6 +3,9 @@
 //! beside the raw single-core k256 sign rate measured in the same run — or, with
 //! `--raw-pkcs11-module`, beside the raw `C_Sign` rate of the server's own token (threads
 //! each with a logged-in session, measured before and after the load and averaged).
+//! With `--approvals-from`, every request carries the bench approvers' approvals, made before
+//! the load starts, and the run reports the server's CPU time per Sign beside the raw
+//! single-core Ed25519 verification rate (scripts/bench-approvals.sh compares the two).
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +47,10 @@ struct PrepareArgs {
     /// client certificate, for comparing the two in one run.
     #[arg(long)]
     tls_port: Option<u16>,
+    /// Also write this many Ed25519 approver keys (`approver-0`, …) and ask all of them for
+    /// every USDT transfer above 1 USDT (`--approvals-from` approves such transfers).
+    #[arg(long, default_value_t = 0)]
+    approvers: usize,
 }
 
 /// The benchmark keystore's passphrase variable (the value is not a secret: bench only).
@@ -117,6 +124,111 @@ struct Args {
     /// The client key (PEM) for --tls-ca.
     #[arg(long)]
     tls_key: Option<std::path::PathBuf>,
+    /// Build this many requests before the load starts and send only those (the run ends
+    /// early if they run out), so building them costs the shared CPU nothing during it.
+    #[arg(long)]
+    prebuild: Option<u64>,
+    /// Attach the approvals of every approver `prepare --approvers` wrote into this
+    /// directory (its policy.toml is the one the server runs); needs --prebuild.
+    #[arg(long, requires = "prebuild")]
+    approvals_from: Option<std::path::PathBuf>,
+}
+
+/// `count` requests made before the load: transfers numbered from 0 as the load would make
+/// them, approved by every approver in `--approvals-from` when it is given.
+fn prebuild(
+    args: &Args,
+    owner: Address,
+    to: &[Address],
+    token: Option<Address>,
+    count: u64,
+) -> Result<Vec<SignRequest>, Box<dyn std::error::Error>> {
+    use tron_signer_tools::approvals;
+    let approving = match &args.approvals_from {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("policy.toml"))?;
+            let policy = tron_signer::policy::parse(&text, "policy.toml")?;
+            Some((policy, approvals::read_approvers(dir)?))
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let build = |n: u64| -> Result<SignRequest, String> {
+        let dest = to[(n as usize) % to.len()];
+        // Nine minutes (the bench policy allows ten): building them all takes a while.
+        let raw = transfer(owner, dest, token, args.amount, n, 540_000);
+        let payout_id = format!("{}-{n}", args.run_id);
+        let approvals = match &approving {
+            Some((policy, keys)) => approvals::approve(policy, keys, &owner, &raw, &payout_id)
+                .map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        Ok(SignRequest {
+            key: owner.to_base58(),
+            raw_data: raw,
+            payout_id,
+            approvals,
+            deposit_index: None,
+        })
+    };
+    // On every core: making an approval costs about as much as verifying one.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let per = count.div_ceil(threads);
+    let parts: Vec<Result<Vec<SignRequest>, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let build = &build;
+                scope.spawn(move || (t * per..((t + 1) * per).min(count)).map(build).collect())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("a prebuild thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(usize::try_from(count)?);
+    for part in parts {
+        out.extend(part?);
+    }
+    let each = out.first().map_or(0, |r| r.approvals.len());
+    println!(
+        "prebuilt          {count} requests with {each} approvals each in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// Single-core Ed25519 verifications per second over a message the size of the SSHSIG
+/// signed data, with the same crate and features the signer verifies approvals with.
+fn raw_verify_rate(seconds: f64) -> f64 {
+    use ed25519_dalek::{Signer, SigningKey, Verifier};
+    let key = SigningKey::from_bytes(&[0x24; 32]);
+    let public = key.verifying_key();
+    let message = [0x5a_u8; 120];
+    let sig = key.sign(&message);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        if public.verify(&message, &sig).is_ok() {
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// User plus system CPU time of process `pid` so far, in clock ticks (USER_HZ, 100 on Linux).
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The client settings of the TLS bench mode: the server's CA and the client certificate.
@@ -370,6 +482,10 @@ windows = [
         writeln!(dests, "{d}")?;
     }
     allowlist.write_to(&mut policy);
+    policy.push_str(&tron_signer_tools::approvals::write_approvers(
+        &a.dir,
+        a.approvers,
+    )?);
     std::fs::write(a.dir.join("policy.toml"), policy)?;
     std::fs::write(a.dir.join("destinations.txt"), dests)?;
     let common = format!(
@@ -412,6 +528,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no destinations: give --to or --to-file".into());
     }
     let token = args.token.as_deref().map(str::parse).transpose()?;
+    let prebuilt = match args.prebuild {
+        Some(count) => Some(Arc::new(prebuild(&args, owner, &to, token, count)?)),
+        None => None,
+    };
+    let raw_verify = args
+        .approvals_from
+        .as_ref()
+        .map(|_| raw_verify_rate(args.raw_seconds));
 
     let raw_before = match &args.raw_pkcs11_module {
         Some(m) => Some(raw_pkcs11_rate(&args, m, args.raw_seconds)?),
@@ -442,34 +566,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     let deadline = Duration::from_secs_f64(args.seconds);
     let cpu_before = cpu_jiffies();
+    let server_before = args.server_pid.and_then(process_ticks);
+    let exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Instant::now();
 
     let one = {
-        let (seq, errors, first_error, to, run_id) = (
+        let (seq, errors, first_error, to, run_id, prebuilt, exhausted) = (
             seq.clone(),
             errors.clone(),
             first_error.clone(),
             to.clone(),
             args.run_id.clone(),
+            prebuilt.clone(),
+            exhausted.clone(),
         );
         let amount = args.amount;
         move |mut client: SignerClient<tonic::transport::Channel>| {
-            let (seq, errors, first_error, to, run_id) = (
+            let (seq, errors, first_error, to, run_id, prebuilt, exhausted) = (
                 seq.clone(),
                 errors.clone(),
                 first_error.clone(),
                 to.clone(),
                 run_id.clone(),
+                prebuilt.clone(),
+                exhausted.clone(),
             );
             async move {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                let dest = to[(n as usize) % to.len()];
-                let req = SignRequest {
-                    key: owner.to_base58(),
-                    raw_data: transfer(owner, dest, token, amount, n, 60_000),
-                    payout_id: format!("{run_id}-{n}"),
-                    approvals: vec![],
-                    deposit_index: None,
+                let req = match &prebuilt {
+                    Some(all) => match all.get(n as usize) {
+                        Some(r) => r.clone(),
+                        None => {
+                            exhausted.store(true, Ordering::Relaxed);
+                            return false;
+                        }
+                    },
+                    None => SignRequest {
+                        key: owner.to_base58(),
+                        raw_data: transfer(
+                            owner,
+                            to[(n as usize) % to.len()],
+                            token,
+                            amount,
+                            n,
+                            60_000,
+                        ),
+                        payout_id: format!("{run_id}-{n}"),
+                        approvals: vec![],
+                        deposit_index: None,
+                    },
                 };
                 if let Err(status) = client.sign(req).await {
                     if errors.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -488,10 +633,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             for c in 0..args.clients.max(1) {
                 let client = clients[c % clients.len()].clone();
-                let (one, latencies) = (one.clone(), latencies.clone());
+                let (one, latencies, exhausted) =
+                    (one.clone(), latencies.clone(), exhausted.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut mine = Vec::new();
-                    while start.elapsed() < deadline {
+                    while start.elapsed() < deadline && !exhausted.load(Ordering::Relaxed) {
                         let t = Instant::now();
                         if one(client.clone()).await {
                             mine.push(t.elapsed().as_micros() as u64);
@@ -538,6 +684,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = cpu_jiffies();
+    let server_after = args.server_pid.and_then(process_ticks);
     // Measured again after the load, so drift on a shared machine shows and averages out.
     let raw_after = match &args.raw_pkcs11_module {
         Some(m) => Some(raw_pkcs11_rate(&args, m, args.raw_seconds)?),
@@ -582,6 +729,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let idle = 100.0 * idle1.saturating_sub(idle0) as f64 / (total1 - total0) as f64;
             println!("machine idle      {idle:.0} % of all CPUs during the load (incl. iowait)");
         }
+    }
+    if let (Some(before), Some(after)) = (server_before, server_after) {
+        // USER_HZ is 100 on Linux: a tick is 10 ms.
+        let micros = after.saturating_sub(before) as f64 * 10_000.0;
+        if ok > 0.0 {
+            println!(
+                "server CPU        {:.1} us per Sign ({:.2} s over the run)",
+                micros / ok,
+                micros / 1e6
+            );
+        }
+    }
+    if let Some(before) = raw_verify {
+        let after = raw_verify_rate(args.raw_seconds);
+        let rate = (before + after) / 2.0;
+        println!(
+            "raw ed25519       {rate:.0} verifications/s on one core, {:.1} us each (before {before:.0}/s, after {after:.0}/s)",
+            1e6 / rate
+        );
+    }
+    if exhausted.load(Ordering::Relaxed) {
+        println!("note              the prebuilt requests ran out before the time was up");
     }
     if let Some(kib) = rss {
         println!("server peak RSS   {:.1} MiB", kib as f64 / 1024.0);
