@@ -22,6 +22,7 @@ USDT=TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf
 
 cargo build --release --quiet -p tron-signer --bin tron-signer -p tron-signer-tools --bin tron-signer-load
 bin=target/release
+. scripts/bench-lib.sh
 # On the project's disk (not a tmpfs), so fsync costs what it costs.
 dir=$(mktemp -d "$PWD/target/bench-approvals.XXXXXX")
 cleanup() {
@@ -32,14 +33,8 @@ trap cleanup EXIT
 
 echo "== preparing $KEYS keys, $DESTS destinations and 2 approvers in $dir"
 key=$("$bin/tron-signer-load" prepare --dir "$dir" --keys "$KEYS" --destinations "$DESTS" --approvers 2)
-TRON_SIGNER_BENCH_PASSPHRASE="bench passphrase (not secret)" \
-    "$bin/tron-signer" serve --config "$dir/signer.toml" 2>"$dir/serve.log" &
-pid=$!
-for _ in $(seq 1 600); do
-    [ -S "$dir/signer.sock" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/serve.log"; exit 1; }
-    sleep 0.1
-done
+start_signer "$dir/signer.toml" "$dir/serve.log" "$dir/signer.sock"
+pid=$started
 
 run() {
     "$bin/tron-signer-load" run --endpoint "unix:$dir/signer.sock" --key "$key" \

@@ -20,6 +20,7 @@ SECS=${SECS:-15}
 # The load generator lives in its own package (tools/, tron-signer-tools).
 cargo build --release --quiet -p tron-signer --bin tron-signer -p tron-signer-tools --bin tron-signer-load
 bin=target/release
+. scripts/bench-lib.sh
 # On the project's disk (not a tmpfs), so fsync costs what it costs.
 dir=$(mktemp -d "$PWD/target/bench-service.XXXXXX")
 pgdir=/tmp/tspg-bench-$$
@@ -32,14 +33,8 @@ trap cleanup EXIT
 
 echo "== preparing $KEYS keys and $DESTS destinations in $dir"
 key=$("$bin/tron-signer-load" prepare --dir "$dir" --keys "$KEYS" --destinations "$DESTS")
-TRON_SIGNER_BENCH_PASSPHRASE="bench passphrase (not secret)" \
-    "$bin/tron-signer" serve --config "$dir/signer.toml" 2>"$dir/serve.log" &
-pid=$!
-for _ in $(seq 1 600); do
-    [ -S "$dir/signer.sock" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/serve.log"; exit 1; }
-    sleep 0.1
-done
+start_signer "$dir/signer.toml" "$dir/serve.log" "$dir/signer.sock"
+pid=$started
 grep -E 'keystore unlocked|policy in force' "$dir/serve.log" | sed 's/\x1b\[[0-9;]*m//g' || true
 
 run() {
@@ -71,15 +66,8 @@ serve_pg() {
         "$dir/signer.toml" >"$dir/signer-$name.toml"
     printf '[ledger]\npostgres = { url = { env = "TRON_SIGNER_BENCH_PG_URL" }, pool_size = 16 }\n' \
         >>"$dir/signer-$name.toml"
-    TRON_SIGNER_BENCH_PASSPHRASE="bench passphrase (not secret)" \
-        "$bin/tron-signer" serve --config "$dir/signer-$name.toml" 2>"$dir/serve-$name.log" &
-    spid=$!
-    for _ in $(seq 1 600); do
-        [ -S "$dir/$name.sock" ] && return 0
-        kill -0 "$spid" 2>/dev/null || { cat "$dir/serve-$name.log"; exit 1; }
-        sleep 0.1
-    done
-    echo "signer $name did not start" >&2; exit 1
+    start_signer "$dir/signer-$name.toml" "$dir/serve-$name.log" "$dir/$name.sock"
+    spid=$started
 }
 run_on() {
     local name=$1 spid=$2; shift 2
