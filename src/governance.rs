@@ -44,6 +44,8 @@ pub enum AdminSetError {
     BadKey { name: String },
     #[error("administrator {name:?}: key type {found}; administrators sign with one of {}", PERSONAL_KEY_TYPES.join(", "))]
     KeyType { name: String, found: String },
+    #[error("administrator {name:?}: the key cannot verify any signature: {why}")]
+    Unusable { name: String, why: String },
     #[error("administrators {first:?} and {second:?} have the same {what}")]
     Duplicate {
         first: String,
@@ -76,6 +78,12 @@ impl AdminSet {
                 });
             }
             let key = key.key_data().clone();
+            if let Err(why) = sshsig::PreparedKey::new(key.clone()) {
+                return Err(AdminSetError::Unusable {
+                    name: name.clone(),
+                    why,
+                });
+            }
             let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
             for other in &admins {
                 let what = if other.name == *name {
@@ -380,5 +388,12 @@ mod tests {
         assert!(matches!(name, Err(AdminSetError::BadName { .. })));
         let bad = AdminSet::new(&[("a".into(), "ssh-ed25519 AAAA".into())], 1);
         assert!(matches!(bad, Err(AdminSetError::BadKey { .. })));
+        let off = crate::test_util::off_curve_ed25519_line();
+        let off = AdminSet::new(&[("a".into(), off)], 1).unwrap_err();
+        assert!(matches!(off, AdminSetError::Unusable { .. }), "{off}");
+        assert!(
+            off.to_string().contains("not a point on the curve"),
+            "{off}"
+        );
     }
 }

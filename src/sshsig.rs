@@ -40,12 +40,51 @@ impl Verified {
 
     /// `SHA256:…`, the fingerprint `ssh-keygen -l` prints.
     pub fn fingerprint(&self) -> String {
-        self.key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
+        fingerprint(&self.key)
     }
 }
 
-/// Verifies `armored` over `message` under `namespace`.
-pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified, SshSigError> {
+/// A public key read once (from a policy) and checked many times: a plain Ed25519 key is
+/// kept as its decoded curve point, so a signature check does not decode it again, and a key
+/// that is no point on the curve is refused when it is read instead of failing every
+/// signature later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedKey {
+    data: KeyData,
+    ed25519: Option<ed25519_dalek::VerifyingKey>,
+}
+
+impl PreparedKey {
+    /// Prepares `data`; the error says why the key can never verify anything.
+    pub fn new(data: KeyData) -> Result<PreparedKey, String> {
+        let point = match &data {
+            KeyData::Ed25519(k) => Some(k.0),
+            KeyData::SkEd25519(k) => Some(k.public_key().0),
+            _ => None,
+        };
+        let decoded = point
+            .map(|p| ed25519_dalek::VerifyingKey::from_bytes(&p))
+            .transpose()
+            .map_err(|_| "its Ed25519 public key is not a point on the curve".to_owned())?;
+        // FIDO2 keys sign other bytes (ssh-key builds them); only plain keys take the fast path.
+        let ed25519 = decoded.filter(|_| matches!(data, KeyData::Ed25519(_)));
+        Ok(PreparedKey { data, ed25519 })
+    }
+
+    /// The key as the policy names it.
+    pub fn data(&self) -> &KeyData {
+        &self.data
+    }
+}
+
+/// An SSH signature read and found to be in the expected namespace, not yet verified: the
+/// key it names says whose it claims to be, so an unknown key is turned away before any
+/// curve arithmetic is spent on it.
+#[derive(Debug, Clone)]
+pub struct Parsed(SshSig);
+
+/// Reads `armored` and checks that it was made for `namespace`.
+pub fn parse(armored: &str, namespace: &str) -> Result<Parsed, SshSigError> {
     let sig =
         SshSig::from_pem(armored.trim()).map_err(|e| SshSigError::NotArmored(e.to_string()))?;
     if sig.namespace() != namespace {
@@ -54,14 +93,63 @@ pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified
             found: sig.namespace().chars().take(64).collect(),
         });
     }
-    let key = sig.public_key().clone();
-    let public = ssh_key::PublicKey::from(key.clone());
-    public
-        .verify(namespace, message, &sig)
-        .map_err(|_| SshSigError::Invalid {
-            key: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
-        })?;
-    Ok(Verified { key })
+    Ok(Parsed(sig))
+}
+
+impl Parsed {
+    /// The key the signature says made it (unproven until [`Parsed::verify`]).
+    pub fn key(&self) -> &KeyData {
+        self.0.public_key()
+    }
+
+    /// The fingerprint of [`Parsed::key`].
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.public_key())
+    }
+
+    /// Verifies the signature over `message` under `key`, which must be the key it names.
+    pub fn verify(&self, key: &PreparedKey, message: &[u8]) -> Result<(), SshSigError> {
+        let invalid = || SshSigError::Invalid {
+            key: self.fingerprint(),
+        };
+        let sig = &self.0;
+        if sig.public_key() != key.data() {
+            return Err(invalid());
+        }
+        match &key.ed25519 {
+            // What ssh-key does for this key type, on the point decoded once: the same
+            // signed data (namespace, reserved, hash of the message) and the same
+            // ed25519-dalek verification.
+            Some(point)
+                if sig.algorithm() == ssh_key::Algorithm::Ed25519 && sig.reserved().is_empty() =>
+            {
+                use ed25519_dalek::Verifier as _;
+                let signature =
+                    ed25519_dalek::Signature::try_from(sig.signature()).map_err(|_| invalid())?;
+                let data = SshSig::signed_data(sig.namespace(), sig.hash_alg(), message)
+                    .map_err(|_| invalid())?;
+                point.verify(&data, &signature).map_err(|_| invalid())
+            }
+            _ => ssh_key::PublicKey::from(key.data().clone())
+                .verify(sig.namespace(), message, sig)
+                .map_err(|_| invalid()),
+        }
+    }
+}
+
+/// `SHA256:…` of `key`.
+fn fingerprint(key: &KeyData) -> String {
+    key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
+}
+
+/// Verifies `armored` over `message` under `namespace`, with the key it names.
+pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified, SshSigError> {
+    let parsed = parse(armored, namespace)?;
+    let key = PreparedKey::new(parsed.key().clone()).map_err(|_| SshSigError::Invalid {
+        key: parsed.fingerprint(),
+    })?;
+    parsed.verify(&key, message)?;
+    Ok(Verified { key: key.data })
 }
 
 /// Signs `bytes` with `ssh-keygen -Y sign -n NAMESPACE -f KEY` (the bytes on its standard
@@ -139,6 +227,69 @@ LLo9lQYBAAAACQ==
             verify(SIG, "example", b"testinG"),
             Err(SshSigError::Invalid { .. })
         ));
+    }
+
+    /// The prepared Ed25519 path decides exactly as ssh-key's own verification does: good
+    /// signatures under SHA-512 and SHA-256, altered content, another key's signature, a
+    /// signature whose named key is swapped, and altered signature bytes.
+    #[test]
+    fn the_prepared_path_agrees_with_ssh_key() {
+        let other =
+            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[10; 32]));
+        let prepared = PreparedKey::new(key().public_key().key_data().clone()).unwrap();
+        assert!(
+            prepared.ed25519.is_some(),
+            "a plain Ed25519 key is decoded once"
+        );
+        let ns = "tron-signer-approval";
+        let signed = |k: &ssh_key::PrivateKey, h, m: &[u8]| k.sign(ns, h, m).unwrap();
+        let mut altered = signed(&key(), ssh_key::HashAlg::Sha512, b"m");
+        let mut bytes = altered.signature_bytes().to_vec();
+        bytes[3] ^= 1;
+        altered = SshSig::new(
+            altered.public_key().clone(),
+            ns,
+            altered.hash_alg(),
+            ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap(),
+        )
+        .unwrap();
+        let swapped = SshSig::new(
+            other.public_key().key_data().clone(),
+            ns,
+            ssh_key::HashAlg::Sha512,
+            signed(&key(), ssh_key::HashAlg::Sha512, b"m")
+                .signature()
+                .clone(),
+        )
+        .unwrap();
+        let cases = [
+            (signed(&key(), ssh_key::HashAlg::Sha512, b"m"), true),
+            (signed(&key(), ssh_key::HashAlg::Sha256, b"m"), true),
+            (signed(&key(), ssh_key::HashAlg::Sha512, b"n"), false),
+            (signed(&other, ssh_key::HashAlg::Sha512, b"m"), false),
+            (swapped, false),
+            (altered, false),
+        ];
+        for (i, (sig, valid)) in cases.into_iter().enumerate() {
+            let theirs = key().public_key().verify(ns, b"m", &sig).is_ok();
+            let ours = Parsed(sig).verify(&prepared, b"m");
+            assert_eq!(theirs, valid, "case {i}: ssh-key");
+            assert_eq!(ours.is_ok(), valid, "case {i}: prepared path");
+            if let Err(e) = ours {
+                assert!(matches!(e, SshSigError::Invalid { .. }), "case {i}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_off_the_curve_is_refused_when_prepared() {
+        let line = crate::test_util::off_curve_ed25519_line();
+        let data = ssh_key::PublicKey::from_openssh(&line)
+            .unwrap()
+            .key_data()
+            .clone();
+        let err = PreparedKey::new(data).unwrap_err();
+        assert!(err.contains("not a point on the curve"), "{err}");
     }
 
     #[test]

@@ -243,29 +243,32 @@ fn one<'p>(
             ),
         ));
     };
-    let mut verified = None;
-    for (verdict, text) in candidates {
-        match sshsig::verify(o.signature, NAMESPACE, text.as_bytes()) {
-            Ok(v) => {
-                verified = Some((v, *verdict));
+    let sig = sshsig::parse(o.signature, NAMESPACE).map_err(|e| invalid(e.to_string()))?;
+    // Whose it claims to be first: a key no approver has is refused without spending a
+    // verification on it (and would count for nothing if it verified).
+    let fingerprint = sig.fingerprint();
+    let Some(approver) = subject.policy.policy.approver(&fingerprint) else {
+        return Err(ApprovalError::new(
+            ReasonCode::ApproverUnknown,
+            format!("approval {n} is signed by key {fingerprint}, which no [[approver]] has"),
+        ));
+    };
+    let mut verdict = None;
+    for (v, text) in candidates {
+        match sig.verify(&approver.key, text.as_bytes()) {
+            Ok(()) => {
+                verdict = Some(*v);
                 break;
             }
             Err(SshSigError::Invalid { .. }) => continue,
             Err(e) => return Err(invalid(e.to_string())),
         }
     }
-    let Some((v, verdict)) = verified else {
+    let Some(verdict) = verdict else {
         return Err(invalid(
             "the signature does not verify over this request's statement: it was made for \
              another transaction, amount, destination, payout id or policy, or altered"
                 .into(),
-        ));
-    };
-    let fingerprint = v.fingerprint();
-    let Some(approver) = subject.policy.policy.approver(&fingerprint) else {
-        return Err(ApprovalError::new(
-            ReasonCode::ApproverUnknown,
-            format!("approval {n} is signed by key {fingerprint}, which no [[approver]] has"),
         ));
     };
     if approver.caller.as_deref() == Some(subject.initiator) {
@@ -575,9 +578,13 @@ mod tests {
         // The same authenticator over another statement, and another authenticator.
         let forged = fido.sign(&statement.replace("payout id: p", "payout id: q"));
         let unknown = other.sign(&statement);
+        // A stranger's key is turned away before its signature is checked: whether it
+        // verifies or not, it is `approver_unknown` and costs no verification.
+        let unknown_forged = other.sign(&statement.replace("payout id: p", "payout id: q"));
         for (sig, want) in [
             (forged, ReasonCode::ApprovalInvalid),
             (unknown, ReasonCode::ApproverUnknown),
+            (unknown_forged, ReasonCode::ApproverUnknown),
         ] {
             let offered = [Offered {
                 signature: &sig,

@@ -17,8 +17,9 @@ pub struct Approver {
     pub name: String,
     /// The groups they count for.
     pub groups: Vec<String>,
-    /// Their public key (`ssh-ed25519`, `ecdsa-sha2-nistp256`, or the FIDO2 `sk-` forms).
-    pub key: ssh_key::public::KeyData,
+    /// Their public key (`ssh-ed25519`, `ecdsa-sha2-nistp256`, or the FIDO2 `sk-` forms),
+    /// prepared for checking their signatures.
+    pub key: crate::sshsig::PreparedKey,
     /// `SHA256:…`, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
     /// The `[[caller]]` that is the same party: an approval of its own request is void.

@@ -221,7 +221,7 @@ fn write_approvals(o: &mut String, p: &Policy) -> std::fmt::Result {
             a.name,
             a.groups.join(", "),
             a.fingerprint,
-            a.key.algorithm()
+            a.key.data().algorithm()
         );
         if let Some(c) = &a.caller {
             let _ = write!(line, "; never approves requests of caller {c:?}");

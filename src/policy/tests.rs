@@ -1609,6 +1609,14 @@ fn caller_problems_each_have_their_code_and_line() {
             "batch_key",
         ),
         (
+            caller(&format!(
+                "batch_key = \"{}\"\nrpcs = [\"GetPolicy\"]",
+                crate::test_util::off_curve_ed25519_line()
+            )),
+            ProblemCode::BadIdentity,
+            "batch_key",
+        ),
+        (
             caller("unix_uid = 5\nrpcs = [\"Signn\"]"),
             ProblemCode::UnknownRpc,
             "Signn",
@@ -1737,7 +1745,7 @@ const RISK_EC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIb
 /// A FIDO2 `sk-ssh-ed25519@openssh.com` public key line (no authenticator here to make one).
 fn sk_key() -> String {
     let sk = ssh_key::public::SkEd25519::new(
-        ssh_key::public::Ed25519PublicKey([7; 32]),
+        ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]).public,
         "ssh:".to_owned(),
     );
     ssh_key::PublicKey::from(ssh_key::public::KeyData::SkEd25519(sk))
@@ -1799,7 +1807,7 @@ require = {{ treasury = 2, risk = 1 }}
     assert_eq!(p.approvers.len(), 4);
     assert_eq!(p.approvers[1].caller.as_deref(), Some("payments"));
     assert_eq!(
-        p.approvers[3].key.algorithm().to_string(),
+        p.approvers[3].key.data().algorithm().to_string(),
         "sk-ssh-ed25519@openssh.com"
     );
     let usdt = Asset::Token(addr(NILE_USDT));
@@ -1895,6 +1903,14 @@ fn approval_problems_each_have_their_code() {
         ),
         (
             approver("name = \"x\"\ngroups = [\"g\"]\nkey = \"hello\""),
+            ProblemCode::BadIdentity,
+            "key = ",
+        ),
+        (
+            approver(&format!(
+                "name = \"x\"\ngroups = [\"g\"]\nkey = \"{}\"",
+                crate::test_util::off_curve_ed25519_line()
+            )),
             ProblemCode::BadIdentity,
             "key = ",
         ),

@@ -50,7 +50,9 @@ pub(super) fn read(p: &mut Problems<'_>, table: Option<Obj<'_, '_>>) -> Option<A
         Ok(set) => Some(set),
         Err(e) => {
             let code = match e {
-                AdminSetError::BadKey { .. } | AdminSetError::KeyType { .. } => C::BadIdentity,
+                AdminSetError::BadKey { .. }
+                | AdminSetError::KeyType { .. }
+                | AdminSetError::Unusable { .. } => C::BadIdentity,
                 _ => C::BadAdminSet,
             };
             p.at(span, code, format!("[policy_admins]: {e}"));

@@ -130,7 +130,7 @@ impl Approvers {
         if p.len() != before {
             return;
         }
-        let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+        let fingerprint = key.data().fingerprint(ssh_key::HashAlg::Sha256).to_string();
         self.keys.insert(fingerprint.clone(), name.clone());
         self.list.push(Approver {
             name,
@@ -146,7 +146,7 @@ impl Approvers {
         p: &mut Problems<'_>,
         k: &At<&str>,
         what: &str,
-    ) -> Option<ssh_key::public::KeyData> {
+    ) -> Option<crate::sshsig::PreparedKey> {
         let parsed = match ssh_key::PublicKey::from_openssh(k.value.trim()) {
             Ok(key) => key,
             Err(_) => {
@@ -180,7 +180,17 @@ impl Approvers {
             );
             return None;
         }
-        Some(data)
+        match crate::sshsig::PreparedKey::new(data) {
+            Ok(key) => Some(key),
+            Err(why) => {
+                p.at(
+                    k.span.clone(),
+                    C::BadIdentity,
+                    format!("the key of {what} cannot verify any signature: {why}"),
+                );
+                None
+            }
+        }
     }
 
     /// How many approvers count for `group`.

@@ -441,26 +441,20 @@ fn uid(p: &mut Problems<'_>, v: Node<'_, '_>, what: &str) -> Option<u32> {
 
 /// An OpenSSH `ssh-ed25519` public key line (`ssh-ed25519 AAAA… comment`).
 fn batch_key(p: &mut Problems<'_>, s: &At<&str>) -> Option<Recognition> {
-    let parsed = ssh_key::PublicKey::from_openssh(s.value.trim());
-    let key = parsed
-        .as_ref()
-        .ok()
-        .and_then(|k| k.key_data().ed25519().map(|e| e.0));
-    match key {
-        Some(k) => Some(Recognition::BatchKey(k)),
-        None => {
-            let why = match parsed {
-                Ok(k) => format!("it is an {} key", k.algorithm()),
-                Err(_) => "it is not an OpenSSH public key line".into(),
-            };
-            p.at(
-                s.span.clone(),
-                C::BadIdentity,
-                format!(
-                    "batch_key must be an ssh-ed25519 public key line (ssh-ed25519 AAAA…): {why}"
-                ),
-            );
-            None
-        }
-    }
+    let why = match ssh_key::PublicKey::from_openssh(s.value.trim()) {
+        Err(_) => "it is not an OpenSSH public key line".to_owned(),
+        Ok(k) => match k.key_data().ed25519() {
+            None => format!("it is an {} key", k.algorithm()),
+            Some(e) => match crate::sshsig::PreparedKey::new(k.key_data().clone()) {
+                Ok(_) => return Some(Recognition::BatchKey(e.0)),
+                Err(why) => why,
+            },
+        },
+    };
+    p.at(
+        s.span.clone(),
+        C::BadIdentity,
+        format!("batch_key must be an ssh-ed25519 public key line (ssh-ed25519 AAAA…): {why}"),
+    );
+    None
 }
