@@ -15,7 +15,7 @@ use crate::decode::Decoded;
 use crate::policy::approval::Quorum;
 use crate::policy::LoadedPolicy;
 use crate::reason::ReasonCode;
-use crate::sshsig::{self, SshSigError};
+use crate::sshsig;
 
 use super::statement::{statement, utc, with_verdict, Verdict, NAMESPACE};
 
@@ -253,17 +253,10 @@ fn one<'p>(
             format!("approval {n} is signed by key {fingerprint}, which no [[approver]] has"),
         ));
     };
-    let mut verdict = None;
-    for (v, text) in candidates {
-        match sig.verify(&approver.key, text.as_bytes()) {
-            Ok(()) => {
-                verdict = Some(*v);
-                break;
-            }
-            Err(SshSigError::Invalid { .. }) => continue,
-            Err(e) => return Err(invalid(e.to_string())),
-        }
-    }
+    let verdict = candidates
+        .iter()
+        .find(|(_, text)| sig.verify(&approver.key, text.as_bytes()).is_ok())
+        .map(|(v, _)| *v);
     let Some(verdict) = verdict else {
         return Err(invalid(
             "the signature does not verify over this request's statement: it was made for \
