@@ -22,6 +22,8 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/tron-signer-tests.conf
     missing+=(postgresql)
 fi
+# qemu-x86_64: the signature tests again on emulated CPUs without AVX-512 IFMA or AVX2 (below).
+if [ "$(uname -m)" = x86_64 ]; then need qemu-x86_64 || missing+=(qemu-user); fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >&2
@@ -60,6 +62,17 @@ TRON_SIGNER_TEST_LEDGER=postgres cargo test -p tron-signer --locked --no-fail-fa
 # lint clean and pass its own tests.
 cargo clippy -p tron-signer --no-default-features --lib --locked -- -D warnings
 cargo test -p tron-signer --no-default-features --lib --locked --no-fail-fast
+# curve25519-dalek picks its Ed25519 backend when the program starts (.cargo/config.toml builds
+# the AVX-512 IFMA one in): the SSH-signature and approval tests once more under qemu-x86_64 on
+# a CPU with AVX2 but no IFMA, and on one with neither, each also checking it saw that CPU.
+if [ "$(uname -m)" = x86_64 ]; then
+    for cpu in Haswell:avx2 Nehalem:portable; do
+        TRON_SIGNER_EXPECT_CPU=${cpu#*:} \
+            CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="qemu-x86_64 -cpu ${cpu%%:*}" \
+            cargo test -p tron-signer --lib --locked --no-fail-fast -- --include-ignored \
+            sshsig:: approval:: 2> >(grep -v "TCG doesn't support requested feature" >&2)
+    done
+fi
 # Fuzz smoke run: every cargo-fuzz target for a few seconds from its seeds (needs nightly;
 # skipped with a message without it). Long runs and figures: docs/FUZZING.md.
 scripts/fuzz-smoke.sh

@@ -119,13 +119,14 @@ impl Parsed {
         match &key.ed25519 {
             // What ssh-key does for this key type, on the point decoded once: the same
             // signed data (namespace, reserved, hash of the message) and the same
-            // ed25519-dalek verification.
+            // verification equation (ed25519-dalek's cofactorless `verify`, which also
+            // refuses a non-canonical `s`).
             Some(point)
                 if sig.algorithm() == ssh_key::Algorithm::Ed25519 && sig.reserved().is_empty() =>
             {
                 use ed25519_dalek::Verifier as _;
-                let signature =
-                    ed25519_dalek::Signature::try_from(sig.signature()).map_err(|_| invalid())?;
+                let signature = ed25519_dalek::Signature::from_slice(sig.signature().as_bytes())
+                    .map_err(|_| invalid())?;
                 let data = SshSig::signed_data(sig.namespace(), sig.hash_alg(), message)
                     .map_err(|_| invalid())?;
                 point.verify(&data, &signature).map_err(|_| invalid())
@@ -253,6 +254,18 @@ LLo9lQYBAAAACQ==
             ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap(),
         )
         .unwrap();
+        // The same signature with L (the group order) added to its `s`: the equation still
+        // holds, but a non-canonical `s` is refused by both (no malleable approvals).
+        let mut unreduced = signed(&key(), ssh_key::HashAlg::Sha512, b"m");
+        let mut bytes = unreduced.signature_bytes().to_vec();
+        add_group_order(&mut bytes[32..]);
+        unreduced = SshSig::new(
+            unreduced.public_key().clone(),
+            ns,
+            unreduced.hash_alg(),
+            ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap(),
+        )
+        .unwrap();
         let swapped = SshSig::new(
             other.public_key().key_data().clone(),
             ns,
@@ -269,6 +282,7 @@ LLo9lQYBAAAACQ==
             (signed(&other, ssh_key::HashAlg::Sha512, b"m"), false),
             (swapped, false),
             (altered, false),
+            (unreduced, false),
         ];
         for (i, (sig, valid)) in cases.into_iter().enumerate() {
             let theirs = key().public_key().verify(ns, b"m", &sig).is_ok();
@@ -279,6 +293,52 @@ LLo9lQYBAAAACQ==
                 assert!(matches!(e, SshSigError::Invalid { .. }), "case {i}: {e}");
             }
         }
+    }
+
+    /// Adds the Ed25519 group order L to the little-endian scalar `s` (a signature's `s` is
+    /// below L < 2^253, so the sum fits its 32 bytes).
+    fn add_group_order(s: &mut [u8]) {
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (b, l) in s.iter_mut().zip(L) {
+            let sum = u16::from(*b) + u16::from(l) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0);
+    }
+
+    /// curve25519-dalek picks its backend when the program runs (.cargo/config.toml):
+    /// scripts/test.sh runs this module's and the approval check's tests again under
+    /// qemu-x86_64 with an emulated CPU without AVX-512 IFMA, and one without AVX2 either.
+    /// This test makes sure such a run saw the CPU it was meant for
+    /// (`TRON_SIGNER_EXPECT_CPU`: `ifma`, `avx2` or `portable`) and verifies there.
+    #[test]
+    #[ignore = "run by scripts/test.sh under qemu-x86_64, with TRON_SIGNER_EXPECT_CPU set"]
+    #[cfg(target_arch = "x86_64")]
+    fn verifies_on_the_cpu_it_was_meant_for() {
+        let expected = std::env::var("TRON_SIGNER_EXPECT_CPU")
+            .expect("TRON_SIGNER_EXPECT_CPU names the CPU this run is for");
+        let seen = if is_x86_feature_detected!("avx512ifma") && is_x86_feature_detected!("avx512vl")
+        {
+            "ifma"
+        } else if is_x86_feature_detected!("avx2") {
+            "avx2"
+        } else {
+            "portable"
+        };
+        assert_eq!(seen, expected, "the CPU this ran on");
+        let prepared = PreparedKey::new(key().public_key().key_data().clone()).unwrap();
+        let ns = "tron-signer-approval";
+        let good = Parsed(key().sign(ns, ssh_key::HashAlg::Sha512, b"m").unwrap());
+        assert!(good.verify(&prepared, b"m").is_ok());
+        assert!(matches!(
+            good.verify(&prepared, b"n"),
+            Err(SshSigError::Invalid { .. })
+        ));
     }
 
     #[test]
