@@ -54,30 +54,14 @@ trap cleanup EXIT
 echo "== preparing $KEYS keys, $DESTS destinations and 2 approvers in $dir"
 key=$("$bin/tron-signer-load" prepare --dir "$dir" --keys "$KEYS" --destinations "$DESTS" --approvers 2)
 if [ "$BACKEND" = pkcs11 ]; then
-    module=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-    [ -e "$module" ] || { echo "missing $module: apt-get install softhsm2" >&2; exit 1; }
-    mkdir "$dir/tokens"
-    printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-        "$dir" >"$dir/softhsm2.conf"
-    export SOFTHSM2_CONF="$dir/softhsm2.conf" BENCH_PKCS11_PIN=5678
-    softhsm2-util --init-token --free --label bench --so-pin 1234 --pin "$BENCH_PKCS11_PIN" >/dev/null
-    hsm_key=$("$bin/tron-signer" keys pkcs11 generate --module "$module" --token-label bench \
-        --label bench-key --pin-env BENCH_PKCS11_PIN)
+    make_bench_token "$dir" "$bin/tron-signer"
     # The policy's one [[key]] becomes the token's key; everything else stays as prepared.
     sed -i "s/^address = \"$key\"\$/address = \"$hsm_key\"/" "$dir/policy.toml"
     grep -q "^address = \"$hsm_key\"\$" "$dir/policy.toml" || {
         echo "the bench policy does not name $key as prepare wrote it" >&2; exit 1; }
     key=$hsm_key
-    cat >"$dir/signer.toml" <<CONFIG
-listen = "unix:signer.sock"
-data_dir = "data"
-policy = "policy.toml"
-[pkcs11]
-module = "$module"
-token_label = "bench"
-keys = [{ label = "bench-key" }]
-pin = { env = "BENCH_PKCS11_PIN" }
-CONFIG
+    { printf 'listen = "unix:signer.sock"\ndata_dir = "data"\npolicy = "policy.toml"\n'
+      bench_token_config; } >"$dir/signer.toml"
     echo "== signing with $key in a SoftHSM2 token ($(softhsm2-util --version 2>/dev/null || echo '?'))"
 fi
 start_signer "$dir/signer.toml" "$dir/serve.log" "$dir/signer.sock"

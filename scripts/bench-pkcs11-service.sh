@@ -10,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
 clients="${2:-192}"
-module="${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 target="${CARGO_TARGET_DIR:-target}"
-[ -e "$module" ] || { echo "missing $module: apt-get install softhsm2" >&2; exit 1; }
+. scripts/bench-lib.sh
+module=$pkcs11_module
 
 # The signer and the load generator (its own package: tools/, tron-signer-tools).
 cargo build --release -q -p tron-signer --bin tron-signer -p tron-signer-tools --bin tron-signer-load
@@ -24,14 +24,8 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-mkdir "$work/tokens"
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$work" > "$work/softhsm2.conf"
-export SOFTHSM2_CONF="$work/softhsm2.conf"
-export BENCH_PKCS11_PIN=5678
-softhsm2-util --init-token --free --label bench --so-pin 1234 --pin "$BENCH_PKCS11_PIN" >/dev/null
-key="$("$bin" keys pkcs11 generate --module "$module" --token-label bench \
-    --label bench-key --pin-env BENCH_PKCS11_PIN)"
+make_bench_token "$work" "$bin"
+key=$hsm_key
 dest=TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf
 
 cat > "$work/policy.toml" <<POLICY
@@ -45,6 +39,13 @@ max_fee_limit = "50"
 max_expiration = "10m"
 clock_skew = "60s"
 memo_allowed = false
+
+# The load generator, this user on the Unix socket (callers have been required since issue 12).
+[[caller]]
+name = "load generator"
+unix_uid = $(id -u)
+rpcs = ["Sign"]
+all_keys = true
 
 [[key]]
 address = "$key"
@@ -62,12 +63,7 @@ cat > "$work/signer.toml" <<CONFIG
 listen = "unix:$work/signer.sock"
 data_dir = "$work/data"
 policy = "$work/policy.toml"
-
-[pkcs11]
-module = "$module"
-token_label = "bench"
-keys = [{ label = "bench-key" }]
-pin = { env = "BENCH_PKCS11_PIN" }
+$(bench_token_config)
 ${SESSIONS:+sessions = $SESSIONS}
 CONFIG
 

@@ -244,28 +244,18 @@ LLo9lQYBAAAACQ==
         );
         let ns = "tron-signer-approval";
         let signed = |k: &ssh_key::PrivateKey, h, m: &[u8]| k.sign(ns, h, m).unwrap();
-        let mut altered = signed(&key(), ssh_key::HashAlg::Sha512, b"m");
-        let mut bytes = altered.signature_bytes().to_vec();
-        bytes[3] ^= 1;
-        altered = SshSig::new(
-            altered.public_key().clone(),
-            ns,
-            altered.hash_alg(),
-            ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap(),
-        )
-        .unwrap();
+        // A good signature of "m" with its 64 signature bytes changed by `edit`.
+        let edited = |edit: &dyn Fn(&mut [u8])| {
+            let good = signed(&key(), ssh_key::HashAlg::Sha512, b"m");
+            let mut bytes = good.signature_bytes().to_vec();
+            edit(&mut bytes);
+            let sig = ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap();
+            SshSig::new(good.public_key().clone(), ns, good.hash_alg(), sig).unwrap()
+        };
+        let altered = edited(&|b| b[3] ^= 1);
         // The same signature with L (the group order) added to its `s`: the equation still
         // holds, but a non-canonical `s` is refused by both (no malleable approvals).
-        let mut unreduced = signed(&key(), ssh_key::HashAlg::Sha512, b"m");
-        let mut bytes = unreduced.signature_bytes().to_vec();
-        add_group_order(&mut bytes[32..]);
-        unreduced = SshSig::new(
-            unreduced.public_key().clone(),
-            ns,
-            unreduced.hash_alg(),
-            ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, bytes).unwrap(),
-        )
-        .unwrap();
+        let unreduced = edited(&|b| add_group_order(&mut b[32..]));
         let swapped = SshSig::new(
             other.public_key().key_data().clone(),
             ns,
