@@ -85,8 +85,11 @@ pub struct Parsed(SshSig);
 
 /// Reads `armored` and checks that it was made for `namespace`.
 pub fn parse(armored: &str, namespace: &str) -> Result<Parsed, SshSigError> {
-    let sig =
-        SshSig::from_pem(armored.trim()).map_err(|e| SshSigError::NotArmored(e.to_string()))?;
+    let armored = armored.trim();
+    let sig = match canonical(armored) {
+        Some(sig) => sig,
+        None => SshSig::from_pem(armored).map_err(|e| SshSigError::NotArmored(e.to_string()))?,
+    };
     if sig.namespace() != namespace {
         return Err(SshSigError::Namespace {
             expected: namespace.to_owned(),
@@ -94,6 +97,44 @@ pub fn parse(armored: &str, namespace: &str) -> Result<Parsed, SshSigError> {
         });
     }
     Ok(Parsed(sig))
+}
+
+/// The longest Base64 body [`canonical`] reads; a longer signature (none of the key types
+/// we take makes one) goes through ssh-key's reader.
+const CANONICAL_MAX_BASE64: usize = 2048;
+
+/// `armored` (trimmed) read quickly when it is exactly what `ssh-keygen -Y sign` writes: the
+/// armor lines, LF line ends, and Base64 wrapped at 70 columns. `None` for any other text,
+/// which ssh-key's PEM reader (constant-time Base64, for secret-bearing PEM) then reads, so
+/// what is accepted and every error are ssh-key's: the canonical form is one ssh-key accepts
+/// too, and the same SSHSIG decoder reads the bytes. The signature is public, so its Base64
+/// needs no constant-time decoding.
+fn canonical(armored: &str) -> Option<SshSig> {
+    use base64::Engine as _;
+    use ssh_encoding::{Decode as _, Reader as _};
+    let body = armored
+        .strip_prefix("-----BEGIN SSH SIGNATURE-----\n")?
+        .strip_suffix("\n-----END SSH SIGNATURE-----")?;
+    let mut base64 = [0u8; CANONICAL_MAX_BASE64];
+    let mut len = 0;
+    let mut lines = body.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let full = line.len() == 70;
+        if !(full || (lines.peek().is_none() && !line.is_empty() && line.len() < 70)) {
+            return None;
+        }
+        base64
+            .get_mut(len..len + line.len())?
+            .copy_from_slice(line.as_bytes());
+        len += line.len();
+    }
+    let mut bytes = [0u8; CANONICAL_MAX_BASE64 / 4 * 3];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(&base64[..len], &mut bytes)
+        .ok()?;
+    let mut reader = &bytes[..n];
+    let sig = SshSig::decode(&mut reader).ok()?;
+    reader.is_finished().then_some(sig)
 }
 
 impl Parsed {
@@ -108,7 +149,7 @@ impl Parsed {
     }
 
     /// Verifies the signature over `message` under `key`, which must be the key it names.
-    pub fn verify(&self, key: &PreparedKey, message: &[u8]) -> Result<(), SshSigError> {
+    pub fn verify(&self, key: &PreparedKey, message: &Message<'_>) -> Result<(), SshSigError> {
         let invalid = || SshSigError::Invalid {
             key: self.fingerprint(),
         };
@@ -117,25 +158,74 @@ impl Parsed {
             return Err(invalid());
         }
         match &key.ed25519 {
-            // What ssh-key does for this key type, on the point decoded once: the same
-            // signed data (namespace, reserved, hash of the message) and the same
-            // verification equation (ed25519-dalek's cofactorless `verify`, which also
-            // refuses a non-canonical `s`).
+            // What ssh-key does for this key type, on the point decoded once and the digest
+            // of the message computed once: the same signed data (namespace, reserved, hash
+            // of the message) and the same verification equation (ed25519-dalek's
+            // cofactorless `verify`, which also refuses a non-canonical `s`).
             Some(point)
                 if sig.algorithm() == ssh_key::Algorithm::Ed25519 && sig.reserved().is_empty() =>
             {
                 use ed25519_dalek::Verifier as _;
                 let signature = ed25519_dalek::Signature::from_slice(sig.signature().as_bytes())
                     .map_err(|_| invalid())?;
-                let data = SshSig::signed_data(sig.namespace(), sig.hash_alg(), message)
-                    .map_err(|_| invalid())?;
+                let digest = message.digest(sig.hash_alg()).ok_or_else(invalid)?;
+                let data = signed_data(sig.namespace(), sig.hash_alg(), digest);
                 point.verify(&data, &signature).map_err(|_| invalid())
             }
             _ => ssh_key::PublicKey::from(key.data().clone())
-                .verify(sig.namespace(), message, sig)
+                .verify(sig.namespace(), message.bytes, sig)
                 .map_err(|_| invalid()),
         }
     }
+}
+
+/// The content signatures are checked over, with each digest SSHSIG may sign computed at
+/// most once: the approvals of one statement share it.
+#[derive(Debug)]
+pub struct Message<'a> {
+    bytes: &'a [u8],
+    sha256: std::cell::OnceCell<[u8; 32]>,
+    sha512: std::cell::OnceCell<[u8; 64]>,
+}
+
+impl<'a> Message<'a> {
+    pub fn new(bytes: &'a [u8]) -> Message<'a> {
+        Message {
+            bytes,
+            sha256: std::cell::OnceCell::new(),
+            sha512: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The content's digest under `alg`; `None` for an algorithm SSHSIG does not define.
+    fn digest(&self, alg: ssh_key::HashAlg) -> Option<&[u8]> {
+        use sha2::Digest as _;
+        match alg {
+            ssh_key::HashAlg::Sha256 => Some(
+                self.sha256
+                    .get_or_init(|| sha2::Sha256::digest(self.bytes).into()),
+            ),
+            ssh_key::HashAlg::Sha512 => Some(
+                self.sha512
+                    .get_or_init(|| sha2::Sha512::digest(self.bytes).into()),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// What an SSHSIG signature signs (PROTOCOL.sshsig): the magic preamble, then as SSH strings
+/// (a big-endian u32 length and the bytes) the namespace, the reserved field (empty on this
+/// path), the hash algorithm's name and the message's digest under it.
+fn signed_data(namespace: &str, alg: ssh_key::HashAlg, digest: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(6 + 16 + namespace.len() + 6 + digest.len());
+    data.extend_from_slice(b"SSHSIG");
+    for field in [namespace.as_bytes(), b"", alg.as_str().as_bytes(), digest] {
+        // SSHSIG fields are far below 4 GiB: a namespace is ours, a digest 64 bytes.
+        data.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        data.extend_from_slice(field);
+    }
+    data
 }
 
 /// `SHA256:…` of `key`.
@@ -149,7 +239,7 @@ pub fn verify(armored: &str, namespace: &str, message: &[u8]) -> Result<Verified
     let key = PreparedKey::new(parsed.key().clone()).map_err(|_| SshSigError::Invalid {
         key: parsed.fingerprint(),
     })?;
-    parsed.verify(&key, message)?;
+    parsed.verify(&key, &Message::new(message))?;
     Ok(Verified { key: key.data })
 }
 
@@ -274,13 +364,105 @@ LLo9lQYBAAAACQ==
             (altered, false),
             (unreduced, false),
         ];
+        // One message for every case: its digests are computed once and shared, as the
+        // approvals of one statement share them.
+        let message = Message::new(b"m");
         for (i, (sig, valid)) in cases.into_iter().enumerate() {
             let theirs = key().public_key().verify(ns, b"m", &sig).is_ok();
-            let ours = Parsed(sig).verify(&prepared, b"m");
+            let ours = Parsed(sig).verify(&prepared, &message);
             assert_eq!(theirs, valid, "case {i}: ssh-key");
             assert_eq!(ours.is_ok(), valid, "case {i}: prepared path");
             if let Err(e) = ours {
                 assert!(matches!(e, SshSigError::Invalid { .. }), "case {i}: {e}");
+            }
+        }
+    }
+
+    /// What ssh-keygen writes is read by the fast path, to the same signature ssh-key's PEM
+    /// reader makes of it; any other form (CRLF line ends, another wrapping, a stray
+    /// character, trailing bytes) is left to ssh-key's reader, which decides as before.
+    #[test]
+    fn the_canonical_armor_reads_as_ssh_key_reads_it() {
+        let ns = "tron-signer-approval";
+        for alg in [ssh_key::HashAlg::Sha512, ssh_key::HashAlg::Sha256] {
+            let sig = key().sign(ns, alg, b"m").unwrap();
+            let lf = sig.to_pem(ssh_key::LineEnding::LF).unwrap();
+            assert_eq!(canonical(lf.trim()), Some(sig.clone()));
+            assert_eq!(SshSig::from_pem(lf.trim()).unwrap(), sig);
+            let crlf = sig.to_pem(ssh_key::LineEnding::CRLF).unwrap();
+            assert_eq!(canonical(crlf.trim()), None);
+            assert_eq!(parse(&crlf, ns).unwrap().0, sig, "ssh-key reads CRLF");
+        }
+        // ssh-keygen's own output, the FIDO2 vector below: the fast path reads it.
+        let published = "-----BEGIN SSH SIGNATURE-----
+U1NIU0lHAAAAAQAAAEoAAAAac2stc3NoLWVkMjU1MTlAb3BlbnNzaC5jb20AAAAg1KgSUW
+V4f6c3zcWguqp6kmM37LsazmWufupeMGpBnK4AAAAEc3NoOgAAAAdleGFtcGxlAAAAAAAA
+AAZzaGE1MTIAAABnAAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAQC9WcLb5NG
+XRdCOHinQIS/MxdnAx7SQMYnyOt5q4+huTWh/Zk/UvWhP+wXl/ikNPlDpgliRq6o3VyKqS
+LLo9lQYBAAAACQ==
+-----END SSH SIGNATURE-----";
+        assert_eq!(
+            canonical(published),
+            Some(SshSig::from_pem(published).unwrap())
+        );
+        let good = sign(ns, b"m");
+        let good = good.trim();
+        let body_start = good.find('\n').unwrap() + 1;
+        let rewrapped = {
+            let (head, rest) = good.split_at(body_start);
+            format!("{head}{}", rest.replacen('\n', "", 1))
+        };
+        let mut stray = good.to_owned();
+        stray.replace_range(body_start + 5..body_start + 6, "*");
+        let mut spaced = good.to_owned();
+        spaced.replace_range(body_start + 5..body_start + 6, " ");
+        // The SSHSIG blob with four more bytes after it, armored as ssh-keygen armors.
+        let trailing = {
+            use base64::Engine as _;
+            let mut raw = Vec::new();
+            ssh_encoding::Encode::encode(
+                &key().sign(ns, ssh_key::HashAlg::Sha512, b"m").unwrap(),
+                &mut raw,
+            )
+            .unwrap();
+            raw.extend_from_slice(&[0; 4]);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(70)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----",
+                lines.join("\n")
+            )
+        };
+        for (name, text) in [
+            ("rewrapped", rewrapped.as_str()),
+            ("stray character", stray.as_str()),
+            ("space", spaced.as_str()),
+            ("trailing bytes", trailing.as_str()),
+            (
+                "empty body",
+                "-----BEGIN SSH SIGNATURE-----\n\n-----END SSH SIGNATURE-----",
+            ),
+        ] {
+            assert_eq!(canonical(text), None, "{name}");
+            let theirs = SshSig::from_pem(text).ok();
+            assert_eq!(parse(text, ns).ok().map(|p| p.0), theirs, "{name}");
+        }
+    }
+
+    /// The signed data built from a digest computed once is byte for byte what ssh-key builds
+    /// from the message, under both hash algorithms SSHSIG defines.
+    #[test]
+    fn signed_data_matches_ssh_key() {
+        for body in [&b""[..], b"m", &[0xa5; 1000]] {
+            let message = Message::new(body);
+            for alg in [ssh_key::HashAlg::Sha256, ssh_key::HashAlg::Sha512] {
+                let theirs = SshSig::signed_data("tron-signer-approval", alg, body).unwrap();
+                let ours = signed_data("tron-signer-approval", alg, message.digest(alg).unwrap());
+                assert_eq!(ours, theirs, "{alg:?} over {} bytes", body.len());
             }
         }
     }
@@ -324,9 +506,9 @@ LLo9lQYBAAAACQ==
         let prepared = PreparedKey::new(key().public_key().key_data().clone()).unwrap();
         let ns = "tron-signer-approval";
         let good = Parsed(key().sign(ns, ssh_key::HashAlg::Sha512, b"m").unwrap());
-        assert!(good.verify(&prepared, b"m").is_ok());
+        assert!(good.verify(&prepared, &Message::new(b"m")).is_ok());
         assert!(matches!(
-            good.verify(&prepared, b"n"),
+            good.verify(&prepared, &Message::new(b"n")),
             Err(SshSigError::Invalid { .. })
         ));
     }

@@ -7,6 +7,7 @@
 //! transaction and the policy in force; text the client sends along is only compared, never
 //! trusted.
 
+use std::cell::OnceCell;
 use std::fmt::Write as _;
 
 use tron_proto::Address;
@@ -134,12 +135,11 @@ pub fn check(
             ),
         ));
     }
-    // Not built by `statement` again: the reject text differs in its second line only.
-    let reject_text = with_verdict(&approve_text, Verdict::Reject);
+    let texts = Texts::new(&approve_text);
     let mut counted: Vec<(Counted, &[String])> = Vec::with_capacity(offered.len());
     for (i, o) in offered.iter().enumerate() {
         let n = i + 1;
-        let (approver, verdict) = one(subject, &quorum, o, n, &approve_text, &reject_text)?;
+        let (approver, verdict) = one(subject, &quorum, o, n, &texts)?;
         if let Some((prev, _)) = counted.iter().find(|(c, _)| c.approver == approver.name) {
             return Err(ApprovalError::new(
                 ReasonCode::ApprovalDuplicate,
@@ -183,9 +183,38 @@ pub fn check(
     let missing = unfilled(&quorum.groups, &groups);
     if !missing.is_empty() {
         let names: Vec<&str> = counted.iter().map(|(c, _)| c.approver.as_str()).collect();
+        drop(texts);
         return Err(required(&quorum, &names, &missing, approve_text));
     }
-    Ok(Some(record(&counted)))
+    drop(texts);
+    Ok(Some(Approvals {
+        statement: approve_text,
+        approvals: counted.into_iter().map(|(c, _)| c).collect(),
+    }))
+}
+
+/// The two texts an approval may be signed over. The approve statement's digest is computed
+/// once for all the approvals; the reject text (which differs in its second line only) is
+/// built only when an approval is not an approval of this request.
+struct Texts<'a> {
+    approve: &'a str,
+    approve_message: sshsig::Message<'a>,
+    reject: OnceCell<String>,
+}
+
+impl<'a> Texts<'a> {
+    fn new(approve: &'a str) -> Texts<'a> {
+        Texts {
+            approve,
+            approve_message: sshsig::Message::new(approve.as_bytes()),
+            reject: OnceCell::new(),
+        }
+    }
+
+    fn reject(&self) -> &str {
+        self.reject
+            .get_or_init(|| with_verdict(self.approve, Verdict::Reject))
+    }
 }
 
 /// The statement of `subject` with `verdict`.
@@ -205,8 +234,7 @@ fn one<'p>(
     quorum: &Quorum,
     o: &Offered<'_>,
     n: usize,
-    approve_text: &str,
-    reject_text: &str,
+    texts: &Texts<'_>,
 ) -> Result<(&'p crate::policy::approval::Approver, Verdict), ApprovalError> {
     let invalid = |why: String| {
         ApprovalError::new(ReasonCode::ApprovalInvalid, format!("approval {n}: {why}"))
@@ -225,38 +253,47 @@ fn one<'p>(
     }
     // The verdict is what the signature verifies over; a statement sent along only narrows
     // which text to try, and names the line that differs when it is not this request's.
-    let candidates: &[(Verdict, &str)] = if o.statement.is_empty() {
-        &[
-            (Verdict::Approve, approve_text),
-            (Verdict::Reject, reject_text),
-        ]
-    } else if o.statement == approve_text {
-        &[(Verdict::Approve, approve_text)]
-    } else if o.statement == reject_text {
-        &[(Verdict::Reject, reject_text)]
+    let (try_approve, try_reject) = if o.statement.is_empty() {
+        (true, true)
+    } else if o.statement == texts.approve {
+        (true, false)
+    } else if o.statement == texts.reject() {
+        (false, true)
     } else {
         return Err(ApprovalError::new(
             ReasonCode::ApprovalMismatch,
             format!(
                 "approval {n} is for another request: {}",
-                first_difference(o.statement, approve_text)
+                first_difference(o.statement, texts.approve)
             ),
         ));
     };
     let sig = sshsig::parse(o.signature, NAMESPACE).map_err(|e| invalid(e.to_string()))?;
     // Whose it claims to be first: a key no approver has is refused without spending a
     // verification on it (and would count for nothing if it verified).
-    let fingerprint = sig.fingerprint();
-    let Some(approver) = subject.policy.policy.approver(&fingerprint) else {
+    let Some(approver) = subject.policy.policy.approver_by_key(sig.key()) else {
         return Err(ApprovalError::new(
             ReasonCode::ApproverUnknown,
-            format!("approval {n} is signed by key {fingerprint}, which no [[approver]] has"),
+            format!(
+                "approval {n} is signed by key {}, which no [[approver]] has",
+                sig.fingerprint()
+            ),
         ));
     };
-    let verdict = candidates
-        .iter()
-        .find(|(_, text)| sig.verify(&approver.key, text.as_bytes()).is_ok())
-        .map(|(v, _)| *v);
+    let verdict = if try_approve && sig.verify(&approver.key, &texts.approve_message).is_ok() {
+        Some(Verdict::Approve)
+    } else if try_reject
+        && sig
+            .verify(
+                &approver.key,
+                &sshsig::Message::new(texts.reject().as_bytes()),
+            )
+            .is_ok()
+    {
+        Some(Verdict::Reject)
+    } else {
+        None
+    };
     let Some(verdict) = verdict else {
         return Err(invalid(
             "the signature does not verify over this request's statement: it was made for \

@@ -58,7 +58,7 @@ pub fn statement(
         .map_or("", |d| d.label.as_str());
     let asset_line = match asset {
         Asset::Trx => "TRX".to_owned(),
-        Asset::Token(c) => format!("{symbol} (TRC-20 contract {c})"),
+        Asset::Token(c) => format!("{symbol} (TRC-20 contract {})", p.address_text(&c)),
     };
     let unit = if asset == Asset::Trx {
         "sun"
@@ -71,8 +71,8 @@ pub fn statement(
     let _ = writeln!(s, "{VERSION_LINE}");
     let _ = writeln!(s, "decision: {}", verdict.as_str());
     let _ = writeln!(s, "network: {}", p.network);
-    let _ = writeln!(s, "signing key: {key} {key_label:?}");
-    let _ = writeln!(s, "destination: {to} {to_label:?}");
+    let _ = writeln!(s, "signing key: {} {key_label:?}", p.address_text(key));
+    let _ = writeln!(s, "destination: {} {to_label:?}", p.address_text(to));
     let _ = writeln!(s, "asset: {asset_line}");
     let _ = writeln!(
         s,
@@ -131,6 +131,26 @@ mod statement_tests {
                 amount: U256::from(15_000_500_000u64),
             }),
         };
+        // The key's and the token's text come from the policy, encoded when it loaded;
+        // the destination (no key or token) is encoded for the statement.
+        let texts = |a: &str| policy.policy.address_text(&a.parse().unwrap()).into_owned();
+        assert!(matches!(
+            policy.policy.address_text(&key),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            policy
+                .policy
+                .address_text(&"TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd".parse().unwrap()),
+            std::borrow::Cow::Owned(_)
+        ));
+        for a in [
+            "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1",
+            "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf",
+            "TFMvmdXpeTUadpGe54SPqb2uA8TA7F6acd",
+        ] {
+            assert_eq!(texts(a), a);
+        }
         let got = statement(&policy, &key, &decoded, "payout-7", Verdict::Reject);
         let approve = statement(&policy, &key, &decoded, "payout-7", Verdict::Approve);
         assert_eq!(with_verdict(&approve, Verdict::Reject), got);

@@ -22,6 +22,9 @@ pub struct Policy {
     /// Signing keys in file order.
     pub keys: Vec<KeyPolicy>,
     pub(crate) key_index: HashMap<Address, usize>,
+    /// The keys' and token contracts' addresses in Base58Check, encoded once when the policy
+    /// loads (an approval statement names both on every check).
+    pub(crate) address_text: HashMap<Address, String>,
     /// HD deposit accounts whose derived keys may sweep to their collection address, in
     /// file order.
     pub deposit_accounts: Vec<DepositAccount>,
@@ -174,6 +177,15 @@ impl Policy {
         self.keys.iter().map(|k| &k.address)
     }
 
+    /// `address` in Base58Check: a key's or token contract's as encoded when the policy
+    /// loaded, any other encoded now.
+    pub fn address_text(&self, address: &Address) -> std::borrow::Cow<'_, str> {
+        match self.address_text.get(address) {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => std::borrow::Cow::Owned(address.to_base58()),
+        }
+    }
+
     /// The rules for `key`, if the policy has a section for it.
     pub fn key(&self, key: &Address) -> Option<&KeyPolicy> {
         self.key_index.get(key).and_then(|&i| self.keys.get(i))
@@ -209,6 +221,12 @@ impl Policy {
     /// The approver whose key made a signature, by its `SHA256:` fingerprint.
     pub fn approver(&self, fingerprint: &str) -> Option<&Approver> {
         self.approvers.iter().find(|a| a.fingerprint == fingerprint)
+    }
+
+    /// The approver whose key is `key` (what a signature names): the same approver
+    /// [`Policy::approver`] finds by the key's fingerprint, without hashing the key.
+    pub fn approver_by_key(&self, key: &ssh_key::public::KeyData) -> Option<&Approver> {
+        self.approvers.iter().find(|a| a.key.data() == key)
     }
 
     /// The deposit account named `name`.

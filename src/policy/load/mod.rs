@@ -237,6 +237,16 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
     for (i, k) in keys.iter().enumerate() {
         key_index.insert(k.address, i);
     }
+    let contracts = catalog.assets.iter().filter_map(|a| match a.asset {
+        crate::decode::Asset::Token(c) => Some(c),
+        crate::decode::Asset::Trx => None,
+    });
+    let address_text = keys
+        .iter()
+        .map(|k| k.address)
+        .chain(contracts)
+        .map(|a| (a, a.to_base58()))
+        .collect();
     Some(Parsed {
         version: u32::try_from(version?.value).ok()?,
         name: name?.value.to_owned(),
@@ -247,6 +257,7 @@ fn walk(p: &mut Problems<'_>, text: &str, plan: &Plan) -> Option<Parsed> {
             assets: catalog.assets,
             keys,
             key_index,
+            address_text,
             deposit_accounts: deposits.list,
             callers,
             approvers: approvers.list,
