@@ -4,7 +4,8 @@
 //! After the measurements it prints each stage as a multiple of one raw verification and the
 //! whole check as a multiple of two (see BENCHMARKS.md, issue 13).
 
-use std::path::PathBuf;
+mod common;
+use common::read_mean_ns;
 
 use criterion::{black_box, Criterion};
 use ed25519_dalek::Verifier as _;
@@ -166,18 +167,4 @@ fn fingerprint(key: &ssh_key::PrivateKey) -> String {
     key.public_key()
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string()
-}
-
-fn read_mean_ns(id: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }

@@ -3,7 +3,8 @@
 //! After the measurements it prints the ratios the project tracks (see BENCHMARKS.md):
 //! decode as a share of one signature, and our sign over the raw primitive.
 
-use std::path::PathBuf;
+mod common;
+use common::read_mean_ns;
 
 use criterion::{black_box, Criterion};
 use k256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
@@ -94,18 +95,4 @@ fn main() {
         );
         println!("our sign_txid     {sign:>10.1} ns = {:.3}x raw", sign / raw);
     }
-}
-
-fn read_mean_ns(id: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }

@@ -4,7 +4,9 @@
 //! The load builds keys on all cores (`available_parallelism`); the raw baseline is one
 //! thread, so a ratio below 1 means the parallel load beats a single-core loop.
 
-use std::path::PathBuf;
+mod common;
+use common::read_mean_ns;
+
 use std::time::Duration;
 
 use criterion::{black_box, Criterion};
@@ -96,18 +98,4 @@ fn main() {
             per_key / raw_per_key
         );
     }
-}
-
-fn read_mean_ns(id: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }

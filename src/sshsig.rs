@@ -299,23 +299,27 @@ mod tests {
 
     /// OpenSSH's `sk-ssh-ed25519@openssh.com` signature of "testing" under namespace
     /// "example", as published with RustCrypto's ssh-key test vectors (made by a hardware
-    /// authenticator): FIDO2 signatures verify through the same path.
-    #[test]
-    fn a_published_sk_ed25519_vector_verifies() {
-        const SIG: &str = "-----BEGIN SSH SIGNATURE-----
+    /// authenticator and armored by ssh-keygen).
+    const PUBLISHED_SK_SIG: &str = "-----BEGIN SSH SIGNATURE-----
 U1NIU0lHAAAAAQAAAEoAAAAac2stc3NoLWVkMjU1MTlAb3BlbnNzaC5jb20AAAAg1KgSUW
 V4f6c3zcWguqp6kmM37LsazmWufupeMGpBnK4AAAAEc3NoOgAAAAdleGFtcGxlAAAAAAAA
 AAZzaGE1MTIAAABnAAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAQC9WcLb5NG
 XRdCOHinQIS/MxdnAx7SQMYnyOt5q4+huTWh/Zk/UvWhP+wXl/ikNPlDpgliRq6o3VyKqS
 LLo9lQYBAAAACQ==
 -----END SSH SIGNATURE-----";
+
+    /// OpenSSH's `sk-ssh-ed25519@openssh.com` signature of "testing" under namespace
+    /// "example", as published with RustCrypto's ssh-key test vectors (made by a hardware
+    /// authenticator): FIDO2 signatures verify through the same path.
+    #[test]
+    fn a_published_sk_ed25519_vector_verifies() {
         const KEY: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAINSoElFleH+nN83FoLqqepJjN+y7Gs5lrn7qXjBqQZyuAAAABHNzaDo=";
-        let v = verify(SIG, "example", b"testing").unwrap();
+        let v = verify(PUBLISHED_SK_SIG, "example", b"testing").unwrap();
         let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
         assert_eq!(v.key, *key.key_data());
         assert_eq!(v.ed25519(), None, "an sk- key is not a plain Ed25519 key");
         assert!(matches!(
-            verify(SIG, "example", b"testinG"),
+            verify(PUBLISHED_SK_SIG, "example", b"testinG"),
             Err(SshSigError::Invalid { .. })
         ));
     }
@@ -393,17 +397,10 @@ LLo9lQYBAAAACQ==
             assert_eq!(canonical(crlf.trim()), None);
             assert_eq!(parse(&crlf, ns).unwrap().0, sig, "ssh-key reads CRLF");
         }
-        // ssh-keygen's own output, the FIDO2 vector below: the fast path reads it.
-        let published = "-----BEGIN SSH SIGNATURE-----
-U1NIU0lHAAAAAQAAAEoAAAAac2stc3NoLWVkMjU1MTlAb3BlbnNzaC5jb20AAAAg1KgSUW
-V4f6c3zcWguqp6kmM37LsazmWufupeMGpBnK4AAAAEc3NoOgAAAAdleGFtcGxlAAAAAAAA
-AAZzaGE1MTIAAABnAAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAQC9WcLb5NG
-XRdCOHinQIS/MxdnAx7SQMYnyOt5q4+huTWh/Zk/UvWhP+wXl/ikNPlDpgliRq6o3VyKqS
-LLo9lQYBAAAACQ==
------END SSH SIGNATURE-----";
+        // ssh-keygen's own output (the published FIDO2 vector): the fast path reads it.
         assert_eq!(
-            canonical(published),
-            Some(SshSig::from_pem(published).unwrap())
+            canonical(PUBLISHED_SK_SIG),
+            Some(SshSig::from_pem(PUBLISHED_SK_SIG).unwrap())
         );
         let good = sign(ns, b"m");
         let good = good.trim();
