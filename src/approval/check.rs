@@ -135,30 +135,34 @@ pub fn check(
             ),
         ));
     }
-    let texts = Texts::new(&approve_text);
-    let mut counted: Vec<(Counted, &[String])> = Vec::with_capacity(offered.len());
-    for (i, o) in offered.iter().enumerate() {
-        let n = i + 1;
-        let (approver, verdict) = one(subject, &quorum, o, n, &texts)?;
-        if let Some((prev, _)) = counted.iter().find(|(c, _)| c.approver == approver.name) {
-            return Err(ApprovalError::new(
-                ReasonCode::ApprovalDuplicate,
-                format!(
-                    "approval {n} is a second one by {:?} (key {}); each approver counts once",
-                    approver.name, prev.fingerprint
-                ),
+    // The texts borrow the approve statement only while the approvals are read.
+    let counted = {
+        let texts = Texts::new(&approve_text);
+        let mut counted: Vec<(Counted, &[String])> = Vec::with_capacity(offered.len());
+        for (i, o) in offered.iter().enumerate() {
+            let n = i + 1;
+            let (approver, verdict) = one(subject, &quorum, o, n, &texts)?;
+            if let Some((prev, _)) = counted.iter().find(|(c, _)| c.approver == approver.name) {
+                return Err(ApprovalError::new(
+                    ReasonCode::ApprovalDuplicate,
+                    format!(
+                        "approval {n} is a second one by {:?} (key {}); each approver counts once",
+                        approver.name, prev.fingerprint
+                    ),
+                ));
+            }
+            counted.push((
+                Counted {
+                    approver: approver.name.clone(),
+                    fingerprint: approver.fingerprint.clone(),
+                    decision: verdict.as_str(),
+                    signature: o.signature.trim().to_owned(),
+                },
+                &approver.groups,
             ));
         }
-        counted.push((
-            Counted {
-                approver: approver.name.clone(),
-                fingerprint: approver.fingerprint.clone(),
-                decision: verdict.as_str(),
-                signature: o.signature.trim().to_owned(),
-            },
-            &approver.groups,
-        ));
-    }
+        counted
+    };
     let record = |counted: &[(Counted, &[String])]| Approvals {
         statement: approve_text.clone(),
         approvals: counted.iter().map(|(c, _)| c.clone()).collect(),
@@ -183,10 +187,8 @@ pub fn check(
     let missing = unfilled(&quorum.groups, &groups);
     if !missing.is_empty() {
         let names: Vec<&str> = counted.iter().map(|(c, _)| c.approver.as_str()).collect();
-        drop(texts);
         return Err(required(&quorum, &names, &missing, approve_text));
     }
-    drop(texts);
     Ok(Some(Approvals {
         statement: approve_text,
         approvals: counted.into_iter().map(|(c, _)| c).collect(),
